@@ -1,0 +1,46 @@
+/*
+ * GPU side of the harness: run a case on the device and benchmark a workload. Implemented in
+ * bench/gpu.cu when padec is built with CUDA, and by bench/gpu_stub.c otherwise (every function
+ * then reports that no GPU is available).
+ */
+#ifndef PADEC_HARNESS_GPU_H
+#define PADEC_HARNESS_GPU_H
+
+#include "harness.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 when padec was built with CUDA and a device of compute capability 9.0 or newer is present. */
+int padec_gpu_available(void);
+
+/* The recommended worker count for params on device 0 (0 if no GPU). */
+int32_t padec_gpu_default_workers(const padec_params *params);
+
+/* Uploads the case, builds a plan on the host with options, runs padec_cuda_run, downloads o
+ * (c->o_bytes) and lse ([num_tokens * num_q_heads], may be NULL). The device outputs are
+ * poisoned first. Returns 0, or -1 with a message in err. */
+int padec_gpu_run_case(const padec_case *c, const padec_plan_options *options, void *o,
+                       float *lse, char *err, size_t err_size);
+
+typedef struct padec_gpu_bench_result {
+  double median_us;       /* decode + merge, cold L2, CUDA events */
+  double min_us;
+  double plan_us;         /* host plan build, median */
+  double copy_gbps;       /* device-to-device copy, bytes read + written per second / 1e9 */
+  double effective_gbps;  /* padec_workload_bytes / median */
+  int iterations;
+  char device[128];
+} padec_gpu_bench_result;
+
+/* Benchmarks one workload: median over `iterations` (at least 50) with a cold L2 (a 256 MiB
+ * memset between iterations, outside the timed region), KV pools rotated when they would fit in
+ * L2. Returns 0, or -1 with a message in err. */
+int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
+                    int iterations, padec_gpu_bench_result *result, char *err, size_t err_size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PADEC_HARNESS_GPU_H */

@@ -1,0 +1,267 @@
+/*
+ * padec: paged-attention decode over a paged KV cache.
+ *
+ * One public C header. The flow is one way:
+ *   padec_params + kv_lens -> padec_plan_layout_init (sizes) -> padec_plan_build (schedule, into
+ *   caller memory) -> an executor (padec_cpu_run here, padec_cuda_run in padec_cuda.h).
+ *
+ * Contract for every function: it never aborts, never allocates, and reports failure through a
+ * padec_status. On error nothing is written to any output argument. The detail of an error (which
+ * argument, which values) goes to the log callback and to padec_last_message().
+ */
+#ifndef PADEC_H
+#define PADEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PADEC_VERSION_MAJOR 0
+#define PADEC_VERSION_MINOR 1
+#define PADEC_VERSION_PATCH 0
+#define PADEC_VERSION_NUMBER \
+  (PADEC_VERSION_MAJOR * 10000 + PADEC_VERSION_MINOR * 100 + PADEC_VERSION_PATCH)
+
+/* Returns PADEC_VERSION_NUMBER of the library actually linked. */
+unsigned padec_version_number(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes. Values are pinned and grouped: 0 ok; 1xx caller input; 2xx resources and
+ * contract; 3xx device; 9xx internal.
+ * ------------------------------------------------------------------------------------------- */
+#define PADEC_STATUS_TABLE(X)                                                                    \
+  X(PADEC_STATUS_OK, 0, "success")                                                               \
+  X(PADEC_STATUS_NULL_POINTER, 100, "a required pointer argument is null")                       \
+  X(PADEC_STATUS_MISALIGNED_POINTER, 101, "a pointer is not aligned as its element type needs")  \
+  X(PADEC_STATUS_BAD_HEAD_COUNT, 102,                                                            \
+    "head counts are inconsistent: num_q_heads must be a positive multiple of num_kv_heads")    \
+  X(PADEC_STATUS_UNSUPPORTED_HEAD_DIM, 103, "head_dim must be 64, 128 or 256")                  \
+  X(PADEC_STATUS_UNSUPPORTED_DTYPE, 104, "a dtype is not supported in that role")               \
+  X(PADEC_STATUS_BAD_PAGE_SIZE, 105, "page_size must be a power of two from 1 to 1024")         \
+  X(PADEC_STATUS_BAD_Q_LEN, 106, "q_len must be from 1 to 4")                                    \
+  X(PADEC_STATUS_BAD_ARGUMENT, 107, "an argument is outside its documented range")              \
+  X(PADEC_STATUS_KV_LEN_EXCEEDS_PAGES, 108,                                                      \
+    "a kv_len is negative or needs more pages than the block table gives its sequence")        \
+  X(PADEC_STATUS_PAGE_INDEX_OUT_OF_RANGE, 109, "a page id is outside the page pool")             \
+  X(PADEC_STATUS_BAD_SCALES, 110, "fp8 scales are missing, not finite, or given for a non-fp8 cache") \
+  X(PADEC_STATUS_WORKSPACE_TOO_SMALL, 200, "a plan or workspace buffer is smaller than required") \
+  X(PADEC_STATUS_PLAN_MISMATCH, 201,                                                             \
+    "the plan was built for other parameters, another batch or another worker count")          \
+  X(PADEC_STATUS_SIZE_OVERFLOW, 202, "a size or count does not fit the metadata's int32 fields")  \
+  X(PADEC_STATUS_NOT_BUILT_WITH_CUDA, 300, "this padec library was built without CUDA")          \
+  X(PADEC_STATUS_CUDA_ERROR, 301, "a CUDA runtime call failed")                                  \
+  X(PADEC_STATUS_NO_DEVICE, 302, "no CUDA device is available")                                  \
+  X(PADEC_STATUS_UNSUPPORTED_DEVICE, 303, "the CUDA device is older than padec's kernels need")  \
+  X(PADEC_STATUS_INTERNAL, 900, "internal error in padec")
+
+typedef enum padec_status {
+#define PADEC_STATUS_ENUM_(name, value, message) name = value,
+  PADEC_STATUS_TABLE(PADEC_STATUS_ENUM_)
+#undef PADEC_STATUS_ENUM_
+} padec_status;
+
+/* "PADEC_STATUS_OK", ...; "PADEC_STATUS_UNKNOWN" for a value outside the table. Static strings. */
+const char *padec_status_name(padec_status status);
+/* One-line description of the status. Static string. */
+const char *padec_status_str(padec_status status);
+
+/* Optional log callback: receives the detailed message of every failing call (which argument,
+ * which values). Global; set it before using padec from several threads. NULL turns it off. */
+typedef void (*padec_log_fn)(void *user, padec_status status, const char *message);
+void padec_set_log_callback(padec_log_fn fn, void *user);
+
+/* The detailed message of the last failing call on this thread ("" if none). Valid until the
+ * next padec call on this thread. */
+const char *padec_last_message(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Parameters of one attention layer. Zero-initialised fields take the defaults noted.
+ * ------------------------------------------------------------------------------------------- */
+typedef enum padec_dtype {
+  PADEC_DTYPE_BF16 = 0, /* default */
+  PADEC_DTYPE_FP16 = 1,
+  PADEC_DTYPE_FP32 = 2, /* output only */
+  PADEC_DTYPE_E4M3 = 3  /* KV cache only: fp8 e4m3 (OCP "fn": no infinities, 0x7f/0xff are NaN) */
+} padec_dtype;
+
+typedef enum padec_layout {
+  PADEC_LAYOUT_NHD = 0, /* default: [num_pages, page_size, num_kv_heads, head_dim] */
+  PADEC_LAYOUT_HND = 1  /* [num_pages, num_kv_heads, page_size, head_dim] */
+} padec_layout;
+
+typedef enum padec_fp8_scale_mode {
+  PADEC_FP8_SCALE_NONE = 0,              /* default: the fp8 values are used as they are */
+  PADEC_FP8_SCALE_PER_TENSOR = 1,        /* params.k_scale and params.v_scale */
+  PADEC_FP8_SCALE_PER_TENSOR_DEVICE = 2, /* one float each at tensors.k_scales/v_scales, read at
+                                            run time (a captured graph sees new values) */
+  PADEC_FP8_SCALE_PER_TOKEN = 3          /* float [num_pages, num_kv_heads, page_size] each */
+} padec_fp8_scale_mode;
+
+typedef struct padec_params {
+  int32_t num_q_heads;  /* query heads; a positive multiple of num_kv_heads */
+  int32_t num_kv_heads; /* KV heads; q head h reads KV head h / (num_q_heads / num_kv_heads) */
+  int32_t head_dim;     /* elements per head: 64, 128 or 256 */
+  int32_t page_size;    /* tokens per page: a power of two from 1 to 1024 */
+  padec_layout kv_layout;
+  padec_dtype q_dtype;  /* bf16 or fp16 */
+  padec_dtype kv_dtype; /* bf16, fp16 or e4m3 */
+  padec_dtype o_dtype;  /* bf16, fp16 or fp32 */
+  int32_t q_len;        /* new query tokens per sequence, 1..4; 0 means 1 */
+  int32_t window_left;  /* sliding window W in tokens: query i of a sequence of length L sees
+                           positions [L - q_len + i - W, L - q_len + i]; 0 means no window */
+  float softmax_scale;  /* multiplies q.k; 0 means 1 / sqrt(head_dim) */
+  padec_fp8_scale_mode fp8_scale_mode; /* e4m3 caches only */
+  float k_scale;        /* PADEC_FP8_SCALE_PER_TENSOR: dequantised K = fp8 value * k_scale */
+  float v_scale;        /* PADEC_FP8_SCALE_PER_TENSOR: dequantised V = fp8 value * v_scale */
+} padec_params;
+
+/* Checks params on their own (head counts, dims, dtypes, page size, q_len, window, scales). */
+padec_status padec_params_validate(const padec_params *params);
+
+/* ---------------------------------------------------------------------------------------------
+ * Plans. A plan is plain data in one caller-owned buffer: a padec_plan_header followed by the
+ * metadata arrays (int32) at the offsets of padec_plan_layout. It holds offsets, never pointers,
+ * so it can be copied, compared with memcmp and uploaded to a device as it is.
+ * ------------------------------------------------------------------------------------------- */
+typedef enum padec_policy {
+  PADEC_POLICY_EVEN = 0 /* default: equal partitions per worker (the seed's algorithm) */
+} padec_policy;
+
+typedef struct padec_plan_options {
+  int32_t num_workers;      /* bins of the schedule (one CTA each on the GPU), 1..65536 */
+  int32_t partition_tokens; /* tokens per partition, a power of two 16..16384; 0 means 256 */
+  padec_policy policy;
+} padec_plan_options;
+
+/* Sizes and offsets of a plan; a function of (params, batch, options) alone, so buffers can be
+ * allocated once for the largest batch and reused (and captured in a CUDA graph). */
+typedef struct padec_plan_layout {
+  int32_t batch;            /* sequences */
+  int32_t num_workers;
+  int32_t num_kv_heads;
+  int32_t num_q_heads;
+  int32_t head_dim;
+  int32_t q_len;
+  int32_t partition_tokens;
+  int32_t policy;           /* padec_policy */
+  uint64_t params_key;      /* fingerprint of the schedule-shaping fields of padec_params */
+  int32_t max_works;        /* rows of work_info */
+  int32_t max_partial_slots; /* entries of reduce_partial_map */
+  int32_t max_partial_rows;  /* rows of the partial buffers: max_partial_slots * q_len */
+  int32_t reserved_;
+  size_t work_indptr_offset;        /* int32 [num_workers + 1], bytes from the plan start */
+  size_t work_info_offset;          /* int32 [max_works][8] */
+  size_t reduce_indptr_offset;      /* int32 [batch + 1] */
+  size_t reduce_final_map_offset;   /* int32 [batch][2] */
+  size_t reduce_partial_map_offset; /* int32 [max_partial_slots] */
+  size_t partition_indptr_offset;   /* int32 [batch + 1] */
+  size_t plan_bytes;                /* whole plan buffer */
+  size_t partial_o_offset;   /* in the workspace: float [max_partial_rows, num_q_heads, head_dim] */
+  size_t partial_lse_offset; /* in the workspace: float [max_partial_rows, num_q_heads] */
+  size_t workspace_bytes;    /* whole workspace buffer (partials), at least 1 */
+} padec_plan_layout;
+
+/* Fills *layout. Errors: NULL_POINTER, the padec_params_validate errors, BAD_ARGUMENT (batch
+ * outside 0..2^24, workers outside 1..65536, partition_tokens not a power of two 16..16384),
+ * SIZE_OVERFLOW. */
+padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
+                                    const padec_plan_options *options, padec_plan_layout *layout);
+
+/* Header at the start of every plan buffer (64 bytes). */
+#define PADEC_PLAN_MAGIC 0x43454450u /* "PDEC" */
+typedef struct padec_plan_header {
+  uint32_t magic;
+  uint32_t version; /* PADEC_VERSION_NUMBER of the builder */
+  uint64_t params_key;
+  int32_t batch;
+  int32_t num_workers;
+  int32_t num_kv_heads;
+  int32_t q_len;
+  int32_t partition_tokens;
+  int32_t policy;
+  int32_t num_works;         /* rows of work_info in use */
+  int32_t num_partial_slots; /* entries of reduce_partial_map in use */
+  int32_t num_groups;        /* reduce groups in use (sequences that were split) */
+  int32_t num_partitions;    /* scheduled partitions of one KV head: partition_indptr[batch] */
+  int32_t reserved_[2];
+} padec_plan_header;
+
+/* Builds the schedule for kv_lens (host memory, [layout->batch], tokens including the new query
+ * tokens) into plan (host memory, layout->plan_bytes or more, 16-byte aligned). Deterministic:
+ * the same inputs give the same bytes. Unused tail rows are zero. Errors: NULL_POINTER,
+ * MISALIGNED_POINTER, PLAN_MISMATCH (params differ from the layout's), WORKSPACE_TOO_SMALL,
+ * BAD_ARGUMENT (a negative kv_len), SIZE_OVERFLOW. */
+padec_status padec_plan_build(const padec_params *params, const padec_plan_layout *layout,
+                              const int32_t *kv_lens, void *plan, size_t plan_bytes);
+
+/* Typed views into a plan buffer (pointers derived from the layout's offsets). */
+typedef struct padec_plan_view {
+  const padec_plan_header *header;
+  const int32_t *work_indptr;        /* [num_workers + 1] */
+  const int32_t *work_info;          /* [max_works][8]: batch, partial_qo_loc (-1: direct),
+                                        qo_start, qo_end, kv_start, kv_end (partitions, global
+                                        cumulative), kv_offset (0), q_head_range (end<<16|start) */
+  const int32_t *reduce_indptr;      /* [batch + 1] */
+  const int32_t *reduce_final_map;   /* [batch][2]: output rows [start, end) of each group */
+  const int32_t *reduce_partial_map; /* [max_partial_slots]: first partial row of each split */
+  const int32_t *partition_indptr;   /* [batch + 1]: cumulative scheduled partitions */
+} padec_plan_view;
+
+padec_status padec_plan_view_init(const padec_plan_layout *layout, const void *plan,
+                                  padec_plan_view *view);
+
+/* The first scheduled partition of a sequence of kv_len tokens: with a window, partitions that
+ * lie wholly before every query's window are not scheduled. Partition p covers tokens
+ * [p * partition_tokens, (p + 1) * partition_tokens). */
+int32_t padec_first_partition(int32_t kv_len, int32_t q_len, int32_t window_left,
+                              int32_t partition_tokens);
+/* Number of scheduled partitions of one sequence (0 for kv_len 0). */
+int32_t padec_num_partitions(int32_t kv_len, int32_t q_len, int32_t window_left,
+                             int32_t partition_tokens);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tensors of one run. Every pointer is host memory for padec_cpu_run and device memory for
+ * padec_cuda_run. Element strides of q and o may be given; the KV pools are contiguous.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct padec_tensors {
+  const void *q;          /* [batch * q_len tokens][num_q_heads][head_dim], q_dtype */
+  int64_t q_stride_token; /* elements between tokens; 0 means num_q_heads * head_dim */
+  int64_t q_stride_head;  /* elements between heads; 0 means head_dim */
+  const void *k_pages;    /* K pool, kv_dtype, in params.kv_layout, 16-byte aligned */
+  const void *v_pages;    /* V pool, same shape */
+  int64_t num_pages;      /* pages in each pool */
+  const int32_t *page_indptr;  /* [batch + 1], in pages: sequence b owns page_indices[indptr[b]..] */
+  const int32_t *page_indices; /* [page_indptr[batch]], page ids in [0, num_pages) */
+  const int32_t *kv_lens;      /* [batch], tokens, the new query tokens included */
+  const float *k_scales;  /* PER_TOKEN: [num_pages][num_kv_heads][page_size]; PER_TENSOR_DEVICE:
+                             one float; otherwise unused */
+  const float *v_scales;  /* same as k_scales, for V */
+  void *o;                /* [batch * q_len][num_q_heads][head_dim], o_dtype */
+  int64_t o_stride_token; /* elements; 0 means num_q_heads * head_dim */
+  int64_t o_stride_head;  /* elements; 0 means head_dim */
+  float *lse;             /* optional [batch * q_len][num_q_heads], natural log; -inf where a row
+                             sees no token */
+} padec_tensors;
+
+/* Runs a plan on the CPU: every work item computes its partial (or the final output for direct
+ * items), then the merge combines each group with log-sum-exp weights in a fixed order. fp32
+ * accumulation. Validates everything first (pointers, alignment, plan against params and layout,
+ * every page id, every kv_len against its pages); on error writes nothing. workspace: host
+ * memory of layout->workspace_bytes or more, 16-byte aligned. Single-threaded; safe to call from
+ * several threads on distinct outputs and workspaces. */
+padec_status padec_cpu_run(const padec_params *params, const padec_plan_layout *layout,
+                           const void *plan, const padec_tensors *tensors, void *workspace,
+                           size_t workspace_bytes);
+
+/* Checks caller data on the host: every kv_len against its pages and every page id against the
+ * pool, naming the first offending sequence in the message. padec_cpu_run calls it. */
+padec_status padec_validate_kv_host(const padec_params *params, int32_t batch,
+                                    const padec_tensors *tensors);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PADEC_H */

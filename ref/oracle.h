@@ -1,0 +1,44 @@
+/*
+ * The test oracle: naive decode attention in double precision (or, for the tolerance baseline,
+ * in plain float), gathering K/V through the block table with its own loop. It shares no code
+ * with src/: its own element decoders, its own mask, its own softmax. Tests and `padec check`
+ * only; never linked into the library.
+ */
+#ifndef PADEC_REF_ORACLE_H
+#define PADEC_REF_ORACLE_H
+
+#include <stdint.h>
+
+/* Element codes; the values match padec_dtype so callers can pass those through. */
+enum { PADEC_REF_BF16 = 0, PADEC_REF_FP16 = 1, PADEC_REF_FP32 = 2, PADEC_REF_E4M3 = 3 };
+/* Scale modes; the values match padec_fp8_scale_mode. PER_TENSOR_DEVICE is read like PER_TENSOR
+ * from k_scale/v_scale (the caller copies the device value). */
+enum { PADEC_REF_SCALE_NONE = 0, PADEC_REF_SCALE_PER_TENSOR = 1, PADEC_REF_SCALE_PER_TOKEN = 3 };
+
+typedef struct padec_ref_problem {
+  int32_t num_q_heads, num_kv_heads, head_dim, page_size;
+  int32_t layout_hnd;          /* 0: [pages][page_size][kv_heads][D]; 1: [pages][kv_heads][page_size][D] */
+  int32_t q_dtype, kv_dtype;   /* PADEC_REF_* */
+  int32_t q_len;               /* 1..4 */
+  int32_t window_left;         /* 0: none */
+  double softmax_scale;        /* already resolved (no 0 default here) */
+  int32_t scale_mode;          /* PADEC_REF_SCALE_* */
+  double k_scale, v_scale;     /* per tensor */
+  const float *k_scales, *v_scales; /* per token: [num_pages][num_kv_heads][page_size] */
+  int32_t batch;
+  const int32_t *kv_lens;      /* [batch] */
+  const int32_t *page_indptr;  /* [batch + 1] */
+  const int32_t *page_indices;
+  const void *q;               /* packed [batch * q_len][num_q_heads][head_dim] */
+  const void *k_pages, *v_pages;
+} padec_ref_problem;
+
+enum { PADEC_REF_PRECISION_DOUBLE = 0, PADEC_REF_PRECISION_FLOAT = 1 };
+
+/* out: [batch * q_len][num_q_heads][head_dim]; lse: [batch * q_len][num_q_heads] (natural log,
+ * -inf for a row that sees no token, whose output is 0). precision FLOAT computes scores,
+ * softmax and the weighted sum in float (the "plain fp32 implementation" of the tolerance rule).
+ * Returns 0, or -1 on a malformed problem (with a message on stderr). */
+int padec_ref_decode(const padec_ref_problem *problem, int precision, double *out, double *lse);
+
+#endif /* PADEC_REF_ORACLE_H */

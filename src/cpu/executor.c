@@ -1,0 +1,266 @@
+/*
+ * The CPU executor: runs a plan's work items, then the merge, with the numerics the GPU kernels
+ * use (fp32 accumulation, base-2 online softmax over token chunks, LSE-weighted merge in slot
+ * order). It is the default backend without a GPU and the reference the GPU partials are
+ * compared with, so it walks exactly the same work items.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "../common/numerics.h"
+#include "../internal.h"
+
+enum { CHUNK_TOKENS = 32, MAX_HEAD_DIM = 256, MAX_ROWS = 64 };
+
+typedef struct run_context {
+  padec_params p;
+  const padec_plan_layout *layout;
+  padec_plan_view view;
+  const padec_tensors *t;
+  float *partial_o;
+  float *partial_lse;
+  int32_t group; /* q heads per KV head */
+  int64_t q_stride_token, q_stride_head, o_stride_token, o_stride_head;
+  float k_scale, v_scale; /* per-tensor (value or the device-pointer value) */
+} run_context;
+
+static void load_row(const void *base, int64_t index, padec_dtype dtype, int32_t n, float *out) {
+  switch (dtype) {
+    case PADEC_DTYPE_BF16: {
+      const uint16_t *src = (const uint16_t *)base + index;
+      for (int32_t d = 0; d < n; ++d) out[d] = padec__bf16_to_float(src[d]);
+      break;
+    }
+    case PADEC_DTYPE_FP16: {
+      const uint16_t *src = (const uint16_t *)base + index;
+      for (int32_t d = 0; d < n; ++d) out[d] = padec__fp16_to_float(src[d]);
+      break;
+    }
+    case PADEC_DTYPE_E4M3: {
+      const uint8_t *src = (const uint8_t *)base + index;
+      for (int32_t d = 0; d < n; ++d) out[d] = padec__e4m3_to_float(src[d]);
+      break;
+    }
+    case PADEC_DTYPE_FP32:
+      memcpy(out, (const float *)base + index, sizeof(float) * (size_t)n);
+      break;
+  }
+}
+
+static void store_element(void *base, int64_t index, padec_dtype dtype, float value) {
+  switch (dtype) {
+    case PADEC_DTYPE_BF16:
+      ((uint16_t *)base)[index] = padec__float_to_bf16(value);
+      break;
+    case PADEC_DTYPE_FP16:
+      ((uint16_t *)base)[index] = padec__float_to_fp16(value);
+      break;
+    case PADEC_DTYPE_FP32:
+      ((float *)base)[index] = value;
+      break;
+    case PADEC_DTYPE_E4M3:
+      break; /* never an output dtype (validated) */
+  }
+}
+
+/* Element index of (page, token in page, kv head, 0) in a pool. */
+static int64_t pool_index(const run_context *ctx, int64_t page, int32_t token_in_page,
+                          int32_t kv_head) {
+  const padec_params *p = &ctx->p;
+  if (p->kv_layout == PADEC_LAYOUT_NHD)
+    return ((page * p->page_size + token_in_page) * p->num_kv_heads + kv_head) * p->head_dim;
+  return ((page * p->num_kv_heads + kv_head) * p->page_size + token_in_page) * (int64_t)p->head_dim;
+}
+
+/* Runs one work item: query rows (q_len x group) of one KV head over a token range. */
+static void run_work_item(const run_context *ctx, const int32_t *work) {
+  const padec_params *p = &ctx->p;
+  const padec_tensors *t = ctx->t;
+  const int32_t b = work[0], partial_loc = work[1], qo_start = work[2];
+  const int32_t q_head_start = work[7] & 0xffff;
+  const int32_t kv_head = q_head_start / ctx->group;
+  const int32_t dim = p->head_dim, q_len = p->q_len, rows = q_len * ctx->group;
+  const int32_t kv_len = t->kv_lens[b];
+  const int32_t T = ctx->layout->partition_tokens;
+  const int32_t first = padec_first_partition(kv_len, q_len, p->window_left, T);
+  const int64_t local = (int64_t)work[4] - ctx->view.partition_indptr[b];
+  int64_t token_begin = (first + local) * T;
+  int64_t token_end = (first + local + (work[5] - work[4])) * (int64_t)T;
+  if (token_end > kv_len) token_end = kv_len;
+
+  /* Row r is query token r / group, q head q_head_start + r % group. */
+  float q[MAX_ROWS][MAX_HEAD_DIM];
+  float acc[MAX_ROWS][MAX_HEAD_DIM];
+  padec_softmax_state state[MAX_ROWS];
+  int64_t visible_begin[MAX_ROWS], visible_end[MAX_ROWS];
+  const float score_scale = p->softmax_scale * PADEC_LOG2E;
+  for (int32_t r = 0; r < rows; ++r) {
+    const int32_t qi = r / ctx->group, head = q_head_start + r % ctx->group;
+    const int64_t q_index = (int64_t)(qo_start + qi) * ctx->q_stride_token + head * ctx->q_stride_head;
+    load_row(t->q, q_index, p->q_dtype, dim, q[r]);
+    for (int32_t d = 0; d < dim; ++d) q[r][d] *= score_scale;
+    memset(acc[r], 0, sizeof(float) * (size_t)dim);
+    state[r].max_log2 = -INFINITY;
+    state[r].sum = 0.0f;
+    const int64_t last = (int64_t)kv_len - q_len + qi; /* last visible position */
+    int64_t lo = p->window_left > 0 ? last - p->window_left : 0;
+    if (lo < 0) lo = 0;
+    visible_begin[r] = lo > token_begin ? lo : token_begin;
+    visible_end[r] = last + 1 < token_end ? last + 1 : token_end;
+  }
+
+  const int32_t *pages = t->page_indices + t->page_indptr[b];
+  float k_rows[CHUNK_TOKENS][MAX_HEAD_DIM];
+  float v_rows[CHUNK_TOKENS][MAX_HEAD_DIM];
+  float k_token_scale[CHUNK_TOKENS], v_token_scale[CHUNK_TOKENS];
+  const bool per_token = p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN;
+  for (int64_t chunk = token_begin; chunk < token_end; chunk += CHUNK_TOKENS) {
+    const int32_t n = (int32_t)(token_end - chunk < CHUNK_TOKENS ? token_end - chunk : CHUNK_TOKENS);
+    for (int32_t j = 0; j < n; ++j) {
+      const int64_t pos = chunk + j;
+      const int64_t page = pages[pos / p->page_size];
+      const int32_t in_page = (int32_t)(pos % p->page_size);
+      const int64_t index = pool_index(ctx, page, in_page, kv_head);
+      load_row(t->k_pages, index, p->kv_dtype, dim, k_rows[j]);
+      load_row(t->v_pages, index, p->kv_dtype, dim, v_rows[j]);
+      if (per_token) {
+        const int64_t s = (page * p->num_kv_heads + kv_head) * p->page_size + in_page;
+        k_token_scale[j] = t->k_scales[s];
+        v_token_scale[j] = t->v_scales[s];
+      } else {
+        k_token_scale[j] = ctx->k_scale;
+        v_token_scale[j] = ctx->v_scale;
+      }
+    }
+    for (int32_t r = 0; r < rows; ++r) {
+      float scores[CHUNK_TOKENS];
+      float chunk_max = -INFINITY;
+      for (int32_t j = 0; j < n; ++j) {
+        const int64_t pos = chunk + j;
+        if (pos < visible_begin[r] || pos >= visible_end[r]) {
+          scores[j] = -INFINITY;
+          continue;
+        }
+        float dot = 0.0f;
+        for (int32_t d = 0; d < dim; ++d) dot += q[r][d] * k_rows[j][d];
+        scores[j] = dot * k_token_scale[j];
+        if (scores[j] > chunk_max) chunk_max = scores[j];
+      }
+      if (chunk_max == -INFINITY) continue;
+      const float new_max = state[r].max_log2 > chunk_max ? state[r].max_log2 : chunk_max;
+      const float rescale = padec__rescale_factor(state[r].max_log2, new_max);
+      state[r].max_log2 = new_max;
+      state[r].sum *= rescale;
+      for (int32_t d = 0; d < dim; ++d) acc[r][d] *= rescale;
+      for (int32_t j = 0; j < n; ++j) {
+        if (scores[j] == -INFINITY) continue;
+        const float weight = exp2f(scores[j] - new_max);
+        state[r].sum += weight;
+        const float wv = weight * v_token_scale[j];
+        for (int32_t d = 0; d < dim; ++d) acc[r][d] += wv * v_rows[j][d];
+      }
+    }
+  }
+
+  for (int32_t r = 0; r < rows; ++r) {
+    const int32_t qi = r / ctx->group, head = q_head_start + r % ctx->group;
+    const float inv = state[r].sum > 0.0f ? 1.0f / state[r].sum : 0.0f;
+    const float lse = padec__state_lse(state[r]);
+    if (partial_loc < 0) {
+      const int64_t o_index = (int64_t)(qo_start + qi) * ctx->o_stride_token + head * ctx->o_stride_head;
+      for (int32_t d = 0; d < dim; ++d) store_element(t->o, o_index + d, p->o_dtype, acc[r][d] * inv);
+      if (t->lse) t->lse[(int64_t)(qo_start + qi) * p->num_q_heads + head] = lse;
+    } else {
+      const int64_t row = (int64_t)partial_loc + qi;
+      float *dst = ctx->partial_o + (row * p->num_q_heads + head) * dim;
+      for (int32_t d = 0; d < dim; ++d) dst[d] = acc[r][d] * inv;
+      ctx->partial_lse[row * p->num_q_heads + head] = lse;
+    }
+  }
+}
+
+/* Combines the splits of every reduce group, in slot order, into the output. */
+static void run_merge(const run_context *ctx) {
+  const padec_params *p = &ctx->p;
+  const padec_plan_view *v = &ctx->view;
+  const int32_t dim = p->head_dim, heads = p->num_q_heads;
+  for (int32_t g = 0; g < ctx->layout->batch; ++g) {
+    const int32_t first_slot = v->reduce_indptr[g], end_slot = v->reduce_indptr[g + 1];
+    if (end_slot <= first_slot) continue;
+    const int32_t row_start = v->reduce_final_map[2 * g], row_end = v->reduce_final_map[2 * g + 1];
+    for (int32_t row = row_start; row < row_end; ++row) {
+      for (int32_t head = 0; head < heads; ++head) {
+        float max_lse = -INFINITY;
+        for (int32_t s = first_slot; s < end_slot; ++s) {
+          const int64_t prow = (int64_t)v->reduce_partial_map[s] + (row - row_start);
+          const float lse = ctx->partial_lse[prow * heads + head];
+          if (lse > max_lse) max_lse = lse;
+        }
+        float out[MAX_HEAD_DIM];
+        memset(out, 0, sizeof(float) * (size_t)dim);
+        float weight_sum = 0.0f;
+        if (max_lse != -INFINITY) {
+          for (int32_t s = first_slot; s < end_slot; ++s) {
+            const int64_t prow = (int64_t)v->reduce_partial_map[s] + (row - row_start);
+            const float lse = ctx->partial_lse[prow * heads + head];
+            if (lse == -INFINITY) continue;
+            const float weight = expf(lse - max_lse);
+            weight_sum += weight;
+            const float *src = ctx->partial_o + (prow * heads + head) * dim;
+            for (int32_t d = 0; d < dim; ++d) out[d] += weight * src[d];
+          }
+        }
+        const float inv = weight_sum > 0.0f ? 1.0f / weight_sum : 0.0f;
+        const int64_t o_index = (int64_t)row * ctx->o_stride_token + head * ctx->o_stride_head;
+        for (int32_t d = 0; d < dim; ++d) store_element(ctx->t->o, o_index + d, p->o_dtype, out[d] * inv);
+        if (ctx->t->lse)
+          ctx->t->lse[(int64_t)row * heads + head] =
+              weight_sum > 0.0f ? max_lse + logf(weight_sum) : -INFINITY;
+      }
+    }
+  }
+}
+
+padec_status padec_cpu_run(const padec_params *params, const padec_plan_layout *layout,
+                           const void *plan, const padec_tensors *tensors, void *workspace,
+                           size_t workspace_bytes) {
+  padec_status status = padec__check_run_arguments(params, layout, plan, plan, tensors, workspace,
+                                                   workspace_bytes);
+  if (status != PADEC_STATUS_OK) return status;
+  status = padec_validate_kv_host(params, layout->batch, tensors);
+  if (status != PADEC_STATUS_OK) return status;
+
+  run_context ctx;
+  memset(&ctx, 0, sizeof ctx);
+  ctx.p = padec__params_normalized(params);
+  ctx.layout = layout;
+  ctx.t = tensors;
+  status = padec_plan_view_init(layout, plan, &ctx.view);
+  if (status != PADEC_STATUS_OK) return status;
+  const padec_params *p = &ctx.p;
+  if (p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE) {
+    ctx.k_scale = tensors->k_scales[0];
+    ctx.v_scale = tensors->v_scales[0];
+    if (!(isfinite(ctx.k_scale) && isfinite(ctx.v_scale) && ctx.k_scale > 0.0f && ctx.v_scale > 0.0f))
+      return padec__fail(PADEC_STATUS_BAD_SCALES, "*k_scales = %g, *v_scales = %g: need finite values > 0",
+                         (double)ctx.k_scale, (double)ctx.v_scale);
+  } else {
+    ctx.k_scale = p->k_scale;
+    ctx.v_scale = p->v_scale;
+  }
+  ctx.group = p->num_q_heads / p->num_kv_heads;
+  ctx.q_stride_head = tensors->q_stride_head ? tensors->q_stride_head : p->head_dim;
+  ctx.q_stride_token = tensors->q_stride_token ? tensors->q_stride_token
+                                               : (int64_t)p->num_q_heads * p->head_dim;
+  ctx.o_stride_head = tensors->o_stride_head ? tensors->o_stride_head : p->head_dim;
+  ctx.o_stride_token = tensors->o_stride_token ? tensors->o_stride_token
+                                               : (int64_t)p->num_q_heads * p->head_dim;
+  ctx.partial_o = (float *)((char *)workspace + layout->partial_o_offset);
+  ctx.partial_lse = (float *)((char *)workspace + layout->partial_lse_offset);
+  padec__clear_message();
+
+  const int32_t num_works = ctx.view.work_indptr[layout->num_workers];
+  for (int32_t w = 0; w < num_works; ++w) run_work_item(&ctx, ctx.view.work_info + (int64_t)w * 8);
+  run_merge(&ctx);
+  return PADEC_STATUS_OK;
+}

@@ -1,0 +1,47 @@
+/* Internal helpers shared by the library's C sources (never included by nvcc-compiled kernels
+ * except through the launch glue). */
+#ifndef PADEC_INTERNAL_H
+#define PADEC_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "padec.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PADEC_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#else
+#define PADEC_PRINTF(fmt_index, first_arg)
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Records the detailed message of a failure (thread-local, and to the log callback) and returns
+ * status, so that error paths read `return padec__fail(STATUS, "...", ...)`. */
+padec_status padec__fail(padec_status status, const char *format, ...) PADEC_PRINTF(2, 3);
+
+/* Clears this thread's last message (called on entry of public functions that succeed). */
+void padec__clear_message(void);
+
+/* params with defaults applied (q_len, softmax_scale). Validate first. */
+padec_params padec__params_normalized(const padec_params *params);
+
+/* Fingerprint of the fields that shape a plan and its buffers. */
+uint64_t padec__params_key(const padec_params *params);
+
+/* Bytes of one element of dtype (1, 2 or 4). */
+int32_t padec__dtype_bytes(padec_dtype dtype);
+
+/* Argument checks shared by the executors: params, layout, plan header (when plan_host is not
+ * NULL), tensor pointers and alignment, workspace size. */
+padec_status padec__check_run_arguments(const padec_params *params,
+                                        const padec_plan_layout *layout, const void *plan,
+                                        const void *plan_host, const padec_tensors *tensors,
+                                        const void *workspace, size_t workspace_bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PADEC_INTERNAL_H */

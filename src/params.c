@@ -1,0 +1,232 @@
+/* Parameter validation, defaults, the plan fingerprint and the run-argument checks shared by the
+ * CPU and CUDA executors. */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+int32_t padec__dtype_bytes(padec_dtype dtype) {
+  switch (dtype) {
+    case PADEC_DTYPE_BF16:
+    case PADEC_DTYPE_FP16:
+      return 2;
+    case PADEC_DTYPE_FP32:
+      return 4;
+    case PADEC_DTYPE_E4M3:
+      return 1;
+  }
+  return 0;
+}
+
+static bool is_power_of_two(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
+
+padec_status padec_params_validate(const padec_params *params) {
+  if (!params) return padec__fail(PADEC_STATUS_NULL_POINTER, "params is NULL");
+  const padec_params *p = params;
+  if (p->num_kv_heads < 1 || p->num_q_heads < 1 || p->num_q_heads % p->num_kv_heads != 0 ||
+      p->num_q_heads > 4096)
+    return padec__fail(PADEC_STATUS_BAD_HEAD_COUNT,
+                       "num_q_heads = %d, num_kv_heads = %d: need num_kv_heads >= 1 and "
+                       "num_q_heads a multiple of it, at most 4096",
+                       p->num_q_heads, p->num_kv_heads);
+  if (p->head_dim != 64 && p->head_dim != 128 && p->head_dim != 256)
+    return padec__fail(PADEC_STATUS_UNSUPPORTED_HEAD_DIM, "head_dim = %d: supported are 64, 128, 256",
+                       p->head_dim);
+  if (!is_power_of_two(p->page_size) || p->page_size > 1024)
+    return padec__fail(PADEC_STATUS_BAD_PAGE_SIZE, "page_size = %d: need a power of two 1..1024",
+                       p->page_size);
+  if (p->kv_layout != PADEC_LAYOUT_NHD && p->kv_layout != PADEC_LAYOUT_HND)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "kv_layout = %d: need NHD (0) or HND (1)",
+                       (int)p->kv_layout);
+  if (p->q_dtype != PADEC_DTYPE_BF16 && p->q_dtype != PADEC_DTYPE_FP16)
+    return padec__fail(PADEC_STATUS_UNSUPPORTED_DTYPE, "q_dtype = %d: q must be bf16 or fp16",
+                       (int)p->q_dtype);
+  if (p->kv_dtype != PADEC_DTYPE_BF16 && p->kv_dtype != PADEC_DTYPE_FP16 &&
+      p->kv_dtype != PADEC_DTYPE_E4M3)
+    return padec__fail(PADEC_STATUS_UNSUPPORTED_DTYPE,
+                       "kv_dtype = %d: the KV cache must be bf16, fp16 or e4m3", (int)p->kv_dtype);
+  if (p->o_dtype != PADEC_DTYPE_BF16 && p->o_dtype != PADEC_DTYPE_FP16 &&
+      p->o_dtype != PADEC_DTYPE_FP32)
+    return padec__fail(PADEC_STATUS_UNSUPPORTED_DTYPE, "o_dtype = %d: o must be bf16, fp16 or fp32",
+                       (int)p->o_dtype);
+  if (p->q_len < 0 || p->q_len > 4)
+    return padec__fail(PADEC_STATUS_BAD_Q_LEN, "q_len = %d: need 1..4 (0 means 1)", p->q_len);
+  if ((p->q_len ? p->q_len : 1) * (p->num_q_heads / p->num_kv_heads) > 64)
+    return padec__fail(PADEC_STATUS_BAD_HEAD_COUNT,
+                       "q_len %d x group %d query rows per KV head: at most 64 are supported",
+                       p->q_len ? p->q_len : 1, p->num_q_heads / p->num_kv_heads);
+  if (p->window_left < 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "window_left = %d: need >= 0 (0 = no window)",
+                       p->window_left);
+  if (!isfinite(p->softmax_scale) || p->softmax_scale < 0.0f)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "softmax_scale = %g: need a finite value > 0 (0 = 1/sqrt(head_dim))",
+                       (double)p->softmax_scale);
+  if (p->fp8_scale_mode < PADEC_FP8_SCALE_NONE || p->fp8_scale_mode > PADEC_FP8_SCALE_PER_TOKEN)
+    return padec__fail(PADEC_STATUS_BAD_SCALES, "fp8_scale_mode = %d is not a padec_fp8_scale_mode",
+                       (int)p->fp8_scale_mode);
+  if (p->kv_dtype != PADEC_DTYPE_E4M3 && p->fp8_scale_mode != PADEC_FP8_SCALE_NONE)
+    return padec__fail(PADEC_STATUS_BAD_SCALES,
+                       "fp8_scale_mode = %d given for a kv_dtype = %d cache: scales are for e4m3",
+                       (int)p->fp8_scale_mode, (int)p->kv_dtype);
+  if (p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR &&
+      !(isfinite(p->k_scale) && isfinite(p->v_scale) && p->k_scale > 0.0f && p->v_scale > 0.0f))
+    return padec__fail(PADEC_STATUS_BAD_SCALES, "k_scale = %g, v_scale = %g: need finite values > 0",
+                       (double)p->k_scale, (double)p->v_scale);
+  padec__clear_message();
+  return PADEC_STATUS_OK;
+}
+
+padec_params padec__params_normalized(const padec_params *params) {
+  padec_params p = *params;
+  if (p.q_len == 0) p.q_len = 1;
+  if (p.softmax_scale == 0.0f) p.softmax_scale = 1.0f / sqrtf((float)p.head_dim);
+  if (p.fp8_scale_mode != PADEC_FP8_SCALE_PER_TENSOR) {
+    p.k_scale = 1.0f;
+    p.v_scale = 1.0f;
+  }
+  return p;
+}
+
+static uint64_t fnv1a(uint64_t hash, int64_t value) {
+  for (int i = 0; i < 8; ++i) {
+    hash ^= (uint64_t)(value >> (8 * i)) & 0xffu;
+    hash *= 0x100000001b3ull;
+  }
+  return hash;
+}
+
+uint64_t padec__params_key(const padec_params *params) {
+  padec_params p = padec__params_normalized(params);
+  uint64_t hash = 0xcbf29ce484222325ull;
+  hash = fnv1a(hash, p.num_q_heads);
+  hash = fnv1a(hash, p.num_kv_heads);
+  hash = fnv1a(hash, p.head_dim);
+  hash = fnv1a(hash, p.q_len);
+  hash = fnv1a(hash, p.window_left);
+  return hash;
+}
+
+static bool aligned(const void *ptr, size_t alignment) {
+  return ((uintptr_t)ptr % alignment) == 0;
+}
+
+padec_status padec__check_run_arguments(const padec_params *params,
+                                        const padec_plan_layout *layout, const void *plan,
+                                        const void *plan_host, const padec_tensors *tensors,
+                                        const void *workspace, size_t workspace_bytes) {
+  padec_status status = padec_params_validate(params);
+  if (status != PADEC_STATUS_OK) return status;
+  if (!layout) return padec__fail(PADEC_STATUS_NULL_POINTER, "layout is NULL");
+  if (!plan) return padec__fail(PADEC_STATUS_NULL_POINTER, "plan is NULL");
+  if (!tensors) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors is NULL");
+  if (!workspace) return padec__fail(PADEC_STATUS_NULL_POINTER, "workspace is NULL");
+  padec_params p = padec__params_normalized(params);
+  if (layout->params_key != padec__params_key(&p) || layout->num_q_heads != p.num_q_heads ||
+      layout->num_kv_heads != p.num_kv_heads || layout->head_dim != p.head_dim ||
+      layout->q_len != p.q_len)
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                       "layout was made for num_q_heads %d, num_kv_heads %d, head_dim %d, q_len %d "
+                       "(or another window); params give %d, %d, %d, %d, window %d",
+                       layout->num_q_heads, layout->num_kv_heads, layout->head_dim, layout->q_len,
+                       p.num_q_heads, p.num_kv_heads, p.head_dim, p.q_len, p.window_left);
+  if (!aligned(plan, 16))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "plan must be 16-byte aligned");
+  if (plan_host) {
+    const padec_plan_header *h = (const padec_plan_header *)plan_host;
+    if (h->magic != PADEC_PLAN_MAGIC)
+      return padec__fail(PADEC_STATUS_PLAN_MISMATCH, "plan has no padec plan header (magic %#x)",
+                         (unsigned)h->magic);
+    if (h->params_key != layout->params_key || h->batch != layout->batch ||
+        h->num_workers != layout->num_workers || h->q_len != layout->q_len ||
+        h->partition_tokens != layout->partition_tokens || h->policy != layout->policy)
+      return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                         "plan was built for batch %d, %d workers, partition %d; layout says "
+                         "batch %d, %d workers, partition %d (or other params)",
+                         h->batch, h->num_workers, h->partition_tokens, layout->batch,
+                         layout->num_workers, layout->partition_tokens);
+  }
+  if (workspace_bytes < layout->workspace_bytes)
+    return padec__fail(PADEC_STATUS_WORKSPACE_TOO_SMALL, "workspace_bytes = %zu, need %zu",
+                       workspace_bytes, layout->workspace_bytes);
+  if (!aligned(workspace, 16))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "workspace must be 16-byte aligned");
+
+  const padec_tensors *t = tensors;
+  if (layout->batch > 0) {
+    if (!t->q) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.q is NULL");
+    if (!t->o) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.o is NULL");
+    if (!t->k_pages) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.k_pages is NULL");
+    if (!t->v_pages) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.v_pages is NULL");
+    if (!t->page_indptr) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.page_indptr is NULL");
+    if (!t->page_indices) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.page_indices is NULL");
+    if (!t->kv_lens) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.kv_lens is NULL");
+  }
+  if (t->num_pages < 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.num_pages = %lld is negative",
+                       (long long)t->num_pages);
+  if (p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN ||
+      p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE) {
+    if (!t->k_scales || !t->v_scales)
+      return padec__fail(PADEC_STATUS_BAD_SCALES,
+                         "fp8_scale_mode %d needs tensors.k_scales and tensors.v_scales",
+                         (int)p.fp8_scale_mode);
+    if (!aligned(t->k_scales, 4) || !aligned(t->v_scales, 4))
+      return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.k_scales/v_scales need 4-byte alignment");
+  }
+  size_t q_align = (size_t)padec__dtype_bytes(p.q_dtype);
+  size_t o_align = (size_t)padec__dtype_bytes(p.o_dtype);
+  if (!aligned(t->q, q_align))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.q must be %zu-byte aligned", q_align);
+  if (!aligned(t->o, o_align))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.o must be %zu-byte aligned", o_align);
+  if (!aligned(t->k_pages, 16) || !aligned(t->v_pages, 16))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
+                       "tensors.k_pages and tensors.v_pages must be 16-byte aligned");
+  if (!aligned(t->lse, 4))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.lse must be 4-byte aligned");
+  if (!aligned(t->page_indptr, 4) || !aligned(t->page_indices, 4) || !aligned(t->kv_lens, 4))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
+                       "page_indptr, page_indices and kv_lens must be 4-byte aligned");
+  if (t->q_stride_token < 0 || t->q_stride_head < 0 || t->o_stride_token < 0 ||
+      t->o_stride_head < 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "q and o strides must be >= 0 (0 = packed)");
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec_validate_kv_host(const padec_params *params, int32_t batch,
+                                    const padec_tensors *tensors) {
+  padec_status status = padec_params_validate(params);
+  if (status != PADEC_STATUS_OK) return status;
+  if (!tensors) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors is NULL");
+  if (batch < 0) return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "batch = %d is negative", batch);
+  if (batch == 0) return PADEC_STATUS_OK;
+  const padec_tensors *t = tensors;
+  if (!t->page_indptr || !t->page_indices || !t->kv_lens)
+    return padec__fail(PADEC_STATUS_NULL_POINTER,
+                       "tensors.page_indptr, page_indices and kv_lens must not be NULL");
+  if (t->page_indptr[0] != 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "page_indptr[0] = %d, must be 0",
+                       t->page_indptr[0]);
+  for (int32_t b = 0; b < batch; ++b) {
+    int32_t first = t->page_indptr[b], last = t->page_indptr[b + 1];
+    if (last < first)
+      return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "page_indptr[%d] = %d < page_indptr[%d] = %d",
+                         b + 1, last, b, first);
+    int64_t len = t->kv_lens[b];
+    int64_t capacity = (int64_t)(last - first) * params->page_size;
+    if (len < 0 || len > capacity)
+      return padec__fail(PADEC_STATUS_KV_LEN_EXCEEDS_PAGES,
+                         "sequence %d: kv_len = %lld but its %d pages hold %lld tokens", b,
+                         (long long)len, last - first, (long long)capacity);
+    int32_t pages_used = (int32_t)((len + params->page_size - 1) / params->page_size);
+    for (int32_t i = 0; i < pages_used; ++i) {
+      int32_t page = t->page_indices[first + i];
+      if (page < 0 || page >= t->num_pages)
+        return padec__fail(PADEC_STATUS_PAGE_INDEX_OUT_OF_RANGE,
+                           "sequence %d: page_indices[%d] = %d, pool has %lld pages", b, first + i,
+                           page, (long long)t->num_pages);
+    }
+  }
+  return PADEC_STATUS_OK;
+}

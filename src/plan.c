@@ -1,0 +1,188 @@
+/* Plan sizing, building and views. The layout is computed from (params, batch, options) alone;
+ * the build fills the caller's buffer through the scheduler of the chosen policy. */
+#include <string.h>
+
+#include "internal.h"
+#include "sched/sched.h"
+
+int32_t padec_first_partition(int32_t kv_len, int32_t q_len, int32_t window_left,
+                              int32_t partition_tokens) {
+  if (window_left <= 0 || partition_tokens <= 0) return 0;
+  /* The earliest position any query sees is that of query 0: kv_len - q_len - window_left. */
+  int64_t first_token = (int64_t)kv_len - q_len - window_left;
+  if (first_token <= 0) return 0;
+  return (int32_t)(first_token / partition_tokens);
+}
+
+int32_t padec_num_partitions(int32_t kv_len, int32_t q_len, int32_t window_left,
+                             int32_t partition_tokens) {
+  if (kv_len <= 0 || partition_tokens <= 0) return 0;
+  int32_t end = (int32_t)(((int64_t)kv_len + partition_tokens - 1) / partition_tokens);
+  return end - padec_first_partition(kv_len, q_len, window_left, partition_tokens);
+}
+
+static size_t align_up(size_t value, size_t alignment) {
+  return (value + alignment - 1) / alignment * alignment;
+}
+
+padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
+                                    const padec_plan_options *options, padec_plan_layout *layout) {
+  padec_status status = padec_params_validate(params);
+  if (status != PADEC_STATUS_OK) return status;
+  if (!options) return padec__fail(PADEC_STATUS_NULL_POINTER, "options is NULL");
+  if (!layout) return padec__fail(PADEC_STATUS_NULL_POINTER, "layout is NULL");
+  if (batch < 0 || batch > (1 << 24))
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "batch = %d: need 0..16777216", batch);
+  if (options->num_workers < 1 || options->num_workers > 65536)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "options.num_workers = %d: need 1..65536",
+                       options->num_workers);
+  int32_t partition_tokens = options->partition_tokens ? options->partition_tokens : 256;
+  if (partition_tokens < 16 || partition_tokens > 16384 ||
+      (partition_tokens & (partition_tokens - 1)) != 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "options.partition_tokens = %d: need a power of two 16..16384 (0 = 256)",
+                       options->partition_tokens);
+  if (options->policy != PADEC_POLICY_EVEN)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "options.policy = %d is not a padec_policy",
+                       (int)options->policy);
+
+  padec_params p = padec__params_normalized(params);
+  padec_sched_bounds bounds = padec__sched_bounds(batch, p.num_kv_heads, options->num_workers);
+  int64_t partial_rows = bounds.max_partial_slots * p.q_len;
+  /* work_info is indexed as row * 8 in int32 by both executors; partial rows times heads times
+   * head_dim must fit a 64-bit byte count, which it does for any value below. */
+  if (bounds.max_works > INT32_MAX / 8 || partial_rows > INT32_MAX / 4)
+    return padec__fail(PADEC_STATUS_SIZE_OVERFLOW,
+                       "batch %d with %d KV heads and %d workers needs %lld work items", batch,
+                       p.num_kv_heads, options->num_workers, (long long)bounds.max_works);
+
+  padec_plan_layout l;
+  memset(&l, 0, sizeof l);
+  l.batch = batch;
+  l.num_workers = options->num_workers;
+  l.num_kv_heads = p.num_kv_heads;
+  l.num_q_heads = p.num_q_heads;
+  l.head_dim = p.head_dim;
+  l.q_len = p.q_len;
+  l.partition_tokens = partition_tokens;
+  l.policy = (int32_t)options->policy;
+  l.params_key = padec__params_key(&p);
+  l.max_works = (int32_t)bounds.max_works;
+  l.max_partial_slots = (int32_t)bounds.max_partial_slots;
+  l.max_partial_rows = (int32_t)partial_rows;
+
+  size_t offset = sizeof(padec_plan_header);
+  l.work_indptr_offset = offset;
+  offset = align_up(offset + sizeof(int32_t) * ((size_t)l.num_workers + 1), 16);
+  l.work_info_offset = offset;
+  offset = align_up(offset + sizeof(int32_t) * 8 * (size_t)l.max_works, 16);
+  l.reduce_indptr_offset = offset;
+  offset = align_up(offset + sizeof(int32_t) * ((size_t)batch + 1), 16);
+  l.reduce_final_map_offset = offset;
+  offset = align_up(offset + sizeof(int32_t) * 2 * (size_t)batch, 16);
+  l.reduce_partial_map_offset = offset;
+  offset = align_up(offset + sizeof(int32_t) * (size_t)l.max_partial_slots, 16);
+  l.partition_indptr_offset = offset;
+  offset = align_up(offset + sizeof(int32_t) * ((size_t)batch + 1), 16);
+  l.plan_bytes = offset;
+
+  size_t row_elems = (size_t)p.num_q_heads * (size_t)p.head_dim;
+  l.partial_o_offset = 0;
+  l.partial_lse_offset = align_up(sizeof(float) * row_elems * (size_t)partial_rows, 256);
+  l.workspace_bytes =
+      align_up(l.partial_lse_offset + sizeof(float) * (size_t)p.num_q_heads * (size_t)partial_rows, 256);
+  if (l.workspace_bytes == 0) l.workspace_bytes = 256;
+  *layout = l;
+  padec__clear_message();
+  return PADEC_STATUS_OK;
+}
+
+static padec_sched_output output_arrays(const padec_plan_layout *layout, void *plan) {
+  char *base = (char *)plan;
+  padec_sched_output out;
+  out.work_indptr = (int32_t *)(void *)(base + layout->work_indptr_offset);
+  out.work_info = (int32_t *)(void *)(base + layout->work_info_offset);
+  out.reduce_indptr = (int32_t *)(void *)(base + layout->reduce_indptr_offset);
+  out.reduce_final_map = (int32_t *)(void *)(base + layout->reduce_final_map_offset);
+  out.reduce_partial_map = (int32_t *)(void *)(base + layout->reduce_partial_map_offset);
+  out.partition_indptr = (int32_t *)(void *)(base + layout->partition_indptr_offset);
+  out.max_works = layout->max_works;
+  out.max_partial_slots = layout->max_partial_slots;
+  return out;
+}
+
+padec_status padec_plan_build(const padec_params *params, const padec_plan_layout *layout,
+                              const int32_t *kv_lens, void *plan, size_t plan_bytes) {
+  padec_status status = padec_params_validate(params);
+  if (status != PADEC_STATUS_OK) return status;
+  if (!layout) return padec__fail(PADEC_STATUS_NULL_POINTER, "layout is NULL");
+  if (!plan) return padec__fail(PADEC_STATUS_NULL_POINTER, "plan is NULL");
+  if (!kv_lens && layout->batch > 0) return padec__fail(PADEC_STATUS_NULL_POINTER, "kv_lens is NULL");
+  if ((uintptr_t)plan % 16 != 0)
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "plan must be 16-byte aligned");
+  padec_params p = padec__params_normalized(params);
+  if (layout->params_key != padec__params_key(&p) || layout->num_q_heads != p.num_q_heads ||
+      layout->num_kv_heads != p.num_kv_heads || layout->head_dim != p.head_dim ||
+      layout->q_len != p.q_len)
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                       "layout was made for other params (heads %d/%d, head_dim %d, q_len %d)",
+                       layout->num_q_heads, layout->num_kv_heads, layout->head_dim, layout->q_len);
+  if (plan_bytes < layout->plan_bytes)
+    return padec__fail(PADEC_STATUS_WORKSPACE_TOO_SMALL, "plan_bytes = %zu, need %zu", plan_bytes,
+                       layout->plan_bytes);
+  for (int32_t b = 0; b < layout->batch; ++b)
+    if (kv_lens[b] < 0)
+      return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "kv_lens[%d] = %d is negative", b, kv_lens[b]);
+
+  padec_sched_input in = {layout->batch, p.num_kv_heads, p.num_q_heads, layout->num_workers,
+                          p.q_len,       p.window_left,  layout->partition_tokens, kv_lens};
+  /* Dry run first (no arrays, only counts and capacity checks), so that a failure writes
+   * nothing; the same function then fills the buffer. */
+  padec_sched_output dry;
+  memset(&dry, 0, sizeof dry);
+  dry.max_works = layout->max_works;
+  dry.max_partial_slots = layout->max_partial_slots;
+  padec_sched_counts dry_counts, counts;
+  status = padec__schedule_even(&in, &dry, &dry_counts);
+  if (status != PADEC_STATUS_OK) return status;
+
+  memset(plan, 0, layout->plan_bytes);
+  padec_sched_output out = output_arrays(layout, plan);
+  status = padec__schedule_even(&in, &out, &counts);
+  if (status != PADEC_STATUS_OK || memcmp(&counts, &dry_counts, sizeof counts) != 0)
+    return padec__fail(PADEC_STATUS_INTERNAL, "schedule dry run and fill disagree");
+  padec_plan_header *h = (padec_plan_header *)plan;
+  h->magic = PADEC_PLAN_MAGIC;
+  h->version = PADEC_VERSION_NUMBER;
+  h->params_key = layout->params_key;
+  h->batch = layout->batch;
+  h->num_workers = layout->num_workers;
+  h->num_kv_heads = layout->num_kv_heads;
+  h->q_len = layout->q_len;
+  h->partition_tokens = layout->partition_tokens;
+  h->policy = layout->policy;
+  h->num_works = counts.num_works;
+  h->num_partial_slots = counts.num_partial_slots;
+  h->num_groups = counts.num_groups;
+  h->num_partitions = counts.num_partitions;
+  padec__clear_message();
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec_plan_view_init(const padec_plan_layout *layout, const void *plan,
+                                  padec_plan_view *view) {
+  if (!layout || !plan || !view)
+    return padec__fail(PADEC_STATUS_NULL_POINTER, "layout, plan and view must not be NULL");
+  const char *base = (const char *)plan;
+  view->header = (const padec_plan_header *)plan;
+  if (view->header->magic != PADEC_PLAN_MAGIC)
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH, "plan has no padec plan header");
+  view->work_indptr = (const int32_t *)(const void *)(base + layout->work_indptr_offset);
+  view->work_info = (const int32_t *)(const void *)(base + layout->work_info_offset);
+  view->reduce_indptr = (const int32_t *)(const void *)(base + layout->reduce_indptr_offset);
+  view->reduce_final_map = (const int32_t *)(const void *)(base + layout->reduce_final_map_offset);
+  view->reduce_partial_map =
+      (const int32_t *)(const void *)(base + layout->reduce_partial_map_offset);
+  view->partition_indptr = (const int32_t *)(const void *)(base + layout->partition_indptr_offset);
+  return PADEC_STATUS_OK;
+}

@@ -1,0 +1,52 @@
+/* The host scheduler: pure C11, no allocation, deterministic. Never includes CUDA. */
+#ifndef PADEC_SCHED_H
+#define PADEC_SCHED_H
+
+#include <stdint.h>
+
+#include "padec.h"
+
+typedef struct padec_sched_input {
+  int32_t batch;
+  int32_t num_kv_heads;
+  int32_t num_q_heads;
+  int32_t num_workers;
+  int32_t q_len;
+  int32_t window_left;
+  int32_t partition_tokens;
+  const int32_t *kv_lens; /* [batch] */
+} padec_sched_input;
+
+/* Output arrays; any may be NULL for a dry run that only counts. Capacities are the layout's. */
+typedef struct padec_sched_output {
+  int32_t *work_indptr;        /* [num_workers + 1] */
+  int32_t *work_info;          /* [max_works][8] */
+  int32_t *reduce_indptr;      /* [batch + 1] */
+  int32_t *reduce_final_map;   /* [batch][2] */
+  int32_t *reduce_partial_map; /* [max_partial_slots] */
+  int32_t *partition_indptr;   /* [batch + 1] */
+  int32_t max_works;
+  int32_t max_partial_slots;
+} padec_sched_output;
+
+typedef struct padec_sched_counts {
+  int32_t num_works;
+  int32_t num_partial_slots;
+  int32_t num_groups;
+  int32_t num_partitions; /* per KV head */
+} padec_sched_counts;
+
+/* Worst-case sizes for (batch, heads, workers); exact in the sense that some input reaches them. */
+typedef struct padec_sched_bounds {
+  int64_t max_works;
+  int64_t max_partial_slots;
+} padec_sched_bounds;
+
+padec_sched_bounds padec__sched_bounds(int32_t batch, int32_t num_kv_heads, int32_t num_workers);
+
+/* The `even` policy: the seed's greedy bin filler (equal partitions per worker), generalised to
+ * any worker count. Returns OK, SIZE_OVERFLOW, or INTERNAL if a capacity would be exceeded. */
+padec_status padec__schedule_even(const padec_sched_input *in, padec_sched_output *out,
+                                  padec_sched_counts *counts);
+
+#endif /* PADEC_SCHED_H */
