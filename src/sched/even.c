@@ -25,7 +25,7 @@ padec_sched_bounds padec__sched_bounds(int32_t batch, int32_t num_kv_heads, int3
   /* Every sequence gives at least one work per head; each of the N - 1 inner bin boundaries adds
    * at most one more. Each split point opens at most two partial slots (the pieces on its two
    * sides), and there are no more slots than pieces. */
-  bounds.max_works = (int64_t)num_kv_heads * ((int64_t)batch + bins_per_head - 1);
+  bounds.max_works = batch == 0 ? 0 : (int64_t)num_kv_heads * ((int64_t)batch + bins_per_head - 1);
   int64_t by_splits = 2 * (bins_per_head - 1);
   int64_t by_pieces = (int64_t)batch + bins_per_head - 1;
   bounds.max_partial_slots = batch == 0 ? 0 : (by_splits < by_pieces ? by_splits : by_pieces);

@@ -1,0 +1,312 @@
+/* GPU side of the harness (see gpu.h): device copies of a case, one checked run, and the
+ * benchmark with a cold L2, CUDA events and the copy ceiling measured in the same process. */
+#include <cuda_runtime.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "gpu.h"
+#include "padec_cuda.h"
+
+namespace {
+
+struct ErrorSink {
+  char *buffer;
+  size_t size;
+};
+
+int report(const ErrorSink &sink, const char *format, ...) {
+  if (sink.buffer && sink.size) {
+    va_list args;
+    va_start(args, format);
+    vsnprintf(sink.buffer, sink.size, format, args);
+    va_end(args);
+  }
+  return -1;
+}
+
+#define GPU_CHECK(call)                                                                      \
+  do {                                                                                       \
+    cudaError_t error_ = (call);                                                             \
+    if (error_ != cudaSuccess) {                                                             \
+      report(sink, "%s failed: %s (%s:%d)", #call, cudaGetErrorString(error_), __FILE__, __LINE__); \
+      goto fail;                                                                             \
+    }                                                                                        \
+  } while (0)
+
+/* Device buffers that free themselves. */
+struct DeviceBuffer {
+  void *ptr = nullptr;
+  size_t bytes = 0;
+  cudaError_t alloc(size_t n) {
+    bytes = n ? n : 16;
+    return cudaMalloc(&ptr, bytes);
+  }
+  ~DeviceBuffer() {
+    if (ptr) cudaFree(ptr);
+  }
+};
+
+double host_seconds() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int dtype_bytes(padec_dtype t) { return t == PADEC_DTYPE_E4M3 ? 1 : t == PADEC_DTYPE_FP32 ? 4 : 2; }
+
+/* Fills a buffer with random, finite values of the element type: uniform in [-1, 1] for 16-bit
+ * types, and e4m3 codes away from NaN (the per-tensor scale makes their size irrelevant). */
+__global__ void fill_random(uint8_t *data, size_t bytes, int element_bytes, uint64_t seed) {
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < bytes / element_bytes; i += stride) {
+    uint64_t x = (i + 1) * 0x9e3779b97f4a7c15ull ^ seed;
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 29;
+    if (element_bytes == 1) {
+      uint8_t code = (uint8_t)(x & 0xff);
+      if ((code & 0x7f) >= 0x70) code &= 0xb7; /* keep |value| < 256, never NaN */
+      data[i] = code;
+    } else {
+      const float u = (float)((x >> 40) & 0xffffff) / 16777216.0f * 2.0f - 1.0f;
+      const uint32_t bits = __float_as_uint(u);
+      reinterpret_cast<uint16_t *>(data)[i] = (uint16_t)(bits >> 16); /* bf16, also valid f16 data */
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" int padec_gpu_available(void) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) return 0;
+  return prop.major >= 9;
+}
+
+extern "C" int32_t padec_gpu_default_workers(const padec_params *params) {
+  int32_t workers = 0;
+  if (padec_cuda_recommended_workers(params, 0, &workers) != PADEC_STATUS_OK) return 0;
+  return workers;
+}
+
+extern "C" int padec_gpu_run_case(const padec_case *c, const padec_plan_options *options, void *o,
+                                  float *lse, char *err, size_t err_size) {
+  ErrorSink sink{err, err_size};
+  padec_plan_layout layout;
+  void *host_plan = nullptr;
+  int result = -1;
+  const int64_t rows = c->num_tokens * c->params.num_q_heads;
+  DeviceBuffer d_q, d_k, d_v, d_indptr, d_indices, d_lens, d_ks, d_vs, d_o, d_lse, d_plan, d_ws;
+  padec_tensors t;
+  padec_status status;
+  if (padec_plan_layout_init(&c->params, c->batch, options, &layout) != PADEC_STATUS_OK)
+    return report(sink, "plan layout: %s", padec_last_message());
+  host_plan = aligned_alloc(64, (layout.plan_bytes + 63) / 64 * 64);
+  if (!host_plan) return report(sink, "out of host memory");
+  if (padec_plan_build(&c->params, &layout, c->kv_lens, host_plan, layout.plan_bytes) != PADEC_STATUS_OK) {
+    report(sink, "plan build: %s", padec_last_message());
+    goto fail;
+  }
+  GPU_CHECK(d_q.alloc(c->q_bytes));
+  GPU_CHECK(d_k.alloc(c->pool_bytes));
+  GPU_CHECK(d_v.alloc(c->pool_bytes));
+  GPU_CHECK(d_indptr.alloc(sizeof(int32_t) * (c->batch + 1)));
+  GPU_CHECK(d_indices.alloc(sizeof(int32_t) * (c->page_indptr[c->batch] + 1)));
+  GPU_CHECK(d_lens.alloc(sizeof(int32_t) * (c->batch + 1)));
+  GPU_CHECK(d_o.alloc(c->o_bytes));
+  GPU_CHECK(d_lse.alloc(sizeof(float) * (rows + 1)));
+  GPU_CHECK(d_plan.alloc(layout.plan_bytes));
+  GPU_CHECK(d_ws.alloc(layout.workspace_bytes));
+  GPU_CHECK(cudaMemcpy(d_q.ptr, c->q, c->q_bytes, cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d_k.ptr, c->k_pages, c->pool_bytes, cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d_v.ptr, c->v_pages, c->pool_bytes, cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d_indptr.ptr, c->page_indptr, sizeof(int32_t) * (c->batch + 1), cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d_indices.ptr, c->page_indices, sizeof(int32_t) * c->page_indptr[c->batch], cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d_lens.ptr, c->kv_lens, sizeof(int32_t) * c->batch, cudaMemcpyHostToDevice));
+  if (c->k_scales) {
+    GPU_CHECK(d_ks.alloc(c->scales_bytes));
+    GPU_CHECK(d_vs.alloc(c->scales_bytes));
+    GPU_CHECK(cudaMemcpy(d_ks.ptr, c->k_scales, c->scales_bytes, cudaMemcpyHostToDevice));
+    GPU_CHECK(cudaMemcpy(d_vs.ptr, c->v_scales, c->scales_bytes, cudaMemcpyHostToDevice));
+  }
+  /* Poison: 0xff bytes are NaN in bf16, fp16 and fp32, so an unwritten element fails the check. */
+  GPU_CHECK(cudaMemset(d_o.ptr, 0xff, c->o_bytes));
+  GPU_CHECK(cudaMemset(d_lse.ptr, 0xff, sizeof(float) * (rows + 1)));
+  GPU_CHECK(cudaMemset(d_ws.ptr, 0xff, layout.workspace_bytes));
+  if (padec_cuda_upload_plan(&layout, host_plan, d_plan.ptr, nullptr) != PADEC_STATUS_OK) {
+    report(sink, "upload: %s", padec_last_message());
+    goto fail;
+  }
+  t = padec_case_tensors(c, d_o.ptr, lse ? static_cast<float *>(d_lse.ptr) : nullptr);
+  t.q = d_q.ptr;
+  t.k_pages = d_k.ptr;
+  t.v_pages = d_v.ptr;
+  t.page_indptr = static_cast<const int32_t *>(d_indptr.ptr);
+  t.page_indices = static_cast<const int32_t *>(d_indices.ptr);
+  t.kv_lens = static_cast<const int32_t *>(d_lens.ptr);
+  t.k_scales = c->k_scales ? static_cast<const float *>(d_ks.ptr) : nullptr;
+  t.v_scales = c->v_scales ? static_cast<const float *>(d_vs.ptr) : nullptr;
+  status = padec_cuda_run(&c->params, &layout, d_plan.ptr, &t, d_ws.ptr, layout.workspace_bytes, nullptr);
+  if (status != PADEC_STATUS_OK) {
+    report(sink, "padec_cuda_run: %s", padec_last_message());
+    goto fail;
+  }
+  GPU_CHECK(cudaDeviceSynchronize());
+  GPU_CHECK(cudaMemcpy(o, d_o.ptr, c->o_bytes, cudaMemcpyDeviceToHost));
+  if (lse) GPU_CHECK(cudaMemcpy(lse, d_lse.ptr, sizeof(float) * rows, cudaMemcpyDeviceToHost));
+  result = 0;
+fail:
+  free(host_plan);
+  return result;
+}
+
+extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
+                               int iterations, padec_gpu_bench_result *out, char *err,
+                               size_t err_size) {
+  ErrorSink sink{err, err_size};
+  const padec_params &p = workload->params;
+  const int32_t batch = workload->batch;
+  const int32_t q_len = p.q_len ? p.q_len : 1;
+  const int kv_bytes = dtype_bytes(p.kv_dtype);
+  const int64_t tokens = (int64_t)batch * q_len;
+  padec_plan_layout layout;
+  std::vector<int32_t> indptr(batch + 1, 0), indices;
+  std::vector<double> times, plan_times, copy_times;
+  void *host_plan = nullptr;
+  DeviceBuffer d_q, d_k, d_v, d_indptr, d_indices, d_lens, d_o, d_lse, d_plan, d_ws, d_flush, d_copy_a, d_copy_b;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  padec_tensors t;
+  int result = -1;
+  int64_t num_pages = 0;
+  size_t pool_bytes = 0;
+  cudaDeviceProp prop;
+  const size_t copy_bytes = (size_t)1 << 30;
+  if (iterations < 50) iterations = 50;
+
+  for (int32_t b = 0; b < batch; ++b) {
+    const int64_t pages = (workload->kv_lens[b] + p.page_size - 1) / p.page_size;
+    indptr[b + 1] = indptr[b] + (int32_t)pages;
+  }
+  num_pages = indptr[batch];
+  indices.resize(num_pages > 0 ? num_pages : 1);
+  /* Scattered page ids: a fixed permutation of the pool, as a long-running server ends up with. */
+  for (int64_t i = 0; i < num_pages; ++i) indices[i] = (int32_t)i;
+  {
+    uint64_t state = 0x2545f4914f6cdd1dull;
+    for (int64_t i = num_pages - 1; i > 0; --i) {
+      state ^= state << 13;
+      state ^= state >> 7;
+      state ^= state << 17;
+      const int64_t j = (int64_t)(state % (uint64_t)(i + 1));
+      std::swap(indices[i], indices[j]);
+    }
+  }
+  pool_bytes = (size_t)(num_pages > 0 ? num_pages : 1) * p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
+
+  if (padec_plan_layout_init(&p, batch, options, &layout) != PADEC_STATUS_OK)
+    return report(sink, "plan layout: %s", padec_last_message());
+  host_plan = aligned_alloc(64, (layout.plan_bytes + 63) / 64 * 64);
+  if (!host_plan) return report(sink, "out of host memory");
+  for (int i = 0; i < 21; ++i) {
+    const double t0 = host_seconds();
+    if (padec_plan_build(&p, &layout, workload->kv_lens, host_plan, layout.plan_bytes) != PADEC_STATUS_OK) {
+      report(sink, "plan build: %s", padec_last_message());
+      goto fail;
+    }
+    plan_times.push_back((host_seconds() - t0) * 1e6);
+  }
+
+  GPU_CHECK(cudaGetDeviceProperties(&prop, 0));
+  GPU_CHECK(d_q.alloc(tokens * p.num_q_heads * p.head_dim * 2));
+  GPU_CHECK(d_k.alloc(pool_bytes));
+  GPU_CHECK(d_v.alloc(pool_bytes));
+  GPU_CHECK(d_indptr.alloc(sizeof(int32_t) * (batch + 1)));
+  GPU_CHECK(d_indices.alloc(sizeof(int32_t) * indices.size()));
+  GPU_CHECK(d_lens.alloc(sizeof(int32_t) * batch));
+  GPU_CHECK(d_o.alloc(tokens * p.num_q_heads * p.head_dim * dtype_bytes(p.o_dtype)));
+  GPU_CHECK(d_lse.alloc(sizeof(float) * tokens * p.num_q_heads));
+  GPU_CHECK(d_plan.alloc(layout.plan_bytes));
+  GPU_CHECK(d_ws.alloc(layout.workspace_bytes));
+  GPU_CHECK(d_flush.alloc((size_t)256 << 20));
+  fill_random<<<1024, 256>>>(static_cast<uint8_t *>(d_q.ptr), d_q.bytes, 2, 1);
+  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(d_k.ptr), pool_bytes, kv_bytes, 2);
+  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(d_v.ptr), pool_bytes, kv_bytes, 3);
+  GPU_CHECK(cudaGetLastError());
+  GPU_CHECK(cudaMemcpy(d_indptr.ptr, indptr.data(), sizeof(int32_t) * (batch + 1), cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d_indices.ptr, indices.data(), sizeof(int32_t) * indices.size(), cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d_lens.ptr, workload->kv_lens, sizeof(int32_t) * batch, cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d_plan.ptr, host_plan, layout.plan_bytes, cudaMemcpyHostToDevice));
+  memset(&t, 0, sizeof t);
+  t.q = d_q.ptr;
+  t.k_pages = d_k.ptr;
+  t.v_pages = d_v.ptr;
+  t.num_pages = num_pages;
+  t.page_indptr = static_cast<const int32_t *>(d_indptr.ptr);
+  t.page_indices = static_cast<const int32_t *>(d_indices.ptr);
+  t.kv_lens = static_cast<const int32_t *>(d_lens.ptr);
+  t.o = d_o.ptr;
+  t.lse = static_cast<float *>(d_lse.ptr);
+  GPU_CHECK(cudaEventCreate(&start));
+  GPU_CHECK(cudaEventCreate(&stop));
+
+  for (int i = 0; i < iterations + 5; ++i) {
+    GPU_CHECK(cudaMemsetAsync(d_flush.ptr, i & 0xff, d_flush.bytes, nullptr)); /* cold L2 */
+    GPU_CHECK(cudaEventRecord(start, nullptr));
+    if (padec_cuda_run(&p, &layout, d_plan.ptr, &t, d_ws.ptr, layout.workspace_bytes, nullptr) != PADEC_STATUS_OK) {
+      report(sink, "padec_cuda_run: %s", padec_last_message());
+      goto fail;
+    }
+    GPU_CHECK(cudaEventRecord(stop, nullptr));
+    GPU_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.f;
+    GPU_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (i >= 5) times.push_back(ms * 1e3);
+  }
+
+  /* The ceiling: a device-to-device copy, bytes read plus bytes written. */
+  GPU_CHECK(d_copy_a.alloc(copy_bytes));
+  GPU_CHECK(d_copy_b.alloc(copy_bytes));
+  GPU_CHECK(cudaMemset(d_copy_a.ptr, 1, copy_bytes));
+  for (int i = 0; i < 12; ++i) {
+    GPU_CHECK(cudaEventRecord(start, nullptr));
+    GPU_CHECK(cudaMemcpyAsync(d_copy_b.ptr, d_copy_a.ptr, copy_bytes, cudaMemcpyDeviceToDevice, nullptr));
+    GPU_CHECK(cudaEventRecord(stop, nullptr));
+    GPU_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.f;
+    GPU_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (i >= 2) copy_times.push_back(ms * 1e-3);
+  }
+
+  memset(out, 0, sizeof *out);
+  out->median_us = median(times);
+  out->min_us = *std::min_element(times.begin(), times.end());
+  out->plan_us = median(plan_times);
+  out->copy_gbps = 2.0 * (double)copy_bytes / median(copy_times) / 1e9;
+  out->effective_gbps = (double)padec_workload_bytes(workload) / (out->median_us * 1e-6) / 1e9;
+  out->iterations = iterations;
+  snprintf(out->device, sizeof out->device, "%.120s", prop.name);
+  result = 0;
+fail:
+  if (start) cudaEventDestroy(start);
+  if (stop) cudaEventDestroy(stop);
+  free(host_plan);
+  return result;
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One call on a GPU machine: build with CUDA, run the GPU tests (full matrix, then a short subset
+# under compute-sanitizer memcheck and racecheck) and the benchmark table.
+# Usage: scripts/gpu-check.sh [build] [test] [sanitize] [bench] ...   (default: all)
+# Logs go to $OUT (or ./gpu-out) so that they come back from a remote run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+steps=${*:-build test sanitize bench}
+build=build-gpu
+status=0
+has() { [[ " $steps " == *" $1 "* ]]; }
+
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+if has build; then
+  cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DPADEC_CUDA=ON >"$out/build.log" 2>&1 &&
+    cmake --build $build -j "$(nproc)" >>"$out/build.log" 2>&1 || { tail -40 "$out/build.log"; exit 1; }
+  grep -E "spill|lmem|warning" "$out/build.log" | sort -u | head -20
+fi
+if has test; then
+  ./$build/tests/test_cuda_matrix 2>&1 | tee "$out/test_cuda.log" | tail -15 || status=1
+  ctest --test-dir $build -L cuda --output-on-failure 2>&1 | tail -5
+fi
+if has sanitize; then
+  for tool in memcheck racecheck synccheck; do
+    compute-sanitizer --tool $tool --error-exitcode 9 ./$build/tests/test_cuda_matrix --short \
+      >"$out/sanitize-$tool.log" 2>&1
+    rc=$?
+    echo "compute-sanitizer $tool: exit $rc ($(grep -c -E '^========= (Invalid|Race|Barrier|Error)' "$out/sanitize-$tool.log") reports)"
+    tail -3 "$out/sanitize-$tool.log"
+    [ $rc -eq 0 ] || status=1
+  done
+fi
+if has bench; then
+  ./$build/padec bench --backend cuda bench/workloads.txt 2>&1 | tee "$out/bench.txt"
+fi
+exit $status

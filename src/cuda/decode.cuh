@@ -1,0 +1,574 @@
+/*
+ * The persistent split-KV decode kernel: one CTA per worker of the plan walks its work items.
+ *
+ * Per work item (one sequence, one KV head, a range of partitions) the CTA streams the K/V
+ * tokens of the range through shared memory with cp.async (3 stages of 32 KiB: 64 bf16 tokens
+ * or 128 fp8 tokens of head_dim 128), gathering rows through the page table. The query rows of
+ * the KV head (q_len x group of them, 16 per pass) sit on the M side of m16n8k16 tensor-core
+ * MMAs and the KV tokens on N, so every K/V byte is read once for the whole GQA group. Each of
+ * the 4 warps owns a quarter of every tile's tokens and keeps its own online-softmax state; the
+ * four states are combined in shared memory at the end of the item.
+ *
+ * Register-level layout tricks, so that shared memory is read with wide, conflict-free loads:
+ *  - QK: the head_dim axis is permuted. In k-step j, lane quad c reads 4 consecutive dims of a
+ *    K row (one 8-byte or 4-byte word of a 16-byte chunk), and Q is staged in the same permuted
+ *    order. The dot product does not care about the order.
+ *  - PV: the output dim axis is permuted. Lane row n of n-tile 4G + jj holds dim
+ *    32G + 4n + jj, so a lane reads 4 consecutive dims of 4 token rows and byte-permutes them
+ *    into (token, token) pairs; fp8 pairs then become f16x2 with one cvt.
+ *  - Rows of a tile are 16-byte-chunk swizzled so that both access patterns are conflict-free.
+ *
+ * Numerics: fp32 accumulation; scores in base 2; bf16 caches use bf16 MMAs with P (and, for an
+ * fp16 query, Q) split into a high and a low bf16 part so that rounding P does not cost 8 bits;
+ * fp16 and fp8 caches use f16 MMAs (fp8 -> f16 is exact) with Q scaled per row by a power of
+ * two into f16's range.
+ */
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "decode_params.h"
+
+namespace padec_cuda {
+
+enum KvKind { KV_BF16 = 0, KV_F16 = 1, KV_E4M3 = 2 };
+
+constexpr int kThreads = 128;
+constexpr int kWarps = 4;
+constexpr int kRowsPerPass = 16;
+
+template <int HeadDim, int Kind>
+struct DecodeConfig {
+  static constexpr int kElemBytes = Kind == KV_E4M3 ? 1 : 2;
+  static constexpr int kRowBytes = HeadDim * kElemBytes;
+  static constexpr int kPitch = kRowBytes < 128 ? 128 : kRowBytes; /* swizzle needs 8 chunks */
+  static constexpr int kChunksPerRow = kRowBytes / 16;
+  static constexpr int kTileTokens = (16384 / kPitch) < 64 ? 64 : 16384 / kPitch;
+  static constexpr int kTileBytes = kTileTokens * kPitch;
+  static constexpr int kStageBytes = 2 * kTileBytes; /* K then V */
+  static constexpr int kStages = kStageBytes <= 32768 ? 3 : 2;
+  static constexpr int kWarpTokens = kTileTokens / kWarps;
+  static constexpr int kNTiles = kWarpTokens / 8;
+  static constexpr int kKSteps = HeadDim / 16;
+  static constexpr int kElemsPerChunk = 16 / kElemBytes;
+  static constexpr int kKStepsPerChunk = kElemsPerChunk / 4;
+  static constexpr int kTokensPerThread = kTileTokens * kChunksPerRow / kThreads;
+  static constexpr int kTokenStride = kThreads / kChunksPerRow;
+  static constexpr int kQPitch = HeadDim * 2 + 16; /* bytes; +16 keeps ldmatrix conflict-free */
+  static constexpr int kQBytes = kRowsPerPass * kQPitch;
+  static constexpr int kScaleBytes = 2 * kTileTokens * 4; /* per-token K and V scales */
+  static constexpr int kCombineBytes = kWarps * kRowsPerPass * HeadDim * 4;
+  static constexpr int kPipeBytes = kStages * kStageBytes;
+  static_assert(kCombineBytes <= kPipeBytes, "combine buffer reuses the pipeline");
+  /* row multipliers [16], then each warp's row max [4][16] and row sum [4][16] */
+  static constexpr int kRowStatBytes = (kRowsPerPass + 2 * kWarps * kRowsPerPass) * 4;
+  static constexpr int kSmemBytes = kPipeBytes + kStages * kScaleBytes + 2 * kQBytes + kRowStatBytes;
+  static_assert(kThreads % kChunksPerRow == 0, "a thread keeps one chunk column");
+  static_assert(kNTiles % 2 == 0, "P pairs two n-tiles into one k16 A fragment");
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void *ptr) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(ptr));
+}
+
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void *src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+
+__device__ __forceinline__ void cp_async_4(uint32_t dst, const void *src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 4 : 0));
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+/* Chunk swizzle of a tile row: rows 2m and 2m+1 land in different halves of the 128-byte bank
+ * window (the QK pattern) and rows 0, 2, 4, 6 in four different 32-byte quarters (the PV
+ * pattern). */
+__device__ __forceinline__ int swizzle(int row) { return (((row >> 1) & 3) << 1) ^ ((row & 1) << 2); }
+
+template <bool Bf16>
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  if constexpr (Bf16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+/* Two e4m3 bytes (low byte first) to f16x2, exactly. */
+__device__ __forceinline__ uint32_t e4m3x2_to_f16x2(uint32_t two_bytes) {
+  uint32_t out;
+  const uint16_t in = static_cast<uint16_t>(two_bytes);
+  asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(out) : "h"(in));
+  return out;
+}
+
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t selector) {
+  uint32_t out;
+  asm("prmt.b32 %0, %1, %2, %3;\n" : "=r"(out) : "r"(a), "r"(b), "r"(selector));
+  return out;
+}
+
+template <bool Bf16>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  if constexpr (Bf16) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+  } else {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+  }
+}
+
+__device__ __forceinline__ float bf16_bits_to_float(uint32_t bits16) {
+  return __uint_as_float(bits16 << 16);
+}
+
+__device__ __forceinline__ float load_input(const void *base, int64_t index, int dtype) {
+  const uint16_t bits = static_cast<const uint16_t *>(base)[index];
+  if (dtype == 0) return bf16_bits_to_float(bits);
+  return __half2float(__ushort_as_half(bits));
+}
+
+__device__ __forceinline__ void store_output(void *base, int64_t index, int dtype, float value) {
+  if (dtype == 0) {
+    static_cast<__nv_bfloat16 *>(base)[index] = __float2bfloat16_rn(value);
+  } else if (dtype == 1) {
+    static_cast<__half *>(base)[index] = __float2half_rn(value);
+  } else {
+    static_cast<float *>(base)[index] = value;
+  }
+}
+
+/* Element offset of (page, token in page, kv head, dim 0): 64-bit, pools may pass 4 GiB. */
+__device__ __forceinline__ int64_t pool_offset(const padec_decode_params &p, int64_t page,
+                                               int token_in_page, int kv_head) {
+  if (p.layout_hnd)
+    return ((page * p.num_kv_heads + kv_head) * p.page_size + token_in_page) * (int64_t)p.head_dim;
+  return ((page * p.page_size + token_in_page) * p.num_kv_heads + kv_head) * (int64_t)p.head_dim;
+}
+
+template <int HeadDim, int Kind>
+__global__ void __launch_bounds__(kThreads, 2)
+    decode_kernel(const __grid_constant__ padec_decode_params p) {
+  using Cfg = DecodeConfig<HeadDim, Kind>;
+  constexpr bool kBf16Mma = Kind == KV_BF16;
+  extern __shared__ __align__(128) uint8_t smem[];
+  uint8_t *pipe = smem;
+  float *scales = reinterpret_cast<float *>(smem + Cfg::kPipeBytes);
+  uint8_t *q_hi = smem + Cfg::kPipeBytes + Cfg::kStages * Cfg::kScaleBytes;
+  uint8_t *q_lo = q_hi + Cfg::kQBytes;
+  float *row_multiplier = reinterpret_cast<float *>(q_lo + Cfg::kQBytes); /* [16] */
+  float *warp_row_max = row_multiplier + kRowsPerPass;                     /* [4][16] */
+  float *warp_row_sum = warp_row_max + kWarps * kRowsPerPass;              /* [4][16] */
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int quad = lane & 3, lane_row = lane >> 2;
+  const bool per_token = p.scale_mode == 3;
+  float k_scale = p.k_scale, v_scale = p.v_scale;
+  if (p.scale_mode == 2) {
+    k_scale = __ldg(p.k_scales);
+    v_scale = __ldg(p.v_scales);
+  }
+  const bool q_split = kBf16Mma && p.q_dtype == 1; /* fp16 query on a bf16 cache */
+
+  const int work_begin = p.work_indptr[blockIdx.x], work_end = p.work_indptr[blockIdx.x + 1];
+  for (int work = work_begin; work < work_end; ++work) {
+    const int4 w0 = *reinterpret_cast<const int4 *>(p.work_info + (int64_t)work * 8);
+    const int4 w1 = *reinterpret_cast<const int4 *>(p.work_info + (int64_t)work * 8 + 4);
+    const int b = w0.x, partial_loc = w0.y, qo_start = w0.z;
+    const int q_head_start = w1.w & 0xffff;
+    const int kv_head = q_head_start / p.group;
+    const int kv_len = p.kv_lens[b];
+    const int T = p.partition_tokens;
+    int first_partition = 0;
+    if (p.window_left > 0) {
+      const int64_t first_token = (int64_t)kv_len - p.q_len - p.window_left;
+      first_partition = first_token > 0 ? (int)(first_token / T) : 0;
+    }
+    const int64_t local = (int64_t)w1.x - p.partition_indptr[b];
+    /* Positions fit in int32: kv_len is an int32 token count. */
+    const int token_begin = (int)((first_partition + local) * T);
+    const int64_t item_end = (first_partition + local + (w1.y - w1.x)) * (int64_t)T;
+    const int token_end = item_end < kv_len ? (int)item_end : kv_len;
+    const int num_tiles =
+        token_end > token_begin ? (token_end - token_begin + Cfg::kTileTokens - 1) / Cfg::kTileTokens : 0;
+    const int32_t *pages = p.page_indices + p.page_indptr[b];
+
+    for (int pass_row = 0; pass_row < p.rows; pass_row += kRowsPerPass) {
+      /* ---- stage the pass's 16 query rows in the permuted k order ---------------------- */
+      __syncthreads(); /* the previous pass's combine is done with shared memory */
+      for (int r = warp; r < kRowsPerPass; r += kWarps) {
+        const int row = pass_row + r;
+        const bool live = row < p.rows;
+        const int qi = live ? row / p.group : 0;
+        const int head = q_head_start + (live ? row % p.group : 0);
+        const int64_t base = (int64_t)(qo_start + qi) * p.q_stride_token + head * p.q_stride_head;
+        float values[HeadDim / 32];
+        float amax = 0.f;
+#pragma unroll
+        for (int i = 0; i < HeadDim / 32; ++i) {
+          values[i] = live ? load_input(p.q, base + lane + 32 * i, p.q_dtype) : 0.f;
+          amax = fmaxf(amax, fabsf(values[i]));
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+        /* f16 MMAs: scale the row by 2^e so that its largest element lands in [2^14, 2^15). */
+        float row_scale = 1.f;
+        if (!kBf16Mma && amax > 0.f) {
+          int exponent;
+          frexpf(amax, &exponent); /* amax in [2^(exponent-1), 2^exponent) */
+          row_scale = ldexpf(1.f, 15 - exponent);
+        }
+        if (lane == 0) row_multiplier[r] = p.score_scale_log2 * k_scale / row_scale;
+#pragma unroll
+        for (int i = 0; i < HeadDim / 32; ++i) {
+          const int d = lane + 32 * i;
+          const int chunk = d / Cfg::kElemsPerChunk, within = d % Cfg::kElemsPerChunk;
+          const int kstep = (chunk / 4) * Cfg::kKStepsPerChunk + within / 4;
+          const int t = within % 4;
+          const int col = 16 * kstep + 2 * (chunk % 4) + (t / 2) * 8 + (t % 2);
+          const float v = values[i] * row_scale;
+          uint16_t *hi = reinterpret_cast<uint16_t *>(q_hi + r * Cfg::kQPitch) + col;
+          uint16_t *lo = reinterpret_cast<uint16_t *>(q_lo + r * Cfg::kQPitch) + col;
+          if constexpr (kBf16Mma) {
+            const __nv_bfloat16 h = __float2bfloat16_rn(v);
+            *hi = __bfloat16_as_ushort(h);
+            *lo = __bfloat16_as_ushort(__float2bfloat16_rn(v - __bfloat162float(h)));
+          } else {
+            *hi = __half_as_ushort(__float2half_rn(v));
+          }
+        }
+      }
+
+      /* Rows this lane owns in the C fragments: lane_row and lane_row + 8 of the pass. */
+      int visible_lo[2], visible_hi[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int row = pass_row + lane_row + 8 * h;
+        if (row < p.rows) {
+          const int last = kv_len - p.q_len + row / p.group;
+          int lo = p.window_left > 0 ? last - p.window_left : 0;
+          lo = lo > token_begin ? lo : token_begin;
+          const int hi = last + 1 < token_end ? last + 1 : token_end;
+          visible_lo[h] = lo;
+          visible_hi[h] = hi;
+        } else {
+          visible_lo[h] = 0;
+          visible_hi[h] = 0;
+        }
+      }
+
+      float acc[HeadDim / 8][4];
+#pragma unroll
+      for (int j = 0; j < HeadDim / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+      float row_max[2] = {-INFINITY, -INFINITY};
+      float row_sum[2] = {0.f, 0.f};
+
+      /* ---- the cp.async pipeline over the item's tiles ------------------------------------- */
+      const int my_chunk = tid % Cfg::kChunksPerRow;
+      const int my_first_token = tid / Cfg::kChunksPerRow;
+      int32_t page_ids[Cfg::kTokensPerThread];
+      auto load_page_ids = [&](int tile) {
+#pragma unroll
+        for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
+          const int pos = token_begin + tile * Cfg::kTileTokens + my_first_token + i * Cfg::kTokenStride;
+          page_ids[i] = (tile < num_tiles && pos < token_end) ? __ldg(pages + pos / p.page_size) : 0;
+        }
+      };
+      auto issue_tile = [&](int tile) {
+        if (tile < num_tiles) {
+          const int stage = tile % Cfg::kStages;
+          uint8_t *k_dst = pipe + stage * Cfg::kStageBytes;
+          uint8_t *v_dst = k_dst + Cfg::kTileBytes;
+          float *k_scale_dst = scales + stage * 2 * Cfg::kTileTokens;
+#pragma unroll
+          for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
+            const int token = my_first_token + i * Cfg::kTokenStride;
+            const int pos = token_begin + tile * Cfg::kTileTokens + token;
+            const bool valid = pos < token_end;
+            const int in_page = (int)(pos % p.page_size);
+            const int64_t offset = valid ? pool_offset(p, page_ids[i], in_page, kv_head) * Cfg::kElemBytes : 0;
+            const uint32_t dst = token * Cfg::kPitch + ((my_chunk ^ swizzle(token)) << 4);
+            cp_async_16(smem_u32(k_dst + dst), p.k_pages + offset + my_chunk * 16, valid);
+            cp_async_16(smem_u32(v_dst + dst), p.v_pages + offset + my_chunk * 16, valid);
+            if (per_token && my_chunk == 0) {
+              const int64_t s = valid ? ((int64_t)page_ids[i] * p.num_kv_heads + kv_head) * p.page_size + in_page : 0;
+              cp_async_4(smem_u32(k_scale_dst + token), p.k_scales + s, valid);
+              cp_async_4(smem_u32(k_scale_dst + Cfg::kTileTokens + token), p.v_scales + s, valid);
+            }
+          }
+        }
+        cp_async_commit();
+      };
+
+#pragma unroll
+      for (int s = 0; s < Cfg::kStages - 1; ++s) {
+        load_page_ids(s);
+        issue_tile(s);
+      }
+      load_page_ids(Cfg::kStages - 1);
+
+      for (int tile = 0; tile < num_tiles; ++tile) {
+        cp_async_wait<Cfg::kStages - 2>();
+        __syncthreads(); /* tile is visible to all; the stage refilled below is free */
+        issue_tile(tile + Cfg::kStages - 1);
+        load_page_ids(tile + Cfg::kStages);
+
+        const int stage = tile % Cfg::kStages;
+        const uint8_t *k_tile = pipe + stage * Cfg::kStageBytes;
+        const uint8_t *v_tile = k_tile + Cfg::kTileBytes;
+        const float *k_tok_scale = scales + stage * 2 * Cfg::kTileTokens;
+        const float *v_tok_scale = k_tok_scale + Cfg::kTileTokens;
+        const int warp_token0 = warp * Cfg::kWarpTokens;
+        const int tile_pos0 = token_begin + tile * Cfg::kTileTokens + warp_token0;
+
+        /* ---- S = Q K^T for this warp's tokens ----------------------------------------------- */
+        float s[Cfg::kNTiles][4];
+#pragma unroll
+        for (int nt = 0; nt < Cfg::kNTiles; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll 1
+        for (int cg = 0; cg < Cfg::kKSteps / Cfg::kKStepsPerChunk; ++cg) {
+          uint4 k_chunk[Cfg::kNTiles];
+#pragma unroll
+          for (int nt = 0; nt < Cfg::kNTiles; ++nt) {
+            const int token = warp_token0 + nt * 8 + lane_row;
+            const int chunk = 4 * cg + quad;
+            k_chunk[nt] = *reinterpret_cast<const uint4 *>(k_tile + token * Cfg::kPitch + ((chunk ^ swizzle(token)) << 4));
+          }
+#pragma unroll
+          for (int sub = 0; sub < Cfg::kKStepsPerChunk; ++sub) {
+            const int kstep = cg * Cfg::kKStepsPerChunk + sub;
+            uint32_t a[4];
+            const int a_row = lane & 15, a_col = 16 * kstep + (lane >> 4) * 8;
+            ldmatrix_x4(a, smem_u32(q_hi + a_row * Cfg::kQPitch + a_col * 2));
+            uint32_t a_lo[4];
+            if (q_split) ldmatrix_x4(a_lo, smem_u32(q_lo + a_row * Cfg::kQPitch + a_col * 2));
+#pragma unroll
+            for (int nt = 0; nt < Cfg::kNTiles; ++nt) {
+              const uint32_t *words = reinterpret_cast<const uint32_t *>(&k_chunk[nt]);
+              uint32_t b0, b1;
+              if constexpr (Kind == KV_E4M3) {
+                b0 = e4m3x2_to_f16x2(words[sub]);
+                b1 = e4m3x2_to_f16x2(words[sub] >> 16);
+              } else {
+                b0 = words[2 * sub];
+                b1 = words[2 * sub + 1];
+              }
+              mma16816<kBf16Mma>(s[nt], a, b0, b1);
+              if (q_split) mma16816<kBf16Mma>(s[nt], a_lo, b0, b1);
+            }
+          }
+        }
+
+        /* ---- scale, mask, online softmax --------------------------------------------------- */
+        const float mult0 = row_multiplier[lane_row], mult1 = row_multiplier[lane_row + 8];
+        float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < Cfg::kNTiles; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int h = e >> 1;
+            const int token = nt * 8 + 2 * quad + (e & 1);
+            const int pos = tile_pos0 + token;
+            float v = s[nt][e] * (h ? mult1 : mult0);
+            if (per_token) v *= k_tok_scale[warp_token0 + token];
+            v = (pos >= visible_lo[h] && pos < visible_hi[h]) ? v : -INFINITY;
+            s[nt][e] = v;
+            tile_max[h] = fmaxf(tile_max[h], v);
+          }
+        }
+        float rescale[2], base[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
+          tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
+          const float new_max = fmaxf(row_max[h], tile_max[h]);
+          base[h] = new_max == -INFINITY ? 0.f : new_max; /* a fully masked row stays at 0 */
+          rescale[h] = exp2f(row_max[h] - base[h]);
+          row_max[h] = new_max;
+          row_sum[h] *= rescale[h];
+        }
+#pragma unroll
+        for (int j = 0; j < HeadDim / 8; ++j) {
+          acc[j][0] *= rescale[0];
+          acc[j][1] *= rescale[0];
+          acc[j][2] *= rescale[1];
+          acc[j][3] *= rescale[1];
+        }
+#pragma unroll
+        for (int nt = 0; nt < Cfg::kNTiles; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float prob = exp2f(s[nt][e] - base[e >> 1]);
+            row_sum[e >> 1] += prob;
+            s[nt][e] = per_token ? prob * v_tok_scale[warp_token0 + nt * 8 + 2 * quad + (e & 1)] : prob;
+          }
+        }
+
+        /* ---- O += P V ---------------------------------------------------------------------- */
+#pragma unroll
+        for (int kk = 0; kk < Cfg::kNTiles / 2; ++kk) {
+          uint32_t a[4], a_lo[4];
+          a[0] = pack2<kBf16Mma>(s[2 * kk][0], s[2 * kk][1]);
+          a[1] = pack2<kBf16Mma>(s[2 * kk][2], s[2 * kk][3]);
+          a[2] = pack2<kBf16Mma>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+          a[3] = pack2<kBf16Mma>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+          if constexpr (kBf16Mma) {
+            /* The low part carries what bf16 rounding dropped from P. */
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const int nt = 2 * kk + (i >> 1), e0 = (i & 1) * 2;
+              const __nv_bfloat162 hi = *reinterpret_cast<const __nv_bfloat162 *>(&a[i]);
+              a_lo[i] = pack2<true>(s[nt][e0] - __low2float(hi), s[nt][e0 + 1] - __high2float(hi));
+            }
+          }
+          const int t0 = warp_token0 + 16 * kk + 2 * quad;
+#pragma unroll
+          for (int g = 0; g < HeadDim / 32; ++g) {
+            uint32_t rows[4][Kind == KV_E4M3 ? 1 : 2];
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+              const int token = t0 + (r & 1) + (r >> 1) * 8;
+              const int byte = (32 * g + 4 * lane_row) * Cfg::kElemBytes;
+              const int chunk = byte >> 4, within = byte & 15;
+              const uint8_t *src = v_tile + token * Cfg::kPitch + ((chunk ^ swizzle(token)) << 4) + within;
+              if constexpr (Kind == KV_E4M3) {
+                rows[r][0] = *reinterpret_cast<const uint32_t *>(src);
+              } else {
+                const uint2 pair = *reinterpret_cast<const uint2 *>(src);
+                rows[r][0] = pair.x;
+                rows[r][1] = pair.y;
+              }
+            }
+#pragma unroll
+            for (int jj = 0; jj < 4; ++jj) {
+              uint32_t b0, b1;
+              if constexpr (Kind == KV_E4M3) {
+                /* bytes jj of (token 2q, token 2q+1) and of (token 2q+8, token 2q+9) */
+                const uint32_t sel = jj | ((jj + 4) << 4);
+                b0 = e4m3x2_to_f16x2(prmt(rows[0][0], rows[1][0], sel));
+                b1 = e4m3x2_to_f16x2(prmt(rows[2][0], rows[3][0], sel));
+              } else {
+                const int word = jj >> 1;
+                const uint32_t sel = (jj & 1) ? 0x7632u : 0x5410u;
+                b0 = prmt(rows[0][word], rows[1][word], sel);
+                b1 = prmt(rows[2][word], rows[3][word], sel);
+              }
+              mma16816<kBf16Mma>(acc[4 * g + jj], a, b0, b1);
+              if constexpr (kBf16Mma) mma16816<kBf16Mma>(acc[4 * g + jj], a_lo, b0, b1);
+            }
+          }
+        }
+      }
+      cp_async_wait<0>();
+      __syncthreads(); /* the pipeline is drained: its memory becomes the combine buffer */
+
+      /* ---- combine the four warps' states and write ----------------------------------------- */
+      float *combine = reinterpret_cast<float *>(pipe); /* [warp][row][HeadDim] */
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        row_sum[h] += __shfl_xor_sync(0xffffffffu, row_sum[h], 1);
+        row_sum[h] += __shfl_xor_sync(0xffffffffu, row_sum[h], 2);
+      }
+      if (quad == 0) {
+        warp_row_max[warp * kRowsPerPass + lane_row] = row_max[0];
+        warp_row_max[warp * kRowsPerPass + lane_row + 8] = row_max[1];
+        warp_row_sum[warp * kRowsPerPass + lane_row] = row_sum[0];
+        warp_row_sum[warp * kRowsPerPass + lane_row + 8] = row_sum[1];
+      }
+#pragma unroll
+      for (int j = 0; j < HeadDim / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int row = lane_row + 8 * (e >> 1);
+          const int n = 2 * quad + (e & 1);
+          const int dim = 32 * (j / 4) + 4 * n + (j % 4);
+          combine[(warp * kRowsPerPass + row) * HeadDim + dim] = acc[j][e];
+        }
+      }
+      __syncthreads();
+      {
+        constexpr int kThreadsPerRow = kThreads / kRowsPerPass;
+        constexpr int kDimsPerThread = HeadDim / kThreadsPerRow;
+        const int row = tid / kThreadsPerRow;
+        const int dim0 = (tid % kThreadsPerRow) * kDimsPerThread;
+        const int global_row = pass_row + row;
+        if (global_row < p.rows) {
+          float m = -INFINITY;
+#pragma unroll
+          for (int w = 0; w < kWarps; ++w) m = fmaxf(m, warp_row_max[w * kRowsPerPass + row]);
+          float weights[kWarps], total = 0.f;
+#pragma unroll
+          for (int w = 0; w < kWarps; ++w) {
+            const float wm = warp_row_max[w * kRowsPerPass + row];
+            weights[w] = m == -INFINITY ? 0.f : exp2f(wm - m);
+            total += weights[w] * warp_row_sum[w * kRowsPerPass + row];
+          }
+          const float inv = total > 0.f ? 1.f / total : 0.f;
+          const float lse = total > 0.f ? (m + log2f(total)) * 0.6931471805599453f : -INFINITY;
+          const int qi = global_row / p.group;
+          const int head = q_head_start + global_row % p.group;
+          const float out_scale = per_token ? inv : inv * v_scale;
+          if (partial_loc < 0) {
+            const int64_t o_base = (int64_t)(qo_start + qi) * p.o_stride_token + head * p.o_stride_head;
+            for (int d = 0; d < kDimsPerThread; ++d) {
+              const int dim = dim0 + d;
+              float v = 0.f;
+#pragma unroll
+              for (int w = 0; w < kWarps; ++w) v += weights[w] * combine[(w * kRowsPerPass + row) * HeadDim + dim];
+              store_output(p.o, o_base + dim, p.o_dtype, v * out_scale);
+            }
+            if (p.lse && dim0 == 0) p.lse[(int64_t)(qo_start + qi) * p.num_q_heads + head] = lse;
+          } else {
+            const int64_t prow = (int64_t)partial_loc + qi;
+            float *dst = p.partial_o + (prow * p.num_q_heads + head) * HeadDim;
+            for (int d = 0; d < kDimsPerThread; d += 4) {
+              float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+              for (int w = 0; w < kWarps; ++w) {
+                const float *src = combine + (w * kRowsPerPass + row) * HeadDim + dim0 + d;
+                v.x += weights[w] * src[0];
+                v.y += weights[w] * src[1];
+                v.z += weights[w] * src[2];
+                v.w += weights[w] * src[3];
+              }
+              v.x *= out_scale;
+              v.y *= out_scale;
+              v.z *= out_scale;
+              v.w *= out_scale;
+              *reinterpret_cast<float4 *>(dst + dim0 + d) = v;
+            }
+            if (dim0 == 0) p.partial_lse[prow * p.num_q_heads + head] = lse;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace padec_cuda

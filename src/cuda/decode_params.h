@@ -1,0 +1,31 @@
+/* The parameter block of the CUDA decode and merge kernels, filled in exactly one host function
+ * (fill_decode_params in launch.cu) and passed by value as a __grid_constant__ argument. */
+#ifndef PADEC_CUDA_DECODE_PARAMS_H
+#define PADEC_CUDA_DECODE_PARAMS_H
+
+#include <stdint.h>
+
+struct padec_decode_params {
+  const void *q;
+  int64_t q_stride_token, q_stride_head; /* elements */
+  const uint8_t *k_pages, *v_pages;
+  const int32_t *page_indptr, *page_indices, *kv_lens;
+  const float *k_scales, *v_scales; /* per token, or one float each in device mode */
+  void *o;
+  int64_t o_stride_token, o_stride_head; /* elements */
+  float *lse;                            /* may be NULL */
+  float *partial_o, *partial_lse;
+  const int32_t *work_indptr, *work_info, *partition_indptr;
+  const int32_t *reduce_indptr, *reduce_final_map, *reduce_partial_map;
+  int32_t batch;
+  int32_t num_q_heads, num_kv_heads, group, q_len, rows; /* rows = q_len * group */
+  int32_t head_dim;
+  int32_t window_left, page_size, partition_tokens;
+  int32_t layout_hnd;
+  int32_t q_dtype, o_dtype;  /* padec_dtype values */
+  int32_t scale_mode;        /* padec_fp8_scale_mode */
+  float k_scale, v_scale;    /* per-tensor values (mode PER_TENSOR; 1 otherwise) */
+  float score_scale_log2;    /* softmax_scale * log2(e) */
+};
+
+#endif /* PADEC_CUDA_DECODE_PARAMS_H */

@@ -1,0 +1,273 @@
+/*
+ * CUDA entry points: validation, the one function that fills the kernel parameter block, the
+ * merge kernel, instance selection and launches. Exports only extern "C" padec_* symbols.
+ */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <string.h>
+
+#include "../internal.h"
+#include "decode.cuh"
+#include "padec_cuda.h"
+
+namespace padec_cuda {
+
+/*
+ * The merge: one warp per (reduce group, query row, q head) combines the group's splits with
+ * log-sum-exp weights, reading the splits in slot order, so the result is bitwise the same on
+ * every run. The launch shape depends on (batch, q_len, heads) only, never on the plan's
+ * contents: groups past the plan's count exit at once.
+ */
+template <int HeadDim>
+__global__ void __launch_bounds__(128) merge_kernel(const __grid_constant__ padec_decode_params p) {
+  const int group_index = blockIdx.x;
+  const int slot_begin = p.reduce_indptr[group_index], slot_end = p.reduce_indptr[group_index + 1];
+  if (slot_end <= slot_begin) return;
+  const int row_offset = blockIdx.y;
+  const int row = p.reduce_final_map[2 * group_index] + row_offset;
+  if (row >= p.reduce_final_map[2 * group_index + 1]) return;
+  const int head = blockIdx.z * 4 + (threadIdx.x >> 5);
+  if (head >= p.num_q_heads) return;
+  const int lane = threadIdx.x & 31;
+
+  float max_lse = -INFINITY;
+  for (int s = slot_begin + lane; s < slot_end; s += 32) {
+    const int64_t prow = (int64_t)p.reduce_partial_map[s] + row_offset;
+    max_lse = fmaxf(max_lse, p.partial_lse[prow * p.num_q_heads + head]);
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) max_lse = fmaxf(max_lse, __shfl_xor_sync(0xffffffffu, max_lse, off));
+
+  constexpr int kPerLane = HeadDim / 32;
+  float out[kPerLane];
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) out[i] = 0.f;
+  float weight_sum = 0.f;
+  if (max_lse != -INFINITY) {
+    for (int s = slot_begin; s < slot_end; ++s) {
+      const int64_t prow = (int64_t)p.reduce_partial_map[s] + row_offset;
+      const float lse = p.partial_lse[prow * p.num_q_heads + head];
+      const float weight = lse == -INFINITY ? 0.f : expf(lse - max_lse);
+      weight_sum += weight;
+      const float *src = p.partial_o + (prow * p.num_q_heads + head) * HeadDim + lane * kPerLane;
+      if constexpr (kPerLane % 4 == 0) {
+#pragma unroll
+        for (int i = 0; i < kPerLane; i += 4) {
+          const float4 v = *reinterpret_cast<const float4 *>(src + i);
+          out[i] += weight * v.x;
+          out[i + 1] += weight * v.y;
+          out[i + 2] += weight * v.z;
+          out[i + 3] += weight * v.w;
+        }
+      } else {
+        const float2 v = *reinterpret_cast<const float2 *>(src);
+        out[0] += weight * v.x;
+        out[1] += weight * v.y;
+      }
+    }
+  }
+  const float inv = weight_sum > 0.f ? 1.f / weight_sum : 0.f;
+  const int64_t o_base = (int64_t)row * p.o_stride_token + head * p.o_stride_head + lane * kPerLane;
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) store_output(p.o, o_base + i, p.o_dtype, out[i] * inv);
+  if (p.lse && lane == 0)
+    p.lse[(int64_t)row * p.num_q_heads + head] = weight_sum > 0.f ? max_lse + logf(weight_sum) : -INFINITY;
+}
+
+typedef void (*decode_fn)(padec_decode_params);
+
+struct DecodeInstance {
+  decode_fn kernel;
+  int smem_bytes;
+};
+
+template <int HeadDim, int Kind>
+DecodeInstance instance() {
+  return DecodeInstance{decode_kernel<HeadDim, Kind>, DecodeConfig<HeadDim, Kind>::kSmemBytes};
+}
+
+/* The one selection function: the decode instance for (head_dim, kv dtype). */
+static DecodeInstance select_decode(int head_dim, padec_dtype kv_dtype) {
+  const int kind = kv_dtype == PADEC_DTYPE_BF16 ? KV_BF16 : kv_dtype == PADEC_DTYPE_FP16 ? KV_F16 : KV_E4M3;
+#define PADEC_SELECT_(D)                               \
+  if (head_dim == D) {                                 \
+    if (kind == KV_BF16) return instance<D, KV_BF16>(); \
+    if (kind == KV_F16) return instance<D, KV_F16>();   \
+    return instance<D, KV_E4M3>();                     \
+  }
+  PADEC_SELECT_(64)
+  PADEC_SELECT_(128)
+  PADEC_SELECT_(256)
+#undef PADEC_SELECT_
+  return DecodeInstance{nullptr, 0};
+}
+
+static decode_fn select_merge(int head_dim) {
+  if (head_dim == 64) return merge_kernel<64>;
+  if (head_dim == 128) return merge_kernel<128>;
+  if (head_dim == 256) return merge_kernel<256>;
+  return nullptr;
+}
+
+}  // namespace padec_cuda
+
+using namespace padec_cuda;
+
+static padec_status cuda_fail(cudaError_t error, const char *what) {
+  return padec__fail(PADEC_STATUS_CUDA_ERROR, "%s: %s (%s)", what, cudaGetErrorName(error),
+                     cudaGetErrorString(error));
+}
+
+/* Fills the kernels' parameter block: the only place that does. */
+static padec_decode_params fill_decode_params(const padec_params *normalized,
+                                              const padec_plan_layout *layout, const void *plan,
+                                              const padec_tensors *t, void *workspace) {
+  const padec_params &p = *normalized;
+  padec_decode_params d;
+  memset(&d, 0, sizeof d);
+  const char *plan_bytes = static_cast<const char *>(plan);
+  d.q = t->q;
+  d.q_stride_head = t->q_stride_head ? t->q_stride_head : p.head_dim;
+  d.q_stride_token = t->q_stride_token ? t->q_stride_token : (int64_t)p.num_q_heads * p.head_dim;
+  d.k_pages = static_cast<const uint8_t *>(t->k_pages);
+  d.v_pages = static_cast<const uint8_t *>(t->v_pages);
+  d.page_indptr = t->page_indptr;
+  d.page_indices = t->page_indices;
+  d.kv_lens = t->kv_lens;
+  d.k_scales = t->k_scales;
+  d.v_scales = t->v_scales;
+  d.o = t->o;
+  d.o_stride_head = t->o_stride_head ? t->o_stride_head : p.head_dim;
+  d.o_stride_token = t->o_stride_token ? t->o_stride_token : (int64_t)p.num_q_heads * p.head_dim;
+  d.lse = t->lse;
+  d.partial_o = reinterpret_cast<float *>(static_cast<char *>(workspace) + layout->partial_o_offset);
+  d.partial_lse = reinterpret_cast<float *>(static_cast<char *>(workspace) + layout->partial_lse_offset);
+  d.work_indptr = reinterpret_cast<const int32_t *>(plan_bytes + layout->work_indptr_offset);
+  d.work_info = reinterpret_cast<const int32_t *>(plan_bytes + layout->work_info_offset);
+  d.partition_indptr = reinterpret_cast<const int32_t *>(plan_bytes + layout->partition_indptr_offset);
+  d.reduce_indptr = reinterpret_cast<const int32_t *>(plan_bytes + layout->reduce_indptr_offset);
+  d.reduce_final_map = reinterpret_cast<const int32_t *>(plan_bytes + layout->reduce_final_map_offset);
+  d.reduce_partial_map = reinterpret_cast<const int32_t *>(plan_bytes + layout->reduce_partial_map_offset);
+  d.batch = layout->batch;
+  d.num_q_heads = p.num_q_heads;
+  d.num_kv_heads = p.num_kv_heads;
+  d.group = p.num_q_heads / p.num_kv_heads;
+  d.q_len = p.q_len;
+  d.rows = d.group * p.q_len;
+  d.head_dim = p.head_dim;
+  d.window_left = p.window_left;
+  d.page_size = p.page_size;
+  d.partition_tokens = layout->partition_tokens;
+  d.layout_hnd = p.kv_layout == PADEC_LAYOUT_HND;
+  d.q_dtype = p.q_dtype;
+  d.o_dtype = p.o_dtype;
+  d.scale_mode = p.kv_dtype == PADEC_DTYPE_E4M3 ? p.fp8_scale_mode : PADEC_FP8_SCALE_NONE;
+  d.k_scale = p.k_scale;
+  d.v_scale = p.v_scale;
+  d.score_scale_log2 = p.softmax_scale * 1.4426950408889634f;
+  return d;
+}
+
+extern "C" {
+
+padec_status padec_cuda_device_query(int32_t device, padec_cuda_device_info *info) {
+  if (!info) return padec__fail(PADEC_STATUS_NULL_POINTER, "info is NULL");
+  int count = 0;
+  cudaError_t error = cudaGetDeviceCount(&count);
+  if (error != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    return padec__fail(PADEC_STATUS_NO_DEVICE, "no CUDA device (%s)",
+                       error == cudaSuccess ? "count 0" : cudaGetErrorName(error));
+  }
+  if (device < 0 || device >= count)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "device = %d: %d devices present", device, count);
+  cudaDeviceProp prop;
+  error = cudaGetDeviceProperties(&prop, device);
+  if (error != cudaSuccess) return cuda_fail(error, "cudaGetDeviceProperties");
+  memset(info, 0, sizeof *info);
+  info->device = device;
+  info->sm_count = prop.multiProcessorCount;
+  info->cc_major = prop.major;
+  info->cc_minor = prop.minor;
+  info->l2_bytes = prop.l2CacheSize;
+  info->global_memory_bytes = (int64_t)prop.totalGlobalMem;
+  memcpy(info->name, prop.name, sizeof info->name - 1); /* both 256 bytes; the last stays 0 */
+  padec__clear_message();
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t device,
+                                            int32_t *num_workers) {
+  padec_status status = padec_params_validate(params);
+  if (status != PADEC_STATUS_OK) return status;
+  if (!num_workers) return padec__fail(PADEC_STATUS_NULL_POINTER, "num_workers is NULL");
+  padec_cuda_device_info info;
+  status = padec_cuda_device_query(device, &info);
+  if (status != PADEC_STATUS_OK) return status;
+  DecodeInstance inst = select_decode(params->head_dim, params->kv_dtype);
+  cudaError_t error = cudaFuncSetAttribute(reinterpret_cast<const void *>(inst.kernel),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, inst.smem_bytes);
+  if (error != cudaSuccess) return cuda_fail(error, "cudaFuncSetAttribute");
+  int per_sm = 0;
+  error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, reinterpret_cast<const void *>(inst.kernel),
+                                                        kThreads, inst.smem_bytes);
+  if (error != cudaSuccess) return cuda_fail(error, "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  if (per_sm < 1) per_sm = 1;
+  /* One resident CTA per worker; a multiple of the KV heads so no worker sits idle. */
+  int32_t workers = info.sm_count * per_sm;
+  if (workers >= params->num_kv_heads) workers -= workers % params->num_kv_heads;
+  *num_workers = workers;
+  padec__clear_message();
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void *host_plan,
+                                    void *device_plan, struct CUstream_st *stream) {
+  if (!layout || !host_plan || !device_plan)
+    return padec__fail(PADEC_STATUS_NULL_POINTER, "layout, host_plan and device_plan must not be NULL");
+  const padec_plan_header *h = static_cast<const padec_plan_header *>(host_plan);
+  if (h->magic != PADEC_PLAN_MAGIC || h->params_key != layout->params_key || h->batch != layout->batch ||
+      h->num_workers != layout->num_workers)
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH, "host_plan was not built with this layout");
+  cudaError_t error = cudaMemcpyAsync(device_plan, host_plan, layout->plan_bytes, cudaMemcpyHostToDevice,
+                                      reinterpret_cast<cudaStream_t>(stream));
+  if (error != cudaSuccess) return cuda_fail(error, "cudaMemcpyAsync(plan)");
+  padec__clear_message();
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout *layout,
+                            const void *plan, const padec_tensors *tensors, void *workspace,
+                            size_t workspace_bytes, struct CUstream_st *stream) {
+  padec_status status = padec__check_run_arguments(params, layout, plan, NULL, tensors, workspace,
+                                                   workspace_bytes);
+  if (status != PADEC_STATUS_OK) return status;
+  const padec_params normalized = padec__params_normalized(params);
+  if (normalized.fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE && normalized.kv_dtype != PADEC_DTYPE_E4M3)
+    return padec__fail(PADEC_STATUS_BAD_SCALES, "device scales given for a non-fp8 cache");
+  if (layout->batch == 0 || layout->num_workers == 0) return PADEC_STATUS_OK;
+
+  const DecodeInstance decode = select_decode(normalized.head_dim, normalized.kv_dtype);
+  const decode_fn merge = select_merge(normalized.head_dim);
+  if (!decode.kernel || !merge) return padec__fail(PADEC_STATUS_INTERNAL, "no kernel instance for head_dim %d", normalized.head_dim);
+  const padec_decode_params d = fill_decode_params(&normalized, layout, plan, tensors, workspace);
+  cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
+
+  /* Idempotent and cheap; needed once per kernel before a launch above 48 KiB. */
+  cudaError_t error = cudaFuncSetAttribute(reinterpret_cast<const void *>(decode.kernel),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, decode.smem_bytes);
+  if (error != cudaSuccess) return cuda_fail(error, "cudaFuncSetAttribute(decode)");
+  decode.kernel<<<layout->num_workers, kThreads, decode.smem_bytes, s>>>(d);
+  error = cudaGetLastError();
+  if (error != cudaSuccess) return cuda_fail(error, "decode kernel launch");
+  if (layout->max_partial_slots > 0) {
+    const dim3 grid(layout->batch, normalized.q_len, (normalized.num_q_heads + 3) / 4);
+    merge<<<grid, 128, 0, s>>>(d);
+    error = cudaGetLastError();
+    if (error != cudaSuccess) return cuda_fail(error, "merge kernel launch");
+  }
+  padec__clear_message();
+  return PADEC_STATUS_OK;
+}
+
+}  // extern "C"

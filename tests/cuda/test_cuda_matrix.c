@@ -1,0 +1,259 @@
+/*
+ * The CUDA executor against the oracle, and against the CPU executor on the same plan, over a
+ * matrix: every axis swept against a base case plus a seeded random sample of combinations, each
+ * with forced splits (many workers, 16-token partitions) and without (one worker per KV head).
+ * Outputs are poisoned on the device first; every element must meet the tolerance; two runs of
+ * the same plan must give identical bytes. Exit 77 where there is no Hopper GPU.
+ *
+ * `--short` runs a small subset (for compute-sanitizer).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpu.h"
+#include "harness.h"
+
+static int g_cases;
+static int g_failures;
+
+static void *alloc_or_die(size_t bytes) {
+  void *p = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(1);
+  }
+  return p;
+}
+
+/* The CPU executor on the same options, for the partial-path comparison. */
+static int run_cpu(const padec_case *c, const padec_plan_options *options, void *o, float *lse) {
+  padec_plan_layout layout;
+  if (padec_plan_layout_init(&c->params, c->batch, options, &layout) != PADEC_STATUS_OK) return -1;
+  void *plan = alloc_or_die(layout.plan_bytes);
+  void *workspace = alloc_or_die(layout.workspace_bytes);
+  int rc = -1;
+  if (padec_plan_build(&c->params, &layout, c->kv_lens, plan, layout.plan_bytes) == PADEC_STATUS_OK) {
+    padec_tensors t = padec_case_tensors(c, o, lse);
+    rc = padec_cpu_run(&c->params, &layout, plan, &t, workspace, layout.workspace_bytes) == PADEC_STATUS_OK ? 0 : -1;
+  }
+  free(plan);
+  free(workspace);
+  return rc;
+}
+
+static float output_value(const padec_case *c, const void *o, int64_t i) {
+  if (c->params.o_dtype == PADEC_DTYPE_FP32) return ((const float *)o)[i];
+  uint16_t bits = ((const uint16_t *)o)[i];
+  if (c->params.o_dtype == PADEC_DTYPE_BF16) {
+    uint32_t w = (uint32_t)bits << 16;
+    float f;
+    memcpy(&f, &w, sizeof f);
+    return f;
+  }
+  /* fp16 */
+  int exponent = (bits >> 10) & 0x1f, mantissa = bits & 0x3ff;
+  float magnitude = exponent == 0 ? ldexpf((float)mantissa, -24)
+                    : exponent == 31 ? (mantissa ? NAN : INFINITY)
+                                     : ldexpf((float)(mantissa | 0x400), exponent - 25);
+  return (bits & 0x8000) ? -magnitude : magnitude;
+}
+
+static void run_case(const char *label, const padec_params *params, int32_t batch,
+                     const int32_t *lens, uint64_t seed, int split) {
+  padec_case c;
+  if (padec_case_init(&c, params, batch, lens, seed) != 0) {
+    fprintf(stderr, "case init failed\n");
+    exit(1);
+  }
+  const int32_t kv_heads = c.params.num_kv_heads;
+  padec_plan_options options = {split ? 97 * kv_heads + 3 : kv_heads, split ? 16 : 256, PADEC_POLICY_EVEN};
+  const size_t lse_count = (size_t)c.num_tokens * (size_t)c.params.num_q_heads;
+  void *o = alloc_or_die(c.o_bytes), *o_again = alloc_or_die(c.o_bytes), *o_cpu = alloc_or_die(c.o_bytes);
+  float *lse = alloc_or_die(sizeof(float) * lse_count + 4);
+  float *lse_again = alloc_or_die(sizeof(float) * lse_count + 4);
+  float *lse_cpu = alloc_or_die(sizeof(float) * lse_count + 4);
+  char err[512];
+  char full_label[256];
+  snprintf(full_label, sizeof full_label, "%s%s", label, split ? " [split]" : " [direct]");
+  g_cases += 1;
+  if (padec_gpu_run_case(&c, &options, o, lse, err, sizeof err) != 0 ||
+      padec_gpu_run_case(&c, &options, o_again, lse_again, err, sizeof err) != 0) {
+    fprintf(stderr, "FAIL %s: %s\n", full_label, err);
+    padec_check_print(stderr, full_label, &c, NULL);
+    g_failures += 1;
+    goto done;
+  }
+  padec_check_result result;
+  if (padec_check_output(&c, o, lse, &result) != 0 || !result.pass) {
+    fprintf(stderr, "FAIL %s: GPU output against the oracle\n", full_label);
+    padec_check_print(stderr, full_label, &c, &result);
+    g_failures += 1;
+    goto done;
+  }
+  if (memcmp(o, o_again, c.o_bytes) != 0 || memcmp(lse, lse_again, sizeof(float) * lse_count) != 0) {
+    fprintf(stderr, "FAIL %s: two runs of one plan differ (not deterministic)\n", full_label);
+    padec_check_print(stderr, full_label, &c, &result);
+    g_failures += 1;
+    goto done;
+  }
+  if (run_cpu(&c, &options, o_cpu, lse_cpu) != 0) {
+    fprintf(stderr, "FAIL %s: CPU executor: %s\n", full_label, padec_last_message());
+    g_failures += 1;
+    goto done;
+  }
+  /* GPU and CPU executors on the same plan: each within the oracle tolerance, so within twice
+   * of each other; LSE rows must agree on -inf exactly. */
+  for (size_t i = 0; i < lse_count; ++i) {
+    const int both_empty = isinf(lse[i]) && isinf(lse_cpu[i]) && lse[i] < 0 && lse_cpu[i] < 0;
+    if (!both_empty && !(fabsf(lse[i] - lse_cpu[i]) <= 2.0 * result.lse_tolerance + 1e-5)) {
+      fprintf(stderr, "FAIL %s: lse[%zu] GPU %g CPU %g\n", full_label, i, (double)lse[i], (double)lse_cpu[i]);
+      g_failures += 1;
+      goto done;
+    }
+  }
+  for (int64_t i = 0; i < (int64_t)(lse_count * (size_t)c.params.head_dim); ++i) {
+    const float a = output_value(&c, o, i), b = output_value(&c, o_cpu, i);
+    if (!(fabsf(a - b) <= 2.0 * result.tolerance + 1e-6)) {
+      fprintf(stderr, "FAIL %s: o[%lld] GPU %g CPU %g\n", full_label, (long long)i, (double)a, (double)b);
+      g_failures += 1;
+      goto done;
+    }
+  }
+done:
+  free(o);
+  free(o_again);
+  free(o_cpu);
+  free(lse);
+  free(lse_again);
+  free(lse_cpu);
+  padec_case_free(&c);
+}
+
+static padec_params base_params(void) {
+  padec_params p;
+  memset(&p, 0, sizeof p);
+  p.num_q_heads = 8;
+  p.num_kv_heads = 2;
+  p.head_dim = 128;
+  p.page_size = 16;
+  p.kv_dtype = PADEC_DTYPE_BF16;
+  p.q_dtype = PADEC_DTYPE_BF16;
+  p.o_dtype = PADEC_DTYPE_BF16;
+  p.q_len = 1;
+  return p;
+}
+
+static void both(const char *label, const padec_params *p, int32_t batch, const int32_t *lens, uint64_t seed) {
+  run_case(label, p, batch, lens, seed, 0);
+  run_case(label, p, batch, lens, seed + 1, 1);
+}
+
+static uint64_t rng_state = 0x1234567887654321ull;
+static uint32_t next_random(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (uint32_t)(rng_state >> 16);
+}
+
+int main(int argc, char **argv) {
+  const int short_run = argc > 1 && strcmp(argv[1], "--short") == 0;
+  if (!padec_gpu_available()) {
+    printf("no Hopper GPU: skipped\n");
+    return 77;
+  }
+  const int32_t lens[] = {1, 0, 37, 300, 1000, 17, 2049, 4};
+  const int32_t batch = 8;
+  padec_params p = base_params();
+  both("base", &p, batch, lens, 1);
+  {
+    padec_params q = p;
+    q.kv_dtype = PADEC_DTYPE_E4M3;
+    q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TENSOR;
+    both("e4m3 per-tensor", &q, batch, lens, 11);
+    q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
+    both("e4m3 per-token", &q, batch, lens, 13);
+  }
+  if (!short_run) {
+    padec_params q = p;
+    q.fp8_scale_mode = PADEC_FP8_SCALE_NONE;
+    q.kv_dtype = PADEC_DTYPE_FP16;
+    both("fp16 kv", &q, batch, lens, 21);
+    q.q_dtype = PADEC_DTYPE_FP16;
+    both("fp16 q and kv", &q, batch, lens, 22);
+    q = p;
+    q.q_dtype = PADEC_DTYPE_FP16;
+    both("fp16 q, bf16 kv", &q, batch, lens, 23);
+    q = p;
+    q.kv_dtype = PADEC_DTYPE_E4M3;
+    q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TENSOR_DEVICE;
+    both("e4m3 device scales", &q, batch, lens, 24);
+    q.fp8_scale_mode = PADEC_FP8_SCALE_NONE;
+    both("e4m3 unscaled", &q, batch, lens, 25);
+    const padec_dtype outs[] = {PADEC_DTYPE_FP16, PADEC_DTYPE_FP32};
+    for (int i = 0; i < 2; ++i) {
+      q = p;
+      q.o_dtype = outs[i];
+      both("o dtype", &q, batch, lens, 30 + (uint64_t)i);
+    }
+    q = p;
+    q.kv_layout = PADEC_LAYOUT_HND;
+    both("HND", &q, batch, lens, 40);
+    const int32_t pages[] = {1, 2, 32, 64, 128, 1024};
+    for (int i = 0; i < 6; ++i) {
+      q = p;
+      q.page_size = pages[i];
+      both("page size", &q, batch, lens, 50 + (uint64_t)i);
+    }
+    const int32_t dims[] = {64, 256};
+    for (int i = 0; i < 2; ++i)
+      for (int kv = 0; kv < 2; ++kv) {
+        q = p;
+        q.head_dim = dims[i];
+        if (kv) {
+          q.kv_dtype = PADEC_DTYPE_E4M3;
+          q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
+        }
+        both("head dim", &q, batch, lens, 60 + (uint64_t)(2 * i + kv));
+      }
+    const int32_t groups[] = {1, 4, 5, 8, 16};
+    for (int i = 0; i < 5; ++i)
+      for (int ql = 1; ql <= 4; ++ql) {
+        q = p;
+        q.num_kv_heads = 2;
+        q.num_q_heads = 2 * groups[i];
+        q.q_len = ql;
+        both("group x q_len", &q, batch, lens, 70 + (uint64_t)(10 * i + ql));
+      }
+    const int32_t windows[] = {1, 7, 100, 5000};
+    for (int i = 0; i < 4; ++i) {
+      q = p;
+      q.window_left = windows[i];
+      q.q_len = 1 + i % 4;
+      both("window", &q, batch, lens, 120 + (uint64_t)i);
+    }
+    /* Random combinations. */
+    for (int i = 0; i < 40; ++i) {
+      q = base_params();
+      const padec_dtype kvs[] = {PADEC_DTYPE_BF16, PADEC_DTYPE_FP16, PADEC_DTYPE_E4M3};
+      q.kv_dtype = kvs[next_random() % 3];
+      if (q.kv_dtype == PADEC_DTYPE_E4M3) q.fp8_scale_mode = (padec_fp8_scale_mode)(1 + next_random() % 3);
+      q.q_dtype = next_random() % 2 ? PADEC_DTYPE_BF16 : PADEC_DTYPE_FP16;
+      q.o_dtype = (padec_dtype)(next_random() % 3);
+      q.kv_layout = (padec_layout)(next_random() % 2);
+      q.page_size = 1 << (next_random() % 11);
+      q.head_dim = 64 << (next_random() % 3);
+      q.num_kv_heads = 1 + (int32_t)(next_random() % 3);
+      q.q_len = 1 + (int32_t)(next_random() % 4);
+      q.num_q_heads = q.num_kv_heads * (1 + (int32_t)(next_random() % (64 / q.q_len)) % 16);
+      q.window_left = next_random() % 3 == 0 ? (int32_t)(next_random() % 600) : 0;
+      int32_t random_lens[6];
+      for (int b = 0; b < 6; ++b) random_lens[b] = (int32_t)(next_random() % 3000);
+      both("random", &q, 6, random_lens, 200 + (uint64_t)i);
+    }
+  }
+  printf("%d GPU cases, %d failures\n", g_cases, g_failures);
+  return g_failures ? 1 : 0;
+}
