@@ -32,6 +32,17 @@ if has sanitize; then
     [ $rc -eq 0 ] || status=1
   done
 fi
+if has profile; then
+  # Hardware counters of one decode launch per workload (clocks left alone).
+  for w in b64-4k-bf16 b1-32k-bf16 b64-4k-fp8; do
+    line=$(grep "^name=$w " bench/workloads.txt)
+    ncu --clock-control none --kernel-name regex:decode_kernel --launch-skip 3 --launch-count 1 \
+      --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+      ./$build/padec bench --backend cuda --workload "$line" >"$out/ncu-$w.txt" 2>&1
+    echo "== ncu $w"
+    grep -E "DRAM Throughput|Memory Throughput|Duration|Achieved Occupancy|Theoretical Occupancy|Registers Per|Stall|Warp Cycles Per Issued|Issue Slots|Block Limit" "$out/ncu-$w.txt" | head -24
+  done
+fi
 if has bench; then
   ./$build/padec bench --backend cuda bench/workloads.txt 2>&1 | tee "$out/bench.txt"
 fi

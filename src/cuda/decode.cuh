@@ -195,6 +195,12 @@ __global__ void __launch_bounds__(kThreads, 2)
     v_scale = __ldg(p.v_scales);
   }
   const bool q_split = kBf16Mma && p.q_dtype == 1; /* fp16 query on a bf16 cache */
+  /* P rounded to bf16 (8 bits) costs as much as a bf16 output's rounding, so bf16 caches always
+   * carry P's low part; f16 (11 bits) is below a 16-bit output's rounding and needs it only for
+   * fp32 outputs. */
+  const bool p_split = kBf16Mma || p.o_dtype == 2;
+  const int page_shift = __ffs(p.page_size) - 1;
+  const int page_mask = p.page_size - 1;
 
   const int work_begin = p.work_indptr[blockIdx.x], work_end = p.work_indptr[blockIdx.x + 1];
   for (int work = work_begin; work < work_end; ++work) {
@@ -297,7 +303,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
         for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
           const int pos = token_begin + tile * Cfg::kTileTokens + my_first_token + i * Cfg::kTokenStride;
-          page_ids[i] = (tile < num_tiles && pos < token_end) ? __ldg(pages + pos / p.page_size) : 0;
+          page_ids[i] = (tile < num_tiles && pos < token_end) ? __ldg(pages + (pos >> page_shift)) : 0;
         }
       };
       auto issue_tile = [&](int tile) {
@@ -311,7 +317,7 @@ __global__ void __launch_bounds__(kThreads, 2)
             const int token = my_first_token + i * Cfg::kTokenStride;
             const int pos = token_begin + tile * Cfg::kTileTokens + token;
             const bool valid = pos < token_end;
-            const int in_page = (int)(pos % p.page_size);
+            const int in_page = pos & page_mask;
             const int64_t offset = valid ? pool_offset(p, page_ids[i], in_page, kv_head) * Cfg::kElemBytes : 0;
             const uint32_t dst = token * Cfg::kPitch + ((my_chunk ^ swizzle(token)) << 4);
             cp_async_16(smem_u32(k_dst + dst), p.k_pages + offset + my_chunk * 16, valid);
@@ -438,13 +444,18 @@ __global__ void __launch_bounds__(kThreads, 2)
           a[1] = pack2<kBf16Mma>(s[2 * kk][2], s[2 * kk][3]);
           a[2] = pack2<kBf16Mma>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
           a[3] = pack2<kBf16Mma>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-          if constexpr (kBf16Mma) {
-            /* The low part carries what bf16 rounding dropped from P. */
+          if (p_split) {
+            /* The low part carries what rounding P to 16 bits dropped. */
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
               const int nt = 2 * kk + (i >> 1), e0 = (i & 1) * 2;
-              const __nv_bfloat162 hi = *reinterpret_cast<const __nv_bfloat162 *>(&a[i]);
-              a_lo[i] = pack2<true>(s[nt][e0] - __low2float(hi), s[nt][e0 + 1] - __high2float(hi));
+              float2 hi;
+              if constexpr (kBf16Mma) {
+                hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&a[i]));
+              } else {
+                hi = __half22float2(*reinterpret_cast<const __half2 *>(&a[i]));
+              }
+              a_lo[i] = pack2<kBf16Mma>(s[nt][e0] - hi.x, s[nt][e0 + 1] - hi.y);
             }
           }
           const int t0 = warp_token0 + 16 * kk + 2 * quad;
@@ -480,7 +491,7 @@ __global__ void __launch_bounds__(kThreads, 2)
                 b1 = prmt(rows[2][word], rows[3][word], sel);
               }
               mma16816<kBf16Mma>(acc[4 * g + jj], a, b0, b1);
-              if constexpr (kBf16Mma) mma16816<kBf16Mma>(acc[4 * g + jj], a_lo, b0, b1);
+              if (p_split) mma16816<kBf16Mma>(acc[4 * g + jj], a_lo, b0, b1);
             }
           }
         }

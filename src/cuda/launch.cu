@@ -44,25 +44,38 @@ __global__ void __launch_bounds__(128) merge_kernel(const __grid_constant__ pade
   for (int i = 0; i < kPerLane; ++i) out[i] = 0.f;
   float weight_sum = 0.f;
   if (max_lse != -INFINITY) {
-    for (int s = slot_begin; s < slot_end; ++s) {
-      const int64_t prow = (int64_t)p.reduce_partial_map[s] + row_offset;
-      const float lse = p.partial_lse[prow * p.num_q_heads + head];
-      const float weight = lse == -INFINITY ? 0.f : expf(lse - max_lse);
-      weight_sum += weight;
-      const float *src = p.partial_o + (prow * p.num_q_heads + head) * HeadDim + lane * kPerLane;
-      if constexpr (kPerLane % 4 == 0) {
+    /* Lanes fetch 32 splits' weights and rows at once; then every lane walks them in slot order
+     * (the same additions in the same order on every run), with several row loads in flight. */
+    for (int base = slot_begin; base < slot_end; base += 32) {
+      const int s = base + lane;
+      int lane_row = 0; /* partial rows are below 2^29 (layout limit) */
+      float lane_weight = 0.f;
+      if (s < slot_end) {
+        lane_row = p.reduce_partial_map[s] + row_offset;
+        const float lse = p.partial_lse[(int64_t)lane_row * p.num_q_heads + head];
+        lane_weight = lse == -INFINITY ? 0.f : expf(lse - max_lse);
+      }
+      const int count = slot_end - base < 32 ? slot_end - base : 32;
+#pragma unroll 8
+      for (int k = 0; k < count; ++k) {
+        const float weight = __shfl_sync(0xffffffffu, lane_weight, k);
+        const int64_t prow = __shfl_sync(0xffffffffu, lane_row, k);
+        weight_sum += weight;
+        const float *src = p.partial_o + (prow * p.num_q_heads + head) * HeadDim + lane * kPerLane;
+        if constexpr (kPerLane % 4 == 0) {
 #pragma unroll
-        for (int i = 0; i < kPerLane; i += 4) {
-          const float4 v = *reinterpret_cast<const float4 *>(src + i);
-          out[i] += weight * v.x;
-          out[i + 1] += weight * v.y;
-          out[i + 2] += weight * v.z;
-          out[i + 3] += weight * v.w;
+          for (int i = 0; i < kPerLane; i += 4) {
+            const float4 v = *reinterpret_cast<const float4 *>(src + i);
+            out[i] += weight * v.x;
+            out[i + 1] += weight * v.y;
+            out[i + 2] += weight * v.z;
+            out[i + 3] += weight * v.w;
+          }
+        } else {
+          const float2 v = *reinterpret_cast<const float2 *>(src);
+          out[0] += weight * v.x;
+          out[1] += weight * v.y;
         }
-      } else {
-        const float2 v = *reinterpret_cast<const float2 *>(src);
-        out[0] += weight * v.x;
-        out[1] += weight * v.y;
       }
     }
   }
