@@ -1,0 +1,265 @@
+/*
+ * Checking an output against the oracle (harness.h, "checking"), with the FlashAttention
+ * tolerance rule: the error allowed is twice that of a plain fp32 implementation on the same
+ * rounded inputs (the float oracle, rounded to o_dtype), plus a small epsilon.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/numerics.h"
+#include "harness.h"
+#include "oracle.h"
+
+/* Why these epsilons. The tolerance is already 2 x baseline; the epsilon only has to cover the
+ * noise between two valid fp32 evaluation orders (split points, merge order, base-2 exponentials,
+ * rescaling), which is a few float ulps of the outputs (|o| <= 1 here, so ~1e-6) and of the LSE
+ * (|lse| up to ~10, so ~1e-5). It must stay well below the signature of a real bug: dropping or
+ * doubling a 16-token partition of a 4096-token sequence moves o by ~1e-3 and lse by ~4e-3.
+ * A rounding flip of a 16-bit output (float noise pushing a value across a rounding midpoint)
+ * needs no epsilon of its own: it can only happen where the float oracle's own rounding error is
+ * already about half an ulp, so the baseline covers it; 1e-4 (a fifth of an fp16 ulp at 0.5) is
+ * margin on top. fp32 outputs carry no such rounding, so their epsilon is the fp32 noise alone. */
+#define PADEC_CHECK_EPS_FP32_OUTPUT 1e-5
+#define PADEC_CHECK_EPS_HALF_OUTPUT 1e-4
+#define PADEC_CHECK_EPS_LSE 1e-4
+
+static double load_output(const void *o, padec_dtype dtype, size_t index) {
+  switch (dtype) {
+    case PADEC_DTYPE_BF16: {
+      uint16_t v;
+      memcpy(&v, (const unsigned char *)o + 2 * index, sizeof v);
+      return (double)padec__bf16_to_float(v);
+    }
+    case PADEC_DTYPE_FP16: {
+      uint16_t v;
+      memcpy(&v, (const unsigned char *)o + 2 * index, sizeof v);
+      return (double)padec__fp16_to_float(v);
+    }
+    case PADEC_DTYPE_FP32: {
+      float v;
+      memcpy(&v, (const unsigned char *)o + 4 * index, sizeof v);
+      return (double)v;
+    }
+    case PADEC_DTYPE_E4M3:
+      break;
+  }
+  return NAN;
+}
+
+/* A float result as the output tensor would hold it. */
+static double round_to_output(double value, padec_dtype dtype) {
+  float f = (float)value;
+  switch (dtype) {
+    case PADEC_DTYPE_BF16:
+      return (double)padec__bf16_to_float(padec__float_to_bf16(f));
+    case PADEC_DTYPE_FP16:
+      return (double)padec__fp16_to_float(padec__float_to_fp16(f));
+    case PADEC_DTYPE_FP32:
+      return (double)f;
+    case PADEC_DTYPE_E4M3:
+      break;
+  }
+  return NAN;
+}
+
+static padec_ref_problem oracle_problem(const padec_case *c) {
+  const padec_params *p = &c->params;
+  padec_ref_problem r;
+  memset(&r, 0, sizeof r);
+  r.num_q_heads = p->num_q_heads;
+  r.num_kv_heads = p->num_kv_heads;
+  r.head_dim = p->head_dim;
+  r.page_size = p->page_size;
+  r.layout_hnd = p->kv_layout == PADEC_LAYOUT_HND;
+  r.q_dtype = (int32_t)p->q_dtype;
+  r.kv_dtype = (int32_t)p->kv_dtype;
+  r.q_len = p->q_len;
+  r.window_left = p->window_left;
+  r.softmax_scale = (double)p->softmax_scale;
+  r.scale_mode = PADEC_REF_SCALE_NONE;
+  if (p->kv_dtype == PADEC_DTYPE_E4M3) {
+    switch (p->fp8_scale_mode) {
+      case PADEC_FP8_SCALE_NONE:
+        break;
+      case PADEC_FP8_SCALE_PER_TENSOR:
+        r.scale_mode = PADEC_REF_SCALE_PER_TENSOR;
+        r.k_scale = (double)p->k_scale;
+        r.v_scale = (double)p->v_scale;
+        break;
+      case PADEC_FP8_SCALE_PER_TENSOR_DEVICE:
+        r.scale_mode = PADEC_REF_SCALE_PER_TENSOR;
+        r.k_scale = c->k_scales ? (double)c->k_scales[0] : NAN;
+        r.v_scale = c->v_scales ? (double)c->v_scales[0] : NAN;
+        break;
+      case PADEC_FP8_SCALE_PER_TOKEN:
+        r.scale_mode = PADEC_REF_SCALE_PER_TOKEN;
+        r.k_scales = c->k_scales;
+        r.v_scales = c->v_scales;
+        break;
+    }
+  }
+  r.batch = c->batch;
+  r.kv_lens = c->kv_lens;
+  r.page_indptr = c->page_indptr;
+  r.page_indices = c->page_indices;
+  r.q = c->q;
+  r.k_pages = c->k_pages;
+  r.v_pages = c->v_pages;
+  return r;
+}
+
+int padec_check_output(const padec_case *c, const void *o, const float *lse,
+                       padec_check_result *result) {
+  if (!c || !result || (c->num_tokens > 0 && !o)) return -1;
+  memset(result, 0, sizeof *result);
+  result->first_bad = -1;
+  const padec_params *p = &c->params;
+  const size_t rows = (size_t)c->num_tokens * (size_t)p->num_q_heads;
+  const size_t head_dim = (size_t)p->head_dim;
+  const size_t elems = rows * head_dim;
+  double *exact = malloc(sizeof(double) * (elems ? elems : 1));
+  double *plain = malloc(sizeof(double) * (elems ? elems : 1));
+  double *exact_lse = malloc(sizeof(double) * (rows ? rows : 1));
+  double *plain_lse = malloc(sizeof(double) * (rows ? rows : 1));
+  int status = -1;
+  if (!exact || !plain || !exact_lse || !plain_lse) goto done;
+  padec_ref_problem problem = oracle_problem(c);
+  if (padec_ref_decode(&problem, PADEC_REF_PRECISION_DOUBLE, exact, exact_lse) != 0) goto done;
+  if (padec_ref_decode(&problem, PADEC_REF_PRECISION_FLOAT, plain, plain_lse) != 0) goto done;
+
+  double baseline = 0.0, lse_baseline = 0.0;
+  for (size_t i = 0; i < elems; ++i) {
+    double err = fabs(round_to_output(plain[i], p->o_dtype) - exact[i]);
+    if (err > baseline) baseline = err;
+  }
+  for (size_t r = 0; r < rows; ++r) {
+    if (isinf(exact_lse[r])) continue;
+    double err = fabs(plain_lse[r] - exact_lse[r]);
+    if (err > lse_baseline) lse_baseline = err;
+  }
+  double eps =
+      p->o_dtype == PADEC_DTYPE_FP32 ? PADEC_CHECK_EPS_FP32_OUTPUT : PADEC_CHECK_EPS_HALF_OUTPUT;
+  result->baseline_err = baseline;
+  result->tolerance = 2.0 * baseline + eps;
+  result->lse_tolerance = 2.0 * lse_baseline + PADEC_CHECK_EPS_LSE;
+
+  int nan_seen = 0;
+  for (size_t i = 0; i < elems; ++i) {
+    double value = load_output(o, p->o_dtype, i);
+    double err = fabs(value - exact[i]);
+    int bad;
+    if (isinf(exact_lse[i / head_dim])) {
+      bad = value != 0.0; /* a row that sees nothing must be exactly 0, never NaN */
+    } else {
+      bad = !(err <= result->tolerance);
+    }
+    if (isnan(err))
+      nan_seen = 1;
+    else if (err > result->max_abs_err)
+      result->max_abs_err = err;
+    if (bad) {
+      if (result->first_bad < 0) result->first_bad = (int64_t)i;
+      result->bad_elements += 1;
+    }
+  }
+  if (nan_seen) result->max_abs_err = NAN;
+
+  if (lse) {
+    int lse_nan_seen = 0;
+    for (size_t r = 0; r < rows; ++r) {
+      double value = (double)lse[r];
+      int bad;
+      double err;
+      if (isinf(exact_lse[r])) {
+        bad = !(isinf(value) && value < 0.0); /* -inf must be -inf exactly */
+        err = bad ? INFINITY : 0.0;
+      } else {
+        err = fabs(value - exact_lse[r]);
+        bad = !(err <= result->lse_tolerance);
+      }
+      if (isnan(err))
+        lse_nan_seen = 1;
+      else if (err > result->max_lse_err)
+        result->max_lse_err = err;
+      if (bad) result->bad_lse += 1;
+    }
+    if (lse_nan_seen) result->max_lse_err = NAN;
+  }
+  result->pass = result->bad_elements == 0 && result->bad_lse == 0;
+  status = 0;
+
+done:
+  free(exact);
+  free(plain);
+  free(exact_lse);
+  free(plain_lse);
+  return status;
+}
+
+static const char *dtype_name(padec_dtype dtype) {
+  switch (dtype) {
+    case PADEC_DTYPE_BF16:
+      return "bf16";
+    case PADEC_DTYPE_FP16:
+      return "fp16";
+    case PADEC_DTYPE_FP32:
+      return "fp32";
+    case PADEC_DTYPE_E4M3:
+      return "e4m3";
+  }
+  return "?";
+}
+
+static const char *scale_mode_name(padec_fp8_scale_mode mode) {
+  switch (mode) {
+    case PADEC_FP8_SCALE_NONE:
+      return "none";
+    case PADEC_FP8_SCALE_PER_TENSOR:
+      return "tensor";
+    case PADEC_FP8_SCALE_PER_TENSOR_DEVICE:
+      return "device";
+    case PADEC_FP8_SCALE_PER_TOKEN:
+      return "token";
+  }
+  return "?";
+}
+
+/* A longer batch prints its first lengths and its size: the line stays readable in a log. */
+#define PADEC_CHECK_PRINT_LENS 64
+
+void padec_check_print(FILE *stream, const char *label, const padec_case *c,
+                       const padec_check_result *result) {
+  const padec_params *p = &c->params;
+  fprintf(stream,
+          "%s: num_q_heads=%d num_kv_heads=%d head_dim=%d page_size=%d layout=%s q=%s kv=%s o=%s "
+          "q_len=%d window_left=%d softmax_scale=%.9g fp8_scale_mode=%s k_scale=%.9g v_scale=%.9g",
+          label ? label : "case", p->num_q_heads, p->num_kv_heads, p->head_dim, p->page_size,
+          p->kv_layout == PADEC_LAYOUT_HND ? "hnd" : "nhd", dtype_name(p->q_dtype),
+          dtype_name(p->kv_dtype), dtype_name(p->o_dtype), p->q_len, p->window_left,
+          (double)p->softmax_scale, scale_mode_name(p->fp8_scale_mode), (double)p->k_scale,
+          (double)p->v_scale);
+  if (p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE && c->k_scales && c->v_scales)
+    fprintf(stream, " device_k_scale=%.9g device_v_scale=%.9g", (double)c->k_scales[0],
+            (double)c->v_scales[0]);
+  fprintf(stream, " batch=%d seed=0x%llx num_pages=%lld lens=", c->batch,
+          (unsigned long long)c->seed, (long long)c->num_pages);
+  for (int32_t b = 0; b < c->batch && b < PADEC_CHECK_PRINT_LENS; ++b)
+    fprintf(stream, "%s%d", b ? "," : "", c->kv_lens[b]);
+  if (c->batch > PADEC_CHECK_PRINT_LENS) fprintf(stream, ",...(%d)", c->batch);
+  if (result) {
+    fprintf(stream,
+            " | %s max_abs_err=%.3g baseline_err=%.3g tolerance=%.3g max_lse_err=%.3g "
+            "lse_tolerance=%.3g bad_elements=%lld bad_lse=%lld first_bad=%lld",
+            result->pass ? "PASS" : "FAIL", result->max_abs_err, result->baseline_err,
+            result->tolerance, result->max_lse_err, result->lse_tolerance,
+            (long long)result->bad_elements, (long long)result->bad_lse,
+            (long long)result->first_bad);
+    if (result->first_bad >= 0) {
+      int64_t row = result->first_bad / p->head_dim;
+      fprintf(stream, " (token %lld head %lld dim %lld)", (long long)(row / p->num_q_heads),
+              (long long)(row % p->num_q_heads), (long long)(result->first_bad % p->head_dim));
+    }
+  }
+  fputc('\n', stream);
+}
