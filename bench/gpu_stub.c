@@ -1,0 +1,40 @@
+/* The GPU side of the harness in a build without CUDA: no device, and every call says why. */
+#include <stdio.h>
+#include <string.h>
+
+#include "gpu.h"
+
+static const char not_built[] = "padec was built without CUDA";
+
+static int fail(char *err, size_t err_size) {
+  if (err && err_size > 0) snprintf(err, err_size, "%s", not_built);
+  return -1;
+}
+
+int padec_gpu_available(void) { return 0; }
+
+int32_t padec_gpu_default_workers(const padec_params *params) {
+  (void)params;
+  return 0;
+}
+
+int padec_gpu_run_case(const padec_case *c, const padec_plan_options *options, void *o, float *lse,
+                       char *err, size_t err_size) {
+  (void)c;
+  (void)options;
+  (void)o;
+  (void)lse;
+  return fail(err, err_size);
+}
+
+int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
+                    int iterations, padec_gpu_bench_result *result, char *err, size_t err_size) {
+  (void)workload;
+  (void)options;
+  (void)iterations;
+  if (result) {
+    memset(result, 0, sizeof *result);
+    snprintf(result->device, sizeof result->device, "none (%s)", not_built);
+  }
+  return fail(err, err_size);
+}

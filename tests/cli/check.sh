@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# padec check on small ad-hoc workloads: every one must PASS against the oracle, exit 0.
+set -u
+padec=${1:?usage: check.sh PADEC_BINARY SOURCE_DIR}
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+common='q_heads=8 kv_heads=2 head_dim=64'
+workloads=(
+  "name=bf16-mixed $common page=4 kv=bf16 lens=1,17,300,0,1000x3"
+  "name=fp16-hnd $common page=16 kv=fp16 layout=hnd q=fp16 o=fp32 lens=513,77,2"
+  "name=fp8-tensor q_heads=16 kv_heads=4 head_dim=128 page=8 kv=fp8 lens=700,3,1500"
+  "name=fp8-token $common page=1 kv=fp8 scales=token q_len=2 lens=1,2,40,400"
+  "name=fp8-device $common page=32 kv=fp8 scales=device lens=129,1000"
+  "name=window-q4 $common page=16 kv=bf16 window=37 q_len=4 lens=0,3,4,5,600,2000"
+  "name=hd256-g1 q_heads=4 kv_heads=4 head_dim=256 page=1024 kv=bf16 window=0 lens=1500,1"
+)
+args=()
+for w in "${workloads[@]}"; do args+=(--workload "$w"); done
+
+# Workers: many (every long sequence split), and fewer than KV heads (no splits at all).
+for workers in 24 1; do
+  out=$("$padec" check --backend cpu --workers "$workers" --partition 16 "${args[@]}" 2>&1)
+  rc=$?
+  [[ $rc -eq 0 ]] || fail "check --workers $workers exited $rc"
+  n=$(grep -c ' PASS$' <<<"$out")
+  [[ $n -eq ${#workloads[@]} ]] || fail "check --workers $workers: $n of ${#workloads[@]} PASS"
+  if grep -q FAIL <<<"$out"; then fail "check --workers $workers printed FAIL"; fi
+  [[ $rc -eq 0 && $n -eq ${#workloads[@]} ]] || echo "$out"
+done
+
+# The default backend (the GPU where there is one) on one workload of the real shapes.
+out=$("$padec" check --scale-lengths 1/16 \
+  --workload 'name=auto q_heads=32 kv_heads=8 head_dim=128 page=16 kv=bf16 lens=32768,1024x7' 2>&1)
+rc=$?
+[[ $rc -eq 0 ]] && grep -q ' PASS$' <<<"$out" || { fail "check (auto backend) exited $rc"; echo "$out"; }
+
+if ((failures)); then exit 1; fi
+echo "check: ok"

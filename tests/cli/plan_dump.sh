@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# padec plan: the summary over the repository's workloads file, and --dump as valid JSON with
+# the six metadata buffers, consistent with the header counts.
+set -u
+padec=${1:?usage: plan_dump.sh PADEC_BINARY SOURCE_DIR}
+src=${2:?usage: plan_dump.sh PADEC_BINARY SOURCE_DIR}
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# The default FILE is bench/workloads.txt relative to the current directory.
+out=$(cd "$src" && "$padec" plan --workers 264) || fail "plan over bench/workloads.txt exited $?"
+expected=$(grep -cvE '^[[:space:]]*(#|$)' "$src/bench/workloads.txt")
+rows=$(grep -cE '^[a-z0-9].* [0-9]+ +264 ' <<<"$out")
+[[ $rows -eq $expected ]] || { fail "plan printed $rows rows for $expected workloads"; echo "$out"; }
+
+command -v python3 >/dev/null || { echo "python3 not found: skipping the JSON part"; exit 77; }
+json=$(mktemp)
+trap 'rm -f "$json"' EXIT
+"$padec" plan --dump --workers 12 --partition 16 \
+  --workload 'name=a q_heads=8 kv_heads=2 head_dim=64 page=4 kv=bf16 lens=1,17,300,0,1000x3' \
+  --workload 'name=b q_heads=32 kv_heads=8 head_dim=128 page=16 kv=fp8 window=64 q_len=2 lens=5000,10' \
+  >"$json" || fail "plan --dump exited $?"
+python3 -m json.tool "$json" >/dev/null || fail "plan --dump is not valid JSON"
+for name in work_indptr work_info reduce_indptr reduce_final_map reduce_partial_map partition_indptr; do
+  grep -q "\"$name\"" "$json" || fail "plan --dump has no $name"
+done
+python3 - "$json" <<'PY' || fail "plan --dump buffers disagree with their header"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+assert len(doc["plans"]) == 2, "want 2 plans"
+for p in doc["plans"]:
+    h = p["header"]
+    assert len(p["work_indptr"]) == h["num_workers"] + 1
+    assert p["work_indptr"][-1] == h["num_works"] == len(p["work_info"])
+    assert all(len(row) == 8 for row in p["work_info"])
+    assert len(p["reduce_indptr"]) == h["batch"] + 1 == len(p["partition_indptr"])
+    assert len(p["reduce_final_map"]) == h["num_groups"]
+    assert len(p["reduce_partial_map"]) == h["num_partial_slots"] == p["reduce_indptr"][-1]
+    assert p["partition_indptr"][-1] == h["num_partitions"]
+PY
+
+if ((failures)); then exit 1; fi
+echo "plan_dump: ok"

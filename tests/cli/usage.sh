@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Usage errors exit 2 with a message that names the problem.
+set -u
+padec=${1:?usage: usage.sh PADEC_BINARY SOURCE_DIR}
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+good='name=u q_heads=8 kv_heads=2 head_dim=64 page=4 kv=bf16'
+# expect_usage PATTERN ARGS...: exit 2 and PATTERN in stderr.
+expect_usage() {
+  local pattern=$1
+  shift
+  local err rc
+  err=$("$padec" "$@" 2>&1 >/dev/null)
+  rc=$?
+  [[ $rc -eq 2 ]] || fail "padec $* exited $rc, want 2"
+  grep -qF -- "$pattern" <<<"$err" || fail "padec $*: message '$err' does not mention '$pattern'"
+}
+
+expect_usage "frobnicate" frobnicate
+expect_usage "--frob" run --frob
+expect_usage "--workers" plan --workers
+expect_usage "--workers 0" plan --workers 0
+expect_usage "--backend gpu" check --backend gpu
+expect_usage "--partition 100" plan --partition 100
+expect_usage "--dump" bench --dump
+expect_usage "--scale-lengths 3" check --scale-lengths 3
+expect_usage "frob" help frob
+expect_usage "no-such-file" plan no-such-file.txt
+expect_usage "q_len=5" check --workload "$good lens=10 q_len=5"
+expect_usage "q_len=0" check --workload "$good lens=10 q_len=0"
+expect_usage "lens" plan --workload "$good"
+expect_usage "lens=1,,2" plan --workload "$good lens=1,,2"
+expect_usage "lens=5x" plan --workload "$good lens=5x"
+expect_usage "lens=-3" plan --workload "$good lens=-3"
+expect_usage "colour" plan --workload "$good lens=5 colour=red"
+expect_usage "head_dim=96" plan --workload "name=u q_heads=8 kv_heads=2 head_dim=96 page=4 kv=bf16 lens=5"
+expect_usage "page=3" plan --workload "name=u q_heads=8 kv_heads=2 head_dim=64 page=3 kv=bf16 lens=5"
+expect_usage "kv=int8" plan --workload "name=u q_heads=8 kv_heads=2 head_dim=64 page=4 kv=int8 lens=5"
+expect_usage "kv_heads=3" plan --workload "name=u q_heads=8 kv_heads=3 head_dim=64 page=4 kv=bf16 lens=5"
+expect_usage "scales=token" plan --workload "$good lens=5 scales=token"
+expect_usage "twice" plan --workload "$good lens=5 page=8"
+
+# A bad line in a file names the file and the line.
+file=$(mktemp)
+trap 'rm -f "$file"' EXIT
+printf '# comment\n\n%s lens=5\n%s lens=5 window=-1\n' "$good" "$good" >"$file"
+expect_usage "$file:4: window=-1" plan "$file"
+
+# No arguments at all: the overview on stderr, exit 2.
+"$padec" >/dev/null 2>&1
+rc=$?
+[[ $rc -eq 2 ]] || fail "padec without arguments exited $rc, want 2"
+
+if ((failures)); then exit 1; fi
+echo "usage: ok"

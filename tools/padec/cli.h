@@ -1,0 +1,123 @@
+/* Shared pieces of the `padec` tool: options, workload loading, plans, timing, reporting. */
+#ifndef PADEC_TOOL_CLI_H
+#define PADEC_TOOL_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "harness.h"
+#include "padec.h"
+
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILURE = 1, CLI_EXIT_USAGE = 2 };
+
+/* Workers of a plan when no GPU tells us better: 2 per SM of an H100 (132 SMs). */
+#define CLI_DEFAULT_WORKERS_NO_GPU 264
+/* `padec check` scales each workload down to at most this many KV tokens by default. */
+#define CLI_CHECK_MAX_TOKENS 65536
+
+typedef enum { CLI_BACKEND_AUTO, CLI_BACKEND_CPU, CLI_BACKEND_CUDA } cli_backend;
+
+/* Flags a subcommand accepts. */
+enum {
+  CLI_FLAG_BACKEND = 1u << 0,
+  CLI_FLAG_ITERATIONS = 1u << 1,
+  CLI_FLAG_CSV = 1u << 2,
+  CLI_FLAG_DUMP = 1u << 3,
+  CLI_FLAG_SEED = 1u << 4
+};
+
+typedef struct cli_options {
+  const char *command;
+  const char *file;            /* positional FILE, or NULL */
+  const char **workload_lines; /* --workload values (argv pointers) */
+  int num_workload_lines;
+  cli_backend backend;
+  int32_t workers;          /* 0: default */
+  int32_t partition_tokens; /* 0: library default (256) */
+  padec_policy policy;
+  double scale;   /* 0: the command's default; else in (0, 1] */
+  int iterations; /* 0: the command's default */
+  int csv;
+  int dump;
+  uint64_t seed;
+  const char *only; /* substring filter on workload names, or NULL */
+  int help;         /* --help was given: print help and exit 0 */
+} cli_options;
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CLI_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
+#else
+#define CLI_PRINTF(fmt_index, first_arg)
+#endif
+
+/* Prints "padec COMMAND: message" and a pointer to the help to stderr; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *command, const char *format, ...) CLI_PRINTF(2, 3);
+
+/* Parses argv[1..argc) of a subcommand. Returns CLI_EXIT_OK, or CLI_EXIT_USAGE after printing
+ * the problem to stderr. opt->workload_lines is malloc'd: cli_options_free. */
+int cli_parse_options(const char *command, unsigned flags, int argc, char **argv, cli_options *opt);
+void cli_options_free(cli_options *opt);
+
+/* Loads the workloads that opt names (FILE, --workload, or bench/workloads.txt), filtered by
+ * --only. Returns CLI_EXIT_OK or CLI_EXIT_USAGE after printing the problem. */
+int cli_load_workloads(const cli_options *opt, padec_workload **workloads, int *count,
+                       const char **source);
+
+/* A copy of in with every kv_len (and a nonzero window) multiplied by factor in (0, 1]; a
+ * nonzero length stays at least min(L, q_len) and a window at least 1. Returns 0 or -1 (memory). */
+int cli_scale_workload(const padec_workload *in, double factor, padec_workload *out);
+/* The largest 1/2^k (k >= 0) that brings the workload to at most max_tokens KV tokens. */
+double cli_power_of_two_scale(const padec_workload *w, int64_t max_tokens);
+/* "1", "1/16", or "0.3" */
+void cli_format_scale(double factor, char *text, size_t size);
+int64_t cli_total_tokens(const padec_workload *w);
+
+/* Backend resolution: returns 1 for the GPU, 0 for the CPU, -1 (after a message) when cuda was
+ * asked for and is not available. why gets a short reason for the choice. */
+int cli_use_gpu(const cli_options *opt, char *why, size_t why_size);
+/* Workers for params: --workers, else the GPU's recommendation when a GPU is present (and asked
+ * for with gpu_present), else CLI_DEFAULT_WORKERS_NO_GPU. */
+int32_t cli_workers(const cli_options *opt, const padec_params *params, int gpu_present);
+padec_plan_options cli_plan_options(const cli_options *opt, const padec_params *params,
+                                    int gpu_present);
+
+/* A host plan and its workspace, aligned as padec_cpu_run needs. */
+typedef struct cli_plan {
+  padec_plan_layout layout;
+  void *plan;
+  void *workspace;
+} cli_plan;
+/* Returns 0, or -1 with the library's message in err. */
+int cli_plan_make(const padec_params *params, int32_t batch, const int32_t *kv_lens,
+                  const padec_plan_options *options, cli_plan *plan, char *err, size_t err_size);
+/* Rebuilds the plan in place (same layout); for timing. Returns the padec status. */
+padec_status cli_plan_rebuild(const padec_params *params, const int32_t *kv_lens, cli_plan *plan);
+void cli_plan_free(cli_plan *plan);
+
+/* Runs case c once on the GPU (padec_gpu_run_case) or the CPU (a host plan, then padec_cpu_run),
+ * o and lse poisoned first. seconds: wall time of padec_cpu_run, or of the whole
+ * padec_gpu_run_case (upload, plan, run, download). Returns 0, or -1 with err set. */
+int cli_execute(const padec_case *c, int use_gpu, const padec_plan_options *options, void *o,
+                float *lse, double *seconds, char *err, size_t err_size);
+/* Output buffers of a case: o (o_bytes) and lse ([num_tokens][num_q_heads] floats). */
+int cli_alloc_outputs(const padec_case *c, void **o, float **lse);
+int64_t cli_lse_count(const padec_case *c);
+
+/* Non-finite elements among n of o_dtype; for lse (float) NaN and +inf count, -inf is legal. */
+int64_t cli_count_nonfinite(const void *data, padec_dtype dtype, int64_t n);
+int64_t cli_count_bad_lse(const float *lse, int64_t n);
+
+double cli_now_seconds(void);
+double cli_median(double *values, int n); /* sorts values */
+void *cli_aligned_alloc(size_t alignment, size_t bytes);
+
+/* The subcommands; argv[0] is the subcommand's name. */
+int cli_cmd_run(int argc, char **argv);
+int cli_cmd_check(int argc, char **argv);
+int cli_cmd_plan(int argc, char **argv);
+int cli_cmd_bench(int argc, char **argv);
+/* Prints the help of command (NULL: the overview) to stream; returns 0, or -1 if unknown. */
+int cli_print_help(const char *command, FILE *stream);
+
+#endif /* PADEC_TOOL_CLI_H */

@@ -1,0 +1,223 @@
+/* `padec bench`: median times and effective bandwidth per workload, on the CPU or the GPU. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "gpu.h"
+
+typedef struct bench_row {
+  const padec_workload *w;
+  int32_t workers;
+  int iterations;
+  double plan_us, median_us, min_us, effective_gbps, copy_gbps; /* copy_gbps 0: not measured */
+  const char *device;
+} bench_row;
+
+static void print_csv_field(const char *text) {
+  putchar('"');
+  for (const char *s = text; *s; ++s) {
+    if (*s == '"') putchar('"');
+    putchar(*s);
+  }
+  putchar('"');
+}
+
+static void print_header(int csv) {
+  if (csv)
+    printf(
+        "workload,backend,device,batch,kv_tokens,bytes,workers,iterations,plan_us,median_us,"
+        "min_us,effective_gbps,copy_gbps,effective_over_copy\n");
+  else
+    printf("%-24s %6s %10s %9s %7s %9s %11s %11s %8s %9s %8s\n", "workload", "batch", "kv_tokens",
+           "MB_moved", "workers", "plan_us", "median_us", "min_us", "GB/s", "copy_GB/s",
+           "eff/copy");
+}
+
+static void print_row(const bench_row *r, int csv, int gpu) {
+  const padec_workload *w = r->w;
+  uint64_t bytes = padec_workload_bytes(w);
+  long long tokens = (long long)cli_total_tokens(w);
+  double ratio = r->copy_gbps > 0.0 ? r->effective_gbps / r->copy_gbps : 0.0;
+  if (csv) {
+    print_csv_field(w->name);
+    printf(",%s,", gpu ? "cuda" : "cpu");
+    print_csv_field(r->device);
+    printf(",%d,%lld,%llu,%d,%d,%.3f,%.3f,%.3f,%.3f,", w->batch, tokens, (unsigned long long)bytes,
+           r->workers, r->iterations, r->plan_us, r->median_us, r->min_us, r->effective_gbps);
+    if (r->copy_gbps > 0.0)
+      printf("%.3f,%.4f\n", r->copy_gbps, ratio);
+    else
+      printf(",\n");
+    return;
+  }
+  char copy[32] = "-", eff_copy[32] = "-";
+  if (r->copy_gbps > 0.0) {
+    snprintf(copy, sizeof copy, "%.1f", r->copy_gbps);
+    snprintf(eff_copy, sizeof eff_copy, "%.3f", ratio);
+  }
+  printf("%-24s %6d %10lld %9.1f %7d %9.2f %11.1f %11.1f %8.2f %9s %8s\n", w->name, w->batch,
+         tokens, (double)bytes / 1e6, r->workers, r->plan_us, r->median_us, r->min_us,
+         r->effective_gbps, copy, eff_copy);
+}
+
+/* One workload on the CPU: plan build times, then padec_cpu_run after one warm-up. */
+static int bench_cpu(const cli_options *opt, const padec_workload *w, uint64_t seed,
+                     int gpu_present, int iterations, bench_row *row, char *err, size_t err_size) {
+  padec_case c;
+  if (padec_case_init(&c, &w->params, w->batch, w->kv_lens, seed) != 0) {
+    snprintf(err, err_size, "could not build the case (out of memory?)");
+    return -1;
+  }
+  padec_plan_options options = cli_plan_options(opt, &c.params, gpu_present);
+  row->workers = options.num_workers;
+  cli_plan plan;
+  void *o = NULL;
+  float *lse = NULL;
+  int plan_runs = iterations > 11 ? iterations : 11;
+  double *times = (double *)malloc(sizeof(double) * (size_t)plan_runs);
+  int rc = -1;
+  if (!times || cli_alloc_outputs(&c, &o, &lse) != 0) {
+    snprintf(err, err_size, "out of memory");
+    free(times);
+    padec_case_free(&c);
+    return -1;
+  }
+  if (cli_plan_make(&c.params, c.batch, c.kv_lens, &options, &plan, err, err_size) == 0) {
+    rc = 0;
+    for (int i = 0; i < plan_runs && rc == 0; ++i) {
+      double start = cli_now_seconds();
+      if (cli_plan_rebuild(&c.params, c.kv_lens, &plan) != PADEC_STATUS_OK) {
+        snprintf(err, err_size, "plan build: %s", padec_last_message());
+        rc = -1;
+      }
+      times[i] = cli_now_seconds() - start;
+    }
+    if (rc == 0) row->plan_us = cli_median(times, plan_runs) * 1e6;
+    padec_case_poison(&c, o, lse);
+    padec_tensors tensors = padec_case_tensors(&c, o, lse);
+    for (int i = -1; i < iterations && rc == 0; ++i) {
+      double start = cli_now_seconds();
+      padec_status status = padec_cpu_run(&c.params, &plan.layout, plan.plan, &tensors,
+                                          plan.workspace, plan.layout.workspace_bytes);
+      double seconds = cli_now_seconds() - start;
+      if (status != PADEC_STATUS_OK) {
+        snprintf(err, err_size, "padec_cpu_run: %s", padec_last_message());
+        rc = -1;
+      }
+      if (i >= 0) times[i] = seconds;
+    }
+    if (rc == 0) {
+      row->min_us = times[0] * 1e6;
+      for (int i = 1; i < iterations; ++i)
+        if (times[i] * 1e6 < row->min_us) row->min_us = times[i] * 1e6;
+      row->median_us = cli_median(times, iterations) * 1e6;
+      row->effective_gbps = (double)padec_workload_bytes(w) / (row->median_us * 1e3);
+      row->iterations = iterations;
+    }
+    cli_plan_free(&plan);
+  }
+  free(times);
+  free(o);
+  free(lse);
+  padec_case_free(&c);
+  return rc;
+}
+
+int cli_cmd_bench(int argc, char **argv) {
+  cli_options opt;
+  int rc = cli_parse_options("bench",
+                             CLI_FLAG_BACKEND | CLI_FLAG_ITERATIONS | CLI_FLAG_CSV | CLI_FLAG_SEED,
+                             argc, argv, &opt);
+  if (rc != CLI_EXIT_OK || opt.help) {
+    if (rc == CLI_EXIT_OK) cli_print_help("bench", stdout);
+    cli_options_free(&opt);
+    return rc;
+  }
+  padec_workload *workloads = NULL;
+  int count = 0;
+  const char *source = NULL;
+  rc = cli_load_workloads(&opt, &workloads, &count, &source);
+  if (rc != CLI_EXIT_OK) {
+    cli_options_free(&opt);
+    return rc;
+  }
+  char backend[160];
+  int use_gpu = cli_use_gpu(&opt, backend, sizeof backend);
+  if (use_gpu < 0) {
+    padec_workloads_free(workloads, count);
+    cli_options_free(&opt);
+    return CLI_EXIT_FAILURE;
+  }
+  int gpu_present = use_gpu || padec_gpu_available();
+  int iterations = opt.iterations > 0 ? opt.iterations : (use_gpu ? 100 : 5);
+  /* The GPU harness takes its median over at least 50 iterations. */
+  if (use_gpu && iterations < 50) iterations = 50;
+  char scale[32];
+  cli_format_scale(opt.scale > 0.0 ? opt.scale : 1.0, scale, sizeof scale);
+  if (!opt.csv) {
+    printf(
+        "padec bench: %d workload%s from %s; backend %s; %d iterations; lengths x%s; "
+        "partition %d; policy even\n",
+        count, count == 1 ? "" : "s", source, backend, iterations, scale,
+        opt.partition_tokens ? opt.partition_tokens : 256);
+    if (use_gpu)
+      printf(
+          "median_us: decode + merge, CUDA events, cold L2; GB/s: bytes that must move / "
+          "median; copy_GB/s: device-to-device copy\n");
+    else
+      printf(
+          "median_us: wall time of padec_cpu_run (single thread) after one warm-up; "
+          "plan_us: host plan build\n");
+  }
+  int failures = 0, header_done = 0;
+  for (int i = 0; i < count; ++i) {
+    padec_workload w;
+    char err[1024] = "";
+    if (cli_scale_workload(&workloads[i], opt.scale > 0.0 ? opt.scale : 1.0, &w) != 0) {
+      fprintf(stderr, "padec bench: %s: out of memory\n", workloads[i].name);
+      ++failures;
+      continue;
+    }
+    bench_row row;
+    memset(&row, 0, sizeof row);
+    row.w = &w;
+    row.device = "cpu";
+    padec_gpu_bench_result result;
+    memset(&result, 0, sizeof result);
+    int ok;
+    if (use_gpu) {
+      padec_plan_options options = cli_plan_options(&opt, &w.params, 1);
+      row.workers = options.num_workers;
+      ok = padec_gpu_bench(&w, &options, iterations, &result, err, sizeof err) == 0;
+      if (ok) {
+        row.iterations = result.iterations;
+        row.plan_us = result.plan_us;
+        row.median_us = result.median_us;
+        row.min_us = result.min_us;
+        row.effective_gbps = result.effective_gbps;
+        row.copy_gbps = result.copy_gbps;
+        row.device = result.device;
+      }
+    } else {
+      ok = bench_cpu(&opt, &w, opt.seed + (uint64_t)i, gpu_present, iterations, &row, err,
+                     sizeof err) == 0;
+    }
+    if (!header_done) {
+      if (use_gpu && !opt.csv) printf("device: %s\n", ok ? result.device : "(unknown)");
+      print_header(opt.csv);
+      header_done = 1;
+    }
+    if (ok) {
+      print_row(&row, opt.csv, use_gpu);
+    } else {
+      fprintf(stderr, "padec bench: %s: %s\n", w.name, err);
+      ++failures;
+    }
+    fflush(stdout);
+    padec_workload_free(&w);
+  }
+  if (failures) fprintf(stderr, "padec bench: %d of %d workloads failed\n", failures, count);
+  padec_workloads_free(workloads, count);
+  cli_options_free(&opt);
+  return failures ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+}

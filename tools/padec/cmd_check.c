@@ -1,0 +1,110 @@
+/* `padec check`: every workload on the backend against the double-precision oracle. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "gpu.h"
+
+int cli_cmd_check(int argc, char **argv) {
+  cli_options opt;
+  int rc = cli_parse_options("check", CLI_FLAG_BACKEND | CLI_FLAG_SEED, argc, argv, &opt);
+  if (rc != CLI_EXIT_OK || opt.help) {
+    if (rc == CLI_EXIT_OK) cli_print_help("check", stdout);
+    cli_options_free(&opt);
+    return rc;
+  }
+  padec_workload *workloads = NULL;
+  int count = 0;
+  const char *source = NULL;
+  rc = cli_load_workloads(&opt, &workloads, &count, &source);
+  if (rc != CLI_EXIT_OK) {
+    cli_options_free(&opt);
+    return rc;
+  }
+  char backend[160];
+  int use_gpu = cli_use_gpu(&opt, backend, sizeof backend);
+  if (use_gpu < 0) {
+    padec_workloads_free(workloads, count);
+    cli_options_free(&opt);
+    return CLI_EXIT_FAILURE;
+  }
+  int gpu_present = use_gpu || padec_gpu_available();
+  printf("padec check: %d workload%s from %s; backend %s; partition %d; policy even\n", count,
+         count == 1 ? "" : "s", source, backend, opt.partition_tokens ? opt.partition_tokens : 256);
+  if (opt.scale > 0.0) {
+    char scale[32];
+    cli_format_scale(opt.scale, scale, sizeof scale);
+    printf("lengths and windows scaled by %s (--scale-lengths)\n", scale);
+  } else {
+    printf(
+        "lengths and windows scaled per workload by the largest 1/2^k that leaves at most %d "
+        "KV tokens (--scale-lengths 1: full size)\n",
+        CLI_CHECK_MAX_TOKENS);
+  }
+  printf("%-24s %6s %6s %10s %8s %11s %11s %11s %11s  %s\n", "workload", "scale", "batch",
+         "kv_tokens", "workers", "max_err", "tolerance", "lse_err", "lse_tol", "result");
+
+  int failures = 0;
+  for (int i = 0; i < count; ++i) {
+    double factor =
+        opt.scale > 0.0 ? opt.scale : cli_power_of_two_scale(&workloads[i], CLI_CHECK_MAX_TOKENS);
+    char scale[32];
+    cli_format_scale(factor, scale, sizeof scale);
+    padec_workload w;
+    if (cli_scale_workload(&workloads[i], factor, &w) != 0) {
+      printf("%-24s %6s FAIL: out of memory\n", workloads[i].name, scale);
+      ++failures;
+      continue;
+    }
+    padec_case c;
+    if (padec_case_init(&c, &w.params, w.batch, w.kv_lens, opt.seed + (uint64_t)i) != 0) {
+      printf("%-24s %6s FAIL: could not build the case (out of memory?)\n", w.name, scale);
+      padec_workload_free(&w);
+      ++failures;
+      continue;
+    }
+    padec_plan_options options = cli_plan_options(&opt, &c.params, gpu_present);
+    void *o = NULL;
+    float *lse = NULL;
+    double seconds = 0.0;
+    char err[1024] = "";
+    padec_check_result result;
+    memset(&result, 0, sizeof result);
+    int ran = cli_alloc_outputs(&c, &o, &lse) == 0;
+    if (!ran) snprintf(err, sizeof err, "out of memory for the outputs");
+    if (ran) ran = cli_execute(&c, use_gpu, &options, o, lse, &seconds, err, sizeof err) == 0;
+    if (ran && padec_check_output(&c, o, lse, &result) != 0) {
+      snprintf(err, sizeof err, "the oracle could not run");
+      ran = 0;
+    }
+    if (ran) {
+      printf("%-24s %6s %6d %10lld %8d %11.3e %11.3e %11.3e %11.3e  %s\n", w.name, scale, w.batch,
+             (long long)cli_total_tokens(&w), options.num_workers, result.max_abs_err,
+             result.tolerance, result.max_lse_err, result.lse_tolerance,
+             result.pass ? "PASS" : "FAIL");
+      if (!result.pass) {
+        ++failures;
+        char label[160];
+        snprintf(label, sizeof label, "padec check %s (workers %d, partition %d)", w.name,
+                 options.num_workers, options.partition_tokens ? options.partition_tokens : 256);
+        padec_check_print(stderr, label, &c, &result);
+      }
+    } else {
+      printf("%-24s %6s %6d %10lld %8d  FAIL: %s\n", w.name, scale, w.batch,
+             (long long)cli_total_tokens(&w), options.num_workers, err);
+      ++failures;
+    }
+    fflush(stdout);
+    free(o);
+    free(lse);
+    padec_case_free(&c);
+    padec_workload_free(&w);
+  }
+  if (failures)
+    printf("padec check: %d of %d workloads FAILED\n", failures, count);
+  else
+    printf("padec check: %d of %d workloads passed\n", count, count);
+  padec_workloads_free(workloads, count);
+  cli_options_free(&opt);
+  return failures ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+}

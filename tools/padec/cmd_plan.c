@@ -1,0 +1,193 @@
+/* `padec plan`: the schedule of every workload, as a summary table or (--dump) as JSON. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "gpu.h"
+
+typedef struct plan_stats {
+  int64_t load_min, load_max, load_total; /* partitions per worker */
+  int32_t busy_workers;                   /* workers with at least one item */
+} plan_stats;
+
+static plan_stats compute_stats(const padec_plan_view *view, int32_t num_workers) {
+  plan_stats s;
+  memset(&s, 0, sizeof s);
+  s.load_min = INT64_MAX;
+  for (int32_t c = 0; c < num_workers; ++c) {
+    int64_t load = 0;
+    for (int32_t i = view->work_indptr[c]; i < view->work_indptr[c + 1]; ++i)
+      load += view->work_info[8 * (int64_t)i + 5] - view->work_info[8 * (int64_t)i + 4];
+    if (load < s.load_min) s.load_min = load;
+    if (load > s.load_max) s.load_max = load;
+    s.load_total += load;
+    s.busy_workers += view->work_indptr[c + 1] > view->work_indptr[c];
+  }
+  if (num_workers == 0) s.load_min = 0;
+  return s;
+}
+
+static void json_string(const char *text) {
+  putchar('"');
+  for (const unsigned char *s = (const unsigned char *)text; *s; ++s) {
+    if (*s == '"' || *s == '\\')
+      printf("\\%c", *s);
+    else if (*s < 0x20)
+      printf("\\u%04x", *s);
+    else
+      putchar(*s);
+  }
+  putchar('"');
+}
+
+static void json_int_array(const char *name, const int32_t *values, int64_t n, int last) {
+  printf("      \"%s\": [", name);
+  for (int64_t i = 0; i < n; ++i) printf(i ? ", %d" : "%d", values[i]);
+  printf("]%s\n", last ? "" : ",");
+}
+
+/* Rows of `width` int32s, one row per line. */
+static void json_rows(const char *name, const int32_t *values, int64_t rows, int width) {
+  printf("      \"%s\": [", name);
+  for (int64_t r = 0; r < rows; ++r) {
+    printf(r ? ",\n        [" : "\n        [");
+    for (int j = 0; j < width; ++j) printf(j ? ", %d" : "%d", values[r * width + j]);
+    printf("]");
+  }
+  printf(rows ? "\n      ],\n" : "],\n");
+}
+
+static const char *dtype_name(padec_dtype dtype) {
+  switch (dtype) {
+    case PADEC_DTYPE_BF16: return "bf16";
+    case PADEC_DTYPE_FP16: return "fp16";
+    case PADEC_DTYPE_FP32: return "fp32";
+    case PADEC_DTYPE_E4M3: return "e4m3";
+  }
+  return "?";
+}
+
+static void dump_plan(const padec_workload *w, const cli_plan *plan, const padec_plan_view *v,
+                      const plan_stats *s, int first) {
+  const padec_plan_header *h = v->header;
+  const padec_plan_layout *l = &plan->layout;
+  const padec_params *p = &w->params;
+  printf("%s    {\n      \"name\": ", first ? "" : ",\n");
+  json_string(w->name);
+  printf(
+      ",\n      \"params\": {\"num_q_heads\": %d, \"num_kv_heads\": %d, \"head_dim\": %d, "
+      "\"page_size\": %d, \"q_len\": %d, \"window_left\": %d, \"kv_dtype\": \"%s\", "
+      "\"kv_layout\": \"%s\"},\n",
+      p->num_q_heads, p->num_kv_heads, p->head_dim, p->page_size, p->q_len > 0 ? p->q_len : 1,
+      p->window_left, dtype_name(p->kv_dtype), p->kv_layout == PADEC_LAYOUT_HND ? "hnd" : "nhd");
+  printf(
+      "      \"header\": {\"batch\": %d, \"num_workers\": %d, \"num_kv_heads\": %d, "
+      "\"q_len\": %d, \"partition_tokens\": %d, \"policy\": \"even\", \"num_works\": %d, "
+      "\"num_partial_slots\": %d, \"num_groups\": %d, \"num_partitions\": %d},\n",
+      h->batch, h->num_workers, h->num_kv_heads, h->q_len, h->partition_tokens, h->num_works,
+      h->num_partial_slots, h->num_groups, h->num_partitions);
+  printf(
+      "      \"layout\": {\"max_works\": %d, \"max_partial_slots\": %d, \"max_partial_rows\": %d, "
+      "\"plan_bytes\": %zu, \"workspace_bytes\": %zu},\n",
+      l->max_works, l->max_partial_slots, l->max_partial_rows, l->plan_bytes, l->workspace_bytes);
+  printf(
+      "      \"load_partitions\": {\"min\": %lld, \"max\": %lld, \"total\": %lld, "
+      "\"busy_workers\": %d},\n",
+      (long long)s->load_min, (long long)s->load_max, (long long)s->load_total, s->busy_workers);
+  json_int_array("kv_lens", w->kv_lens, w->batch, 0);
+  json_int_array("work_indptr", v->work_indptr, (int64_t)h->num_workers + 1, 0);
+  json_rows("work_info", v->work_info, h->num_works, 8);
+  json_int_array("reduce_indptr", v->reduce_indptr, (int64_t)h->batch + 1, 0);
+  json_rows("reduce_final_map", v->reduce_final_map, h->num_groups, 2);
+  json_int_array("reduce_partial_map", v->reduce_partial_map, h->num_partial_slots, 0);
+  json_int_array("partition_indptr", v->partition_indptr, (int64_t)h->batch + 1, 1);
+  printf("    }");
+}
+
+int cli_cmd_plan(int argc, char **argv) {
+  cli_options opt;
+  int rc = cli_parse_options("plan", CLI_FLAG_DUMP, argc, argv, &opt);
+  if (rc != CLI_EXIT_OK || opt.help) {
+    if (rc == CLI_EXIT_OK) cli_print_help("plan", stdout);
+    cli_options_free(&opt);
+    return rc;
+  }
+  padec_workload *workloads = NULL;
+  int count = 0;
+  const char *source = NULL;
+  rc = cli_load_workloads(&opt, &workloads, &count, &source);
+  if (rc != CLI_EXIT_OK) {
+    cli_options_free(&opt);
+    return rc;
+  }
+  /* Workers only need the GPU when none were given; asking costs a CUDA initialisation. */
+  int gpu_present = opt.workers > 0 ? 0 : padec_gpu_available();
+  char scale[32];
+  cli_format_scale(opt.scale > 0.0 ? opt.scale : 1.0, scale, sizeof scale);
+
+  if (opt.dump) {
+    printf("{\n  \"padec_version\": \"%d.%d.%d\",\n  \"plans\": [\n", PADEC_VERSION_MAJOR,
+           PADEC_VERSION_MINOR, PADEC_VERSION_PATCH);
+  } else {
+    printf(
+        "padec plan: %d workload%s from %s; workers %s; lengths x%s; partition %d; policy even\n",
+        count, count == 1 ? "" : "s", source,
+        opt.workers > 0 ? "from --workers"
+        : gpu_present   ? "recommended for the GPU"
+                        : "264 (no GPU: 2 per SM of an H100)",
+        scale, opt.partition_tokens ? opt.partition_tokens : 256);
+    printf("%-24s %6s %7s %6s %6s %6s %7s %7s %21s %6s %9s %11s\n", "workload", "batch", "workers",
+           "parts", "works", "split", "p_slots", "p_rows", "load min/mean/max", "max/mn", "plan_B",
+           "workspace_B");
+  }
+  int failures = 0, dumped = 0;
+  for (int i = 0; i < count; ++i) {
+    padec_workload w;
+    char err[1024] = "";
+    if (cli_scale_workload(&workloads[i], opt.scale > 0.0 ? opt.scale : 1.0, &w) != 0) {
+      fprintf(stderr, "padec plan: %s: out of memory\n", workloads[i].name);
+      ++failures;
+      continue;
+    }
+    padec_plan_options options = cli_plan_options(&opt, &w.params, gpu_present);
+    cli_plan plan;
+    padec_plan_view view;
+    if (cli_plan_make(&w.params, w.batch, w.kv_lens, &options, &plan, err, sizeof err) != 0) {
+      fprintf(stderr, "padec plan: %s: %s\n", w.name, err);
+      ++failures;
+      padec_workload_free(&w);
+      continue;
+    }
+    if (padec_plan_view_init(&plan.layout, plan.plan, &view) != PADEC_STATUS_OK) {
+      fprintf(stderr, "padec plan: %s: %s\n", w.name, padec_last_message());
+      ++failures;
+    } else {
+      plan_stats s = compute_stats(&view, options.num_workers);
+      const padec_plan_header *h = view.header;
+      if (opt.dump) {
+        dump_plan(&w, &plan, &view, &s, dumped++ == 0);
+      } else {
+        double mean = (double)s.load_total / options.num_workers;
+        char load[48];
+        snprintf(load, sizeof load, "%lld/%.1f/%lld", (long long)s.load_min, mean,
+                 (long long)s.load_max);
+        printf("%-24s %6d %7d %6d %6d %6d %7d %7d %21s %6.2f %9zu %11zu\n", w.name, w.batch,
+               options.num_workers, h->num_partitions, h->num_works, h->num_groups,
+               h->num_partial_slots, h->num_partial_slots * h->q_len, load,
+               mean > 0.0 ? (double)s.load_max / mean : 0.0, plan.layout.plan_bytes,
+               plan.layout.workspace_bytes);
+      }
+    }
+    cli_plan_free(&plan);
+    padec_workload_free(&w);
+  }
+  if (opt.dump)
+    printf("\n  ]\n}\n");
+  else
+    printf(
+        "parts: partitions per KV head; split: sequences split across workers (merge groups); "
+        "p_slots/p_rows: partial slots/rows; load: partitions per worker\n");
+  padec_workloads_free(workloads, count);
+  cli_options_free(&opt);
+  return failures ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+}
