@@ -161,7 +161,8 @@ typedef struct padec_plan_layout {
   size_t plan_bytes;                /* whole plan buffer */
   size_t partial_o_offset;   /* in the workspace: float [max_partial_rows, num_q_heads, head_dim] */
   size_t partial_lse_offset; /* in the workspace: float [max_partial_rows, num_q_heads] */
-  size_t workspace_bytes;    /* whole workspace buffer (partials), at least 1 */
+  size_t merge_counters_offset; /* in the workspace: int32 [batch][num_kv_heads], GPU only */
+  size_t workspace_bytes;    /* whole workspace buffer, at least 256 */
 } padec_plan_layout;
 
 /* Fills *layout. Errors: NULL_POINTER, the padec_params_validate errors, BAD_ARGUMENT (batch

@@ -41,6 +41,10 @@ padec_status padec__check_run_arguments(const padec_params *params,
                                         const void *plan_host, const padec_tensors *tensors,
                                         const void *workspace, size_t workspace_bytes);
 
+/* CUDA builds: 1 makes padec_cuda_run use the stand-alone merge kernel instead of merging in
+ * the decode kernel (tests cover both). Not thread-safe; tests only. */
+void padec__cuda_set_separate_merge(int separate);
+
 #ifdef __cplusplus
 }
 #endif

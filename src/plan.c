@@ -89,8 +89,10 @@ padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
   size_t row_elems = (size_t)p.num_q_heads * (size_t)p.head_dim;
   l.partial_o_offset = 0;
   l.partial_lse_offset = align_up(sizeof(float) * row_elems * (size_t)partial_rows, 256);
-  l.workspace_bytes =
+  l.merge_counters_offset =
       align_up(l.partial_lse_offset + sizeof(float) * (size_t)p.num_q_heads * (size_t)partial_rows, 256);
+  l.workspace_bytes = align_up(
+      l.merge_counters_offset + sizeof(int32_t) * (size_t)batch * (size_t)p.num_kv_heads, 256);
   if (l.workspace_bytes == 0) l.workspace_bytes = 256;
   *layout = l;
   padec__clear_message();

@@ -238,6 +238,16 @@ padec_status padec_cpu_run(const padec_params *params, const padec_plan_layout *
   status = padec_plan_view_init(layout, plan, &ctx.view);
   if (status != PADEC_STATUS_OK) return status;
   const padec_params *p = &ctx.p;
+  /* A plan built for other lengths would silently read the wrong tokens. */
+  for (int32_t b = 0; b < layout->batch; ++b) {
+    const int32_t planned = ctx.view.partition_indptr[b + 1] - ctx.view.partition_indptr[b];
+    const int32_t needed = padec_num_partitions(tensors->kv_lens[b], p->q_len, p->window_left,
+                                                layout->partition_tokens);
+    if (planned != needed)
+      return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                         "sequence %d: the plan has %d partitions but kv_len %d needs %d (plan "
+                         "built for other kv_lens)", b, planned, tensors->kv_lens[b], needed);
+  }
   if (p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE) {
     ctx.k_scale = tensors->k_scales[0];
     ctx.v_scale = tensors->v_scales[0];

@@ -63,7 +63,7 @@ struct DecodeConfig {
   static constexpr int kPipeBytes = kStages * kStageBytes;
   static_assert(kCombineBytes <= kPipeBytes, "combine buffer reuses the pipeline");
   /* row multipliers [16], then each warp's row max [4][16] and row sum [4][16] */
-  static constexpr int kRowStatBytes = (kRowsPerPass + 2 * kWarps * kRowsPerPass) * 4;
+  static constexpr int kRowStatBytes = (kRowsPerPass + 2 * kWarps * kRowsPerPass + 4) * 4;
   static constexpr int kSmemBytes = kPipeBytes + kStages * kScaleBytes + 2 * kQBytes + kRowStatBytes;
   static_assert(kThreads % kChunksPerRow == 0, "a thread keeps one chunk column");
   static_assert(kNTiles % 2 == 0, "P pairs two n-tiles into one k16 A fragment");
@@ -164,12 +164,80 @@ __device__ __forceinline__ void store_output(void *base, int64_t index, int dtyp
   }
 }
 
-/* Element offset of (page, token in page, kv head, dim 0): 64-bit, pools may pass 4 GiB. */
-__device__ __forceinline__ int64_t pool_offset(const padec_decode_params &p, int64_t page,
-                                               int token_in_page, int kv_head) {
-  if (p.layout_hnd)
-    return ((page * p.num_kv_heads + kv_head) * p.page_size + token_in_page) * (int64_t)p.head_dim;
-  return ((page * p.page_size + token_in_page) * p.num_kv_heads + kv_head) * (int64_t)p.head_dim;
+/*
+ * One warp merges one (output row, q head) of a reduce group: the splits' LSEs give the weights
+ * (lanes fetch 32 at a time), then every lane walks the splits in slot order, the same additions
+ * in the same order on every run, with several row loads in flight. Partials are read with
+ * ld.global.cg: other CTAs wrote them during this launch, so L1 may not hold them.
+ */
+template <int HeadDim>
+__device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int slot_begin,
+                                               int slot_end, int row_offset, int out_row,
+                                               int head, int lane) {
+  float max_lse = -INFINITY;
+  for (int s = slot_begin + lane; s < slot_end; s += 32) {
+    const int64_t prow = (int64_t)p.reduce_partial_map[s] + row_offset;
+    max_lse = fmaxf(max_lse, __ldcg(p.partial_lse + prow * p.num_q_heads + head));
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) max_lse = fmaxf(max_lse, __shfl_xor_sync(0xffffffffu, max_lse, off));
+
+  constexpr int kPerLane = HeadDim / 32;
+  float out[kPerLane];
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) out[i] = 0.f;
+  float weight_sum = 0.f;
+  if (max_lse != -INFINITY) {
+    for (int base = slot_begin; base < slot_end; base += 32) {
+      const int s = base + lane;
+      int lane_row = 0; /* partial rows are below 2^29 (layout limit) */
+      float lane_weight = 0.f;
+      if (s < slot_end) {
+        lane_row = p.reduce_partial_map[s] + row_offset;
+        const float lse = __ldcg(p.partial_lse + (int64_t)lane_row * p.num_q_heads + head);
+        lane_weight = lse == -INFINITY ? 0.f : expf(lse - max_lse);
+      }
+      const int count = slot_end - base < 32 ? slot_end - base : 32;
+#pragma unroll 8
+      for (int k = 0; k < count; ++k) {
+        const float weight = __shfl_sync(0xffffffffu, lane_weight, k);
+        const int64_t prow = __shfl_sync(0xffffffffu, lane_row, k);
+        weight_sum += weight;
+        const float *src = p.partial_o + (prow * p.num_q_heads + head) * HeadDim + lane * kPerLane;
+        if constexpr (kPerLane % 4 == 0) {
+#pragma unroll
+          for (int i = 0; i < kPerLane; i += 4) {
+            const float4 v = __ldcg(reinterpret_cast<const float4 *>(src + i));
+            out[i] += weight * v.x;
+            out[i + 1] += weight * v.y;
+            out[i + 2] += weight * v.z;
+            out[i + 3] += weight * v.w;
+          }
+        } else {
+          const float2 v = __ldcg(reinterpret_cast<const float2 *>(src));
+          out[0] += weight * v.x;
+          out[1] += weight * v.y;
+        }
+      }
+    }
+  }
+  const float inv = weight_sum > 0.f ? 1.f / weight_sum : 0.f;
+  const int64_t o_base = (int64_t)out_row * p.o_stride_token + head * p.o_stride_head + lane * kPerLane;
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) store_output(p.o, o_base + i, p.o_dtype, out[i] * inv);
+  if (p.lse && lane == 0)
+    p.lse[(int64_t)out_row * p.num_q_heads + head] = weight_sum > 0.f ? max_lse + logf(weight_sum) : -INFINITY;
+}
+
+/* The reduce group of a split item: partial rows are slot * q_len in every padec schedule, and
+ * reduce_indptr is non-decreasing, so the group is the last g with reduce_indptr[g] <= slot. */
+__device__ __forceinline__ int find_group(const padec_decode_params &p, int slot) {
+  int lo = 0, hi = p.batch;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (p.reduce_indptr[mid] <= slot) lo = mid; else hi = mid - 1;
+  }
+  return lo;
 }
 
 template <int HeadDim, int Kind>
@@ -185,6 +253,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   float *row_multiplier = reinterpret_cast<float *>(q_lo + Cfg::kQBytes); /* [16] */
   float *warp_row_max = row_multiplier + kRowsPerPass;                     /* [4][16] */
   float *warp_row_sum = warp_row_max + kWarps * kRowsPerPass;              /* [4][16] */
+  int *merge_flag = reinterpret_cast<int *>(warp_row_sum + kWarps * kRowsPerPass);
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int quad = lane & 3, lane_row = lane >> 2;
@@ -201,6 +270,10 @@ __global__ void __launch_bounds__(kThreads, 2)
   const bool p_split = kBf16Mma || p.o_dtype == 2;
   const int page_shift = __ffs(p.page_size) - 1;
   const int page_mask = p.page_size - 1;
+  /* Byte strides of the pools: a page, a token within a page, a KV head. */
+  const int64_t page_stride = (int64_t)p.page_size * p.num_kv_heads * HeadDim * Cfg::kElemBytes;
+  const int64_t token_stride = (int64_t)(p.layout_hnd ? 1 : p.num_kv_heads) * HeadDim * Cfg::kElemBytes;
+  const int64_t head_stride = (int64_t)(p.layout_hnd ? p.page_size : 1) * HeadDim * Cfg::kElemBytes;
 
   const int work_begin = p.work_indptr[blockIdx.x], work_end = p.work_indptr[blockIdx.x + 1];
   for (int work = work_begin; work < work_end; ++work) {
@@ -224,10 +297,56 @@ __global__ void __launch_bounds__(kThreads, 2)
     const int num_tiles =
         token_end > token_begin ? (token_end - token_begin + Cfg::kTileTokens - 1) / Cfg::kTileTokens : 0;
     const int32_t *pages = p.page_indices + p.page_indptr[b];
+    const int64_t kv_head_offset = (int64_t)kv_head * head_stride;
 
     for (int pass_row = 0; pass_row < p.rows; pass_row += kRowsPerPass) {
-      /* ---- stage the pass's 16 query rows in the permuted k order ---------------------- */
       __syncthreads(); /* the previous pass's combine is done with shared memory */
+      /* ---- the cp.async pipeline; the first tiles load while Q is staged ----------- */
+      const int my_chunk = tid % Cfg::kChunksPerRow;
+      const int my_first_token = tid / Cfg::kChunksPerRow;
+      int32_t page_ids[Cfg::kTokensPerThread];
+      auto load_page_ids = [&](int tile) {
+#pragma unroll
+        for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
+          const int pos = token_begin + tile * Cfg::kTileTokens + my_first_token + i * Cfg::kTokenStride;
+          page_ids[i] = (tile < num_tiles && pos < token_end) ? __ldg(pages + (pos >> page_shift)) : 0;
+        }
+      };
+      auto issue_tile = [&](int tile) {
+        if (tile < num_tiles) {
+          const int stage = tile % Cfg::kStages;
+          uint8_t *k_dst = pipe + stage * Cfg::kStageBytes;
+          uint8_t *v_dst = k_dst + Cfg::kTileBytes;
+          float *k_scale_dst = scales + stage * 2 * Cfg::kTileTokens;
+#pragma unroll
+          for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
+            const int token = my_first_token + i * Cfg::kTokenStride;
+            const int pos = token_begin + tile * Cfg::kTileTokens + token;
+            const bool valid = pos < token_end;
+            const int in_page = pos & page_mask;
+            const int64_t offset =
+                valid ? page_ids[i] * page_stride + (int64_t)in_page * token_stride + kv_head_offset : 0;
+            const uint32_t dst = token * Cfg::kPitch + ((my_chunk ^ swizzle(token)) << 4);
+            cp_async_16(smem_u32(k_dst + dst), p.k_pages + offset + my_chunk * 16, valid);
+            cp_async_16(smem_u32(v_dst + dst), p.v_pages + offset + my_chunk * 16, valid);
+            if (per_token && my_chunk == 0) {
+              const int64_t s = valid ? ((int64_t)page_ids[i] * p.num_kv_heads + kv_head) * p.page_size + in_page : 0;
+              cp_async_4(smem_u32(k_scale_dst + token), p.k_scales + s, valid);
+              cp_async_4(smem_u32(k_scale_dst + Cfg::kTileTokens + token), p.v_scales + s, valid);
+            }
+          }
+        }
+        cp_async_commit();
+      };
+
+#pragma unroll
+      for (int s = 0; s < Cfg::kStages - 1; ++s) {
+        load_page_ids(s);
+        issue_tile(s);
+      }
+      load_page_ids(Cfg::kStages - 1);
+
+      /* ---- stage the pass's 16 query rows in the permuted k order ---------------------- */
       for (int r = warp; r < kRowsPerPass; r += kWarps) {
         const int row = pass_row + r;
         const bool live = row < p.rows;
@@ -295,49 +414,6 @@ __global__ void __launch_bounds__(kThreads, 2)
       float row_max[2] = {-INFINITY, -INFINITY};
       float row_sum[2] = {0.f, 0.f};
 
-      /* ---- the cp.async pipeline over the item's tiles ------------------------------------- */
-      const int my_chunk = tid % Cfg::kChunksPerRow;
-      const int my_first_token = tid / Cfg::kChunksPerRow;
-      int32_t page_ids[Cfg::kTokensPerThread];
-      auto load_page_ids = [&](int tile) {
-#pragma unroll
-        for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
-          const int pos = token_begin + tile * Cfg::kTileTokens + my_first_token + i * Cfg::kTokenStride;
-          page_ids[i] = (tile < num_tiles && pos < token_end) ? __ldg(pages + (pos >> page_shift)) : 0;
-        }
-      };
-      auto issue_tile = [&](int tile) {
-        if (tile < num_tiles) {
-          const int stage = tile % Cfg::kStages;
-          uint8_t *k_dst = pipe + stage * Cfg::kStageBytes;
-          uint8_t *v_dst = k_dst + Cfg::kTileBytes;
-          float *k_scale_dst = scales + stage * 2 * Cfg::kTileTokens;
-#pragma unroll
-          for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
-            const int token = my_first_token + i * Cfg::kTokenStride;
-            const int pos = token_begin + tile * Cfg::kTileTokens + token;
-            const bool valid = pos < token_end;
-            const int in_page = pos & page_mask;
-            const int64_t offset = valid ? pool_offset(p, page_ids[i], in_page, kv_head) * Cfg::kElemBytes : 0;
-            const uint32_t dst = token * Cfg::kPitch + ((my_chunk ^ swizzle(token)) << 4);
-            cp_async_16(smem_u32(k_dst + dst), p.k_pages + offset + my_chunk * 16, valid);
-            cp_async_16(smem_u32(v_dst + dst), p.v_pages + offset + my_chunk * 16, valid);
-            if (per_token && my_chunk == 0) {
-              const int64_t s = valid ? ((int64_t)page_ids[i] * p.num_kv_heads + kv_head) * p.page_size + in_page : 0;
-              cp_async_4(smem_u32(k_scale_dst + token), p.k_scales + s, valid);
-              cp_async_4(smem_u32(k_scale_dst + Cfg::kTileTokens + token), p.v_scales + s, valid);
-            }
-          }
-        }
-        cp_async_commit();
-      };
-
-#pragma unroll
-      for (int s = 0; s < Cfg::kStages - 1; ++s) {
-        load_page_ids(s);
-        issue_tile(s);
-      }
-      load_page_ids(Cfg::kStages - 1);
 
       for (int tile = 0; tile < num_tiles; ++tile) {
         cp_async_wait<Cfg::kStages - 2>();
@@ -576,6 +652,28 @@ __global__ void __launch_bounds__(kThreads, 2)
             }
             if (dim0 == 0) p.partial_lse[prow * p.num_q_heads + head] = lse;
           }
+        }
+      }
+    }
+
+    /* ---- fused merge: the last split of a group (for this KV head) to finish merges it ------ */
+    if (partial_loc >= 0 && p.fused_merge) {
+      __threadfence(); /* this CTA's partials are visible device-wide before it checks in */
+      __syncthreads();
+      if (tid == 0) {
+        const int group = find_group(p, partial_loc / p.q_len);
+        const int splits = p.reduce_indptr[group + 1] - p.reduce_indptr[group];
+        const int arrived = atomicAdd(p.merge_counters + (int64_t)group * p.num_kv_heads + kv_head, 1) + 1;
+        *merge_flag = arrived == splits ? group : -1;
+      }
+      __syncthreads();
+      const int group = *merge_flag;
+      if (group >= 0) {
+        __threadfence();
+        const int slot_begin = p.reduce_indptr[group], slot_end = p.reduce_indptr[group + 1];
+        for (int r = warp; r < p.rows; r += kWarps) {
+          const int qi = r / p.group;
+          merge_row_warp<HeadDim>(p, slot_begin, slot_end, qi, qo_start + qi, q_head_start + r % p.group, lane);
         }
       }
     }

@@ -15,6 +15,8 @@ struct padec_decode_params {
   int64_t o_stride_token, o_stride_head; /* elements */
   float *lse;                            /* may be NULL */
   float *partial_o, *partial_lse;
+  int32_t *merge_counters;  /* [batch][num_kv_heads], zero at launch (fused merge only) */
+  int32_t fused_merge;      /* 1: the last CTA of a group merges it; 0: the merge kernel does */
   const int32_t *work_indptr, *work_info, *partition_indptr;
   const int32_t *reduce_indptr, *reduce_final_map, *reduce_partial_map;
   int32_t batch;

@@ -20,71 +20,15 @@ namespace padec_cuda {
  */
 template <int HeadDim>
 __global__ void __launch_bounds__(128) merge_kernel(const __grid_constant__ padec_decode_params p) {
-  const int group_index = blockIdx.x;
-  const int slot_begin = p.reduce_indptr[group_index], slot_end = p.reduce_indptr[group_index + 1];
+  const int group = blockIdx.x;
+  const int slot_begin = p.reduce_indptr[group], slot_end = p.reduce_indptr[group + 1];
   if (slot_end <= slot_begin) return;
   const int row_offset = blockIdx.y;
-  const int row = p.reduce_final_map[2 * group_index] + row_offset;
-  if (row >= p.reduce_final_map[2 * group_index + 1]) return;
+  const int row = p.reduce_final_map[2 * group] + row_offset;
+  if (row >= p.reduce_final_map[2 * group + 1]) return;
   const int head = blockIdx.z * 4 + (threadIdx.x >> 5);
   if (head >= p.num_q_heads) return;
-  const int lane = threadIdx.x & 31;
-
-  float max_lse = -INFINITY;
-  for (int s = slot_begin + lane; s < slot_end; s += 32) {
-    const int64_t prow = (int64_t)p.reduce_partial_map[s] + row_offset;
-    max_lse = fmaxf(max_lse, p.partial_lse[prow * p.num_q_heads + head]);
-  }
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) max_lse = fmaxf(max_lse, __shfl_xor_sync(0xffffffffu, max_lse, off));
-
-  constexpr int kPerLane = HeadDim / 32;
-  float out[kPerLane];
-#pragma unroll
-  for (int i = 0; i < kPerLane; ++i) out[i] = 0.f;
-  float weight_sum = 0.f;
-  if (max_lse != -INFINITY) {
-    /* Lanes fetch 32 splits' weights and rows at once; then every lane walks them in slot order
-     * (the same additions in the same order on every run), with several row loads in flight. */
-    for (int base = slot_begin; base < slot_end; base += 32) {
-      const int s = base + lane;
-      int lane_row = 0; /* partial rows are below 2^29 (layout limit) */
-      float lane_weight = 0.f;
-      if (s < slot_end) {
-        lane_row = p.reduce_partial_map[s] + row_offset;
-        const float lse = p.partial_lse[(int64_t)lane_row * p.num_q_heads + head];
-        lane_weight = lse == -INFINITY ? 0.f : expf(lse - max_lse);
-      }
-      const int count = slot_end - base < 32 ? slot_end - base : 32;
-#pragma unroll 8
-      for (int k = 0; k < count; ++k) {
-        const float weight = __shfl_sync(0xffffffffu, lane_weight, k);
-        const int64_t prow = __shfl_sync(0xffffffffu, lane_row, k);
-        weight_sum += weight;
-        const float *src = p.partial_o + (prow * p.num_q_heads + head) * HeadDim + lane * kPerLane;
-        if constexpr (kPerLane % 4 == 0) {
-#pragma unroll
-          for (int i = 0; i < kPerLane; i += 4) {
-            const float4 v = *reinterpret_cast<const float4 *>(src + i);
-            out[i] += weight * v.x;
-            out[i + 1] += weight * v.y;
-            out[i + 2] += weight * v.z;
-            out[i + 3] += weight * v.w;
-          }
-        } else {
-          const float2 v = *reinterpret_cast<const float2 *>(src);
-          out[0] += weight * v.x;
-          out[1] += weight * v.y;
-        }
-      }
-    }
-  }
-  const float inv = weight_sum > 0.f ? 1.f / weight_sum : 0.f;
-  const int64_t o_base = (int64_t)row * p.o_stride_token + head * p.o_stride_head + lane * kPerLane;
-#pragma unroll
-  for (int i = 0; i < kPerLane; ++i) store_output(p.o, o_base + i, p.o_dtype, out[i] * inv);
-  if (p.lse && lane == 0)
-    p.lse[(int64_t)row * p.num_q_heads + head] = weight_sum > 0.f ? max_lse + logf(weight_sum) : -INFINITY;
+  merge_row_warp<HeadDim>(p, slot_begin, slot_end, row_offset, row, head, threadIdx.x & 31);
 }
 
 typedef void (*decode_fn)(padec_decode_params);
@@ -126,6 +70,11 @@ static decode_fn select_merge(int head_dim) {
 
 using namespace padec_cuda;
 
+/* Tests set this to run the stand-alone merge kernel instead of the fused merge. */
+static int g_separate_merge;
+
+extern "C" void padec__cuda_set_separate_merge(int separate) { g_separate_merge = separate; }
+
 static padec_status cuda_fail(cudaError_t error, const char *what) {
   return padec__fail(PADEC_STATUS_CUDA_ERROR, "%s: %s (%s)", what, cudaGetErrorName(error),
                      cudaGetErrorString(error));
@@ -155,6 +104,8 @@ static padec_decode_params fill_decode_params(const padec_params *normalized,
   d.lse = t->lse;
   d.partial_o = reinterpret_cast<float *>(static_cast<char *>(workspace) + layout->partial_o_offset);
   d.partial_lse = reinterpret_cast<float *>(static_cast<char *>(workspace) + layout->partial_lse_offset);
+  d.merge_counters = reinterpret_cast<int32_t *>(static_cast<char *>(workspace) + layout->merge_counters_offset);
+  d.fused_merge = !g_separate_merge;
   d.work_indptr = reinterpret_cast<const int32_t *>(plan_bytes + layout->work_indptr_offset);
   d.work_info = reinterpret_cast<const int32_t *>(plan_bytes + layout->work_info_offset);
   d.partition_indptr = reinterpret_cast<const int32_t *>(plan_bytes + layout->partition_indptr_offset);
@@ -270,10 +221,14 @@ padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout 
   cudaError_t error = cudaFuncSetAttribute(reinterpret_cast<const void *>(decode.kernel),
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, decode.smem_bytes);
   if (error != cudaSuccess) return cuda_fail(error, "cudaFuncSetAttribute(decode)");
+  if (d.fused_merge && layout->max_partial_slots > 0) {
+    error = cudaMemsetAsync(d.merge_counters, 0, sizeof(int32_t) * (size_t)layout->batch * normalized.num_kv_heads, s);
+    if (error != cudaSuccess) return cuda_fail(error, "cudaMemsetAsync(merge counters)");
+  }
   decode.kernel<<<layout->num_workers, kThreads, decode.smem_bytes, s>>>(d);
   error = cudaGetLastError();
   if (error != cudaSuccess) return cuda_fail(error, "decode kernel launch");
-  if (layout->max_partial_slots > 0) {
+  if (!d.fused_merge && layout->max_partial_slots > 0) {
     const dim3 grid(layout->batch, normalized.q_len, (normalized.num_q_heads + 3) / 4);
     merge<<<grid, 128, 0, s>>>(d);
     error = cudaGetLastError();

@@ -3,7 +3,8 @@
  * matrix: every axis swept against a base case plus a seeded random sample of combinations, each
  * with forced splits (many workers, 16-token partitions) and without (one worker per KV head).
  * Outputs are poisoned on the device first; every element must meet the tolerance; two runs of
- * the same plan must give identical bytes. Exit 77 where there is no Hopper GPU.
+ * the same plan must give identical bytes, and the merge fused into the decode kernel must give
+ * the same bytes as the stand-alone merge kernel. Exit 77 where there is no Hopper GPU.
  *
  * `--short` runs a small subset (for compute-sanitizer).
  */
@@ -14,6 +15,7 @@
 
 #include "gpu.h"
 #include "harness.h"
+#include "internal.h"
 
 static int g_cases;
 static int g_failures;
@@ -84,6 +86,18 @@ static void run_case(const char *label, const padec_params *params, int32_t batc
     padec_check_print(stderr, full_label, &c, NULL);
     g_failures += 1;
     goto done;
+  }
+  if (split) {
+    padec__cuda_set_separate_merge(1);
+    const int rc = padec_gpu_run_case(&c, &options, o_cpu, lse_cpu, err, sizeof err);
+    padec__cuda_set_separate_merge(0);
+    if (rc != 0 || memcmp(o, o_cpu, c.o_bytes) != 0 || memcmp(lse, lse_cpu, sizeof(float) * lse_count) != 0) {
+      fprintf(stderr, "FAIL %s: the stand-alone merge kernel differs from the fused merge %s\n", full_label,
+              rc ? err : "");
+      padec_check_print(stderr, full_label, &c, NULL);
+      g_failures += 1;
+      goto done;
+    }
   }
   padec_check_result result;
   if (padec_check_output(&c, o, lse, &result) != 0 || !result.pass) {
