@@ -34,9 +34,11 @@ typedef struct padec_gpu_bench_result {
   char device[128];
 } padec_gpu_bench_result;
 
-/* Benchmarks one workload: median over `iterations` (at least 50) with a cold L2 (a 256 MiB
- * memset between iterations, outside the timed region), KV pools rotated when they would fit in
- * L2. Returns 0, or -1 with a message in err. */
+/* Benchmarks one workload: median over `iterations` (at least 50) with a cold L2 (a read of
+ * 256 MiB between iterations, outside the timed region, which leaves L2 clean; the environment
+ * variable PADEC_BENCH_FLUSH=memset flushes with a memset instead, which leaves it dirty).
+ * Every benchmark workload is several times the L2, so one KV pool suffices. Returns 0, or -1
+ * with a message in err. */
 int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
                     int iterations, padec_gpu_bench_result *result, char *err, size_t err_size);
 
