@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gpu.h"
+#include "internal.h"
 #include "padec_cuda.h"
 
 namespace {
@@ -215,6 +216,9 @@ extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_
   /* PADEC_BENCH_FLUSH=memset flushes with a memset instead (L2 left dirty), for comparison. */
   const char *flush_mode = getenv("PADEC_BENCH_FLUSH");
   const bool memset_flush = flush_mode && strcmp(flush_mode, "memset") == 0;
+  /* PADEC_BENCH_MERGE=separate times the stand-alone merge kernel instead of the fused merge. */
+  const char *merge_mode = getenv("PADEC_BENCH_MERGE");
+  padec__cuda_set_separate_merge(merge_mode && strcmp(merge_mode, "separate") == 0);
   if (iterations < 50) iterations = 50;
 
   for (int32_t b = 0; b < batch; ++b) {
