@@ -37,9 +37,8 @@ enum KvKind { KV_BF16 = 0, KV_F16 = 1, KV_E4M3 = 2 };
 
 constexpr int kThreads = 128;
 constexpr int kWarps = 4;
-constexpr int kRowsPerPass = 16;
 
-template <int HeadDim, int Kind>
+template <int HeadDim, int Kind, int NTiles>
 struct DecodeConfig {
   static constexpr int kElemBytes = Kind == KV_E4M3 ? 1 : 2;
   static constexpr int kRowBytes = HeadDim * kElemBytes;
@@ -50,23 +49,29 @@ struct DecodeConfig {
   static constexpr int kStageBytes = 2 * kTileBytes; /* K then V */
   static constexpr int kStages = kStageBytes <= 32768 ? 3 : 2;
   static constexpr int kWarpTokens = kTileTokens / kWarps;
-  static constexpr int kNTiles = kWarpTokens / 8;
+  static constexpr int kMTiles = kWarpTokens / 16;
+  static constexpr int kRowsPerPass = 8 * NTiles;
   static constexpr int kKSteps = HeadDim / 16;
   static constexpr int kElemsPerChunk = 16 / kElemBytes;
   static constexpr int kKStepsPerChunk = kElemsPerChunk / 4;
   static constexpr int kTokensPerThread = kTileTokens * kChunksPerRow / kThreads;
   static constexpr int kTokenStride = kThreads / kChunksPerRow;
-  static constexpr int kQPitch = HeadDim * 2 + 16; /* bytes; +16 keeps ldmatrix conflict-free */
+  static constexpr int kQPitch = HeadDim * 2 + 16; /* bytes; +16 keeps the B-fragment loads conflict-free */
   static constexpr int kQBytes = kRowsPerPass * kQPitch;
   static constexpr int kScaleBytes = 2 * kTileTokens * 4; /* per-token K and V scales */
   static constexpr int kCombineBytes = kWarps * kRowsPerPass * HeadDim * 4;
   static constexpr int kPipeBytes = kStages * kStageBytes;
   static_assert(kCombineBytes <= kPipeBytes, "combine buffer reuses the pipeline");
-  /* row multipliers [16], then each warp's row max [4][16] and row sum [4][16] */
+  /* row multipliers [rows], each warp's row max [4][rows] and row sum [4][rows], a merge flag */
   static constexpr int kRowStatBytes = (kRowsPerPass + 2 * kWarps * kRowsPerPass + 4) * 4;
   static constexpr int kSmemBytes = kPipeBytes + kStages * kScaleBytes + 2 * kQBytes + kRowStatBytes;
   static_assert(kThreads % kChunksPerRow == 0, "a thread keeps one chunk column");
-  static_assert(kNTiles % 2 == 0, "P pairs two n-tiles into one k16 A fragment");
+  static_assert(kWarpTokens % 16 == 0, "a warp's tokens form whole m16 tiles");
+  /* PV: each lane row owns HeadDim / 8 dims of V, read in pieces of up to 16 bytes. */
+  static constexpr int kLaneDimBytes = HeadDim / 8 * kElemBytes;
+  static constexpr int kPieceBytes = kLaneDimBytes < 16 ? kLaneDimBytes : 16;
+  static constexpr int kPiecesPerLane = kLaneDimBytes / kPieceBytes;
+  static constexpr int kDimTilesPerPiece = kPieceBytes / kElemBytes / 2;
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void *ptr) {
@@ -142,6 +147,22 @@ __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
     __half2 v = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<uint32_t *>(&v);
   }
+}
+
+template <bool Bf16>
+__device__ __forceinline__ float2 unpack2(uint32_t bits) {
+  if constexpr (Bf16) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&bits));
+  } else {
+    return __half22float2(*reinterpret_cast<const __half2 *>(&bits));
+  }
+}
+
+/* Transposes the warp's 8x8 matrix of 16-bit elements held in the standard fragment layout. */
+__device__ __forceinline__ uint32_t movmatrix_trans(uint32_t x) {
+  uint32_t out;
+  asm("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(out) : "r"(x));
+  return out;
 }
 
 __device__ __forceinline__ float bf16_bits_to_float(uint32_t bits16) {
@@ -240,20 +261,33 @@ __device__ __forceinline__ int find_group(const padec_decode_params &p, int slot
   return lo;
 }
 
-template <int HeadDim, int Kind>
+/* Byte offset within a V row of piece q of lane row n (PV's A fragments): with 16-byte pieces,
+ * lane row n owns chunks n, n + 8, n + 16, ...; with 8-byte pieces (fp8, head_dim 64) bytes
+ * [8n, 8n + 8). Dim tile j of a piece covers its elements 2j, 2j + 1. */
+template <class Cfg>
+__device__ __forceinline__ int piece_byte(int lane_row, int q) {
+  if constexpr (Cfg::kPieceBytes == 16) {
+    return (q * 8 + lane_row) * 16;
+  } else {
+    return lane_row * Cfg::kPieceBytes;
+  }
+}
+
+template <int HeadDim, int Kind, int NTiles>
 __global__ void __launch_bounds__(kThreads, 2)
     decode_kernel(const __grid_constant__ padec_decode_params p) {
-  using Cfg = DecodeConfig<HeadDim, Kind>;
+  using Cfg = DecodeConfig<HeadDim, Kind, NTiles>;
   constexpr bool kBf16Mma = Kind == KV_BF16;
+  constexpr int kRows = Cfg::kRowsPerPass;
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t *pipe = smem;
   float *scales = reinterpret_cast<float *>(smem + Cfg::kPipeBytes);
   uint8_t *q_hi = smem + Cfg::kPipeBytes + Cfg::kStages * Cfg::kScaleBytes;
   uint8_t *q_lo = q_hi + Cfg::kQBytes;
-  float *row_multiplier = reinterpret_cast<float *>(q_lo + Cfg::kQBytes); /* [16] */
-  float *warp_row_max = row_multiplier + kRowsPerPass;                     /* [4][16] */
-  float *warp_row_sum = warp_row_max + kWarps * kRowsPerPass;              /* [4][16] */
-  int *merge_flag = reinterpret_cast<int *>(warp_row_sum + kWarps * kRowsPerPass);
+  float *row_multiplier = reinterpret_cast<float *>(q_lo + Cfg::kQBytes); /* [kRows] */
+  float *warp_row_max = row_multiplier + kRows;                            /* [4][kRows] */
+  float *warp_row_sum = warp_row_max + kWarps * kRows;                     /* [4][kRows] */
+  int *merge_flag = reinterpret_cast<int *>(warp_row_sum + kWarps * kRows);
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int quad = lane & 3, lane_row = lane >> 2;
@@ -299,7 +333,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     const int32_t *pages = p.page_indices + p.page_indptr[b];
     const int64_t kv_head_offset = (int64_t)kv_head * head_stride;
 
-    for (int pass_row = 0; pass_row < p.rows; pass_row += kRowsPerPass) {
+    for (int pass_row = 0; pass_row < p.rows; pass_row += kRows) {
       __syncthreads(); /* the previous pass's combine is done with shared memory */
       /* ---- the cp.async pipeline; the first tiles load while Q is staged ----------- */
       const int my_chunk = tid % Cfg::kChunksPerRow;
@@ -346,8 +380,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
       load_page_ids(Cfg::kStages - 1);
 
-      /* ---- stage the pass's 16 query rows in the permuted k order ---------------------- */
-      for (int r = warp; r < kRowsPerPass; r += kWarps) {
+      /* ---- stage the pass's query rows in the permuted k order ------------------------- */
+      for (int r = warp; r < kRows; r += kWarps) {
         const int row = pass_row + r;
         const bool live = row < p.rows;
         const int qi = live ? row / p.group : 0;
@@ -390,30 +424,36 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
       }
 
-      /* Rows this lane owns in the C fragments: lane_row and lane_row + 8 of the pass. */
-      int visible_lo[2], visible_hi[2];
+      /* This lane's C-fragment columns: query rows 8 * nt + 2 * quad + {0, 1} of the pass. */
+      int visible_lo[NTiles][2], visible_hi[NTiles][2];
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int row = pass_row + lane_row + 8 * h;
-        if (row < p.rows) {
-          const int last = kv_len - p.q_len + row / p.group;
-          int lo = p.window_left > 0 ? last - p.window_left : 0;
-          lo = lo > token_begin ? lo : token_begin;
-          const int hi = last + 1 < token_end ? last + 1 : token_end;
-          visible_lo[h] = lo;
-          visible_hi[h] = hi;
-        } else {
-          visible_lo[h] = 0;
-          visible_hi[h] = 0;
+      for (int nt = 0; nt < NTiles; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int row = pass_row + 8 * nt + 2 * quad + e;
+          visible_lo[nt][e] = 0;
+          visible_hi[nt][e] = 0;
+          if (row < p.rows) {
+            const int last = kv_len - p.q_len + row / p.group;
+            int lo = p.window_left > 0 ? last - p.window_left : 0;
+            visible_lo[nt][e] = lo > token_begin ? lo : token_begin;
+            visible_hi[nt][e] = last + 1 < token_end ? last + 1 : token_end;
+          }
         }
       }
 
-      float acc[HeadDim / 8][4];
+      /* O^T accumulators: dim m-tile dt, row n-tile nt. */
+      float acc[HeadDim / 16][NTiles][4];
 #pragma unroll
-      for (int j = 0; j < HeadDim / 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-      float row_max[2] = {-INFINITY, -INFINITY};
-      float row_sum[2] = {0.f, 0.f};
-
+      for (int dt = 0; dt < HeadDim / 16; ++dt)
+#pragma unroll
+        for (int nt = 0; nt < NTiles; ++nt) acc[dt][nt][0] = acc[dt][nt][1] = acc[dt][nt][2] = acc[dt][nt][3] = 0.f;
+      float row_max[NTiles][2], row_sum[NTiles][2];
+#pragma unroll
+      for (int nt = 0; nt < NTiles; ++nt) {
+        row_max[nt][0] = row_max[nt][1] = -INFINITY;
+        row_sum[nt][0] = row_sum[nt][1] = 0.f;
+      }
 
       for (int tile = 0; tile < num_tiles; ++tile) {
         cp_async_wait<Cfg::kStages - 2>();
@@ -429,145 +469,181 @@ __global__ void __launch_bounds__(kThreads, 2)
         const int warp_token0 = warp * Cfg::kWarpTokens;
         const int tile_pos0 = token_begin + tile * Cfg::kTileTokens + warp_token0;
 
-        /* ---- S = Q K^T for this warp's tokens ----------------------------------------------- */
-        float s[Cfg::kNTiles][4];
+        /* ---- S^T = K Q^T: this warp's tokens on M, query rows on N ------------------------ */
+        float s[Cfg::kMTiles][NTiles][4];
 #pragma unroll
-        for (int nt = 0; nt < Cfg::kNTiles; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+        for (int mt = 0; mt < Cfg::kMTiles; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < NTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
 #pragma unroll 1
         for (int cg = 0; cg < Cfg::kKSteps / Cfg::kKStepsPerChunk; ++cg) {
-          uint4 k_chunk[Cfg::kNTiles];
+          uint4 k_chunk[Cfg::kMTiles][2];
 #pragma unroll
-          for (int nt = 0; nt < Cfg::kNTiles; ++nt) {
-            const int token = warp_token0 + nt * 8 + lane_row;
-            const int chunk = 4 * cg + quad;
-            k_chunk[nt] = *reinterpret_cast<const uint4 *>(k_tile + token * Cfg::kPitch + ((chunk ^ swizzle(token)) << 4));
-          }
+          for (int mt = 0; mt < Cfg::kMTiles; ++mt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              const int token = warp_token0 + 16 * mt + 8 * h + lane_row;
+              const int chunk = 4 * cg + quad;
+              k_chunk[mt][h] = *reinterpret_cast<const uint4 *>(k_tile + token * Cfg::kPitch + ((chunk ^ swizzle(token)) << 4));
+            }
 #pragma unroll
           for (int sub = 0; sub < Cfg::kKStepsPerChunk; ++sub) {
             const int kstep = cg * Cfg::kKStepsPerChunk + sub;
-            uint32_t a[4];
-            const int a_row = lane & 15, a_col = 16 * kstep + (lane >> 4) * 8;
-            ldmatrix_x4(a, smem_u32(q_hi + a_row * Cfg::kQPitch + a_col * 2));
-            uint32_t a_lo[4];
-            if (q_split) ldmatrix_x4(a_lo, smem_u32(q_lo + a_row * Cfg::kQPitch + a_col * 2));
+            uint32_t b[NTiles][2], b_lo[NTiles][2];
 #pragma unroll
-            for (int nt = 0; nt < Cfg::kNTiles; ++nt) {
-              const uint32_t *words = reinterpret_cast<const uint32_t *>(&k_chunk[nt]);
-              uint32_t b0, b1;
+            for (int nt = 0; nt < NTiles; ++nt) {
+              const int offset = (8 * nt + lane_row) * Cfg::kQPitch + (16 * kstep + 2 * quad) * 2;
+              b[nt][0] = *reinterpret_cast<const uint32_t *>(q_hi + offset);
+              b[nt][1] = *reinterpret_cast<const uint32_t *>(q_hi + offset + 16);
+              if (q_split) {
+                b_lo[nt][0] = *reinterpret_cast<const uint32_t *>(q_lo + offset);
+                b_lo[nt][1] = *reinterpret_cast<const uint32_t *>(q_lo + offset + 16);
+              }
+            }
+#pragma unroll
+            for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
+              const uint32_t *w_lo = reinterpret_cast<const uint32_t *>(&k_chunk[mt][0]);
+              const uint32_t *w_hi = reinterpret_cast<const uint32_t *>(&k_chunk[mt][1]);
+              uint32_t a[4];
               if constexpr (Kind == KV_E4M3) {
-                b0 = e4m3x2_to_f16x2(words[sub]);
-                b1 = e4m3x2_to_f16x2(words[sub] >> 16);
+                a[0] = e4m3x2_to_f16x2(w_lo[sub]);
+                a[1] = e4m3x2_to_f16x2(w_hi[sub]);
+                a[2] = e4m3x2_to_f16x2(w_lo[sub] >> 16);
+                a[3] = e4m3x2_to_f16x2(w_hi[sub] >> 16);
               } else {
-                b0 = words[2 * sub];
-                b1 = words[2 * sub + 1];
+                a[0] = w_lo[2 * sub];
+                a[1] = w_hi[2 * sub];
+                a[2] = w_lo[2 * sub + 1];
+                a[3] = w_hi[2 * sub + 1];
               }
-              mma16816<kBf16Mma>(s[nt], a, b0, b1);
-              if (q_split) mma16816<kBf16Mma>(s[nt], a_lo, b0, b1);
+#pragma unroll
+              for (int nt = 0; nt < NTiles; ++nt) {
+                mma16816<kBf16Mma>(s[mt][nt], a, b[nt][0], b[nt][1]);
+                if (q_split) mma16816<kBf16Mma>(s[mt][nt], a, b_lo[nt][0], b_lo[nt][1]);
+              }
             }
           }
         }
 
-        /* ---- scale, mask, online softmax --------------------------------------------------- */
-        const float mult0 = row_multiplier[lane_row], mult1 = row_multiplier[lane_row + 8];
-        float tile_max[2] = {-INFINITY, -INFINITY};
+        /* ---- scale, mask, online softmax (element e: token lane_row + 8 (e >> 1), row 2 quad + (e & 1)) */
+        float tile_max[NTiles][2];
 #pragma unroll
-        for (int nt = 0; nt < Cfg::kNTiles; ++nt) {
+        for (int nt = 0; nt < NTiles; ++nt) {
+          const float mult[2] = {row_multiplier[8 * nt + 2 * quad], row_multiplier[8 * nt + 2 * quad + 1]};
+          tile_max[nt][0] = tile_max[nt][1] = -INFINITY;
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int h = e >> 1;
-            const int token = nt * 8 + 2 * quad + (e & 1);
-            const int pos = tile_pos0 + token;
-            float v = s[nt][e] * (h ? mult1 : mult0);
-            if (per_token) v *= k_tok_scale[warp_token0 + token];
-            v = (pos >= visible_lo[h] && pos < visible_hi[h]) ? v : -INFINITY;
-            s[nt][e] = v;
-            tile_max[h] = fmaxf(tile_max[h], v);
-          }
-        }
-        float rescale[2], base[2];
+          for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 1));
-          tile_max[h] = fmaxf(tile_max[h], __shfl_xor_sync(0xffffffffu, tile_max[h], 2));
-          const float new_max = fmaxf(row_max[h], tile_max[h]);
-          base[h] = new_max == -INFINITY ? 0.f : new_max; /* a fully masked row stays at 0 */
-          rescale[h] = exp2f(row_max[h] - base[h]);
-          row_max[h] = new_max;
-          row_sum[h] *= rescale[h];
-        }
-#pragma unroll
-        for (int j = 0; j < HeadDim / 8; ++j) {
-          acc[j][0] *= rescale[0];
-          acc[j][1] *= rescale[0];
-          acc[j][2] *= rescale[1];
-          acc[j][3] *= rescale[1];
-        }
-#pragma unroll
-        for (int nt = 0; nt < Cfg::kNTiles; ++nt) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float prob = exp2f(s[nt][e] - base[e >> 1]);
-            row_sum[e >> 1] += prob;
-            s[nt][e] = per_token ? prob * v_tok_scale[warp_token0 + nt * 8 + 2 * quad + (e & 1)] : prob;
-          }
-        }
-
-        /* ---- O += P V ---------------------------------------------------------------------- */
-#pragma unroll
-        for (int kk = 0; kk < Cfg::kNTiles / 2; ++kk) {
-          uint32_t a[4], a_lo[4];
-          a[0] = pack2<kBf16Mma>(s[2 * kk][0], s[2 * kk][1]);
-          a[1] = pack2<kBf16Mma>(s[2 * kk][2], s[2 * kk][3]);
-          a[2] = pack2<kBf16Mma>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-          a[3] = pack2<kBf16Mma>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-          if (p_split) {
-            /* The low part carries what rounding P to 16 bits dropped. */
-#pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              const int nt = 2 * kk + (i >> 1), e0 = (i & 1) * 2;
-              float2 hi;
-              if constexpr (kBf16Mma) {
-                hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&a[i]));
-              } else {
-                hi = __half22float2(*reinterpret_cast<const __half2 *>(&a[i]));
-              }
-              a_lo[i] = pack2<kBf16Mma>(s[nt][e0] - hi.x, s[nt][e0 + 1] - hi.y);
+            for (int e = 0; e < 4; ++e) {
+              const int r = e & 1;
+              const int token = 16 * mt + lane_row + 8 * (e >> 1);
+              const int pos = tile_pos0 + token;
+              float v = s[mt][nt][e] * mult[r];
+              if (per_token) v *= k_tok_scale[warp_token0 + token];
+              v = (pos >= visible_lo[nt][r] && pos < visible_hi[nt][r]) ? v : -INFINITY;
+              s[mt][nt][e] = v;
+              tile_max[nt][r] = fmaxf(tile_max[nt][r], v);
             }
           }
-          const int t0 = warp_token0 + 16 * kk + 2 * quad;
+        }
+        float rescale[NTiles][2], base[NTiles][2];
 #pragma unroll
-          for (int g = 0; g < HeadDim / 32; ++g) {
-            uint32_t rows[4][Kind == KV_E4M3 ? 1 : 2];
+        for (int nt = 0; nt < NTiles; ++nt)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            float m = tile_max[nt][r];
+            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 4));
+            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 8));
+            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 16));
+            const float new_max = fmaxf(row_max[nt][r], m);
+            base[nt][r] = new_max == -INFINITY ? 0.f : new_max; /* a fully masked row stays at 0 */
+            rescale[nt][r] = exp2f(row_max[nt][r] - base[nt][r]);
+            row_max[nt][r] = new_max;
+            row_sum[nt][r] *= rescale[nt][r];
+          }
+#pragma unroll
+        for (int dt = 0; dt < HeadDim / 16; ++dt)
+#pragma unroll
+          for (int nt = 0; nt < NTiles; ++nt) {
+            acc[dt][nt][0] *= rescale[nt][0];
+            acc[dt][nt][1] *= rescale[nt][1];
+            acc[dt][nt][2] *= rescale[nt][0];
+            acc[dt][nt][3] *= rescale[nt][1];
+          }
+
+        /* ---- O^T += V^T P: dims on M, tokens on K, rows on N ------------------------------- */
+#pragma unroll
+        for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
+          /* P as the B fragment: (token 2 quad + {0,1} (+8), row lane_row), via an 8x8 transpose. */
+          uint32_t pb[NTiles][2], pb_lo[NTiles][2];
+#pragma unroll
+          for (int nt = 0; nt < NTiles; ++nt) {
+            float prob[4];
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              prob[e] = exp2f(s[mt][nt][e] - base[nt][e & 1]);
+              row_sum[nt][e & 1] += prob[e];
+              if (per_token) prob[e] *= v_tok_scale[warp_token0 + 16 * mt + lane_row + 8 * (e >> 1)];
+            }
+            const uint32_t top = pack2<kBf16Mma>(prob[0], prob[1]);
+            const uint32_t bottom = pack2<kBf16Mma>(prob[2], prob[3]);
+            pb[nt][0] = movmatrix_trans(top);
+            pb[nt][1] = movmatrix_trans(bottom);
+            if (p_split) {
+              const float2 top_hi = unpack2<kBf16Mma>(top), bottom_hi = unpack2<kBf16Mma>(bottom);
+              pb_lo[nt][0] = movmatrix_trans(pack2<kBf16Mma>(prob[0] - top_hi.x, prob[1] - top_hi.y));
+              pb_lo[nt][1] = movmatrix_trans(pack2<kBf16Mma>(prob[2] - bottom_hi.x, prob[3] - bottom_hi.y));
+            }
+          }
+          /* V^T as the A fragment: lane_row owns dims [lane_row * D/8, +D/8); pairs of tokens
+           * (2 quad, 2 quad + 1) and (2 quad + 8, 2 quad + 9) are byte-permuted together. */
+          const int t0 = warp_token0 + 16 * mt + 2 * quad;
+#pragma unroll
+          for (int q = 0; q < Cfg::kPiecesPerLane; ++q) {
+            /* Lane rows 2i and 2i+1 read chunks of opposite parity, which the even swizzle of
+             * tokens 2 quad keeps apart: no bank conflicts. */
+            const int byte = piece_byte<Cfg>(lane_row, q);
+            uint32_t rows[4][Cfg::kPieceBytes / 4];
 #pragma unroll
             for (int r = 0; r < 4; ++r) {
               const int token = t0 + (r & 1) + (r >> 1) * 8;
-              const int byte = (32 * g + 4 * lane_row) * Cfg::kElemBytes;
-              const int chunk = byte >> 4, within = byte & 15;
-              const uint8_t *src = v_tile + token * Cfg::kPitch + ((chunk ^ swizzle(token)) << 4) + within;
-              if constexpr (Kind == KV_E4M3) {
-                rows[r][0] = *reinterpret_cast<const uint32_t *>(src);
+              const uint8_t *src = v_tile + token * Cfg::kPitch + (((byte >> 4) ^ swizzle(token)) << 4) + (byte & 15);
+              if constexpr (Cfg::kPieceBytes == 16) {
+                const uint4 v = *reinterpret_cast<const uint4 *>(src);
+                rows[r][0] = v.x;
+                rows[r][1] = v.y;
+                rows[r][2] = v.z;
+                rows[r][3] = v.w;
               } else {
-                const uint2 pair = *reinterpret_cast<const uint2 *>(src);
-                rows[r][0] = pair.x;
-                rows[r][1] = pair.y;
+                const uint2 v = *reinterpret_cast<const uint2 *>(src);
+                rows[r][0] = v.x;
+                rows[r][1] = v.y;
               }
             }
 #pragma unroll
-            for (int jj = 0; jj < 4; ++jj) {
-              uint32_t b0, b1;
+            for (int j = 0; j < Cfg::kDimTilesPerPiece; ++j) {
+              const int dt = q * Cfg::kDimTilesPerPiece + j;
+              uint32_t a[4];
               if constexpr (Kind == KV_E4M3) {
-                /* bytes jj of (token 2q, token 2q+1) and of (token 2q+8, token 2q+9) */
-                const uint32_t sel = jj | ((jj + 4) << 4);
-                b0 = e4m3x2_to_f16x2(prmt(rows[0][0], rows[1][0], sel));
-                b1 = e4m3x2_to_f16x2(prmt(rows[2][0], rows[3][0], sel));
+                /* dims 2j, 2j + 1 of the piece are bytes 2 (j % 2), +1 of word j / 2 */
+                const uint32_t sel = (j & 1) ? 0x7362u : 0x5140u;
+                const uint32_t top = prmt(rows[0][j >> 1], rows[1][j >> 1], sel);
+                const uint32_t bottom = prmt(rows[2][j >> 1], rows[3][j >> 1], sel);
+                a[0] = e4m3x2_to_f16x2(top);
+                a[1] = e4m3x2_to_f16x2(top >> 16);
+                a[2] = e4m3x2_to_f16x2(bottom);
+                a[3] = e4m3x2_to_f16x2(bottom >> 16);
               } else {
-                const int word = jj >> 1;
-                const uint32_t sel = (jj & 1) ? 0x7632u : 0x5410u;
-                b0 = prmt(rows[0][word], rows[1][word], sel);
-                b1 = prmt(rows[2][word], rows[3][word], sel);
+                a[0] = prmt(rows[0][j], rows[1][j], 0x5410u);
+                a[1] = prmt(rows[0][j], rows[1][j], 0x7632u);
+                a[2] = prmt(rows[2][j], rows[3][j], 0x5410u);
+                a[3] = prmt(rows[2][j], rows[3][j], 0x7632u);
               }
-              mma16816<kBf16Mma>(acc[4 * g + jj], a, b0, b1);
-              if (p_split) mma16816<kBf16Mma>(acc[4 * g + jj], a_lo, b0, b1);
+#pragma unroll
+              for (int nt = 0; nt < NTiles; ++nt) {
+                mma16816<kBf16Mma>(acc[dt][nt], a, pb[nt][0], pb[nt][1]);
+                if (p_split) mma16816<kBf16Mma>(acc[dt][nt], a, pb_lo[nt][0], pb_lo[nt][1]);
+              }
             }
           }
         }
@@ -578,29 +654,31 @@ __global__ void __launch_bounds__(kThreads, 2)
       /* ---- combine the four warps' states and write ----------------------------------------- */
       float *combine = reinterpret_cast<float *>(pipe); /* [warp][row][HeadDim] */
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        row_sum[h] += __shfl_xor_sync(0xffffffffu, row_sum[h], 1);
-        row_sum[h] += __shfl_xor_sync(0xffffffffu, row_sum[h], 2);
-      }
-      if (quad == 0) {
-        warp_row_max[warp * kRowsPerPass + lane_row] = row_max[0];
-        warp_row_max[warp * kRowsPerPass + lane_row + 8] = row_max[1];
-        warp_row_sum[warp * kRowsPerPass + lane_row] = row_sum[0];
-        warp_row_sum[warp * kRowsPerPass + lane_row + 8] = row_sum[1];
-      }
+      for (int nt = 0; nt < NTiles; ++nt)
 #pragma unroll
-      for (int j = 0; j < HeadDim / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int row = lane_row + 8 * (e >> 1);
-          const int n = 2 * quad + (e & 1);
-          const int dim = 32 * (j / 4) + 4 * n + (j % 4);
-          combine[(warp * kRowsPerPass + row) * HeadDim + dim] = acc[j][e];
+        for (int r = 0; r < 2; ++r) {
+          row_sum[nt][r] += __shfl_xor_sync(0xffffffffu, row_sum[nt][r], 4);
+          row_sum[nt][r] += __shfl_xor_sync(0xffffffffu, row_sum[nt][r], 8);
+          row_sum[nt][r] += __shfl_xor_sync(0xffffffffu, row_sum[nt][r], 16);
+          if (lane_row == 0) {
+            warp_row_max[warp * kRows + 8 * nt + 2 * quad + r] = row_max[nt][r];
+            warp_row_sum[warp * kRows + 8 * nt + 2 * quad + r] = row_sum[nt][r];
+          }
         }
-      }
+#pragma unroll
+      for (int dt = 0; dt < HeadDim / 16; ++dt)
+#pragma unroll
+        for (int nt = 0; nt < NTiles; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int row = 8 * nt + 2 * quad + (e & 1);
+            const int dim = piece_byte<Cfg>(lane_row, dt / Cfg::kDimTilesPerPiece) / Cfg::kElemBytes +
+                            2 * (dt % Cfg::kDimTilesPerPiece) + (e >> 1);
+            combine[(warp * kRows + row) * HeadDim + dim] = acc[dt][nt][e];
+          }
       __syncthreads();
       {
-        constexpr int kThreadsPerRow = kThreads / kRowsPerPass;
+        constexpr int kThreadsPerRow = kThreads / kRows;
         constexpr int kDimsPerThread = HeadDim / kThreadsPerRow;
         const int row = tid / kThreadsPerRow;
         const int dim0 = (tid % kThreadsPerRow) * kDimsPerThread;
@@ -608,13 +686,13 @@ __global__ void __launch_bounds__(kThreads, 2)
         if (global_row < p.rows) {
           float m = -INFINITY;
 #pragma unroll
-          for (int w = 0; w < kWarps; ++w) m = fmaxf(m, warp_row_max[w * kRowsPerPass + row]);
+          for (int w = 0; w < kWarps; ++w) m = fmaxf(m, warp_row_max[w * kRows + row]);
           float weights[kWarps], total = 0.f;
 #pragma unroll
           for (int w = 0; w < kWarps; ++w) {
-            const float wm = warp_row_max[w * kRowsPerPass + row];
+            const float wm = warp_row_max[w * kRows + row];
             weights[w] = m == -INFINITY ? 0.f : exp2f(wm - m);
-            total += weights[w] * warp_row_sum[w * kRowsPerPass + row];
+            total += weights[w] * warp_row_sum[w * kRows + row];
           }
           const float inv = total > 0.f ? 1.f / total : 0.f;
           const float lse = total > 0.f ? (m + log2f(total)) * 0.6931471805599453f : -INFINITY;
@@ -627,7 +705,7 @@ __global__ void __launch_bounds__(kThreads, 2)
               const int dim = dim0 + d;
               float v = 0.f;
 #pragma unroll
-              for (int w = 0; w < kWarps; ++w) v += weights[w] * combine[(w * kRowsPerPass + row) * HeadDim + dim];
+              for (int w = 0; w < kWarps; ++w) v += weights[w] * combine[(w * kRows + row) * HeadDim + dim];
               store_output(p.o, o_base + dim, p.o_dtype, v * out_scale);
             }
             if (p.lse && dim0 == 0) p.lse[(int64_t)(qo_start + qi) * p.num_q_heads + head] = lse;
@@ -638,7 +716,7 @@ __global__ void __launch_bounds__(kThreads, 2)
               float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
               for (int w = 0; w < kWarps; ++w) {
-                const float *src = combine + (w * kRowsPerPass + row) * HeadDim + dim0 + d;
+                const float *src = combine + (w * kRows + row) * HeadDim + dim0 + d;
                 v.x += weights[w] * src[0];
                 v.y += weights[w] * src[1];
                 v.z += weights[w] * src[2];

@@ -38,24 +38,29 @@ struct DecodeInstance {
   int smem_bytes;
 };
 
-template <int HeadDim, int Kind>
+template <int HeadDim, int Kind, int NTiles>
 DecodeInstance instance() {
-  return DecodeInstance{decode_kernel<HeadDim, Kind>, DecodeConfig<HeadDim, Kind>::kSmemBytes};
+  return DecodeInstance{decode_kernel<HeadDim, Kind, NTiles>, DecodeConfig<HeadDim, Kind, NTiles>::kSmemBytes};
 }
 
-/* The one selection function: the decode instance for (head_dim, kv dtype). */
-static DecodeInstance select_decode(int head_dim, padec_dtype kv_dtype) {
+/* The one selection function: the decode instance for (head_dim, kv dtype, query rows per KV
+ * head). Up to 8 rows fit one n8 tile; more take two (16 rows a pass, in passes beyond 16). */
+static DecodeInstance select_decode(int head_dim, padec_dtype kv_dtype, int rows) {
   const int kind = kv_dtype == PADEC_DTYPE_BF16 ? KV_BF16 : kv_dtype == PADEC_DTYPE_FP16 ? KV_F16 : KV_E4M3;
-#define PADEC_SELECT_(D)                               \
-  if (head_dim == D) {                                 \
-    if (kind == KV_BF16) return instance<D, KV_BF16>(); \
-    if (kind == KV_F16) return instance<D, KV_F16>();   \
-    return instance<D, KV_E4M3>();                     \
+  const bool wide = rows > 8;
+#define PADEC_SELECT_KIND_(D, K) \
+  return wide ? instance<D, K, 2>() : instance<D, K, 1>();
+#define PADEC_SELECT_(D)                                \
+  if (head_dim == D) {                                  \
+    if (kind == KV_BF16) PADEC_SELECT_KIND_(D, KV_BF16) \
+    if (kind == KV_F16) PADEC_SELECT_KIND_(D, KV_F16)   \
+    PADEC_SELECT_KIND_(D, KV_E4M3)                      \
   }
   PADEC_SELECT_(64)
   PADEC_SELECT_(128)
   PADEC_SELECT_(256)
 #undef PADEC_SELECT_
+#undef PADEC_SELECT_KIND_
   return DecodeInstance{nullptr, 0};
 }
 
@@ -168,7 +173,9 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
   padec_cuda_device_info info;
   status = padec_cuda_device_query(device, &info);
   if (status != PADEC_STATUS_OK) return status;
-  DecodeInstance inst = select_decode(params->head_dim, params->kv_dtype);
+  const padec_params normalized = padec__params_normalized(params);
+  DecodeInstance inst = select_decode(normalized.head_dim, normalized.kv_dtype,
+                                      normalized.q_len * (normalized.num_q_heads / normalized.num_kv_heads));
   cudaError_t error = cudaFuncSetAttribute(reinterpret_cast<const void *>(inst.kernel),
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, inst.smem_bytes);
   if (error != cudaSuccess) return cuda_fail(error, "cudaFuncSetAttribute");
@@ -211,7 +218,8 @@ padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout 
     return padec__fail(PADEC_STATUS_BAD_SCALES, "device scales given for a non-fp8 cache");
   if (layout->batch == 0 || layout->num_workers == 0) return PADEC_STATUS_OK;
 
-  const DecodeInstance decode = select_decode(normalized.head_dim, normalized.kv_dtype);
+  const DecodeInstance decode = select_decode(normalized.head_dim, normalized.kv_dtype,
+                                              normalized.q_len * (normalized.num_q_heads / normalized.num_kv_heads));
   const decode_fn merge = select_merge(normalized.head_dim);
   if (!decode.kernel || !merge) return padec__fail(PADEC_STATUS_INTERNAL, "no kernel instance for head_dim %d", normalized.head_dim);
   const padec_decode_params d = fill_decode_params(&normalized, layout, plan, tensors, workspace);
