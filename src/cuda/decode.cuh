@@ -44,7 +44,12 @@ struct DecodeConfig {
   static constexpr int kRowBytes = HeadDim * kElemBytes;
   static constexpr int kPitch = kRowBytes < 128 ? 128 : kRowBytes; /* swizzle needs 8 chunks */
   static constexpr int kChunksPerRow = kRowBytes / 16;
-  static constexpr int kTileTokens = (16384 / kPitch) < 64 ? 64 : 16384 / kPitch;
+  /* 32 KiB of K+V a stage, at least 64 tokens, and a stage must hold the combine buffer. */
+  static constexpr int kCombineBytes = kWarps * 8 * NTiles * HeadDim * 4;
+  static constexpr int kTileTokensForBytes = (16384 / kPitch) < 64 ? 64 : 16384 / kPitch;
+  static constexpr int kTileTokensForCombine = kCombineBytes / (2 * kPitch);
+  static constexpr int kTileTokens =
+      kTileTokensForBytes > kTileTokensForCombine ? kTileTokensForBytes : kTileTokensForCombine;
   static constexpr int kTileBytes = kTileTokens * kPitch;
   static constexpr int kStageBytes = 2 * kTileBytes; /* K then V */
   static constexpr int kStages = kStageBytes <= 32768 ? 3 : 2;
@@ -59,9 +64,8 @@ struct DecodeConfig {
   static constexpr int kQPitch = HeadDim * 2 + 16; /* bytes; +16 keeps the B-fragment loads conflict-free */
   static constexpr int kQBytes = kRowsPerPass * kQPitch;
   static constexpr int kScaleBytes = 2 * kTileTokens * 4; /* per-token K and V scales */
-  static constexpr int kCombineBytes = kWarps * kRowsPerPass * HeadDim * 4;
   static constexpr int kPipeBytes = kStages * kStageBytes;
-  static_assert(kCombineBytes <= kPipeBytes, "combine buffer reuses the pipeline");
+  static_assert(kCombineBytes <= kStageBytes, "the combine buffer is the pipeline's last stage");
   /* row multipliers [rows], each warp's row max [4][rows] and row sum [4][rows], a merge flag */
   static constexpr int kRowStatBytes = (kRowsPerPass + 2 * kWarps * kRowsPerPass + 4) * 4;
   static constexpr int kSmemBytes = kPipeBytes + kStages * kScaleBytes + 2 * kQBytes + kRowStatBytes;
@@ -309,433 +313,476 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int64_t token_stride = (int64_t)(p.layout_hnd ? 1 : p.num_kv_heads) * HeadDim * Cfg::kElemBytes;
   const int64_t head_stride = (int64_t)(p.layout_hnd ? p.page_size : 1) * HeadDim * Cfg::kElemBytes;
 
-  const int work_begin = p.work_indptr[blockIdx.x], work_end = p.work_indptr[blockIdx.x + 1];
-  for (int work = work_begin; work < work_end; ++work) {
+  /* A segment is one pass (up to kRows query rows) over one work item's tokens. */
+  struct Segment {
+    bool valid;
+    int work, pass_row;
+    int b, partial_loc, qo_start, q_head_start, kv_head, kv_len;
+    int token_begin, token_end, num_tiles;
+    const int32_t *pages;
+    int64_t kv_head_offset;
+  };
+  const int work_end = p.work_indptr[blockIdx.x + 1];
+  auto load_segment = [&](int work) {
+    Segment g;
+    g.valid = work < work_end;
+    g.work = work;
+    g.pass_row = 0;
+    if (!g.valid) return g;
     const int4 w0 = *reinterpret_cast<const int4 *>(p.work_info + (int64_t)work * 8);
     const int4 w1 = *reinterpret_cast<const int4 *>(p.work_info + (int64_t)work * 8 + 4);
-    const int b = w0.x, partial_loc = w0.y, qo_start = w0.z;
-    const int q_head_start = w1.w & 0xffff;
-    const int kv_head = q_head_start / p.group;
-    const int kv_len = p.kv_lens[b];
+    g.b = w0.x;
+    g.partial_loc = w0.y;
+    g.qo_start = w0.z;
+    g.q_head_start = w1.w & 0xffff;
+    g.kv_head = g.q_head_start / p.group;
+    g.kv_len = p.kv_lens[g.b];
     const int T = p.partition_tokens;
     int first_partition = 0;
     if (p.window_left > 0) {
-      const int64_t first_token = (int64_t)kv_len - p.q_len - p.window_left;
+      const int64_t first_token = (int64_t)g.kv_len - p.q_len - p.window_left;
       first_partition = first_token > 0 ? (int)(first_token / T) : 0;
     }
-    const int64_t local = (int64_t)w1.x - p.partition_indptr[b];
+    const int64_t local = (int64_t)w1.x - p.partition_indptr[g.b];
     /* Positions fit in int32: kv_len is an int32 token count. */
-    const int token_begin = (int)((first_partition + local) * T);
+    g.token_begin = (int)((first_partition + local) * T);
     const int64_t item_end = (first_partition + local + (w1.y - w1.x)) * (int64_t)T;
-    const int token_end = item_end < kv_len ? (int)item_end : kv_len;
-    const int num_tiles =
-        token_end > token_begin ? (token_end - token_begin + Cfg::kTileTokens - 1) / Cfg::kTileTokens : 0;
-    const int32_t *pages = p.page_indices + p.page_indptr[b];
-    const int64_t kv_head_offset = (int64_t)kv_head * head_stride;
+    g.token_end = item_end < g.kv_len ? (int)item_end : g.kv_len;
+    g.num_tiles = g.token_end > g.token_begin
+                      ? (g.token_end - g.token_begin + Cfg::kTileTokens - 1) / Cfg::kTileTokens
+                      : 0;
+    g.pages = p.page_indices + p.page_indptr[g.b];
+    g.kv_head_offset = (int64_t)g.kv_head * head_stride;
+    return g;
+  };
+  auto next_segment = [&](const Segment &g) {
+    if (g.pass_row + kRows < p.rows) {
+      Segment n = g;
+      n.pass_row += kRows;
+      return n;
+    }
+    return load_segment(g.work + 1);
+  };
 
-    for (int pass_row = 0; pass_row < p.rows; pass_row += kRows) {
-      __syncthreads(); /* the previous pass's combine is done with shared memory */
-      /* ---- the cp.async pipeline; the first tiles load while Q is staged ----------- */
-      const int my_chunk = tid % Cfg::kChunksPerRow;
-      const int my_first_token = tid / Cfg::kChunksPerRow;
-      int32_t page_ids[Cfg::kTokensPerThread];
-      auto load_page_ids = [&](int tile) {
+  /* ---- the cp.async pipeline ------------------------------------------------------------- */
+  const int my_chunk = tid % Cfg::kChunksPerRow;
+  const int my_first_token = tid / Cfg::kChunksPerRow;
+  typedef int32_t PageIds[Cfg::kTokensPerThread];
+  auto load_page_ids = [&](const Segment &g, int tile, PageIds &ids) {
 #pragma unroll
-        for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
-          const int pos = token_begin + tile * Cfg::kTileTokens + my_first_token + i * Cfg::kTokenStride;
-          page_ids[i] = (tile < num_tiles && pos < token_end) ? __ldg(pages + (pos >> page_shift)) : 0;
-        }
-      };
-      auto issue_tile = [&](int tile) {
-        if (tile < num_tiles) {
-          const int stage = tile % Cfg::kStages;
-          uint8_t *k_dst = pipe + stage * Cfg::kStageBytes;
-          uint8_t *v_dst = k_dst + Cfg::kTileBytes;
-          float *k_scale_dst = scales + stage * 2 * Cfg::kTileTokens;
+    for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
+      const int pos = g.token_begin + tile * Cfg::kTileTokens + my_first_token + i * Cfg::kTokenStride;
+      ids[i] = (tile < g.num_tiles && pos < g.token_end) ? __ldg(g.pages + (pos >> page_shift)) : 0;
+    }
+  };
+  auto issue_tile = [&](const Segment &g, int tile, const PageIds &ids) {
+    if (tile < g.num_tiles) {
+      const int stage = tile % Cfg::kStages;
+      uint8_t *k_dst = pipe + stage * Cfg::kStageBytes;
+      uint8_t *v_dst = k_dst + Cfg::kTileBytes;
+      float *k_scale_dst = scales + stage * 2 * Cfg::kTileTokens;
 #pragma unroll
-          for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
-            const int token = my_first_token + i * Cfg::kTokenStride;
-            const int pos = token_begin + tile * Cfg::kTileTokens + token;
-            const bool valid = pos < token_end;
-            const int in_page = pos & page_mask;
-            const int64_t offset =
-                valid ? page_ids[i] * page_stride + (int64_t)in_page * token_stride + kv_head_offset : 0;
-            const uint32_t dst = token * Cfg::kPitch + ((my_chunk ^ swizzle(token)) << 4);
-            cp_async_16(smem_u32(k_dst + dst), p.k_pages + offset + my_chunk * 16, valid);
-            cp_async_16(smem_u32(v_dst + dst), p.v_pages + offset + my_chunk * 16, valid);
-            if (per_token && my_chunk == 0) {
-              const int64_t s = valid ? ((int64_t)page_ids[i] * p.num_kv_heads + kv_head) * p.page_size + in_page : 0;
-              cp_async_4(smem_u32(k_scale_dst + token), p.k_scales + s, valid);
-              cp_async_4(smem_u32(k_scale_dst + Cfg::kTileTokens + token), p.v_scales + s, valid);
-            }
-          }
-        }
-        cp_async_commit();
-      };
-
-#pragma unroll
-      for (int s = 0; s < Cfg::kStages - 1; ++s) {
-        load_page_ids(s);
-        issue_tile(s);
-      }
-      load_page_ids(Cfg::kStages - 1);
-
-      /* ---- stage the pass's query rows in the permuted k order ------------------------- */
-      for (int r = warp; r < kRows; r += kWarps) {
-        const int row = pass_row + r;
-        const bool live = row < p.rows;
-        const int qi = live ? row / p.group : 0;
-        const int head = q_head_start + (live ? row % p.group : 0);
-        const int64_t base = (int64_t)(qo_start + qi) * p.q_stride_token + head * p.q_stride_head;
-        float values[HeadDim / 32];
-        float amax = 0.f;
-#pragma unroll
-        for (int i = 0; i < HeadDim / 32; ++i) {
-          values[i] = live ? load_input(p.q, base + lane + 32 * i, p.q_dtype) : 0.f;
-          amax = fmaxf(amax, fabsf(values[i]));
-        }
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-        /* f16 MMAs: scale the row by 2^e so that its largest element lands in [2^14, 2^15). */
-        float row_scale = 1.f;
-        if (!kBf16Mma && amax > 0.f) {
-          int exponent;
-          frexpf(amax, &exponent); /* amax in [2^(exponent-1), 2^exponent) */
-          row_scale = ldexpf(1.f, 15 - exponent);
-        }
-        if (lane == 0) row_multiplier[r] = p.score_scale_log2 * k_scale / row_scale;
-#pragma unroll
-        for (int i = 0; i < HeadDim / 32; ++i) {
-          const int d = lane + 32 * i;
-          const int chunk = d / Cfg::kElemsPerChunk, within = d % Cfg::kElemsPerChunk;
-          const int kstep = (chunk / 4) * Cfg::kKStepsPerChunk + within / 4;
-          const int t = within % 4;
-          const int col = 16 * kstep + 2 * (chunk % 4) + (t / 2) * 8 + (t % 2);
-          const float v = values[i] * row_scale;
-          uint16_t *hi = reinterpret_cast<uint16_t *>(q_hi + r * Cfg::kQPitch) + col;
-          uint16_t *lo = reinterpret_cast<uint16_t *>(q_lo + r * Cfg::kQPitch) + col;
-          if constexpr (kBf16Mma) {
-            const __nv_bfloat16 h = __float2bfloat16_rn(v);
-            *hi = __bfloat16_as_ushort(h);
-            *lo = __bfloat16_as_ushort(__float2bfloat16_rn(v - __bfloat162float(h)));
-          } else {
-            *hi = __half_as_ushort(__float2half_rn(v));
-          }
+      for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
+        const int token = my_first_token + i * Cfg::kTokenStride;
+        const int pos = g.token_begin + tile * Cfg::kTileTokens + token;
+        const bool valid = pos < g.token_end;
+        const int in_page = pos & page_mask;
+        const int64_t offset =
+            valid ? ids[i] * page_stride + (int64_t)in_page * token_stride + g.kv_head_offset : 0;
+        const uint32_t dst = token * Cfg::kPitch + ((my_chunk ^ swizzle(token)) << 4);
+        cp_async_16(smem_u32(k_dst + dst), p.k_pages + offset + my_chunk * 16, valid);
+        cp_async_16(smem_u32(v_dst + dst), p.v_pages + offset + my_chunk * 16, valid);
+        if (per_token && my_chunk == 0) {
+          const int64_t s = valid ? ((int64_t)ids[i] * p.num_kv_heads + g.kv_head) * p.page_size + in_page : 0;
+          cp_async_4(smem_u32(k_scale_dst + token), p.k_scales + s, valid);
+          cp_async_4(smem_u32(k_scale_dst + Cfg::kTileTokens + token), p.v_scales + s, valid);
         }
       }
+    }
+    cp_async_commit();
+  };
+  static_assert(Cfg::kStages == 2 || Cfg::kStages == 3, "the prologue issues one or two tiles");
+  PageIds page_ids;
+  /* Issues a segment's first kStages - 1 tiles into stages 0 .. kStages - 2 (their page ids are
+   * fetched together, so the two loads overlap) and fetches the page ids of the next tile. */
+  auto prologue = [&](const Segment &g) {
+    PageIds second_ids;
+    load_page_ids(g, 0, page_ids);
+    if (Cfg::kStages == 3) load_page_ids(g, 1, second_ids);
+    issue_tile(g, 0, page_ids);
+    if (Cfg::kStages == 3) issue_tile(g, 1, second_ids);
+    load_page_ids(g, Cfg::kStages - 1, page_ids);
+  };
 
-      /* This lane's C-fragment columns: query rows 8 * nt + 2 * quad + {0, 1} of the pass. */
-      int visible_lo[NTiles][2], visible_hi[NTiles][2];
+  Segment cur = load_segment(p.work_indptr[blockIdx.x]);
+  if (cur.valid) prologue(cur);
+  while (cur.valid) {
+    const int pass_row = cur.pass_row;
+    const int b = cur.b, partial_loc = cur.partial_loc, qo_start = cur.qo_start;
+    const int q_head_start = cur.q_head_start, kv_head = cur.kv_head, kv_len = cur.kv_len;
+    const int token_begin = cur.token_begin, token_end = cur.token_end, num_tiles = cur.num_tiles;
+    (void)b;
+    (void)kv_head;
+    /* ---- stage the pass's query rows in the permuted k order ------------------------- */
+    for (int r = warp; r < kRows; r += kWarps) {
+      const int row = pass_row + r;
+      const bool live = row < p.rows;
+      const int qi = live ? row / p.group : 0;
+      const int head = q_head_start + (live ? row % p.group : 0);
+      const int64_t base = (int64_t)(qo_start + qi) * p.q_stride_token + head * p.q_stride_head;
+      float values[HeadDim / 32];
+      float amax = 0.f;
 #pragma unroll
-      for (int nt = 0; nt < NTiles; ++nt) {
+      for (int i = 0; i < HeadDim / 32; ++i) {
+        values[i] = live ? load_input(p.q, base + lane + 32 * i, p.q_dtype) : 0.f;
+        amax = fmaxf(amax, fabsf(values[i]));
+      }
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int row = pass_row + 8 * nt + 2 * quad + e;
-          visible_lo[nt][e] = 0;
-          visible_hi[nt][e] = 0;
-          if (row < p.rows) {
-            const int last = kv_len - p.q_len + row / p.group;
-            int lo = p.window_left > 0 ? last - p.window_left : 0;
-            visible_lo[nt][e] = lo > token_begin ? lo : token_begin;
-            visible_hi[nt][e] = last + 1 < token_end ? last + 1 : token_end;
-          }
+      for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+      /* f16 MMAs: scale the row by 2^e so that its largest element lands in [2^14, 2^15). */
+      float row_scale = 1.f;
+      if (!kBf16Mma && amax > 0.f) {
+        int exponent;
+        frexpf(amax, &exponent); /* amax in [2^(exponent-1), 2^exponent) */
+        row_scale = ldexpf(1.f, 15 - exponent);
+      }
+      if (lane == 0) row_multiplier[r] = p.score_scale_log2 * k_scale / row_scale;
+#pragma unroll
+      for (int i = 0; i < HeadDim / 32; ++i) {
+        const int d = lane + 32 * i;
+        const int chunk = d / Cfg::kElemsPerChunk, within = d % Cfg::kElemsPerChunk;
+        const int kstep = (chunk / 4) * Cfg::kKStepsPerChunk + within / 4;
+        const int t = within % 4;
+        const int col = 16 * kstep + 2 * (chunk % 4) + (t / 2) * 8 + (t % 2);
+        const float v = values[i] * row_scale;
+        uint16_t *hi = reinterpret_cast<uint16_t *>(q_hi + r * Cfg::kQPitch) + col;
+        uint16_t *lo = reinterpret_cast<uint16_t *>(q_lo + r * Cfg::kQPitch) + col;
+        if constexpr (kBf16Mma) {
+          const __nv_bfloat16 h = __float2bfloat16_rn(v);
+          *hi = __bfloat16_as_ushort(h);
+          *lo = __bfloat16_as_ushort(__float2bfloat16_rn(v - __bfloat162float(h)));
+        } else {
+          *hi = __half_as_ushort(__float2half_rn(v));
         }
       }
+    }
 
-      /* O^T accumulators: dim m-tile dt, row n-tile nt. */
-      float acc[HeadDim / 16][NTiles][4];
+    /* This lane's C-fragment columns: query rows 8 * nt + 2 * quad + {0, 1} of the pass. */
+    int visible_lo[NTiles][2], visible_hi[NTiles][2];
 #pragma unroll
-      for (int dt = 0; dt < HeadDim / 16; ++dt)
+    for (int nt = 0; nt < NTiles; ++nt) {
 #pragma unroll
-        for (int nt = 0; nt < NTiles; ++nt) acc[dt][nt][0] = acc[dt][nt][1] = acc[dt][nt][2] = acc[dt][nt][3] = 0.f;
-      float row_max[NTiles][2], row_sum[NTiles][2];
-#pragma unroll
-      for (int nt = 0; nt < NTiles; ++nt) {
-        row_max[nt][0] = row_max[nt][1] = -INFINITY;
-        row_sum[nt][0] = row_sum[nt][1] = 0.f;
+      for (int e = 0; e < 2; ++e) {
+        const int row = pass_row + 8 * nt + 2 * quad + e;
+        visible_lo[nt][e] = 0;
+        visible_hi[nt][e] = 0;
+        if (row < p.rows) {
+          const int last = kv_len - p.q_len + row / p.group;
+          int lo = p.window_left > 0 ? last - p.window_left : 0;
+          visible_lo[nt][e] = lo > token_begin ? lo : token_begin;
+          visible_hi[nt][e] = last + 1 < token_end ? last + 1 : token_end;
+        }
       }
+    }
 
-      for (int tile = 0; tile < num_tiles; ++tile) {
-        cp_async_wait<Cfg::kStages - 2>();
-        __syncthreads(); /* tile is visible to all; the stage refilled below is free */
-        issue_tile(tile + Cfg::kStages - 1);
-        load_page_ids(tile + Cfg::kStages);
+    /* O^T accumulators: dim m-tile dt, row n-tile nt. */
+    float acc[HeadDim / 16][NTiles][4];
+#pragma unroll
+    for (int dt = 0; dt < HeadDim / 16; ++dt)
+#pragma unroll
+      for (int nt = 0; nt < NTiles; ++nt) acc[dt][nt][0] = acc[dt][nt][1] = acc[dt][nt][2] = acc[dt][nt][3] = 0.f;
+    float row_max[NTiles][2], row_sum[NTiles][2];
+#pragma unroll
+    for (int nt = 0; nt < NTiles; ++nt) {
+      row_max[nt][0] = row_max[nt][1] = -INFINITY;
+      row_sum[nt][0] = row_sum[nt][1] = 0.f;
+    }
 
-        const int stage = tile % Cfg::kStages;
-        const uint8_t *k_tile = pipe + stage * Cfg::kStageBytes;
-        const uint8_t *v_tile = k_tile + Cfg::kTileBytes;
-        const float *k_tok_scale = scales + stage * 2 * Cfg::kTileTokens;
-        const float *v_tok_scale = k_tok_scale + Cfg::kTileTokens;
-        const int warp_token0 = warp * Cfg::kWarpTokens;
-        const int tile_pos0 = token_begin + tile * Cfg::kTileTokens + warp_token0;
+    for (int tile = 0; tile < num_tiles; ++tile) {
+      cp_async_wait<Cfg::kStages - 2>();
+      __syncthreads(); /* tile is visible to all; the stage refilled below is free */
+      issue_tile(cur, tile + Cfg::kStages - 1, page_ids);
+      load_page_ids(cur, tile + Cfg::kStages, page_ids);
 
-        /* ---- S^T = K Q^T: this warp's tokens on M, query rows on N ------------------------ */
-        float s[Cfg::kMTiles][NTiles][4];
+      const int stage = tile % Cfg::kStages;
+      const uint8_t *k_tile = pipe + stage * Cfg::kStageBytes;
+      const uint8_t *v_tile = k_tile + Cfg::kTileBytes;
+      const float *k_tok_scale = scales + stage * 2 * Cfg::kTileTokens;
+      const float *v_tok_scale = k_tok_scale + Cfg::kTileTokens;
+      const int warp_token0 = warp * Cfg::kWarpTokens;
+      const int tile_pos0 = token_begin + tile * Cfg::kTileTokens + warp_token0;
+
+      /* ---- S^T = K Q^T: this warp's tokens on M, query rows on N ------------------------ */
+      float s[Cfg::kMTiles][NTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < Cfg::kMTiles; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
+#pragma unroll 1
+      for (int cg = 0; cg < Cfg::kKSteps / Cfg::kKStepsPerChunk; ++cg) {
+        uint4 k_chunk[Cfg::kMTiles][2];
 #pragma unroll
         for (int mt = 0; mt < Cfg::kMTiles; ++mt)
 #pragma unroll
-          for (int nt = 0; nt < NTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
-#pragma unroll 1
-        for (int cg = 0; cg < Cfg::kKSteps / Cfg::kKStepsPerChunk; ++cg) {
-          uint4 k_chunk[Cfg::kMTiles][2];
+          for (int h = 0; h < 2; ++h) {
+            const int token = warp_token0 + 16 * mt + 8 * h + lane_row;
+            const int chunk = 4 * cg + quad;
+            k_chunk[mt][h] = *reinterpret_cast<const uint4 *>(k_tile + token * Cfg::kPitch + ((chunk ^ swizzle(token)) << 4));
+          }
 #pragma unroll
-          for (int mt = 0; mt < Cfg::kMTiles; ++mt)
+        for (int sub = 0; sub < Cfg::kKStepsPerChunk; ++sub) {
+          const int kstep = cg * Cfg::kKStepsPerChunk + sub;
+          uint32_t b[NTiles][2], b_lo[NTiles][2];
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-              const int token = warp_token0 + 16 * mt + 8 * h + lane_row;
-              const int chunk = 4 * cg + quad;
-              k_chunk[mt][h] = *reinterpret_cast<const uint4 *>(k_tile + token * Cfg::kPitch + ((chunk ^ swizzle(token)) << 4));
-            }
-#pragma unroll
-          for (int sub = 0; sub < Cfg::kKStepsPerChunk; ++sub) {
-            const int kstep = cg * Cfg::kKStepsPerChunk + sub;
-            uint32_t b[NTiles][2], b_lo[NTiles][2];
-#pragma unroll
-            for (int nt = 0; nt < NTiles; ++nt) {
-              const int offset = (8 * nt + lane_row) * Cfg::kQPitch + (16 * kstep + 2 * quad) * 2;
-              b[nt][0] = *reinterpret_cast<const uint32_t *>(q_hi + offset);
-              b[nt][1] = *reinterpret_cast<const uint32_t *>(q_hi + offset + 16);
-              if (q_split) {
-                b_lo[nt][0] = *reinterpret_cast<const uint32_t *>(q_lo + offset);
-                b_lo[nt][1] = *reinterpret_cast<const uint32_t *>(q_lo + offset + 16);
-              }
-            }
-#pragma unroll
-            for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
-              const uint32_t *w_lo = reinterpret_cast<const uint32_t *>(&k_chunk[mt][0]);
-              const uint32_t *w_hi = reinterpret_cast<const uint32_t *>(&k_chunk[mt][1]);
-              uint32_t a[4];
-              if constexpr (Kind == KV_E4M3) {
-                a[0] = e4m3x2_to_f16x2(w_lo[sub]);
-                a[1] = e4m3x2_to_f16x2(w_hi[sub]);
-                a[2] = e4m3x2_to_f16x2(w_lo[sub] >> 16);
-                a[3] = e4m3x2_to_f16x2(w_hi[sub] >> 16);
-              } else {
-                a[0] = w_lo[2 * sub];
-                a[1] = w_hi[2 * sub];
-                a[2] = w_lo[2 * sub + 1];
-                a[3] = w_hi[2 * sub + 1];
-              }
-#pragma unroll
-              for (int nt = 0; nt < NTiles; ++nt) {
-                mma16816<kBf16Mma>(s[mt][nt], a, b[nt][0], b[nt][1]);
-                if (q_split) mma16816<kBf16Mma>(s[mt][nt], a, b_lo[nt][0], b_lo[nt][1]);
-              }
+          for (int nt = 0; nt < NTiles; ++nt) {
+            const int offset = (8 * nt + lane_row) * Cfg::kQPitch + (16 * kstep + 2 * quad) * 2;
+            b[nt][0] = *reinterpret_cast<const uint32_t *>(q_hi + offset);
+            b[nt][1] = *reinterpret_cast<const uint32_t *>(q_hi + offset + 16);
+            if (q_split) {
+              b_lo[nt][0] = *reinterpret_cast<const uint32_t *>(q_lo + offset);
+              b_lo[nt][1] = *reinterpret_cast<const uint32_t *>(q_lo + offset + 16);
             }
           }
-        }
-
-        /* ---- scale, mask, online softmax (element e: token lane_row + 8 (e >> 1), row 2 quad + (e & 1)) */
-        float tile_max[NTiles][2];
-#pragma unroll
-        for (int nt = 0; nt < NTiles; ++nt) {
-          const float mult[2] = {row_multiplier[8 * nt + 2 * quad], row_multiplier[8 * nt + 2 * quad + 1]};
-          tile_max[nt][0] = tile_max[nt][1] = -INFINITY;
 #pragma unroll
           for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int r = e & 1;
-              const int token = 16 * mt + lane_row + 8 * (e >> 1);
-              const int pos = tile_pos0 + token;
-              float v = s[mt][nt][e] * mult[r];
-              if (per_token) v *= k_tok_scale[warp_token0 + token];
-              v = (pos >= visible_lo[nt][r] && pos < visible_hi[nt][r]) ? v : -INFINITY;
-              s[mt][nt][e] = v;
-              tile_max[nt][r] = fmaxf(tile_max[nt][r], v);
-            }
-          }
-        }
-        float rescale[NTiles][2], base[NTiles][2];
-#pragma unroll
-        for (int nt = 0; nt < NTiles; ++nt)
-#pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            float m = tile_max[nt][r];
-            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 4));
-            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 8));
-            m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 16));
-            const float new_max = fmaxf(row_max[nt][r], m);
-            base[nt][r] = new_max == -INFINITY ? 0.f : new_max; /* a fully masked row stays at 0 */
-            rescale[nt][r] = exp2f(row_max[nt][r] - base[nt][r]);
-            row_max[nt][r] = new_max;
-            row_sum[nt][r] *= rescale[nt][r];
-          }
-#pragma unroll
-        for (int dt = 0; dt < HeadDim / 16; ++dt)
-#pragma unroll
-          for (int nt = 0; nt < NTiles; ++nt) {
-            acc[dt][nt][0] *= rescale[nt][0];
-            acc[dt][nt][1] *= rescale[nt][1];
-            acc[dt][nt][2] *= rescale[nt][0];
-            acc[dt][nt][3] *= rescale[nt][1];
-          }
-
-        /* ---- O^T += V^T P: dims on M, tokens on K, rows on N ------------------------------- */
-#pragma unroll
-        for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
-          /* P as the B fragment: (token 2 quad + {0,1} (+8), row lane_row), via an 8x8 transpose. */
-          uint32_t pb[NTiles][2], pb_lo[NTiles][2];
-#pragma unroll
-          for (int nt = 0; nt < NTiles; ++nt) {
-            float prob[4];
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              prob[e] = exp2f(s[mt][nt][e] - base[nt][e & 1]);
-              row_sum[nt][e & 1] += prob[e];
-              if (per_token) prob[e] *= v_tok_scale[warp_token0 + 16 * mt + lane_row + 8 * (e >> 1)];
-            }
-            const uint32_t top = pack2<kBf16Mma>(prob[0], prob[1]);
-            const uint32_t bottom = pack2<kBf16Mma>(prob[2], prob[3]);
-            pb[nt][0] = movmatrix_trans(top);
-            pb[nt][1] = movmatrix_trans(bottom);
-            if (p_split) {
-              const float2 top_hi = unpack2<kBf16Mma>(top), bottom_hi = unpack2<kBf16Mma>(bottom);
-              pb_lo[nt][0] = movmatrix_trans(pack2<kBf16Mma>(prob[0] - top_hi.x, prob[1] - top_hi.y));
-              pb_lo[nt][1] = movmatrix_trans(pack2<kBf16Mma>(prob[2] - bottom_hi.x, prob[3] - bottom_hi.y));
-            }
-          }
-          /* V^T as the A fragment: lane_row owns dims [lane_row * D/8, +D/8); pairs of tokens
-           * (2 quad, 2 quad + 1) and (2 quad + 8, 2 quad + 9) are byte-permuted together. */
-          const int t0 = warp_token0 + 16 * mt + 2 * quad;
-#pragma unroll
-          for (int q = 0; q < Cfg::kPiecesPerLane; ++q) {
-            /* Lane rows 2i and 2i+1 read chunks of opposite parity, which the even swizzle of
-             * tokens 2 quad keeps apart: no bank conflicts. */
-            const int byte = piece_byte<Cfg>(lane_row, q);
-            uint32_t rows[4][Cfg::kPieceBytes / 4];
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-              const int token = t0 + (r & 1) + (r >> 1) * 8;
-              const uint8_t *src = v_tile + token * Cfg::kPitch + (((byte >> 4) ^ swizzle(token)) << 4) + (byte & 15);
-              if constexpr (Cfg::kPieceBytes == 16) {
-                const uint4 v = *reinterpret_cast<const uint4 *>(src);
-                rows[r][0] = v.x;
-                rows[r][1] = v.y;
-                rows[r][2] = v.z;
-                rows[r][3] = v.w;
-              } else {
-                const uint2 v = *reinterpret_cast<const uint2 *>(src);
-                rows[r][0] = v.x;
-                rows[r][1] = v.y;
-              }
+            const uint32_t *w_lo = reinterpret_cast<const uint32_t *>(&k_chunk[mt][0]);
+            const uint32_t *w_hi = reinterpret_cast<const uint32_t *>(&k_chunk[mt][1]);
+            uint32_t a[4];
+            if constexpr (Kind == KV_E4M3) {
+              a[0] = e4m3x2_to_f16x2(w_lo[sub]);
+              a[1] = e4m3x2_to_f16x2(w_hi[sub]);
+              a[2] = e4m3x2_to_f16x2(w_lo[sub] >> 16);
+              a[3] = e4m3x2_to_f16x2(w_hi[sub] >> 16);
+            } else {
+              a[0] = w_lo[2 * sub];
+              a[1] = w_hi[2 * sub];
+              a[2] = w_lo[2 * sub + 1];
+              a[3] = w_hi[2 * sub + 1];
             }
 #pragma unroll
-            for (int j = 0; j < Cfg::kDimTilesPerPiece; ++j) {
-              const int dt = q * Cfg::kDimTilesPerPiece + j;
-              uint32_t a[4];
-              if constexpr (Kind == KV_E4M3) {
-                /* dims 2j, 2j + 1 of the piece are bytes 2 (j % 2), +1 of word j / 2 */
-                const uint32_t sel = (j & 1) ? 0x7362u : 0x5140u;
-                const uint32_t top = prmt(rows[0][j >> 1], rows[1][j >> 1], sel);
-                const uint32_t bottom = prmt(rows[2][j >> 1], rows[3][j >> 1], sel);
-                a[0] = e4m3x2_to_f16x2(top);
-                a[1] = e4m3x2_to_f16x2(top >> 16);
-                a[2] = e4m3x2_to_f16x2(bottom);
-                a[3] = e4m3x2_to_f16x2(bottom >> 16);
-              } else {
-                a[0] = prmt(rows[0][j], rows[1][j], 0x5410u);
-                a[1] = prmt(rows[0][j], rows[1][j], 0x7632u);
-                a[2] = prmt(rows[2][j], rows[3][j], 0x5410u);
-                a[3] = prmt(rows[2][j], rows[3][j], 0x7632u);
-              }
-#pragma unroll
-              for (int nt = 0; nt < NTiles; ++nt) {
-                mma16816<kBf16Mma>(acc[dt][nt], a, pb[nt][0], pb[nt][1]);
-                if (p_split) mma16816<kBf16Mma>(acc[dt][nt], a, pb_lo[nt][0], pb_lo[nt][1]);
-              }
+            for (int nt = 0; nt < NTiles; ++nt) {
+              mma16816<kBf16Mma>(s[mt][nt], a, b[nt][0], b[nt][1]);
+              if (q_split) mma16816<kBf16Mma>(s[mt][nt], a, b_lo[nt][0], b_lo[nt][1]);
             }
           }
         }
       }
-      cp_async_wait<0>();
-      __syncthreads(); /* the pipeline is drained: its memory becomes the combine buffer */
 
-      /* ---- combine the four warps' states and write ----------------------------------------- */
-      float *combine = reinterpret_cast<float *>(pipe); /* [warp][row][HeadDim] */
+      /* ---- scale, mask, online softmax (element e: token lane_row + 8 (e >> 1), row 2 quad + (e & 1)) */
+      float tile_max[NTiles][2];
+#pragma unroll
+      for (int nt = 0; nt < NTiles; ++nt) {
+        const float mult[2] = {row_multiplier[8 * nt + 2 * quad], row_multiplier[8 * nt + 2 * quad + 1]};
+        tile_max[nt][0] = tile_max[nt][1] = -INFINITY;
+#pragma unroll
+        for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int r = e & 1;
+            const int token = 16 * mt + lane_row + 8 * (e >> 1);
+            const int pos = tile_pos0 + token;
+            float v = s[mt][nt][e] * mult[r];
+            if (per_token) v *= k_tok_scale[warp_token0 + token];
+            v = (pos >= visible_lo[nt][r] && pos < visible_hi[nt][r]) ? v : -INFINITY;
+            s[mt][nt][e] = v;
+            tile_max[nt][r] = fmaxf(tile_max[nt][r], v);
+          }
+        }
+      }
+      float rescale[NTiles][2], base[NTiles][2];
 #pragma unroll
       for (int nt = 0; nt < NTiles; ++nt)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          row_sum[nt][r] += __shfl_xor_sync(0xffffffffu, row_sum[nt][r], 4);
-          row_sum[nt][r] += __shfl_xor_sync(0xffffffffu, row_sum[nt][r], 8);
-          row_sum[nt][r] += __shfl_xor_sync(0xffffffffu, row_sum[nt][r], 16);
-          if (lane_row == 0) {
-            warp_row_max[warp * kRows + 8 * nt + 2 * quad + r] = row_max[nt][r];
-            warp_row_sum[warp * kRows + 8 * nt + 2 * quad + r] = row_sum[nt][r];
-          }
+          float m = tile_max[nt][r];
+          m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 4));
+          m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 8));
+          m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 16));
+          const float new_max = fmaxf(row_max[nt][r], m);
+          base[nt][r] = new_max == -INFINITY ? 0.f : new_max; /* a fully masked row stays at 0 */
+          rescale[nt][r] = exp2f(row_max[nt][r] - base[nt][r]);
+          row_max[nt][r] = new_max;
+          row_sum[nt][r] *= rescale[nt][r];
         }
 #pragma unroll
       for (int dt = 0; dt < HeadDim / 16; ++dt)
 #pragma unroll
-        for (int nt = 0; nt < NTiles; ++nt)
+        for (int nt = 0; nt < NTiles; ++nt) {
+          acc[dt][nt][0] *= rescale[nt][0];
+          acc[dt][nt][1] *= rescale[nt][1];
+          acc[dt][nt][2] *= rescale[nt][0];
+          acc[dt][nt][3] *= rescale[nt][1];
+        }
+
+      /* ---- O^T += V^T P: dims on M, tokens on K, rows on N ------------------------------- */
+#pragma unroll
+      for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
+        /* P as the B fragment: (token 2 quad + {0,1} (+8), row lane_row), via an 8x8 transpose. */
+        uint32_t pb[NTiles][2], pb_lo[NTiles][2];
+#pragma unroll
+        for (int nt = 0; nt < NTiles; ++nt) {
+          float prob[4];
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const int row = 8 * nt + 2 * quad + (e & 1);
-            const int dim = piece_byte<Cfg>(lane_row, dt / Cfg::kDimTilesPerPiece) / Cfg::kElemBytes +
-                            2 * (dt % Cfg::kDimTilesPerPiece) + (e >> 1);
-            combine[(warp * kRows + row) * HeadDim + dim] = acc[dt][nt][e];
+            prob[e] = exp2f(s[mt][nt][e] - base[nt][e & 1]);
+            row_sum[nt][e & 1] += prob[e];
+            if (per_token) prob[e] *= v_tok_scale[warp_token0 + 16 * mt + lane_row + 8 * (e >> 1)];
           }
-      __syncthreads();
-      {
-        constexpr int kThreadsPerRow = kThreads / kRows;
-        constexpr int kDimsPerThread = HeadDim / kThreadsPerRow;
-        const int row = tid / kThreadsPerRow;
-        const int dim0 = (tid % kThreadsPerRow) * kDimsPerThread;
-        const int global_row = pass_row + row;
-        if (global_row < p.rows) {
-          float m = -INFINITY;
-#pragma unroll
-          for (int w = 0; w < kWarps; ++w) m = fmaxf(m, warp_row_max[w * kRows + row]);
-          float weights[kWarps], total = 0.f;
-#pragma unroll
-          for (int w = 0; w < kWarps; ++w) {
-            const float wm = warp_row_max[w * kRows + row];
-            weights[w] = m == -INFINITY ? 0.f : exp2f(wm - m);
-            total += weights[w] * warp_row_sum[w * kRows + row];
+          const uint32_t top = pack2<kBf16Mma>(prob[0], prob[1]);
+          const uint32_t bottom = pack2<kBf16Mma>(prob[2], prob[3]);
+          pb[nt][0] = movmatrix_trans(top);
+          pb[nt][1] = movmatrix_trans(bottom);
+          if (p_split) {
+            const float2 top_hi = unpack2<kBf16Mma>(top), bottom_hi = unpack2<kBf16Mma>(bottom);
+            pb_lo[nt][0] = movmatrix_trans(pack2<kBf16Mma>(prob[0] - top_hi.x, prob[1] - top_hi.y));
+            pb_lo[nt][1] = movmatrix_trans(pack2<kBf16Mma>(prob[2] - bottom_hi.x, prob[3] - bottom_hi.y));
           }
-          const float inv = total > 0.f ? 1.f / total : 0.f;
-          const float lse = total > 0.f ? (m + log2f(total)) * 0.6931471805599453f : -INFINITY;
-          const int qi = global_row / p.group;
-          const int head = q_head_start + global_row % p.group;
-          const float out_scale = per_token ? inv : inv * v_scale;
-          if (partial_loc < 0) {
-            const int64_t o_base = (int64_t)(qo_start + qi) * p.o_stride_token + head * p.o_stride_head;
-            for (int d = 0; d < kDimsPerThread; ++d) {
-              const int dim = dim0 + d;
-              float v = 0.f;
+        }
+        /* V^T as the A fragment: lane_row owns dims [lane_row * D/8, +D/8); pairs of tokens
+         * (2 quad, 2 quad + 1) and (2 quad + 8, 2 quad + 9) are byte-permuted together. */
+        const int t0 = warp_token0 + 16 * mt + 2 * quad;
 #pragma unroll
-              for (int w = 0; w < kWarps; ++w) v += weights[w] * combine[(w * kRows + row) * HeadDim + dim];
-              store_output(p.o, o_base + dim, p.o_dtype, v * out_scale);
+        for (int q = 0; q < Cfg::kPiecesPerLane; ++q) {
+          /* Lane rows 2i and 2i+1 read chunks of opposite parity, which the even swizzle of
+           * tokens 2 quad keeps apart: no bank conflicts. */
+          const int byte = piece_byte<Cfg>(lane_row, q);
+          uint32_t rows[4][Cfg::kPieceBytes / 4];
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            const int token = t0 + (r & 1) + (r >> 1) * 8;
+            const uint8_t *src = v_tile + token * Cfg::kPitch + (((byte >> 4) ^ swizzle(token)) << 4) + (byte & 15);
+            if constexpr (Cfg::kPieceBytes == 16) {
+              const uint4 v = *reinterpret_cast<const uint4 *>(src);
+              rows[r][0] = v.x;
+              rows[r][1] = v.y;
+              rows[r][2] = v.z;
+              rows[r][3] = v.w;
+            } else {
+              const uint2 v = *reinterpret_cast<const uint2 *>(src);
+              rows[r][0] = v.x;
+              rows[r][1] = v.y;
             }
-            if (p.lse && dim0 == 0) p.lse[(int64_t)(qo_start + qi) * p.num_q_heads + head] = lse;
-          } else {
-            const int64_t prow = (int64_t)partial_loc + qi;
-            float *dst = p.partial_o + (prow * p.num_q_heads + head) * HeadDim;
-            for (int d = 0; d < kDimsPerThread; d += 4) {
-              float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-              for (int w = 0; w < kWarps; ++w) {
-                const float *src = combine + (w * kRows + row) * HeadDim + dim0 + d;
-                v.x += weights[w] * src[0];
-                v.y += weights[w] * src[1];
-                v.z += weights[w] * src[2];
-                v.w += weights[w] * src[3];
-              }
-              v.x *= out_scale;
-              v.y *= out_scale;
-              v.z *= out_scale;
-              v.w *= out_scale;
-              *reinterpret_cast<float4 *>(dst + dim0 + d) = v;
-            }
-            if (dim0 == 0) p.partial_lse[prow * p.num_q_heads + head] = lse;
           }
+#pragma unroll
+          for (int j = 0; j < Cfg::kDimTilesPerPiece; ++j) {
+            const int dt = q * Cfg::kDimTilesPerPiece + j;
+            uint32_t a[4];
+            if constexpr (Kind == KV_E4M3) {
+              /* dims 2j, 2j + 1 of the piece are bytes 2 (j % 2), +1 of word j / 2 */
+              const uint32_t sel = (j & 1) ? 0x7362u : 0x5140u;
+              const uint32_t top = prmt(rows[0][j >> 1], rows[1][j >> 1], sel);
+              const uint32_t bottom = prmt(rows[2][j >> 1], rows[3][j >> 1], sel);
+              a[0] = e4m3x2_to_f16x2(top);
+              a[1] = e4m3x2_to_f16x2(top >> 16);
+              a[2] = e4m3x2_to_f16x2(bottom);
+              a[3] = e4m3x2_to_f16x2(bottom >> 16);
+            } else {
+              a[0] = prmt(rows[0][j], rows[1][j], 0x5410u);
+              a[1] = prmt(rows[0][j], rows[1][j], 0x7632u);
+              a[2] = prmt(rows[2][j], rows[3][j], 0x5410u);
+              a[3] = prmt(rows[2][j], rows[3][j], 0x7632u);
+            }
+#pragma unroll
+            for (int nt = 0; nt < NTiles; ++nt) {
+              mma16816<kBf16Mma>(acc[dt][nt], a, pb[nt][0], pb[nt][1]);
+              if (p_split) mma16816<kBf16Mma>(acc[dt][nt], a, pb_lo[nt][0], pb_lo[nt][1]);
+            }
+          }
+        }
+      }
+    }
+    cp_async_wait<0>();
+    __syncthreads(); /* the pipeline is drained */
+
+    /* The next segment's first tiles load while this one is combined, written and merged. */
+    const Segment next = next_segment(cur);
+    if (next.valid) prologue(next);
+
+    /* ---- combine the four warps' states and write ----------------------------------------- */
+    /* The last stage is free until the next segment's first loop iteration. */
+    float *combine = reinterpret_cast<float *>(pipe + (Cfg::kStages - 1) * Cfg::kStageBytes);
+#pragma unroll
+    for (int nt = 0; nt < NTiles; ++nt)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        row_sum[nt][r] += __shfl_xor_sync(0xffffffffu, row_sum[nt][r], 4);
+        row_sum[nt][r] += __shfl_xor_sync(0xffffffffu, row_sum[nt][r], 8);
+        row_sum[nt][r] += __shfl_xor_sync(0xffffffffu, row_sum[nt][r], 16);
+        if (lane_row == 0) {
+          warp_row_max[warp * kRows + 8 * nt + 2 * quad + r] = row_max[nt][r];
+          warp_row_sum[warp * kRows + 8 * nt + 2 * quad + r] = row_sum[nt][r];
+        }
+      }
+#pragma unroll
+    for (int dt = 0; dt < HeadDim / 16; ++dt)
+#pragma unroll
+      for (int nt = 0; nt < NTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int row = 8 * nt + 2 * quad + (e & 1);
+          const int dim = piece_byte<Cfg>(lane_row, dt / Cfg::kDimTilesPerPiece) / Cfg::kElemBytes +
+                          2 * (dt % Cfg::kDimTilesPerPiece) + (e >> 1);
+          combine[(warp * kRows + row) * HeadDim + dim] = acc[dt][nt][e];
+        }
+    __syncthreads();
+    {
+      constexpr int kThreadsPerRow = kThreads / kRows;
+      constexpr int kDimsPerThread = HeadDim / kThreadsPerRow;
+      const int row = tid / kThreadsPerRow;
+      const int dim0 = (tid % kThreadsPerRow) * kDimsPerThread;
+      const int global_row = pass_row + row;
+      if (global_row < p.rows) {
+        float m = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) m = fmaxf(m, warp_row_max[w * kRows + row]);
+        float weights[kWarps], total = 0.f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) {
+          const float wm = warp_row_max[w * kRows + row];
+          weights[w] = m == -INFINITY ? 0.f : exp2f(wm - m);
+          total += weights[w] * warp_row_sum[w * kRows + row];
+        }
+        const float inv = total > 0.f ? 1.f / total : 0.f;
+        const float lse = total > 0.f ? (m + log2f(total)) * 0.6931471805599453f : -INFINITY;
+        const int qi = global_row / p.group;
+        const int head = q_head_start + global_row % p.group;
+        const float out_scale = per_token ? inv : inv * v_scale;
+        if (partial_loc < 0) {
+          const int64_t o_base = (int64_t)(qo_start + qi) * p.o_stride_token + head * p.o_stride_head;
+          for (int d = 0; d < kDimsPerThread; ++d) {
+            const int dim = dim0 + d;
+            float v = 0.f;
+#pragma unroll
+            for (int w = 0; w < kWarps; ++w) v += weights[w] * combine[(w * kRows + row) * HeadDim + dim];
+            store_output(p.o, o_base + dim, p.o_dtype, v * out_scale);
+          }
+          if (p.lse && dim0 == 0) p.lse[(int64_t)(qo_start + qi) * p.num_q_heads + head] = lse;
+        } else {
+          const int64_t prow = (int64_t)partial_loc + qi;
+          float *dst = p.partial_o + (prow * p.num_q_heads + head) * HeadDim;
+          for (int d = 0; d < kDimsPerThread; d += 4) {
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+            for (int w = 0; w < kWarps; ++w) {
+              const float *src = combine + (w * kRows + row) * HeadDim + dim0 + d;
+              v.x += weights[w] * src[0];
+              v.y += weights[w] * src[1];
+              v.z += weights[w] * src[2];
+              v.w += weights[w] * src[3];
+            }
+            v.x *= out_scale;
+            v.y *= out_scale;
+            v.z *= out_scale;
+            v.w *= out_scale;
+            *reinterpret_cast<float4 *>(dst + dim0 + d) = v;
+          }
+          if (dim0 == 0) p.partial_lse[prow * p.num_q_heads + head] = lse;
         }
       }
     }
 
     /* ---- fused merge: the last split of a group (for this KV head) to finish merges it ------ */
-    if (partial_loc >= 0 && p.fused_merge) {
+    if (partial_loc >= 0 && p.fused_merge && next.work != cur.work) {
       __threadfence(); /* this CTA's partials are visible device-wide before it checks in */
       __syncthreads();
       if (tid == 0) {
@@ -755,6 +802,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
       }
     }
+    cur = next;
   }
 }
 
