@@ -216,6 +216,8 @@ extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_
   /* PADEC_BENCH_FLUSH=memset flushes with a memset instead (L2 left dirty), for comparison. */
   const char *flush_mode = getenv("PADEC_BENCH_FLUSH");
   const bool memset_flush = flush_mode && strcmp(flush_mode, "memset") == 0;
+  /* PADEC_BENCH_FLUSH=none: no flush (warm L2, warm instruction caches), for comparison. */
+  const bool no_flush = flush_mode && strcmp(flush_mode, "none") == 0;
   /* PADEC_BENCH_MERGE=separate times the stand-alone merge kernel instead of the fused merge. */
   const char *merge_mode = getenv("PADEC_BENCH_MERGE");
   padec__cuda_set_separate_merge(merge_mode && strcmp(merge_mode, "separate") == 0);
@@ -289,7 +291,8 @@ extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_
   GPU_CHECK(cudaEventCreate(&stop));
 
   for (int i = 0; i < iterations + 5; ++i) {
-    if (memset_flush) {
+    if (no_flush) {
+    } else if (memset_flush) {
       GPU_CHECK(cudaMemsetAsync(d_flush.ptr, i & 0xff, d_flush.bytes, nullptr)); /* cold, dirty L2 */
     } else {
       read_flush<<<prop.multiProcessorCount * 4, 512>>>(static_cast<const uint4 *>(d_flush.ptr),
@@ -336,5 +339,211 @@ fail:
   if (start) cudaEventDestroy(start);
   if (stop) cudaEventDestroy(stop);
   free(host_plan);
+  return result;
+}
+
+namespace {
+
+__global__ void fill_float(float *data, size_t count, float value) {
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) data[i] = value;
+}
+
+}  // namespace
+
+extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
+                                           const padec_plan_options *options, int iterations,
+                                           double *plan_us, double *graph_step_us,
+                                           double *host_plan_plus_decode_us, char *err,
+                                           size_t err_size) {
+  ErrorSink sink{err, err_size};
+  const padec_params &p = workload->params;
+  const int32_t batch = workload->batch;
+  const int32_t q_len = p.q_len ? p.q_len : 1;
+  const int kv_bytes = dtype_bytes(p.kv_dtype);
+  const int64_t tokens = (int64_t)batch * q_len;
+  const bool fp8 = p.kv_dtype == PADEC_DTYPE_E4M3;
+  const bool token_scales = fp8 && p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN;
+  const bool device_scales = fp8 && p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE;
+  padec_plan_layout layout;
+  std::vector<int32_t> indptr(batch + 1, 0), indices;
+  std::vector<double> plan_times, graph_times, host_times;
+  std::vector<unsigned char> device_copy;
+  void *host_plan = nullptr;
+  DeviceBuffer d_q, d_k, d_v, d_indptr, d_indices, d_lens, d_o, d_lse, d_plan, d_ws, d_flush, d_ks, d_vs;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  cudaStream_t stream = nullptr;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  struct CUstream_st *s = nullptr;
+  padec_tensors t;
+  padec_status plan_status = PADEC_STATUS_OK, run_status = PADEC_STATUS_OK;
+  cudaError_t capture_error = cudaSuccess;
+  int result = -1;
+  int64_t num_pages = 0;
+  size_t pool_bytes = 0, scale_count = 0;
+  cudaDeviceProp prop;
+  if (iterations < 20) iterations = 20;
+
+  /* The block table of padec_gpu_bench: each sequence's pages, scattered over the pool. */
+  for (int32_t b = 0; b < batch; ++b) {
+    const int64_t pages = (workload->kv_lens[b] + p.page_size - 1) / p.page_size;
+    indptr[b + 1] = indptr[b] + (int32_t)pages;
+  }
+  num_pages = indptr[batch];
+  indices.resize(num_pages > 0 ? num_pages : 1);
+  for (int64_t i = 0; i < num_pages; ++i) indices[i] = (int32_t)i;
+  {
+    uint64_t state = 0x2545f4914f6cdd1dull;
+    for (int64_t i = num_pages - 1; i > 0; --i) {
+      state ^= state << 13;
+      state ^= state >> 7;
+      state ^= state << 17;
+      const int64_t j = (int64_t)(state % (uint64_t)(i + 1));
+      std::swap(indices[i], indices[j]);
+    }
+  }
+  pool_bytes = (size_t)(num_pages > 0 ? num_pages : 1) * p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
+  scale_count = token_scales ? (size_t)(num_pages > 0 ? num_pages : 1) * p.num_kv_heads * p.page_size : 1;
+
+  if (padec_plan_layout_init(&p, batch, options, &layout) != PADEC_STATUS_OK)
+    return report(sink, "plan layout: %s", padec_last_message());
+  GPU_CHECK(cudaMallocHost(&host_plan, layout.plan_bytes)); /* pinned: a truly async upload */
+  if (padec_plan_build(&p, &layout, workload->kv_lens, host_plan, layout.plan_bytes) != PADEC_STATUS_OK) {
+    report(sink, "plan build: %s", padec_last_message());
+    goto fail;
+  }
+
+  GPU_CHECK(cudaGetDeviceProperties(&prop, 0));
+  GPU_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  s = reinterpret_cast<struct CUstream_st *>(stream);
+  GPU_CHECK(d_q.alloc(tokens * p.num_q_heads * p.head_dim * 2));
+  GPU_CHECK(d_k.alloc(pool_bytes));
+  GPU_CHECK(d_v.alloc(pool_bytes));
+  GPU_CHECK(d_indptr.alloc(sizeof(int32_t) * (batch + 1)));
+  GPU_CHECK(d_indices.alloc(sizeof(int32_t) * indices.size()));
+  GPU_CHECK(d_lens.alloc(sizeof(int32_t) * batch));
+  GPU_CHECK(d_o.alloc(tokens * p.num_q_heads * p.head_dim * dtype_bytes(p.o_dtype)));
+  GPU_CHECK(d_lse.alloc(sizeof(float) * tokens * p.num_q_heads));
+  GPU_CHECK(d_plan.alloc(layout.plan_bytes));
+  GPU_CHECK(d_ws.alloc(layout.workspace_bytes));
+  GPU_CHECK(d_flush.alloc((size_t)256 << 20));
+  GPU_CHECK(cudaMemset(d_flush.ptr, 1, d_flush.bytes));
+  fill_random<<<1024, 256>>>(static_cast<uint8_t *>(d_q.ptr), d_q.bytes, 2, 1);
+  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(d_k.ptr), pool_bytes, kv_bytes, 2);
+  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(d_v.ptr), pool_bytes, kv_bytes, 3);
+  if (token_scales || device_scales) {
+    GPU_CHECK(d_ks.alloc(sizeof(float) * scale_count));
+    GPU_CHECK(d_vs.alloc(sizeof(float) * scale_count));
+    fill_float<<<256, 256>>>(static_cast<float *>(d_ks.ptr), scale_count, 1.0f / 256.0f);
+    fill_float<<<256, 256>>>(static_cast<float *>(d_vs.ptr), scale_count, 1.0f / 256.0f);
+  }
+  GPU_CHECK(cudaGetLastError());
+  GPU_CHECK(cudaMemcpy(d_indptr.ptr, indptr.data(), sizeof(int32_t) * (batch + 1), cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d_indices.ptr, indices.data(), sizeof(int32_t) * indices.size(), cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d_lens.ptr, workload->kv_lens, sizeof(int32_t) * batch, cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaDeviceSynchronize());
+  memset(&t, 0, sizeof t);
+  t.q = d_q.ptr;
+  t.k_pages = d_k.ptr;
+  t.v_pages = d_v.ptr;
+  t.num_pages = num_pages;
+  t.page_indptr = static_cast<const int32_t *>(d_indptr.ptr);
+  t.page_indices = static_cast<const int32_t *>(d_indices.ptr);
+  t.kv_lens = static_cast<const int32_t *>(d_lens.ptr);
+  t.k_scales = static_cast<const float *>(d_ks.ptr);
+  t.v_scales = static_cast<const float *>(d_vs.ptr);
+  t.o = d_o.ptr;
+  t.lse = static_cast<float *>(d_lse.ptr);
+  GPU_CHECK(cudaEventCreate(&start));
+  GPU_CHECK(cudaEventCreate(&stop));
+
+  /* The device plan must be the host plan, byte for byte, before anything is timed. */
+  GPU_CHECK(cudaMemset(d_plan.ptr, 0xab, layout.plan_bytes));
+  if (padec_cuda_plan_build(&p, &layout, static_cast<const int32_t *>(d_lens.ptr), d_plan.ptr,
+                            layout.plan_bytes, s) != PADEC_STATUS_OK) {
+    report(sink, "padec_cuda_plan_build: %s", padec_last_message());
+    goto fail;
+  }
+  device_copy.resize(layout.plan_bytes);
+  GPU_CHECK(cudaStreamSynchronize(stream));
+  GPU_CHECK(cudaMemcpy(device_copy.data(), d_plan.ptr, layout.plan_bytes, cudaMemcpyDeviceToHost));
+  if (memcmp(device_copy.data(), host_plan, layout.plan_bytes) != 0) {
+    report(sink, "the device plan differs from the host plan (workload %s)", workload->name);
+    goto fail;
+  }
+
+  /* The plan kernel alone. */
+  for (int i = 0; i < iterations + 5; ++i) {
+    GPU_CHECK(cudaEventRecord(start, stream));
+    if (padec_cuda_plan_build(&p, &layout, static_cast<const int32_t *>(d_lens.ptr), d_plan.ptr,
+                              layout.plan_bytes, s) != PADEC_STATUS_OK) {
+      report(sink, "padec_cuda_plan_build: %s", padec_last_message());
+      goto fail;
+    }
+    GPU_CHECK(cudaEventRecord(stop, stream));
+    GPU_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.f;
+    GPU_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (i >= 5) plan_times.push_back(ms * 1e3);
+  }
+
+  /* The step as one graph: device plan, merge-counter memset, decode. */
+  GPU_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  plan_status = padec_cuda_plan_build(&p, &layout, static_cast<const int32_t *>(d_lens.ptr),
+                                      d_plan.ptr, layout.plan_bytes, s);
+  if (plan_status == PADEC_STATUS_OK)
+    run_status = padec_cuda_run(&p, &layout, d_plan.ptr, &t, d_ws.ptr, layout.workspace_bytes, s);
+  capture_error = cudaStreamEndCapture(stream, &graph);
+  if (plan_status != PADEC_STATUS_OK || run_status != PADEC_STATUS_OK) {
+    report(sink, "capture: %s", padec_last_message());
+    goto fail;
+  }
+  GPU_CHECK(capture_error);
+  GPU_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  GPU_CHECK(cudaGraphUpload(exec, stream));
+
+  for (int i = 0; i < iterations + 5; ++i) {
+    read_flush<<<prop.multiProcessorCount * 4, 512, 0, stream>>>(
+        static_cast<const uint4 *>(d_flush.ptr), d_flush.bytes / sizeof(uint4), static_cast<unsigned *>(d_flush.ptr));
+    GPU_CHECK(cudaGetLastError());
+    GPU_CHECK(cudaStreamSynchronize(stream));
+    const double t0 = host_seconds();
+    GPU_CHECK(cudaGraphLaunch(exec, stream));
+    GPU_CHECK(cudaStreamSynchronize(stream));
+    if (i >= 5) graph_times.push_back((host_seconds() - t0) * 1e6);
+  }
+
+  /* The same step planned on the host. */
+  for (int i = 0; i < iterations + 5; ++i) {
+    read_flush<<<prop.multiProcessorCount * 4, 512, 0, stream>>>(
+        static_cast<const uint4 *>(d_flush.ptr), d_flush.bytes / sizeof(uint4), static_cast<unsigned *>(d_flush.ptr));
+    GPU_CHECK(cudaGetLastError());
+    GPU_CHECK(cudaStreamSynchronize(stream));
+    const double t0 = host_seconds();
+    if (padec_plan_build(&p, &layout, workload->kv_lens, host_plan, layout.plan_bytes) != PADEC_STATUS_OK ||
+        padec_cuda_upload_plan(&layout, host_plan, d_plan.ptr, s) != PADEC_STATUS_OK ||
+        padec_cuda_run(&p, &layout, d_plan.ptr, &t, d_ws.ptr, layout.workspace_bytes, s) != PADEC_STATUS_OK) {
+      report(sink, "host-planned step: %s", padec_last_message());
+      goto fail;
+    }
+    GPU_CHECK(cudaStreamSynchronize(stream));
+    if (i >= 5) host_times.push_back((host_seconds() - t0) * 1e6);
+  }
+
+  if (plan_us) *plan_us = median(plan_times);
+  if (graph_step_us) *graph_step_us = median(graph_times);
+  if (host_plan_plus_decode_us) *host_plan_plus_decode_us = median(host_times);
+  result = 0;
+fail:
+  if (exec) cudaGraphExecDestroy(exec);
+  if (graph) cudaGraphDestroy(graph);
+  if (start) cudaEventDestroy(start);
+  if (stop) cudaEventDestroy(stop);
+  if (stream) {
+    cudaStreamSynchronize(stream);
+    cudaStreamDestroy(stream);
+  }
+  if (host_plan) cudaFreeHost(host_plan);
   return result;
 }
