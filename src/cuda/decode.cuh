@@ -346,6 +346,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     const int64_t local = (int64_t)w1.x - p.partition_indptr[g.b];
     /* Positions fit in int32: kv_len is an int32 token count. */
     g.token_begin = (int)((first_partition + local) * T);
+    /* No row sees a token before the first window: don't load the partition's head. */
+    if (p.window_left > 0 && g.kv_len - p.q_len - p.window_left > g.token_begin)
+      g.token_begin = g.kv_len - p.q_len - p.window_left;
     const int64_t item_end = (first_partition + local + (w1.y - w1.x)) * (int64_t)T;
     g.token_end = item_end < g.kv_len ? (int)item_end : g.kv_len;
     g.num_tiles = g.token_end > g.token_begin
