@@ -347,8 +347,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     /* Positions fit in int32: kv_len is an int32 token count. */
     g.token_begin = (int)((first_partition + local) * T);
     /* No row sees a token before the first window: don't load the partition's head. */
-    if (p.window_left > 0 && g.kv_len - p.q_len - p.window_left > g.token_begin)
-      g.token_begin = g.kv_len - p.q_len - p.window_left;
+    if (p.window_left > 0 && (int64_t)g.kv_len - p.q_len - p.window_left > g.token_begin)
+      g.token_begin = (int)((int64_t)g.kv_len - p.q_len - p.window_left);
     const int64_t item_end = (first_partition + local + (w1.y - w1.x)) * (int64_t)T;
     g.token_end = item_end < g.kv_len ? (int)item_end : g.kv_len;
     g.num_tiles = g.token_end > g.token_begin
@@ -481,8 +481,9 @@ __global__ void __launch_bounds__(kThreads, 2)
         visible_hi[nt][e] = 0;
         if (row < p.rows) {
           const int last = kv_len - p.q_len + row / p.group;
-          int lo = p.window_left > 0 ? last - p.window_left : 0;
-          visible_lo[nt][e] = lo > token_begin ? lo : token_begin;
+          /* 64-bit: a window near INT32_MAX must not wrap around. */
+          const int64_t lo = p.window_left > 0 ? (int64_t)last - p.window_left : 0;
+          visible_lo[nt][e] = lo > token_begin ? (int)lo : token_begin;
           visible_hi[nt][e] = last + 1 < token_end ? last + 1 : token_end;
         }
       }
@@ -494,6 +495,10 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int dt = 0; dt < HeadDim / 16; ++dt)
 #pragma unroll
       for (int nt = 0; nt < NTiles; ++nt) acc[dt][nt][0] = acc[dt][nt][1] = acc[dt][nt][2] = acc[dt][nt][3] = 0.f;
+    /* Per-token V scales: P * v_scale is scaled by 2^v_exponent (from the largest scale of the
+     * warp's tokens in the tile) so that it stays in f16's normal range; the accumulators carry
+     * the same factor, changed exactly with the softmax rescale, and drop it at the end. */
+    int v_exponent = 0;
     float row_max[NTiles][2], row_sum[NTiles][2];
 #pragma unroll
     for (int nt = 0; nt < NTiles; ++nt) {
@@ -592,6 +597,24 @@ __global__ void __launch_bounds__(kThreads, 2)
           }
         }
       }
+      float v_multiplier = 1.f, v_exponent_step = 1.f;
+      if (per_token) {
+        float vmax = 0.f;
+#pragma unroll
+        for (int mt = 0; mt < Cfg::kMTiles; ++mt)
+          vmax = fmaxf(vmax, fmaxf(v_tok_scale[warp_token0 + 16 * mt + lane_row],
+                                   v_tok_scale[warp_token0 + 16 * mt + lane_row + 8]));
+#pragma unroll
+        for (int off = 16; off >= 4; off >>= 1) vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, off));
+        int exponent = v_exponent;
+        if (vmax > 0.f) {
+          frexpf(vmax, &exponent); /* vmax in [2^(exponent-1), 2^exponent) */
+          exponent = -exponent;
+        }
+        v_multiplier = ldexpf(1.f, exponent);
+        v_exponent_step = ldexpf(1.f, exponent - v_exponent); /* folded into the rescale */
+        v_exponent = exponent;
+      }
       float rescale[NTiles][2], base[NTiles][2];
 #pragma unroll
       for (int nt = 0; nt < NTiles; ++nt)
@@ -607,14 +630,20 @@ __global__ void __launch_bounds__(kThreads, 2)
           row_max[nt][r] = new_max;
           row_sum[nt][r] *= rescale[nt][r];
         }
+      float acc_rescale[NTiles][2];
+#pragma unroll
+      for (int nt = 0; nt < NTiles; ++nt) {
+        acc_rescale[nt][0] = rescale[nt][0] * v_exponent_step;
+        acc_rescale[nt][1] = rescale[nt][1] * v_exponent_step;
+      }
 #pragma unroll
       for (int dt = 0; dt < HeadDim / 16; ++dt)
 #pragma unroll
         for (int nt = 0; nt < NTiles; ++nt) {
-          acc[dt][nt][0] *= rescale[nt][0];
-          acc[dt][nt][1] *= rescale[nt][1];
-          acc[dt][nt][2] *= rescale[nt][0];
-          acc[dt][nt][3] *= rescale[nt][1];
+          acc[dt][nt][0] *= acc_rescale[nt][0];
+          acc[dt][nt][1] *= acc_rescale[nt][1];
+          acc[dt][nt][2] *= acc_rescale[nt][0];
+          acc[dt][nt][3] *= acc_rescale[nt][1];
         }
 
       /* ---- O^T += V^T P: dims on M, tokens on K, rows on N ------------------------------- */
@@ -629,7 +658,7 @@ __global__ void __launch_bounds__(kThreads, 2)
           for (int e = 0; e < 4; ++e) {
             prob[e] = exp2f(s[mt][nt][e] - base[nt][e & 1]);
             row_sum[nt][e & 1] += prob[e];
-            if (per_token) prob[e] *= v_tok_scale[warp_token0 + 16 * mt + lane_row + 8 * (e >> 1)];
+            if (per_token) prob[e] *= v_tok_scale[warp_token0 + 16 * mt + lane_row + 8 * (e >> 1)] * v_multiplier;
           }
           const uint32_t top = pack2<kBf16Mma>(prob[0], prob[1]);
           const uint32_t bottom = pack2<kBf16Mma>(prob[2], prob[3]);
@@ -704,6 +733,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     /* ---- combine the four warps' states and write ----------------------------------------- */
     /* The last stage is free until the next segment's first loop iteration. */
     float *combine = reinterpret_cast<float *>(pipe + (Cfg::kStages - 1) * Cfg::kStageBytes);
+    const float acc_unscale = ldexpf(1.f, -v_exponent);
 #pragma unroll
     for (int nt = 0; nt < NTiles; ++nt)
 #pragma unroll
@@ -725,7 +755,7 @@ __global__ void __launch_bounds__(kThreads, 2)
           const int row = 8 * nt + 2 * quad + (e & 1);
           const int dim = piece_byte<Cfg>(lane_row, dt / Cfg::kDimTilesPerPiece) / Cfg::kElemBytes +
                           2 * (dt % Cfg::kDimTilesPerPiece) + (e >> 1);
-          combine[(warp * kRows + row) * HeadDim + dim] = acc[dt][nt][e];
+          combine[(warp * kRows + row) * HeadDim + dim] = acc[dt][nt][e] * acc_unscale;
         }
     __syncthreads();
     {
