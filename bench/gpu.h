@@ -42,6 +42,24 @@ typedef struct padec_gpu_bench_result {
 int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
                     int iterations, padec_gpu_bench_result *result, char *err, size_t err_size);
 
+/* The device scheduler and the one-graph decode step, for one workload (medians over
+ * `iterations`, at least 20):
+ *   plan_us                  the padec_cuda_plan_build kernel alone (CUDA events around one
+ *                            launch: an upper bound, the gaps between events and kernel included);
+ *   graph_step_us            one replay of a CUDA graph holding the device plan and the decode
+ *                            (padec_cuda_plan_build + padec_cuda_run), host wall-clock from the
+ *                            launch until the stream is idle;
+ *   host_plan_plus_decode_us the same step planned on the host: padec_plan_build (the lengths
+ *                            already on the host), padec_cuda_upload_plan from pinned memory and
+ *                            padec_cuda_run, host wall-clock until the stream is idle.
+ * Both steps start from a cold, clean L2 (the read flush of padec_gpu_bench, outside the timed
+ * region; PADEC_BENCH_FLUSH=none leaves it warm). Before timing, the device plan is checked
+ * against the host plan (memcmp); a difference is an error. Any output pointer may be NULL.
+ * Returns 0, or -1 with a message in err. */
+int padec_gpu_bench_device_plan(const padec_workload *workload, const padec_plan_options *options,
+                                int iterations, double *plan_us, double *graph_step_us,
+                                double *host_plan_plus_decode_us, char *err, size_t err_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -38,3 +38,15 @@ int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *op
   }
   return fail(err, err_size);
 }
+
+int padec_gpu_bench_device_plan(const padec_workload *workload, const padec_plan_options *options,
+                                int iterations, double *plan_us, double *graph_step_us,
+                                double *host_plan_plus_decode_us, char *err, size_t err_size) {
+  (void)workload;
+  (void)options;
+  (void)iterations;
+  if (plan_us) *plan_us = 0.0;
+  if (graph_step_us) *graph_step_us = 0.0;
+  if (host_plan_plus_decode_us) *host_plan_plus_decode_us = 0.0;
+  return fail(err, err_size);
+}

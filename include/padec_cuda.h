@@ -52,6 +52,49 @@ padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout 
 padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void *host_plan,
                                     void *device_plan, struct CUstream_st *stream);
 
+/* Builds the plan on the GPU, on `stream`, from kv_lens in device memory: the same bytes as
+ * padec_plan_build would write for the same lengths (header, every array, zeroed tails), so the
+ * host never needs the lengths. device_kv_lens: device memory, int32 [layout->batch], tokens
+ * including the new query tokens. device_plan: device memory, 16-byte aligned, plan_bytes
+ * (layout->plan_bytes or more; only the first layout->plan_bytes are written).
+ *
+ * Checked on the host before the launch (on error nothing is launched): params (and that they
+ * match the layout: PLAN_MISMATCH), NULL and misaligned pointers, plan_bytes
+ * (WORKSPACE_TOO_SMALL), the policy (`even`, the only one; BAD_ARGUMENT otherwise). The lengths
+ * are device data and are not checked: a negative kv_len is read as 0 (an empty sequence), never
+ * a memory error. A batch whose partitions (per KV head) reach 2^31, where padec_plan_build
+ * returns SIZE_OVERFLOW, gets a plan of zero bytes (no magic, no work items), so the decode
+ * kernels run nothing and leave the outputs as they were.
+ *
+ * Never allocates, never synchronises, never reads device memory from the host; the launch
+ * shape (at most 16 CTAs of 1024 threads) depends on the layout alone, so the call can be
+ * captured in a CUDA graph and replayed with new kv_lens. It runs in a few microseconds up to a
+ * batch of 1024 sequences and stays correct for any batch (larger batches are scanned in chunks
+ * of 1024 by each CTA, and take proportionally longer). Errors: the params errors, NULL_POINTER,
+ * MISALIGNED_POINTER, PLAN_MISMATCH, WORKSPACE_TOO_SMALL, BAD_ARGUMENT, NOT_BUILT_WITH_CUDA,
+ * CUDA_ERROR (launch).
+ *
+ * The decode step as one CUDA graph. Allocate for the largest batch B you will run: a layout
+ * for B (padec_plan_layout_init), the plan and workspace buffers, and every tensor of
+ * padec_tensors at its largest size (q and o for B * q_len tokens, kv_lens [B], page_indptr
+ * [B + 1], page_indices and the page pools at their capacity, the two device scale floats for
+ * PADEC_FP8_SCALE_PER_TENSOR_DEVICE). Capture, on one stream:
+ *     padec_cuda_plan_build(params, &layout, kv_lens, plan, layout.plan_bytes, stream);
+ *     padec_cuda_run(params, &layout, plan, &tensors, workspace, layout.workspace_bytes, stream);
+ * (padec_cuda_run adds the memset of its merge counters and the decode and merge kernels), then
+ * instantiate once. Before each replay, write the step's inputs into the same buffers (on the
+ * stream, or before it): kv_lens, page_indptr and page_indices, q, the device scales. A replay
+ * plans from those lengths and decodes with them; nothing is re-captured. The graph holds
+ * pointers, not values: every buffer must stay allocated, at its address, while it is replayed.
+ * Padding: a step with fewer than B sequences sets kv_len = 0 for the padding sequences (and
+ * gives them page_indptr[b + 1] = page_indptr[b]); they get a direct work item that writes
+ * zeros to their output rows (LSE -inf) and reads no KV. Rows of o stay in place: sequence b
+ * writes rows [b * q_len, (b + 1) * q_len) whatever the other lengths. Params, worker count,
+ * partition size and dtypes are fixed by the capture. */
+padec_status padec_cuda_plan_build(const padec_params *params, const padec_plan_layout *layout,
+                                   const int32_t *device_kv_lens, void *device_plan,
+                                   size_t plan_bytes, struct CUstream_st *stream);
+
 #ifdef __cplusplus
 }
 #endif

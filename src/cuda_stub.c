@@ -38,3 +38,15 @@ padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void 
   (void)stream;
   return padec__fail(PADEC_STATUS_NOT_BUILT_WITH_CUDA, "padec_cuda_upload_plan: no CUDA in this build");
 }
+
+padec_status padec_cuda_plan_build(const padec_params *params, const padec_plan_layout *layout,
+                                   const int32_t *device_kv_lens, void *device_plan,
+                                   size_t plan_bytes, struct CUstream_st *stream) {
+  (void)params;
+  (void)layout;
+  (void)device_kv_lens;
+  (void)device_plan;
+  (void)plan_bytes;
+  (void)stream;
+  return padec__fail(PADEC_STATUS_NOT_BUILT_WITH_CUDA, "padec_cuda_plan_build: no CUDA in this build");
+}

@@ -24,7 +24,8 @@ enum {
   CLI_FLAG_ITERATIONS = 1u << 1,
   CLI_FLAG_CSV = 1u << 2,
   CLI_FLAG_DUMP = 1u << 3,
-  CLI_FLAG_SEED = 1u << 4
+  CLI_FLAG_SEED = 1u << 4,
+  CLI_FLAG_DEVICE_PLAN = 1u << 5
 };
 
 typedef struct cli_options {
@@ -39,6 +40,7 @@ typedef struct cli_options {
   double scale;   /* 0: the command's default; else in (0, 1] */
   int iterations; /* 0: the command's default */
   int csv;
+  int device_plan; /* bench: time the device scheduler and the one-graph step instead */
   int dump;
   uint64_t seed;
   const char *only; /* substring filter on workload names, or NULL */

@@ -126,7 +126,8 @@ static int bench_cpu(const cli_options *opt, const padec_workload *w, uint64_t s
 int cli_cmd_bench(int argc, char **argv) {
   cli_options opt;
   int rc = cli_parse_options("bench",
-                             CLI_FLAG_BACKEND | CLI_FLAG_ITERATIONS | CLI_FLAG_CSV | CLI_FLAG_SEED,
+                             CLI_FLAG_BACKEND | CLI_FLAG_ITERATIONS | CLI_FLAG_CSV | CLI_FLAG_SEED |
+                                 CLI_FLAG_DEVICE_PLAN,
                              argc, argv, &opt);
   if (rc != CLI_EXIT_OK || opt.help) {
     if (rc == CLI_EXIT_OK) cli_print_help("bench", stdout);
@@ -185,6 +186,22 @@ int cli_cmd_bench(int argc, char **argv) {
     padec_gpu_bench_result result;
     memset(&result, 0, sizeof result);
     int ok;
+    if (use_gpu && opt.device_plan) {
+      padec_plan_options options = cli_plan_options(&opt, &w.params, 1);
+      double plan_us = 0, graph_us = 0, host_us = 0;
+      ok = padec_gpu_bench_device_plan(&w, &options, iterations, &plan_us, &graph_us, &host_us,
+                                       err, sizeof err) == 0;
+      if (ok) {
+        printf("%-24s batch %6d  device plan %8.2f us  graph step %9.2f us  host plan + upload + "
+               "decode %9.2f us\n",
+               w.name, w.batch, plan_us, graph_us, host_us);
+      } else {
+        fprintf(stderr, "padec bench: %s: %s\n", w.name, err);
+        ++failures;
+      }
+      padec_workload_free(&w);
+      continue;
+    }
     if (use_gpu) {
       padec_plan_options options = cli_plan_options(&opt, &w.params, 1);
       row.workers = options.num_workers;

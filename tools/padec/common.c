@@ -92,6 +92,11 @@ int cli_parse_options(const char *command, unsigned flags, int argc, char **argv
       opt->csv = 1;
       continue;
     }
+    if (strcmp(name, "--device-plan") == 0 && (flags & CLI_FLAG_DEVICE_PLAN)) {
+      if (value) return cli_usage_error(command, "option '%s' takes no value", name);
+      opt->device_plan = 1;
+      continue;
+    }
     if (strcmp(name, "--dump") == 0 && (flags & CLI_FLAG_DUMP)) {
       if (value) return cli_usage_error(command, "option '%s' takes no value", name);
       opt->dump = 1;

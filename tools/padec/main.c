@@ -100,6 +100,8 @@ static const char bench_help[] =
     "  --backend B          cpu, cuda or auto (default auto: cuda when a GPU is present)\n"
     "  --iterations N       timed runs (default 5 on the cpu, 100 on cuda, at least 50 there)\n"
     "  --csv                comma-separated output with a header line\n"
+    "  --device-plan        cuda: time the device scheduler, one graph replay of the whole step\n"
+    "                       (device plan + decode), and host plan + upload + decode\n"
     "  --scale-lengths F    multiply every kv_len and window by F in (0, 1]\n"
     "  --seed S             random seed (default 1)\n";
 
