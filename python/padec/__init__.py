@@ -1,0 +1,46 @@
+"""padec: paged-attention decode, the Python binding of libpadec.so (ctypes, no compiler needed).
+
+    import numpy as np
+    import padec
+
+    params = padec.Params(num_q_heads=32, num_kv_heads=8, head_dim=128, page_size=16)
+    plan = padec.build_plan(params, kv_lens, num_workers=64)
+    o = padec.run_cpu(params, plan, q, k_pages, v_pages, page_indptr, page_indices, kv_lens)
+
+run_cpu takes numpy arrays (bf16 as uint16 bits) or CPU torch tensors; run_cuda takes torch CUDA
+tensors and runs on torch's current stream. torch is imported only by the CUDA path. The library
+is found through $PADEC_LIBRARY, then padec/_lib/libpadec.so, then build/libpadec.so of the
+source tree; every failure raises padec.Error with the status name and the library's message.
+"""
+
+from ._cuda import DeviceInfo, built_with_cuda, device_info, recommended_workers
+from ._errors import Error, Status
+from ._library import library_path, library_version
+from ._params import DType, Fp8ScaleMode, Layout, Params, Policy
+from ._plan import Plan, PlanHeader, PlanLayout, build_plan, plan_layout
+from ._run import run_cpu, run_cuda
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DType",
+    "DeviceInfo",
+    "Error",
+    "Fp8ScaleMode",
+    "Layout",
+    "Params",
+    "Plan",
+    "PlanHeader",
+    "PlanLayout",
+    "Policy",
+    "Status",
+    "build_plan",
+    "built_with_cuda",
+    "device_info",
+    "library_path",
+    "library_version",
+    "plan_layout",
+    "recommended_workers",
+    "run_cpu",
+    "run_cuda",
+]

@@ -1,0 +1,110 @@
+"""The CUDA side that needs no tensors (device queries), and the plan upload. torch is imported on
+first use only."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import threading
+
+from ._errors import Error, Status
+from ._library import CDeviceInfo, check, lib
+from ._params import Params
+from ._tensors import describe
+
+
+def import_torch():
+    """torch, which the CUDA path needs and the CPU path does not."""
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError("padec: the CUDA path works on torch tensors; install PyTorch") from error
+    return torch
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceInfo:
+    """padec_cuda_device_info."""
+
+    device: int
+    sm_count: int
+    cc_major: int
+    cc_minor: int
+    l2_bytes: int
+    global_memory_bytes: int
+    name: str
+
+
+def built_with_cuda() -> bool:
+    """Whether the loaded library has the CUDA kernels (says nothing of a device being present)."""
+    status = lib().padec_cuda_device_query(0, ctypes.byref(CDeviceInfo()))
+    return status != Status.NOT_BUILT_WITH_CUDA
+
+
+def device_info(device: int = 0) -> DeviceInfo:
+    """What padec sees of a CUDA device (padec_cuda_device_query). Raises Error (NO_DEVICE,
+    NOT_BUILT_WITH_CUDA, ...)."""
+    info = CDeviceInfo()
+    check(lib().padec_cuda_device_query(int(device), ctypes.byref(info)))
+    return DeviceInfo(info.device, info.sm_count, info.cc_major, info.cc_minor, info.l2_bytes,
+                      info.global_memory_bytes, info.name.decode(errors="replace"))
+
+
+def recommended_workers(params: Params, device: int = 0) -> int:
+    """The worker count (persistent CTAs) padec recommends for params on a CUDA device
+    (padec_cuda_recommended_workers): the num_workers to plan with for run_cuda."""
+    workers = ctypes.c_int32()
+    check(lib().padec_cuda_recommended_workers(ctypes.byref(params.to_c()), int(device),
+                                               ctypes.byref(workers)))
+    return workers.value
+
+
+def device_index(device) -> int:
+    """The index of a CUDA device given as a torch device, "cuda:N", N, or None (current)."""
+    torch = import_torch()
+    resolved = torch.device("cuda") if device is None else torch.device(device)
+    if resolved.type != "cuda":
+        raise Error(Status.BAD_ARGUMENT, f"device {resolved}: need a CUDA device")
+    return torch.cuda.current_device() if resolved.index is None else resolved.index
+
+
+def empty_bytes(nbytes: int, device: int):
+    torch = import_torch()
+    return torch.empty(nbytes, dtype=torch.uint8, device=torch.device("cuda", device))
+
+
+# Pinned sources of uploads that may not have run yet, each with the event that marks its end. The
+# copy is not torch's own, so torch's pinned-memory cache cannot know to wait for it: the source is
+# held here until its event has completed.
+_uploads_lock = threading.Lock()
+_uploads_in_flight: list = []
+
+
+def upload_plan(plan, out) -> None:
+    """Copies plan.data into the uint8 CUDA tensor `out` on torch's current stream, asynchronously
+    (padec_cuda_upload_plan from a pinned copy)."""
+    torch = import_torch()
+    target = describe("out", out)
+    target.expect_element("uint8")
+    target.expect_contiguous()
+    target.expect_aligned(16)
+    if not target.device.startswith("cuda"):
+        raise target.fail(Status.BAD_ARGUMENT, f"is on {target.device}, need a CUDA device")
+    if target.numel < plan.layout.plan_bytes:
+        raise target.fail(Status.WORKSPACE_TOO_SMALL,
+                          f"{target.numel} bytes, the plan needs {plan.layout.plan_bytes}")
+    with torch.cuda.device(out.device):
+        if torch.cuda.is_current_stream_capturing():
+            raise Error(Status.BAD_ARGUMENT,
+                        "a plan cannot be uploaded during CUDA graph capture: call "
+                        "plan.to_device() before capturing")
+        stream = torch.cuda.current_stream()
+        source = torch.empty(plan.layout.plan_bytes, dtype=torch.uint8, pin_memory=True)
+        source.numpy()[:] = plan.data
+        check(lib().padec_cuda_upload_plan(ctypes.byref(plan._c_layout), source.data_ptr(),
+                                           out.data_ptr(), stream.cuda_stream))
+        done = torch.cuda.Event()
+        done.record(stream)
+    with _uploads_lock:
+        _uploads_in_flight[:] = [(s, e) for s, e in _uploads_in_flight if not e.query()]
+        _uploads_in_flight.append((source, done))

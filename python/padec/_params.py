@@ -1,0 +1,120 @@
+"""The enums and parameters of padec.h: padec_dtype, padec_layout, padec_fp8_scale_mode,
+padec_policy and padec_params."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import enum
+
+from ._errors import Error, Status
+from ._library import CParams, check, lib
+
+
+class DType(enum.IntEnum):
+    """padec_dtype. bf16 has no numpy dtype: numpy arrays of bf16 hold its bits as uint16."""
+
+    BF16 = 0
+    FP16 = 1
+    FP32 = 2  # output only
+    E4M3 = 3  # KV cache only: fp8 e4m3 (OCP "fn"), numpy uint8 or torch float8_e4m3fn / uint8
+
+
+class Layout(enum.IntEnum):
+    """padec_layout of the K and V page pools."""
+
+    NHD = 0  # [num_pages, page_size, num_kv_heads, head_dim]
+    HND = 1  # [num_pages, num_kv_heads, page_size, head_dim]
+
+
+class Fp8ScaleMode(enum.IntEnum):
+    """padec_fp8_scale_mode: how an e4m3 cache is dequantised."""
+
+    NONE = 0               # the fp8 values as they are
+    PER_TENSOR = 1         # Params.k_scale and Params.v_scale
+    PER_TENSOR_DEVICE = 2  # one float32 each in k_scales / v_scales, read at run time
+    PER_TOKEN = 3          # float32 [num_pages, num_kv_heads, page_size] each
+
+
+class Policy(enum.IntEnum):
+    """padec_policy of the scheduler."""
+
+    EVEN = 0  # equal partitions per worker (the seed's algorithm)
+
+
+_DTYPE_ALIASES = {
+    "bf16": DType.BF16, "bfloat16": DType.BF16,
+    "fp16": DType.FP16, "float16": DType.FP16, "half": DType.FP16,
+    "fp32": DType.FP32, "float32": DType.FP32, "float": DType.FP32,
+    "e4m3": DType.E4M3, "fp8": DType.E4M3, "float8_e4m3fn": DType.E4M3,
+}
+
+
+def coerce_enum(cls: type[enum.IntEnum], value, field: str, status: Status) -> enum.IntEnum:
+    """An enum member from a member, its value or its name (any case); dtypes also from numpy
+    and torch dtypes and common spellings ("bfloat16", "fp8")."""
+    if isinstance(value, cls):
+        return value
+    try:
+        if isinstance(value, int):
+            return cls(value)
+        key = str(getattr(value, "__name__", value)).removeprefix("torch.")
+        if cls is DType and key.lower() in _DTYPE_ALIASES:
+            return _DTYPE_ALIASES[key.lower()]
+        return cls[key.upper()]
+    except (KeyError, ValueError):
+        choices = ", ".join(member.name for member in cls)
+        raise Error(status, f"{field} = {value!r} is not a {cls.__name__} ({choices})") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """padec_params: one attention layer. Enum fields accept members, values or names.
+
+    q_len is the number of new query tokens per sequence (1..4); window_left 0 means no window,
+    W > 0 lets query i of a sequence of length L see positions [L - q_len + i - W, L - q_len + i];
+    softmax_scale 0 means 1 / sqrt(head_dim). k_scale and v_scale are used with
+    Fp8ScaleMode.PER_TENSOR only.
+    """
+
+    num_q_heads: int
+    num_kv_heads: int
+    head_dim: int
+    page_size: int
+    kv_layout: Layout = Layout.NHD
+    q_dtype: DType = DType.BF16
+    kv_dtype: DType = DType.BF16
+    o_dtype: DType = DType.BF16
+    q_len: int = 1
+    window_left: int = 0
+    softmax_scale: float = 0.0
+    fp8_scale_mode: Fp8ScaleMode = Fp8ScaleMode.NONE
+    k_scale: float = 1.0
+    v_scale: float = 1.0
+
+    def __post_init__(self):
+        fields = [("kv_layout", Layout, Status.BAD_ARGUMENT),
+                  ("q_dtype", DType, Status.UNSUPPORTED_DTYPE),
+                  ("kv_dtype", DType, Status.UNSUPPORTED_DTYPE),
+                  ("o_dtype", DType, Status.UNSUPPORTED_DTYPE),
+                  ("fp8_scale_mode", Fp8ScaleMode, Status.BAD_SCALES)]
+        for name, cls, status in fields:
+            object.__setattr__(self, name, coerce_enum(cls, getattr(self, name), name, status))
+
+    @property
+    def group(self) -> int:
+        """Query heads per KV head."""
+        return self.num_q_heads // self.num_kv_heads
+
+    def to_c(self) -> CParams:
+        return CParams(
+            num_q_heads=int(self.num_q_heads), num_kv_heads=int(self.num_kv_heads),
+            head_dim=int(self.head_dim), page_size=int(self.page_size),
+            kv_layout=self.kv_layout, q_dtype=self.q_dtype, kv_dtype=self.kv_dtype,
+            o_dtype=self.o_dtype, q_len=int(self.q_len), window_left=int(self.window_left),
+            softmax_scale=float(self.softmax_scale), fp8_scale_mode=self.fp8_scale_mode,
+            k_scale=float(self.k_scale), v_scale=float(self.v_scale))
+
+    def validate(self) -> None:
+        """Checks the parameters on their own (padec_params_validate); raises Error."""
+        check(lib().padec_params_validate(ctypes.byref(self.to_c())))

@@ -1,0 +1,227 @@
+"""Plan sizing and building on the host (padec_plan_layout_init, padec_plan_build), and the
+upload of a plan to a CUDA device (padec_cuda_upload_plan)."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+
+import numpy as np
+
+from . import _cuda
+from ._errors import Error, Status
+from ._library import CPlanHeader, CPlanLayout, CPlanOptions, check, lib
+from ._params import Params, Policy, coerce_enum
+from ._tensors import aligned_empty, describe, is_torch_tensor
+
+_INT32_MAX = 2**31 - 1
+
+
+def _int32(value, name: str) -> int:
+    number = int(value)
+    if not -_INT32_MAX - 1 <= number <= _INT32_MAX:
+        raise Error(Status.BAD_ARGUMENT, f"{name} = {number} does not fit int32")
+    return number
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanLayout:
+    """padec_plan_layout: sizes and byte offsets of a plan buffer and of its workspace, a
+    function of (params, batch, options) alone."""
+
+    batch: int
+    num_workers: int
+    num_kv_heads: int
+    num_q_heads: int
+    head_dim: int
+    q_len: int
+    partition_tokens: int
+    policy: int
+    params_key: int
+    max_works: int
+    max_partial_slots: int
+    max_partial_rows: int
+    work_indptr_offset: int
+    work_info_offset: int
+    reduce_indptr_offset: int
+    reduce_final_map_offset: int
+    reduce_partial_map_offset: int
+    partition_indptr_offset: int
+    plan_bytes: int
+    partial_o_offset: int
+    partial_lse_offset: int
+    merge_counters_offset: int
+    workspace_bytes: int
+
+    @classmethod
+    def from_c(cls, layout: CPlanLayout) -> PlanLayout:
+        return cls(**{field.name: getattr(layout, field.name) for field in dataclasses.fields(cls)})
+
+    def to_c(self) -> CPlanLayout:
+        return CPlanLayout(**dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanHeader:
+    """padec_plan_header: the first 64 bytes of a plan, with the counts in use."""
+
+    magic: int
+    version: int
+    params_key: int
+    batch: int
+    num_workers: int
+    num_kv_heads: int
+    q_len: int
+    partition_tokens: int
+    policy: int
+    num_works: int
+    num_partial_slots: int
+    num_groups: int
+    num_partitions: int
+
+
+def plan_layout(params: Params, batch: int, *, num_workers: int, partition_tokens: int = 0,
+                policy: Policy = Policy.EVEN) -> PlanLayout:
+    """Sizes and offsets of the plan and workspace for `batch` sequences (padec_plan_layout_init).
+
+    num_workers: bins of the schedule, one CTA each on the GPU (see recommended_workers);
+    partition_tokens: a power of two 16..16384, 0 means 256. Raises Error.
+    """
+    options = CPlanOptions(num_workers=_int32(num_workers, "num_workers"),
+                           partition_tokens=_int32(partition_tokens, "partition_tokens"),
+                           policy=coerce_enum(Policy, policy, "policy", Status.BAD_ARGUMENT))
+    layout = CPlanLayout()
+    check(lib().padec_plan_layout_init(ctypes.byref(params.to_c()), _int32(batch, "batch"),
+                                       ctypes.byref(options), ctypes.byref(layout)))
+    return PlanLayout.from_c(layout)
+
+
+def _host_kv_lens(kv_lens) -> np.ndarray:
+    """kv_lens for planning as a contiguous int32 numpy array: a sequence of ints, a numpy array
+    or a CPU torch tensor. A CUDA tensor is refused: reading it would synchronise."""
+    if isinstance(kv_lens, np.ndarray) or is_torch_tensor(kv_lens):
+        describe("kv_lens", kv_lens).expect_device("cpu")
+    values = np.asarray(kv_lens)
+    if values.ndim != 1 or (values.size and values.dtype.kind not in "iu"):
+        raise Error(Status.BAD_ARGUMENT,
+                    f"kv_lens: need a 1-D sequence of integers, got shape {list(values.shape)} "
+                    f"of {values.dtype}")
+    if values.size and (values.min() < -_INT32_MAX - 1 or values.max() > _INT32_MAX):
+        raise Error(Status.BAD_ARGUMENT, "kv_lens: values do not fit int32")
+    return np.ascontiguousarray(values, dtype=np.int32)
+
+
+def build_plan(params: Params, kv_lens, *, num_workers: int, partition_tokens: int = 0,
+               policy: Policy = Policy.EVEN) -> Plan:
+    """Schedules a batch on the host (padec_plan_build) for kv_lens, the tokens of each sequence
+    with its new query tokens included. The plan is valid for runs with the same head counts,
+    head_dim, q_len and window, and kv_lens giving the same partitions; dtypes, KV layout, page
+    size and scales may change per run. Raises Error."""
+    lens = _host_kv_lens(kv_lens)
+    layout = plan_layout(params, len(lens), num_workers=num_workers,
+                         partition_tokens=partition_tokens, policy=policy)
+    layout_c = layout.to_c()
+    data = aligned_empty(layout.plan_bytes, 16)
+    check(lib().padec_plan_build(ctypes.byref(params.to_c()), ctypes.byref(layout_c),
+                                 lens.ctypes.data, data.ctypes.data, data.nbytes))
+    data.flags.writeable = False
+    lens.flags.writeable = False
+    return Plan(params, layout, data, lens)
+
+
+class Plan:
+    """A schedule for one batch, built by build_plan: plain data (offsets, no pointers).
+
+    params: the Params it was built with; layout: its PlanLayout; data: the plan bytes, a
+    read-only numpy uint8 array of layout.plan_bytes, 16-byte aligned; kv_lens: the int32 lengths
+    it was built for. The int32 metadata arrays are read-only numpy views (work_info, ...).
+    """
+
+    def __init__(self, params: Params, layout: PlanLayout, data: np.ndarray, kv_lens: np.ndarray):
+        self.params = params
+        self.layout = layout
+        self.data = data
+        self.kv_lens = kv_lens
+        self._c_layout = layout.to_c()
+        self._device_plans: dict[int, object] = {}
+
+    def __repr__(self) -> str:
+        header = self.header
+        return (f"Plan(batch={self.batch}, num_workers={self.num_workers}, "
+                f"num_works={header.num_works}, num_partial_slots={header.num_partial_slots}, "
+                f"num_groups={header.num_groups}, plan_bytes={self.layout.plan_bytes}, "
+                f"workspace_bytes={self.workspace_bytes})")
+
+    @property
+    def batch(self) -> int:
+        return self.layout.batch
+
+    @property
+    def num_workers(self) -> int:
+        return self.layout.num_workers
+
+    @property
+    def workspace_bytes(self) -> int:
+        return self.layout.workspace_bytes
+
+    @property
+    def header(self) -> PlanHeader:
+        c_header = CPlanHeader.from_buffer_copy(self.data)
+        return PlanHeader(**{field.name: getattr(c_header, field.name)
+                             for field in dataclasses.fields(PlanHeader)})
+
+    def _int32_view(self, offset: int, count: int) -> np.ndarray:
+        return self.data[offset:offset + 4 * count].view(np.int32)
+
+    @property
+    def work_indptr(self) -> np.ndarray:
+        """int32 [num_workers + 1]: worker c owns work items work_indptr[c]:work_indptr[c + 1]."""
+        return self._int32_view(self.layout.work_indptr_offset, self.num_workers + 1)
+
+    @property
+    def work_info(self) -> np.ndarray:
+        """int32 [max_works, 8]: batch, partial_qo_loc (-1: direct), qo_start, qo_end, kv_start,
+        kv_end (partitions), kv_offset, q_head_range (end << 16 | start)."""
+        rows = self._int32_view(self.layout.work_info_offset, 8 * self.layout.max_works)
+        return rows.reshape(-1, 8)
+
+    @property
+    def reduce_indptr(self) -> np.ndarray:
+        """int32 [batch + 1]: CSR over the reduce groups."""
+        return self._int32_view(self.layout.reduce_indptr_offset, self.batch + 1)
+
+    @property
+    def reduce_final_map(self) -> np.ndarray:
+        """int32 [batch, 2]: output rows [start, end) of each reduce group."""
+        return self._int32_view(self.layout.reduce_final_map_offset, 2 * self.batch).reshape(-1, 2)
+
+    @property
+    def reduce_partial_map(self) -> np.ndarray:
+        """int32 [max_partial_slots]: first partial row of each split."""
+        return self._int32_view(self.layout.reduce_partial_map_offset,
+                                self.layout.max_partial_slots)
+
+    @property
+    def partition_indptr(self) -> np.ndarray:
+        """int32 [batch + 1]: cumulative scheduled partitions of one KV head."""
+        return self._int32_view(self.layout.partition_indptr_offset, self.batch + 1)
+
+    def to_device(self, device=None, *, out=None):
+        """The plan in CUDA memory, as a torch uint8 tensor. Uploaded on first use on each device
+        (padec_cuda_upload_plan, asynchronous from a pinned copy) on torch's current stream, and
+        kept with the plan: use it on that stream, or synchronise first. device: a torch device,
+        "cuda:N" or N; None is the current device.
+
+        out: a uint8 CUDA tensor of at least plan_bytes to upload into (always uploads). This is
+        how a captured CUDA graph gets a new schedule: build a plan for the new kv_lens with the
+        same params, batch and options, upload it into the buffer the graph was captured with,
+        replay. Uploads are refused during graph capture: call to_device before capturing.
+        """
+        if out is None:
+            index = _cuda.device_index(device)
+            if index in self._device_plans:
+                return self._device_plans[index]
+            out = _cuda.empty_bytes(self.layout.plan_bytes, index)
+        _cuda.upload_plan(self, out)
+        self._device_plans[out.device.index] = out
+        return out

@@ -1,0 +1,160 @@
+"""numpy arrays and torch tensors seen the same way, and the checks made on them before any call
+into C. torch is never imported here: a value can only be a torch tensor if the caller already
+imported torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+
+from ._errors import Error, Status
+from ._params import DType
+
+# Element type names accepted for each padec dtype (numpy's or torch's spelling). bf16 has no numpy
+# dtype: its bits are held as uint16 (or as ml_dtypes' bfloat16); fp8 likewise as uint8.
+ACCEPTED_DTYPES = {
+    DType.BF16: ("bfloat16", "uint16"),
+    DType.FP16: ("float16",),
+    DType.FP32: ("float32",),
+    DType.E4M3: ("float8_e4m3fn", "uint8"),
+}
+NUMPY_DTYPES = {DType.BF16: np.uint16, DType.FP16: np.float16, DType.FP32: np.float32}
+
+
+def torch_dtype(torch, dtype: DType):
+    return {DType.BF16: torch.bfloat16, DType.FP16: torch.float16, DType.FP32: torch.float32}[dtype]
+
+
+def aligned_empty(nbytes: int, alignment: int) -> np.ndarray:
+    """A numpy uint8 buffer of nbytes whose start is aligned to `alignment` bytes."""
+    raw = np.empty(nbytes + alignment, dtype=np.uint8)
+    skip = -raw.__array_interface__["data"][0] % alignment
+    return raw[skip:skip + nbytes]
+
+
+def is_torch_tensor(value) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tensor:
+    """What the checks need to know of one argument. Strides are in elements."""
+
+    name: str
+    value: object
+    dtype: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    itemsize: int
+    address: int
+    device: str  # "cpu" or "cuda:N"
+    writeable: bool
+
+    @property
+    def is_torch(self) -> bool:
+        return is_torch_tensor(self.value)
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def fail(self, status: Status, problem: str) -> Error:
+        return Error(status, f"{self.name}: {problem}")
+
+    def expect_dtype(self, dtype: DType, role: str) -> None:
+        accepted = ACCEPTED_DTYPES[dtype]
+        if self.dtype not in accepted:
+            raise self.fail(Status.UNSUPPORTED_DTYPE,
+                            f"dtype {self.dtype}, but {role} is {dtype.name}, which needs "
+                            + " or ".join(accepted))
+
+    def expect_element(self, dtype: str) -> None:
+        if self.dtype != dtype:
+            raise self.fail(Status.UNSUPPORTED_DTYPE, f"dtype {self.dtype}, need {dtype}")
+
+    def expect_shape(self, shape: tuple[int, ...], meaning: str,
+                     status: Status = Status.BAD_ARGUMENT) -> None:
+        if self.shape != tuple(shape):
+            raise self.fail(status,
+                            f"shape {list(self.shape)}, need {list(shape)} {meaning}")
+
+    def expect_contiguous(self) -> None:
+        if self.numel == 0:
+            return
+        expected, step = [], 1
+        for size in reversed(self.shape):
+            expected.append(step)
+            step *= size
+        if any(size > 1 and stride != want
+               for size, stride, want in zip(self.shape, self.strides, reversed(expected))):
+            raise self.fail(Status.BAD_ARGUMENT,
+                            f"strides {list(self.strides)} (elements) for shape "
+                            f"{list(self.shape)}: it must be contiguous")
+
+    def expect_rows(self, writeable: bool) -> None:
+        """[tokens, heads, head_dim] with any non-negative token and head strides: contiguous
+        rows, no broadcast (a zero stride means "packed" to the C API), and for an output no two
+        elements at the same address."""
+        if self.numel == 0:
+            return
+        sizes_strides = [(size, stride)
+                         for size, stride in zip(self.shape, self.strides) if size > 1]
+        if self.shape[-1] > 1 and self.strides[-1] != 1:
+            raise self.fail(Status.BAD_ARGUMENT,
+                            f"stride {self.strides[-1]} along head_dim: each head's row must be "
+                            "contiguous")
+        if any(stride <= 0 for _, stride in sizes_strides):
+            raise self.fail(Status.BAD_ARGUMENT,
+                            f"strides {list(self.strides)}: need positive strides (no broadcast, "
+                            "no reversed axes)")
+        if writeable:
+            extent = 1
+            for size, stride in sorted(sizes_strides, key=lambda item: item[1]):
+                if stride < extent:
+                    raise self.fail(Status.BAD_ARGUMENT,
+                                    f"strides {list(self.strides)} for shape {list(self.shape)} "
+                                    "make elements overlap")
+                extent = stride * (size - 1) + extent
+
+    def expect_aligned(self, alignment: int) -> None:
+        if self.address % alignment:
+            raise self.fail(Status.MISALIGNED_POINTER,
+                            f"address {self.address:#x} is not {alignment}-byte aligned")
+
+    def expect_writeable(self) -> None:
+        if not self.writeable:
+            raise self.fail(Status.BAD_ARGUMENT, "is read-only")
+
+    def expect_device(self, device: str) -> None:
+        if self.device != device:
+            raise self.fail(Status.BAD_ARGUMENT, f"is on {self.device}, need {device}")
+
+    def stride(self, axis: int, packed: int) -> int:
+        """The stride of an axis for the C API, which reads 0 as packed."""
+        return self.strides[axis] if self.shape[axis] > 1 else packed
+
+
+def describe(name: str, value) -> Tensor:
+    """A Tensor for a numpy array or a torch tensor; Error for anything else."""
+    if isinstance(value, np.ndarray):
+        if not value.dtype.isnative:
+            raise Error(Status.UNSUPPORTED_DTYPE,
+                        f"{name}: byte order {value.dtype.byteorder!r}, need the native one")
+        itemsize = value.dtype.itemsize
+        if any(stride % itemsize for stride in value.strides):
+            raise Error(Status.MISALIGNED_POINTER,
+                        f"{name}: strides {list(value.strides)} bytes are not multiples of the "
+                        f"{itemsize}-byte element")
+        return Tensor(name, value, value.dtype.name, tuple(value.shape),
+                      tuple(stride // itemsize for stride in value.strides), itemsize,
+                      value.__array_interface__["data"][0], "cpu", bool(value.flags.writeable))
+    if is_torch_tensor(value):
+        device = value.device
+        return Tensor(name, value, str(value.dtype).removeprefix("torch."), tuple(value.shape),
+                      tuple(value.stride()), value.element_size(), value.data_ptr(),
+                      "cpu" if device.type == "cpu" else f"{device.type}:{device.index}", True)
+    raise Error(Status.BAD_ARGUMENT,
+                f"{name}: need a numpy array or a torch tensor, not {type(value).__name__}")

@@ -1,0 +1,240 @@
+"""run_cuda on torch CUDA tensors: against the float64 reference, inside CUDA graph capture, on
+torch's current stream, and bad inputs. Skipped without torch, a GPU, or a CUDA build."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import padec
+from padec import DType, Fp8ScaleMode, Layout, Status
+from reference import assert_close, make_case, random_values
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device visible to torch", allow_module_level=True)
+if not padec.built_with_cuda():
+    pytest.skip(f"{padec.library_path()} was built without CUDA", allow_module_level=True)
+
+# The kernels keep P to 11 bits (fp16/fp8 caches, 16-bit outputs) or 16+ bits otherwise; a wiring
+# bug (a wrong stride, page or scale) moves outputs by far more than these allowances.
+ATOL = {DType.FP32: 2e-4, DType.BF16: 2e-3, DType.FP16: 2e-3}
+NAN = float("nan")
+
+
+def gpu(array: np.ndarray, dtype: DType = None):
+    """A numpy storage array as a CUDA tensor of the padec dtype (bf16 and fp8 as torch's own)."""
+    if dtype == DType.BF16:
+        return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16).cuda()
+    tensor = torch.from_numpy(array).cuda()
+    return tensor.view(torch.float8_e4m3fn) if dtype == DType.E4M3 else tensor
+
+
+def host(tensor) -> np.ndarray:
+    """A CUDA output as numpy storage (bf16 as its uint16 bits)."""
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).cpu().numpy().view(np.uint16)
+    return tensor.cpu().numpy()
+
+
+def gpu_inputs(case) -> dict:
+    p = case.params
+    inputs = dict(q=gpu(case.q, p.q_dtype), k_pages=gpu(case.k_pages, p.kv_dtype),
+                  v_pages=gpu(case.v_pages, p.kv_dtype), page_indptr=gpu(case.page_indptr),
+                  page_indices=gpu(case.page_indices), kv_lens=gpu(case.kv_lens))
+    if case.k_scales is not None:
+        inputs.update(k_scales=gpu(case.k_scales), v_scales=gpu(case.v_scales))
+    return inputs
+
+
+def output(params, tokens):
+    return torch.full((tokens, params.num_q_heads, params.head_dim), NAN, device="cuda",
+                      dtype={DType.BF16: torch.bfloat16, DType.FP16: torch.float16,
+                             DType.FP32: torch.float32}[params.o_dtype])
+
+
+KV_CONFIGS = {
+    "bf16": dict(kv_dtype=DType.BF16),
+    "fp16": dict(kv_dtype=DType.FP16, q_dtype=DType.FP16),
+    "fp8": dict(kv_dtype=DType.E4M3),
+    "fp8-tensor": dict(kv_dtype=DType.E4M3, fp8_scale_mode=Fp8ScaleMode.PER_TENSOR,
+                       k_scale=0.625, v_scale=1.5),
+    "fp8-tensor-device": dict(kv_dtype=DType.E4M3,
+                              fp8_scale_mode=Fp8ScaleMode.PER_TENSOR_DEVICE),
+    "fp8-token": dict(kv_dtype=DType.E4M3, fp8_scale_mode=Fp8ScaleMode.PER_TOKEN),
+}
+LENS = [3000, 17, 600, 4, 1200]
+
+
+def test_device_queries():
+    info = padec.device_info(torch.cuda.current_device())
+    assert info.sm_count > 0 and info.name
+    params = padec.Params(32, 8, 128, 16)
+    assert padec.recommended_workers(params, info.device) % params.num_kv_heads == 0
+
+
+@pytest.mark.parametrize("splits", ["recommended", "many"])
+@pytest.mark.parametrize("q_len, window", [(1, 0), (3, 100)])
+@pytest.mark.parametrize("layout", [Layout.NHD, Layout.HND])
+@pytest.mark.parametrize("kv", KV_CONFIGS)
+def test_matches_reference(kv, layout, q_len, window, splits):
+    params = padec.Params(num_q_heads=16, num_kv_heads=4, head_dim=128,
+                          page_size=16 if layout == Layout.NHD else 64, kv_layout=layout,
+                          o_dtype=DType.FP32 if q_len == 1 else DType.BF16, q_len=q_len,
+                          window_left=window, **KV_CONFIGS[kv])
+    case = make_case(np.random.default_rng([q_len, layout, len(kv)]), params, LENS)
+    if splits == "recommended":
+        options = dict(num_workers=padec.recommended_workers(params, torch.cuda.current_device()))
+    else:
+        options = dict(num_workers=132, partition_tokens=16)
+    plan = padec.build_plan(params, case.kv_lens, **options)
+    o, lse = padec.run_cuda(params, plan, **gpu_inputs(case), return_lse=True)
+    assert o.device.type == "cuda" and lse.dtype == torch.float32
+    assert_close(host(o), host(lse), case, atol=ATOL[params.o_dtype])
+
+
+@pytest.mark.parametrize("head_dim", [64, 256])
+def test_head_dims_and_strided_q(head_dim):
+    """q as a slice of a fused qkv tensor, as inference engines hold it."""
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=head_dim, page_size=32,
+                          kv_dtype=DType.FP16, o_dtype=DType.FP16, q_len=2)
+    case = make_case(np.random.default_rng(head_dim), params, [700, 2, 65])
+    inputs = gpu_inputs(case)
+    qkv = torch.randn(case.q.shape[0], 12, head_dim, device="cuda").to(torch.bfloat16)
+    qkv[:, :8] = inputs.pop("q")
+    plan = padec.build_plan(params, case.kv_lens, num_workers=24, partition_tokens=64)
+    o = padec.run_cuda(params, plan, q=qkv[:, :8], **inputs)
+    assert_close(host(o), None, case, atol=ATOL[params.o_dtype])
+
+
+def test_matches_run_cpu_on_the_same_plan():
+    params = padec.Params(num_q_heads=32, num_kv_heads=8, head_dim=128, page_size=16,
+                          kv_dtype=DType.E4M3, fp8_scale_mode=Fp8ScaleMode.PER_TOKEN,
+                          o_dtype=DType.FP32, q_len=2, window_left=500)
+    case = make_case(np.random.default_rng(5), params, LENS)
+    plan = padec.build_plan(params, case.kv_lens, num_workers=264)
+    gpu_o, gpu_lse = padec.run_cuda(params, plan, **gpu_inputs(case), return_lse=True)
+    cpu_o, cpu_lse = padec.run_cpu(params, plan, *case.inputs, **case.scales, return_lse=True)
+    np.testing.assert_allclose(host(gpu_o), cpu_o, atol=ATOL[DType.FP32])
+    np.testing.assert_allclose(host(gpu_lse), cpu_lse, atol=1e-4)
+
+
+def test_runs_on_the_current_stream():
+    params = padec.Params(num_q_heads=8, num_kv_heads=8, head_dim=128, page_size=16)
+    case = make_case(np.random.default_rng(6), params, [2000, 30])
+    inputs = gpu_inputs(case)
+    plan = padec.build_plan(params, case.kv_lens, num_workers=64)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        o = padec.run_cuda(params, plan, **inputs)
+        o_host = host(o)
+    assert_close(o_host, None, case, atol=ATOL[params.o_dtype])
+
+
+def capture(params, plan, inputs, o, lse):
+    """Captures run_cuda in a CUDA graph after a warm-up on a side stream (torch's recipe)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        padec.run_cuda(params, plan, **inputs, o=o, lse=lse)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        padec.run_cuda(params, plan, **inputs, o=o, lse=lse)
+    return graph
+
+
+def test_graph_capture_replays_with_new_q_and_device_scales():
+    params = padec.Params(num_q_heads=32, num_kv_heads=8, head_dim=128, page_size=16,
+                          kv_dtype=DType.E4M3, fp8_scale_mode=Fp8ScaleMode.PER_TENSOR_DEVICE,
+                          o_dtype=DType.FP32, q_len=2)
+    rng = np.random.default_rng(7)
+    case = make_case(rng, params, LENS)
+    inputs = gpu_inputs(case)
+    plan = padec.build_plan(params, case.kv_lens, num_workers=132, partition_tokens=64)
+    plan.to_device()
+    o, lse = output(params, case.q.shape[0]), torch.empty(case.q.shape[:2], device="cuda")
+    graph = capture(params, plan, inputs, o, lse)
+    for k_scale, v_scale in [(0.5, 2.0), (1.25, 0.75), (3.0, 0.125)]:
+        case = dataclasses.replace(case, q=random_values(rng, case.q.shape, params.q_dtype),
+                                   k_scales=np.array([k_scale], np.float32),
+                                   v_scales=np.array([v_scale], np.float32))
+        inputs["q"].copy_(gpu(case.q, params.q_dtype))
+        inputs["k_scales"].fill_(k_scale)
+        inputs["v_scales"].fill_(v_scale)
+        o.fill_(NAN)
+        graph.replay()
+        assert_close(host(o), host(lse), case, atol=ATOL[params.o_dtype])
+
+
+def test_graph_replays_a_new_plan_uploaded_into_the_captured_buffer():
+    """Decode steps: lengths grow, the schedule is rebuilt on the host and uploaded into the
+    plan buffer the graph was captured with (same params, batch and options)."""
+    params = padec.Params(num_q_heads=16, num_kv_heads=4, head_dim=128, page_size=16,
+                          o_dtype=DType.BF16)
+    rng = np.random.default_rng(8)
+    full = make_case(rng, params, [4000, 400, 1600])
+    inputs = gpu_inputs(full)
+    options = dict(num_workers=padec.recommended_workers(params, torch.cuda.current_device()))
+    lens = np.array([1000, 3, 1499], np.int32)
+    plan = padec.build_plan(params, lens, **options)
+    device_plan = plan.to_device()
+    inputs["kv_lens"].copy_(torch.from_numpy(lens))
+    o = output(params, len(lens))
+    graph = capture(params, plan, inputs, o, None)
+    for step in range(3):
+        lens = lens + np.array([700, 100, 0]) * step + 1
+        new_plan = padec.build_plan(params, lens, **options)
+        assert new_plan.to_device(out=device_plan) is device_plan
+        inputs["kv_lens"].copy_(torch.from_numpy(lens))
+        o.fill_(NAN)
+        graph.replay()
+        assert_close(host(o), None, dataclasses.replace(full, kv_lens=lens),
+                     atol=ATOL[params.o_dtype])
+
+
+def test_upload_refused_during_capture():
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16)
+    case = make_case(np.random.default_rng(9), params, [100, 50])
+    inputs = gpu_inputs(case)
+    plan = padec.build_plan(params, case.kv_lens, num_workers=8)
+    padec.run_cuda(params, plan, **inputs)
+    unuploaded = padec.build_plan(params, case.kv_lens, num_workers=8)
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(padec.Error, match="before capturing"), torch.cuda.graph(graph):
+        padec.run_cuda(params, unuploaded, **inputs)
+
+
+def expect_error(status, text, *args, **kwargs):
+    with pytest.raises(padec.Error) as caught:
+        padec.run_cuda(*args, **kwargs)
+    assert caught.value.status == status, str(caught.value)
+    assert text in caught.value.message, str(caught.value)
+
+
+def test_bad_inputs():
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16)
+    case = make_case(np.random.default_rng(10), params, [100, 50])
+    inputs = gpu_inputs(case)
+    plan = padec.build_plan(params, case.kv_lens, num_workers=8)
+    device = inputs["q"].device
+
+    expect_error(Status.BAD_ARGUMENT, f"k_pages: is on cpu, need {device}", params, plan,
+                 **dict(inputs, k_pages=inputs["k_pages"].cpu()))
+    expect_error(Status.UNSUPPORTED_DTYPE, "q: dtype float16", params, plan,
+                 **dict(inputs, q=inputs["q"].half()))
+    pool = inputs["v_pages"]
+    shifted = torch.empty(pool.numel() + 8, dtype=pool.dtype, device=device)[1:1 + pool.numel()]
+    expect_error(Status.MISALIGNED_POINTER, "v_pages: address", params, plan,
+                 **dict(inputs, v_pages=shifted.view(pool.shape)))
+    expect_error(Status.BAD_ARGUMENT, "kv_lens: need a numpy array or a torch tensor", params,
+                 plan, **dict(inputs, kv_lens=[100, 50]))
+    workspace = torch.empty(plan.workspace_bytes + 512, dtype=torch.uint8, device=device)[16:]
+    expect_error(Status.MISALIGNED_POINTER, "workspace: address", params, plan, **inputs,
+                 workspace=workspace)
+    fp8_pool = torch.zeros(pool.shape, dtype=torch.uint8, device=device)
+    per_token = dataclasses.replace(params, kv_dtype=DType.E4M3,
+                                    fp8_scale_mode=Fp8ScaleMode.PER_TOKEN)
+    expect_error(Status.BAD_SCALES, "k_scales: fp8_scale_mode PER_TOKEN needs it", per_token,
+                 plan, **dict(inputs, k_pages=fp8_pool, v_pages=fp8_pool))

@@ -1,0 +1,206 @@
+"""Bad inputs to run_cpu raise padec.Error with the status name and a message naming the
+argument, and write nothing."""
+
+import dataclasses
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import padec
+from padec import DType, Fp8ScaleMode, Layout, Status
+from reference import make_case
+
+PARAMS = padec.Params(num_q_heads=4, num_kv_heads=2, head_dim=64, page_size=16, q_len=2,
+                      o_dtype=DType.FP32)
+LENS = [40, 100]
+
+
+@pytest.fixture
+def case():
+    return make_case(np.random.default_rng(1), PARAMS, LENS)
+
+
+@pytest.fixture
+def plan():
+    return padec.build_plan(PARAMS, LENS, num_workers=4, partition_tokens=32)
+
+
+def misaligned(array: np.ndarray, offset_bytes: int) -> np.ndarray:
+    """A copy of array whose data starts offset_bytes past a 16-byte boundary."""
+    raw = np.empty(array.nbytes + 32, np.uint8)
+    start = -raw.ctypes.data % 16 + offset_bytes
+    view = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    view[...] = array
+    return view
+
+
+def expect_error(status: Status, text: str, call, *args, **kwargs) -> padec.Error:
+    with pytest.raises(padec.Error) as caught:
+        call(*args, **kwargs)
+    error = caught.value
+    assert (error.status, error.status_name) == (status, status.c_name), str(error)
+    assert text in error.message, str(error)
+    return error
+
+
+def replace(case, **changes):
+    return dataclasses.replace(case, **changes).inputs
+
+
+def test_q_dtype(case, plan):
+    expect_error(Status.UNSUPPORTED_DTYPE, "q: dtype float32, but params.q_dtype is BF16",
+                 padec.run_cpu, PARAMS, plan, *replace(case, q=case.q.astype(np.float32)))
+
+
+def test_kv_dtype(case, plan):
+    expect_error(Status.UNSUPPORTED_DTYPE, "k_pages: dtype float16", padec.run_cpu, PARAMS, plan,
+                 *replace(case, k_pages=case.k_pages.view(np.float16)))
+
+
+def test_q_shape(case, plan):
+    expect_error(Status.BAD_ARGUMENT, "q: shape [2, 4, 64], need [4, 4, 64]", padec.run_cpu,
+                 PARAMS, plan, *replace(case, q=case.q[:2]))
+
+
+def test_pool_shape_follows_layout(case, plan):
+    hnd = dataclasses.replace(PARAMS, kv_layout=Layout.HND)
+    expect_error(Status.BAD_ARGUMENT, "(HND: [num_pages, num_kv_heads, page_size, head_dim])",
+                 padec.run_cpu, hnd, plan, *case.inputs)
+
+
+def test_pools_must_be_contiguous(case, plan):
+    """vLLM's interleaved [num_pages, 2, ...] cache gives K and V pools with a page stride."""
+    both = np.stack([case.k_pages, case.v_pages], axis=1)
+    expect_error(Status.BAD_ARGUMENT, "k_pages: strides", padec.run_cpu, PARAMS, plan,
+                 *replace(case, k_pages=both[:, 0], v_pages=both[:, 1]))
+
+
+def test_misaligned_pool(case, plan):
+    expect_error(Status.MISALIGNED_POINTER, "v_pages: address", padec.run_cpu, PARAMS, plan,
+                 *replace(case, v_pages=misaligned(case.v_pages, 8)))
+
+
+def test_misaligned_q(case, plan):
+    expect_error(Status.MISALIGNED_POINTER, "not 2-byte aligned", padec.run_cpu, PARAMS, plan,
+                 *replace(case, q=misaligned(case.q, 1).view(np.uint8).view(np.uint16)))
+
+
+def test_index_dtype(case, plan):
+    expect_error(Status.UNSUPPORTED_DTYPE, "page_indptr: dtype int64, need int32", padec.run_cpu,
+                 PARAMS, plan, *replace(case, page_indptr=case.page_indptr.astype(np.int64)))
+
+
+def test_broadcast_q(case, plan):
+    expect_error(Status.BAD_ARGUMENT, "need positive strides", padec.run_cpu, PARAMS, plan,
+                 *replace(case, q=np.broadcast_to(case.q[:1], case.q.shape)))
+
+
+def test_read_only_output(case, plan):
+    o = np.zeros(case.q.shape, np.float32)
+    o.flags.writeable = False
+    expect_error(Status.BAD_ARGUMENT, "o: is read-only", padec.run_cpu, PARAMS, plan,
+                 *case.inputs, o=o)
+
+
+def test_overlapping_output(case, plan):
+    buffer = np.zeros(case.q.size, np.float32)
+    o = np.lib.stride_tricks.as_strided(buffer, case.q.shape, (4 * 64, 4 * 64, 4))
+    expect_error(Status.BAD_ARGUMENT, "make elements overlap", padec.run_cpu, PARAMS, plan,
+                 *case.inputs, o=o)
+
+
+def test_not_an_array(case, plan):
+    expect_error(Status.BAD_ARGUMENT, "kv_lens: need a numpy array or a torch tensor, not list",
+                 padec.run_cpu, PARAMS, plan, *case.inputs[:5], LENS)
+
+
+def test_byte_order(case, plan):
+    expect_error(Status.UNSUPPORTED_DTYPE, "byte order", padec.run_cpu, PARAMS, plan,
+                 *replace(case, kv_lens=case.kv_lens.astype(">i4")))
+
+
+def test_page_out_of_range_writes_nothing(case, plan):
+    """Caught in C (padec_validate_kv_host) before any output is written."""
+    indices = case.page_indices.copy()
+    indices[-1] = case.k_pages.shape[0] + 7
+    o = np.full(case.q.shape, 3.0, np.float32)
+    lse = np.full(case.q.shape[:2], 3.0, np.float32)
+    expect_error(Status.PAGE_INDEX_OUT_OF_RANGE, "sequence 1: page_indices", padec.run_cpu,
+                 PARAMS, plan, *replace(case, page_indices=indices), o=o, lse=lse)
+    assert np.all(o == 3.0) and np.all(lse == 3.0)
+
+
+def test_kv_len_exceeds_pages(case):
+    lens = np.array([40, 16 * 20], np.int32)
+    plan = padec.build_plan(PARAMS, lens, num_workers=4)
+    expect_error(Status.KV_LEN_EXCEEDS_PAGES, "sequence 1: kv_len = 320", padec.run_cpu, PARAMS,
+                 plan, *replace(case, kv_lens=lens))
+
+
+def test_plan_built_for_other_lengths(case):
+    plan = padec.build_plan(PARAMS, [40, 20], num_workers=4, partition_tokens=32)
+    expect_error(Status.PLAN_MISMATCH, "plan built for other kv_lens", padec.run_cpu, PARAMS,
+                 plan, *case.inputs)
+
+
+def test_plan_built_for_other_params(case, plan):
+    windowed = dataclasses.replace(PARAMS, window_left=8)
+    expect_error(Status.PLAN_MISMATCH, "the plan was built for", padec.run_cpu, windowed, plan,
+                 *case.inputs)
+
+
+def test_plan_for_other_batch(case):
+    plan = padec.build_plan(PARAMS, LENS + [5], num_workers=4)
+    expect_error(Status.BAD_ARGUMENT, "q: shape [4, 4, 64], need [6, 4, 64]", padec.run_cpu,
+                 PARAMS, plan, *case.inputs)
+
+
+def test_workspace_too_small(case, plan):
+    expect_error(Status.WORKSPACE_TOO_SMALL, "workspace:", padec.run_cpu, PARAMS, plan,
+                 *case.inputs, workspace=np.zeros(16, np.uint8))
+
+
+FP8 = dataclasses.replace(PARAMS, kv_dtype=DType.E4M3)
+
+
+def test_scales_missing():
+    params = dataclasses.replace(FP8, fp8_scale_mode=Fp8ScaleMode.PER_TOKEN)
+    case = make_case(np.random.default_rng(2), params, LENS)
+    plan = padec.build_plan(params, LENS, num_workers=4)
+    expect_error(Status.BAD_SCALES, "k_scales: fp8_scale_mode PER_TOKEN needs it", padec.run_cpu,
+                 params, plan, *case.inputs)
+    expect_error(Status.BAD_SCALES, "v_scales: shape", padec.run_cpu, params, plan, *case.inputs,
+                 k_scales=case.k_scales, v_scales=case.v_scales[:1])
+
+
+def test_scales_without_a_mode_that_reads_them(case, plan):
+    expect_error(Status.BAD_SCALES, "given with fp8_scale_mode NONE", padec.run_cpu, PARAMS, plan,
+                 *case.inputs, k_scales=np.ones(1, np.float32), v_scales=np.ones(1, np.float32))
+
+
+def test_bad_scale_values():
+    """Per-tensor scales are checked by the library: values in params, device values at run."""
+    params = dataclasses.replace(FP8, fp8_scale_mode=Fp8ScaleMode.PER_TENSOR_DEVICE)
+    case = make_case(np.random.default_rng(3), params, LENS)
+    plan = padec.build_plan(params, LENS, num_workers=4)
+    expect_error(Status.BAD_SCALES, "*k_scales = 0", padec.run_cpu, params, plan, *case.inputs,
+                 k_scales=np.zeros(1, np.float32), v_scales=case.v_scales)
+    negative = dataclasses.replace(FP8, fp8_scale_mode=Fp8ScaleMode.PER_TENSOR, k_scale=-1.0)
+    expect_error(Status.BAD_SCALES, "k_scale = -1", padec.run_cpu, negative, plan, *case.inputs)
+
+
+def test_run_cuda_refuses_host_arrays(case, plan):
+    expect_error(Status.BAD_ARGUMENT, "run_cuda needs CUDA tensors", padec.run_cuda, PARAMS,
+                 plan, *case.inputs)
+
+
+def test_missing_library_is_named():
+    env = dict(os.environ, PADEC_LIBRARY="/nonexistent/libpadec.so")
+    script = "import padec; padec.build_plan(padec.Params(8, 2, 64, 16), [1], num_workers=1)"
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, cwd=os.path.dirname(os.path.dirname(padec.__file__)))
+    assert result.returncode != 0
+    assert "libpadec.so not found (tried /nonexistent/libpadec.so)" in result.stderr

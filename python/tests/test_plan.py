@@ -1,0 +1,114 @@
+"""Plan sizing and building, Params, the status table."""
+
+import numpy as np
+import pytest
+
+import padec
+from padec import DType, Fp8ScaleMode, Layout, Status
+
+PARAMS = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=128, page_size=16)
+
+
+@pytest.mark.parametrize("batch, workers", [(1, 2), (5, 16), (40, 7), (3, 1)])
+def test_layout_bounds(batch, workers):
+    """DESIGN.md's sizing: N = workers / kv_heads bins per head (1 if fewer workers than heads)."""
+    layout = padec.plan_layout(PARAMS, batch, num_workers=workers)
+    bins = max(1, workers // PARAMS.num_kv_heads)
+    assert layout.batch == batch and layout.num_workers == workers
+    assert layout.max_works == PARAMS.num_kv_heads * (batch + bins - 1)
+    assert layout.max_partial_slots == min(2 * (bins - 1), batch + bins - 1)
+    assert layout.partition_tokens == 256
+    assert layout.workspace_bytes >= 256 and layout.plan_bytes % 16 == 0
+
+
+def test_plan_views_agree_with_header():
+    lens = [1000, 3, 0, 4096, 260]
+    plan = padec.build_plan(PARAMS, lens, num_workers=10, partition_tokens=128)
+    header = plan.header
+    assert header.magic == 0x43454450 and header.batch == len(lens) and header.num_workers == 10
+    assert plan.work_indptr[-1] == header.num_works
+    assert plan.partition_indptr[-1] == header.num_partitions
+    assert header.num_partitions == sum(-(-n // 128) for n in lens)
+    assert plan.work_info.shape == (plan.layout.max_works, 8)
+    assert plan.reduce_final_map.shape == (len(lens), 2)
+    assert plan.data.ctypes.data % 16 == 0 and not plan.data.flags.writeable
+    assert plan.kv_lens.tolist() == lens
+    assert "num_works" in repr(plan)
+
+
+def test_window_schedules_fewer_partitions():
+    lens = [5000, 70]
+    full = padec.build_plan(PARAMS, lens, num_workers=8, partition_tokens=64)
+    windowed = padec.build_plan(padec.Params(8, 2, 128, 16, window_left=100), lens,
+                                num_workers=8, partition_tokens=64)
+    assert windowed.header.num_partitions < full.header.num_partitions
+    assert windowed.layout.params_key != full.layout.params_key
+
+
+def test_kv_lens_kinds_give_the_same_plan():
+    lens = [77, 300, 1]
+    plans = [padec.build_plan(PARAMS, value, num_workers=6)
+             for value in (lens, tuple(lens), np.array(lens, np.int64), np.array(lens, np.int32))]
+    assert len({plan.data.tobytes() for plan in plans}) == 1
+
+
+def test_params_coercion():
+    params = padec.Params(16, 4, 64, 32, kv_layout="hnd", q_dtype="fp16", kv_dtype="float8_e4m3fn",
+                          o_dtype="torch.float32", fp8_scale_mode="per_token")
+    assert params.kv_layout is Layout.HND and params.q_dtype is DType.FP16
+    assert params.kv_dtype is DType.E4M3 and params.o_dtype is DType.FP32
+    assert params.fp8_scale_mode is Fp8ScaleMode.PER_TOKEN and params.group == 4
+    assert padec.Params(16, 4, 64, 32, q_dtype=1).q_dtype is DType.FP16
+    assert padec.Params(16, 4, 64, 32, o_dtype=np.float32).o_dtype is DType.FP32
+    params.validate()
+
+
+def test_status_table_matches_the_library():
+    from padec._library import status_name
+
+    for status in Status:
+        assert status_name(status) == status.c_name
+    assert status_name(999) == "PADEC_STATUS_UNKNOWN"
+
+
+def test_library_identity():
+    assert padec.library_version().split(".")[:2] == padec.__version__.split(".")[:2]
+    assert padec.library_path().name == "libpadec.so"
+
+
+@pytest.mark.parametrize("call, status, text", [
+    (lambda: padec.plan_layout(PARAMS, 4, num_workers=0), Status.BAD_ARGUMENT,
+     "options.num_workers = 0"),
+    (lambda: padec.plan_layout(PARAMS, 4, num_workers=8, partition_tokens=100),
+     Status.BAD_ARGUMENT, "partition_tokens = 100"),
+    (lambda: padec.plan_layout(PARAMS, -1, num_workers=8), Status.BAD_ARGUMENT, "batch = -1"),
+    (lambda: padec.plan_layout(PARAMS, 2**40, num_workers=8), Status.BAD_ARGUMENT,
+     "does not fit int32"),
+    (lambda: padec.build_plan(PARAMS, [10, -3], num_workers=8), Status.BAD_ARGUMENT,
+     "kv_lens[1] = -3 is negative"),
+    (lambda: padec.build_plan(PARAMS, [[1, 2]], num_workers=8), Status.BAD_ARGUMENT,
+     "1-D sequence of integers"),
+    (lambda: padec.build_plan(PARAMS, [1.5], num_workers=8), Status.BAD_ARGUMENT,
+     "1-D sequence of integers"),
+    (lambda: padec.build_plan(padec.Params(8, 2, 96, 16), [1], num_workers=8),
+     Status.UNSUPPORTED_HEAD_DIM, "head_dim = 96"),
+    (lambda: padec.build_plan(padec.Params(8, 3, 64, 16), [1], num_workers=8),
+     Status.BAD_HEAD_COUNT, "num_q_heads = 8, num_kv_heads = 3"),
+    (lambda: padec.Params(8, 2, 64, 24).validate(), Status.BAD_PAGE_SIZE, "page_size = 24"),
+    (lambda: padec.Params(8, 2, 64, 16, q_len=5).validate(), Status.BAD_Q_LEN, "q_len = 5"),
+    (lambda: padec.Params(8, 2, 64, 16, q_dtype=DType.E4M3).validate(),
+     Status.UNSUPPORTED_DTYPE, "q must be bf16 or fp16"),
+    (lambda: padec.Params(8, 2, 64, 16, kv_dtype="int8"), Status.UNSUPPORTED_DTYPE,
+     "kv_dtype = 'int8' is not a DType"),
+    (lambda: padec.Params(8, 2, 64, 16, fp8_scale_mode=Fp8ScaleMode.PER_TOKEN).validate(),
+     Status.BAD_SCALES, "scales are for e4m3"),
+    (lambda: padec.build_plan(PARAMS, [1], num_workers=8, policy="greedy"), Status.BAD_ARGUMENT,
+     "policy = 'greedy' is not a Policy"),
+])
+def test_errors_carry_status_and_message(call, status, text):
+    with pytest.raises(padec.Error) as caught:
+        call()
+    assert caught.value.status == status
+    assert caught.value.status_name == status.c_name
+    assert text in caught.value.message
+    assert str(caught.value).startswith(status.c_name + ": ")
