@@ -1,0 +1,292 @@
+/*
+ * Bad inputs that tests/unit/test_api_errors.c does not try, so that every entry of the bad-input
+ * table in docs/TESTING.md has a test:
+ *   - params at their limits: more than 4096 q heads, more than 64 query rows (q_len x group) per
+ *     KV head;
+ *   - padec_validate_kv_host on its own: its pointer and batch checks, the first offending
+ *     sequence named in the message when several are bad, page ids past kv_len not checked;
+ *   - padec_cpu_run with a plan built for other kv_lens (PLAN_MISMATCH, nothing written);
+ *   - padec_plan_view_init: NULL arguments, a buffer that is not a plan;
+ *   - the CUDA entry points' host-side checks: in a build without CUDA every one returns
+ *     NOT_BUILT_WITH_CUDA; in a CUDA build padec_cuda_run, padec_cuda_upload_plan and
+ *     padec_cuda_device_query reject bad arguments before touching the device (every call here
+ *     must fail its checks, so nothing is launched; host buffers stand in for device memory).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "padec_cuda.h"
+
+static int failures = 0;
+
+#define CHECK(cond, ...)                                                                           \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                     \
+      fprintf(stderr, __VA_ARGS__);                                                                \
+      fprintf(stderr, "\n");                                                                       \
+      failures += 1;                                                                               \
+    }                                                                                              \
+  } while (0)
+
+static void expect(const char *what, padec_status got, padec_status want, const char *needle) {
+  CHECK(got == want, "%s: got %s, want %s (%s)", what, padec_status_name(got),
+        padec_status_name(want), padec_last_message());
+  if (got != PADEC_STATUS_OK && needle)
+    CHECK(strstr(padec_last_message(), needle) != NULL, "%s: message \"%s\" lacks \"%s\"", what,
+          padec_last_message(), needle);
+}
+
+static padec_params valid_params(void) {
+  padec_params p;
+  memset(&p, 0, sizeof p);
+  p.num_q_heads = 8;
+  p.num_kv_heads = 2;
+  p.head_dim = 64;
+  p.page_size = 16;
+  return p;
+}
+
+static void *alloc_zeroed(size_t bytes) {
+  void *p = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(1);
+  }
+  memset(p, 0, (bytes + 255) / 256 * 256 + 256);
+  return p;
+}
+
+static void test_param_limits(void) {
+  padec_params p = valid_params();
+  p.num_kv_heads = 1;
+  p.num_q_heads = 4097;
+  expect("4097 q heads", padec_params_validate(&p), PADEC_STATUS_BAD_HEAD_COUNT, "num_q_heads");
+  p.num_kv_heads = 64;
+  p.num_q_heads = 4096; /* group 64, q_len 1: 64 rows, the limit */
+  expect("4096 q heads, group 64", padec_params_validate(&p), PADEC_STATUS_OK, NULL);
+  p.q_len = 2;
+  expect("group 64, q_len 2", padec_params_validate(&p), PADEC_STATUS_BAD_HEAD_COUNT, "q_len");
+  p = valid_params();
+  p.num_kv_heads = 1;
+  p.num_q_heads = 17;
+  p.q_len = 4;
+  expect("group 17, q_len 4", padec_params_validate(&p), PADEC_STATUS_BAD_HEAD_COUNT, "q_len");
+  p.num_q_heads = 16;
+  expect("group 16, q_len 4", padec_params_validate(&p), PADEC_STATUS_OK, NULL);
+  padec_plan_options options = {4, 0, PADEC_POLICY_EVEN};
+  padec_plan_layout layout;
+  p.num_q_heads = 17;
+  expect("layout with group 17, q_len 4", padec_plan_layout_init(&p, 1, &options, &layout),
+         PADEC_STATUS_BAD_HEAD_COUNT, "q_len");
+}
+
+static void test_validate_kv_host(void) {
+  padec_params p = valid_params(); /* pages of 16 tokens */
+  int32_t indptr[5] = {0, 2, 3, 5, 6};
+  int32_t indices[6] = {0, 1, 2, 3, 4, 5};
+  int32_t lens[4] = {32, 16, 17, 0};
+  padec_tensors t;
+  memset(&t, 0, sizeof t);
+  t.page_indptr = indptr;
+  t.page_indices = indices;
+  t.kv_lens = lens;
+  t.num_pages = 6;
+  expect("valid block table", padec_validate_kv_host(&p, 4, &t), PADEC_STATUS_OK, NULL);
+  expect("params NULL", padec_validate_kv_host(NULL, 4, &t), PADEC_STATUS_NULL_POINTER, "params");
+  padec_params bad = p;
+  bad.page_size = 3;
+  expect("bad params", padec_validate_kv_host(&bad, 4, &t), PADEC_STATUS_BAD_PAGE_SIZE,
+         "page_size");
+  expect("tensors NULL", padec_validate_kv_host(&p, 4, NULL), PADEC_STATUS_NULL_POINTER, "tensors");
+  expect("batch -1", padec_validate_kv_host(&p, -1, &t), PADEC_STATUS_BAD_ARGUMENT, "batch");
+  padec_tensors empty;
+  memset(&empty, 0, sizeof empty);
+  expect("batch 0, no arrays", padec_validate_kv_host(&p, 0, &empty), PADEC_STATUS_OK, NULL);
+  padec_tensors no_lens = t;
+  no_lens.kv_lens = NULL;
+  expect("kv_lens NULL", padec_validate_kv_host(&p, 4, &no_lens), PADEC_STATUS_NULL_POINTER,
+         "kv_lens");
+
+  /* The first offending sequence is the one named, whatever comes after it. */
+  lens[2] = 33; /* sequence 2 has two pages: 32 tokens at most */
+  lens[3] = -5;
+  expect("sequences 2 and 3 bad", padec_validate_kv_host(&p, 4, &t),
+         PADEC_STATUS_KV_LEN_EXCEEDS_PAGES, "sequence 2");
+  indices[2] = 6; /* sequence 1's only page, one past the pool */
+  expect("sequence 1 page, sequence 2 length", padec_validate_kv_host(&p, 4, &t),
+         PADEC_STATUS_PAGE_INDEX_OUT_OF_RANGE, "sequence 1");
+  indices[2] = 2;
+  lens[2] = 17;
+  lens[3] = 0;
+  /* Pages past kv_len are never read, so they are not checked: -1 padding is allowed. */
+  indices[4] = -1; /* sequence 2's second page is used (17 tokens) */
+  expect("used padding page", padec_validate_kv_host(&p, 4, &t),
+         PADEC_STATUS_PAGE_INDEX_OUT_OF_RANGE, "sequence 2");
+  lens[2] = 16;
+  expect("unused padding page -1", padec_validate_kv_host(&p, 4, &t), PADEC_STATUS_OK, NULL);
+  indices[5] = INT32_MIN; /* sequence 3 is empty: its page is never read */
+  expect("empty sequence's page INT32_MIN", padec_validate_kv_host(&p, 4, &t), PADEC_STATUS_OK,
+         NULL);
+  t.num_pages = (int64_t)1 << 40; /* pools of more than 2^31 pages are fine */
+  expect("num_pages 2^40", padec_validate_kv_host(&p, 4, &t), PADEC_STATUS_OK, NULL);
+}
+
+/* A plan built for lengths with other partition counts is refused before anything is written. */
+static void test_plan_for_other_lengths(void) {
+  padec_params params = valid_params();
+  const int32_t lens[3] = {100, 40, 7};
+  padec_case c;
+  if (padec_case_init(&c, &params, 3, lens, 0x7a11) != 0) exit(1);
+  padec_plan_options options = {6, 16, PADEC_POLICY_EVEN};
+  padec_plan_layout layout;
+  if (padec_plan_layout_init(&c.params, 3, &options, &layout) != PADEC_STATUS_OK) exit(1);
+  void *plan = alloc_zeroed(layout.plan_bytes);
+  void *workspace = alloc_zeroed(layout.workspace_bytes);
+  void *o = alloc_zeroed(c.o_bytes);
+  const size_t lse_bytes = sizeof(float) * (size_t)c.num_tokens * (size_t)c.params.num_q_heads;
+  float *lse = alloc_zeroed(lse_bytes);
+  void *o_before = alloc_zeroed(c.o_bytes);
+  const int32_t other[3] = {100, 40, 60}; /* 60 tokens: 4 partitions of 16, not 1 */
+  expect("build for other lengths",
+         padec_plan_build(&c.params, &layout, other, plan, layout.plan_bytes), PADEC_STATUS_OK,
+         NULL);
+  padec_tensors t = padec_case_tensors(&c, o, lse);
+  padec_case_poison(&c, o, lse);
+  memcpy(o_before, o, c.o_bytes);
+  expect("run with a plan for other kv_lens",
+         padec_cpu_run(&c.params, &layout, plan, &t, workspace, layout.workspace_bytes),
+         PADEC_STATUS_PLAN_MISMATCH, "sequence 2");
+  CHECK(memcmp(o, o_before, c.o_bytes) == 0, "the refused run wrote o");
+
+  padec_plan_view view;
+  expect("view_init NULL plan", padec_plan_view_init(&layout, NULL, &view),
+         PADEC_STATUS_NULL_POINTER, "plan");
+  memset(plan, 0, layout.plan_bytes);
+  expect("view_init of zeros", padec_plan_view_init(&layout, plan, &view),
+         PADEC_STATUS_PLAN_MISMATCH, "plan");
+  free(plan);
+  free(workspace);
+  free(o);
+  free(lse);
+  free(o_before);
+  padec_case_free(&c);
+}
+
+/* The CUDA entry points' host-side argument checks. Every call below must fail them. */
+static void test_cuda_entry_points(void) {
+  padec_params p = valid_params();
+  padec_plan_options options = {4, 16, PADEC_POLICY_EVEN};
+  padec_plan_layout layout;
+  if (padec_plan_layout_init(&p, 2, &options, &layout) != PADEC_STATUS_OK) exit(1);
+  void *plan = alloc_zeroed(layout.plan_bytes);
+  const int32_t lens[2] = {40, 3};
+  if (padec_plan_build(&p, &layout, lens, plan, layout.plan_bytes) != PADEC_STATUS_OK) exit(1);
+  char *buffer = alloc_zeroed(1 << 16); /* stands in for every device buffer; never read */
+  padec_tensors t;
+  memset(&t, 0, sizeof t);
+  t.q = t.k_pages = t.v_pages = t.o = buffer;
+  t.page_indptr = t.page_indices = t.kv_lens = (const int32_t *)(const void *)buffer;
+  t.num_pages = 8;
+  void *workspace = buffer;
+  const size_t ws = layout.workspace_bytes;
+  padec_cuda_device_info info;
+  int32_t workers = 0;
+
+#ifndef PADEC_HAVE_CUDA
+  const padec_status none = PADEC_STATUS_NOT_BUILT_WITH_CUDA;
+  expect("device_query", padec_cuda_device_query(0, &info), none, "CUDA");
+  expect("recommended_workers", padec_cuda_recommended_workers(&p, 0, &workers), none, "CUDA");
+  expect("upload_plan", padec_cuda_upload_plan(&layout, plan, buffer, NULL), none, "CUDA");
+  expect("run", padec_cuda_run(&p, &layout, buffer, &t, workspace, ws, NULL), none, "CUDA");
+  (void)info;
+#else
+  expect("device_query info NULL", padec_cuda_device_query(0, NULL), PADEC_STATUS_NULL_POINTER,
+         "info");
+  const padec_status query = padec_cuda_device_query(1 << 20, &info);
+  CHECK(query == PADEC_STATUS_BAD_ARGUMENT || query == PADEC_STATUS_NO_DEVICE,
+        "device_query(2^20): %s", padec_status_name(query));
+  padec_params bad = p;
+  bad.head_dim = 96;
+  expect("recommended_workers bad params", padec_cuda_recommended_workers(&bad, 0, &workers),
+         PADEC_STATUS_UNSUPPORTED_HEAD_DIM, "head_dim");
+  expect("recommended_workers NULL", padec_cuda_recommended_workers(&p, 0, NULL),
+         PADEC_STATUS_NULL_POINTER, "num_workers");
+  expect("upload_plan NULL", padec_cuda_upload_plan(&layout, NULL, buffer, NULL),
+         PADEC_STATUS_NULL_POINTER, "host_plan");
+  void *zeros = alloc_zeroed(layout.plan_bytes);
+  expect("upload_plan of zeros", padec_cuda_upload_plan(&layout, zeros, buffer, NULL),
+         PADEC_STATUS_PLAN_MISMATCH, "host_plan");
+  free(zeros);
+
+  expect("run params NULL", padec_cuda_run(NULL, &layout, buffer, &t, workspace, ws, NULL),
+         PADEC_STATUS_NULL_POINTER, "params");
+  expect("run bad params", padec_cuda_run(&bad, &layout, buffer, &t, workspace, ws, NULL),
+         PADEC_STATUS_UNSUPPORTED_HEAD_DIM, "head_dim");
+  expect("run layout NULL", padec_cuda_run(&p, NULL, buffer, &t, workspace, ws, NULL),
+         PADEC_STATUS_NULL_POINTER, "layout");
+  expect("run plan NULL", padec_cuda_run(&p, &layout, NULL, &t, workspace, ws, NULL),
+         PADEC_STATUS_NULL_POINTER, "plan");
+  expect("run tensors NULL", padec_cuda_run(&p, &layout, buffer, NULL, workspace, ws, NULL),
+         PADEC_STATUS_NULL_POINTER, "tensors");
+  expect("run workspace NULL", padec_cuda_run(&p, &layout, buffer, &t, NULL, ws, NULL),
+         PADEC_STATUS_NULL_POINTER, "workspace");
+  expect("run workspace too small",
+         padec_cuda_run(&p, &layout, buffer, &t, workspace, ws - 1, NULL),
+         PADEC_STATUS_WORKSPACE_TOO_SMALL, "workspace");
+  expect("run plan misaligned", padec_cuda_run(&p, &layout, buffer + 8, &t, workspace, ws, NULL),
+         PADEC_STATUS_MISALIGNED_POINTER, "plan");
+  expect("run workspace misaligned", padec_cuda_run(&p, &layout, buffer, &t, buffer + 8, ws, NULL),
+         PADEC_STATUS_MISALIGNED_POINTER, "workspace");
+  padec_params other = p;
+  other.window_left = 5;
+  expect("run params other than the layout's",
+         padec_cuda_run(&other, &layout, buffer, &t, workspace, ws, NULL),
+         PADEC_STATUS_PLAN_MISMATCH, "layout");
+  padec_tensors b = t;
+  b.kv_lens = NULL;
+  expect("run kv_lens NULL", padec_cuda_run(&p, &layout, buffer, &b, workspace, ws, NULL),
+         PADEC_STATUS_NULL_POINTER, "kv_lens");
+  b = t;
+  b.k_pages = buffer + 8;
+  expect("run k_pages misaligned", padec_cuda_run(&p, &layout, buffer, &b, workspace, ws, NULL),
+         PADEC_STATUS_MISALIGNED_POINTER, "k_pages");
+  b = t;
+  b.o = buffer + 1;
+  expect("run o misaligned", padec_cuda_run(&p, &layout, buffer, &b, workspace, ws, NULL),
+         PADEC_STATUS_MISALIGNED_POINTER, "tensors.o");
+  b = t;
+  b.num_pages = -1;
+  expect("run num_pages -1", padec_cuda_run(&p, &layout, buffer, &b, workspace, ws, NULL),
+         PADEC_STATUS_BAD_ARGUMENT, "num_pages");
+  b = t;
+  b.q_stride_head = -1;
+  expect("run q_stride_head -1", padec_cuda_run(&p, &layout, buffer, &b, workspace, ws, NULL),
+         PADEC_STATUS_BAD_ARGUMENT, "stride");
+  padec_params fp8 = p;
+  fp8.kv_dtype = PADEC_DTYPE_E4M3;
+  fp8.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
+  expect("run per-token scales NULL",
+         padec_cuda_run(&fp8, &layout, buffer, &t, workspace, ws, NULL), PADEC_STATUS_BAD_SCALES,
+         "k_scales");
+  (void)workers;
+#endif
+  free(plan);
+  free(buffer);
+}
+
+int main(void) {
+  test_param_limits();
+  test_validate_kv_host();
+  test_plan_for_other_lengths();
+  test_cuda_entry_points();
+  if (failures) {
+    fprintf(stderr, "test_validation: %d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("test_validation: all checks passed\n");
+  return 0;
+}
