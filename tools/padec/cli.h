@@ -78,6 +78,23 @@ int64_t cli_total_tokens(const padec_workload *w);
 /* Backend resolution: returns 1 for the GPU, 0 for the CPU, -1 (after a message) when cuda was
  * asked for and is not available. why gets a short reason for the choice. */
 int cli_use_gpu(const cli_options *opt, char *why, size_t why_size);
+
+/* What run, check and bench start from: parsed options, the workloads and the backend. */
+typedef struct cli_session {
+  cli_options opt;
+  padec_workload *workloads;
+  int count;
+  const char *source;
+  char backend[160];
+  int use_gpu;
+} cli_session;
+
+/* Parses the command's options, prints its help if asked, loads the workloads and picks the
+ * backend. Returns CLI_EXIT_OK with *ready = 1 when the command should run, else the exit code
+ * to return (the session is then already closed). */
+int cli_session_open(const char *command, unsigned flags, int argc, char **argv,
+                     cli_session *session, int *ready);
+void cli_session_close(cli_session *session);
 /* Workers for params: --workers, else the GPU's recommendation when a GPU is present (and asked
  * for with gpu_present), else CLI_DEFAULT_WORKERS_NO_GPU. */
 int32_t cli_workers(const cli_options *opt, const padec_params *params, int gpu_present);

@@ -124,31 +124,18 @@ static int bench_cpu(const cli_options *opt, const padec_workload *w, uint64_t s
 }
 
 int cli_cmd_bench(int argc, char **argv) {
-  cli_options opt;
-  int rc = cli_parse_options("bench",
-                             CLI_FLAG_BACKEND | CLI_FLAG_ITERATIONS | CLI_FLAG_CSV | CLI_FLAG_SEED |
-                                 CLI_FLAG_DEVICE_PLAN,
-                             argc, argv, &opt);
-  if (rc != CLI_EXIT_OK || opt.help) {
-    if (rc == CLI_EXIT_OK) cli_print_help("bench", stdout);
-    cli_options_free(&opt);
-    return rc;
-  }
-  padec_workload *workloads = NULL;
-  int count = 0;
-  const char *source = NULL;
-  rc = cli_load_workloads(&opt, &workloads, &count, &source);
-  if (rc != CLI_EXIT_OK) {
-    cli_options_free(&opt);
-    return rc;
-  }
-  char backend[160];
-  int use_gpu = cli_use_gpu(&opt, backend, sizeof backend);
-  if (use_gpu < 0) {
-    padec_workloads_free(workloads, count);
-    cli_options_free(&opt);
-    return CLI_EXIT_FAILURE;
-  }
+  cli_session session;
+  int ready;
+  const unsigned flags = CLI_FLAG_BACKEND | CLI_FLAG_ITERATIONS | CLI_FLAG_CSV | CLI_FLAG_SEED |
+                         CLI_FLAG_DEVICE_PLAN;
+  int rc = cli_session_open("bench", flags, argc, argv, &session, &ready);
+  if (!ready) return rc;
+  const cli_options opt = session.opt;
+  padec_workload *workloads = session.workloads;
+  const int count = session.count;
+  const char *source = session.source;
+  const char *backend = session.backend;
+  const int use_gpu = session.use_gpu;
   int gpu_present = use_gpu || padec_gpu_available();
   int iterations = opt.iterations > 0 ? opt.iterations : (use_gpu ? 100 : 5);
   /* The GPU harness takes its median over at least 50 iterations. */
@@ -234,7 +221,6 @@ int cli_cmd_bench(int argc, char **argv) {
     padec_workload_free(&w);
   }
   if (failures) fprintf(stderr, "padec bench: %d of %d workloads failed\n", failures, count);
-  padec_workloads_free(workloads, count);
-  cli_options_free(&opt);
+  cli_session_close(&session);
   return failures ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }

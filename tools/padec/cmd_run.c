@@ -6,28 +6,16 @@
 #include "gpu.h"
 
 int cli_cmd_run(int argc, char **argv) {
-  cli_options opt;
-  int rc = cli_parse_options("run", CLI_FLAG_BACKEND | CLI_FLAG_SEED, argc, argv, &opt);
-  if (rc != CLI_EXIT_OK || opt.help) {
-    if (rc == CLI_EXIT_OK) cli_print_help("run", stdout);
-    cli_options_free(&opt);
-    return rc;
-  }
-  padec_workload *workloads = NULL;
-  int count = 0;
-  const char *source = NULL;
-  rc = cli_load_workloads(&opt, &workloads, &count, &source);
-  if (rc != CLI_EXIT_OK) {
-    cli_options_free(&opt);
-    return rc;
-  }
-  char backend[160];
-  int use_gpu = cli_use_gpu(&opt, backend, sizeof backend);
-  if (use_gpu < 0) {
-    padec_workloads_free(workloads, count);
-    cli_options_free(&opt);
-    return CLI_EXIT_FAILURE;
-  }
+  cli_session session;
+  int ready;
+  int rc = cli_session_open("run", CLI_FLAG_BACKEND | CLI_FLAG_SEED, argc, argv, &session, &ready);
+  if (!ready) return rc;
+  const cli_options opt = session.opt;
+  padec_workload *workloads = session.workloads;
+  const int count = session.count;
+  const char *source = session.source;
+  const char *backend = session.backend;
+  const int use_gpu = session.use_gpu;
   int gpu_present = use_gpu || padec_gpu_available();
   char scale[32];
   cli_format_scale(opt.scale > 0.0 ? opt.scale : 1.0, scale, sizeof scale);
@@ -88,7 +76,6 @@ int cli_cmd_run(int argc, char **argv) {
     padec_workload_free(&w);
   }
   if (failures) printf("padec run: %d of %d workloads failed\n", failures, count);
-  padec_workloads_free(workloads, count);
-  cli_options_free(&opt);
+  cli_session_close(&session);
   return failures ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
 }

@@ -434,3 +434,34 @@ int cli_execute(const padec_case *c, int use_gpu, const padec_plan_options *opti
   }
   return 0;
 }
+
+int cli_session_open(const char *command, unsigned flags, int argc, char **argv,
+                     cli_session *session, int *ready) {
+  memset(session, 0, sizeof *session);
+  *ready = 0;
+  int rc = cli_parse_options(command, flags, argc, argv, &session->opt);
+  if (rc != CLI_EXIT_OK || session->opt.help) {
+    if (rc == CLI_EXIT_OK) cli_print_help(command, stdout);
+    cli_options_free(&session->opt);
+    return rc;
+  }
+  rc = cli_load_workloads(&session->opt, &session->workloads, &session->count, &session->source);
+  if (rc != CLI_EXIT_OK) {
+    cli_options_free(&session->opt);
+    return rc;
+  }
+  session->use_gpu = cli_use_gpu(&session->opt, session->backend, sizeof session->backend);
+  if (session->use_gpu < 0) {
+    cli_session_close(session);
+    return CLI_EXIT_FAILURE;
+  }
+  *ready = 1;
+  return CLI_EXIT_OK;
+}
+
+void cli_session_close(cli_session *session) {
+  padec_workloads_free(session->workloads, session->count);
+  session->workloads = NULL;
+  session->count = 0;
+  cli_options_free(&session->opt);
+}
