@@ -102,6 +102,29 @@ __global__ void read_flush(const uint4 *data, size_t count, unsigned *sink) {
   if (acc == 0x9e3779b9u) *sink = acc; /* keeps the loads; practically never stores */
 }
 
+/* The benchmarks' block table: each sequence's pages (exactly what its kv_len needs), scattered
+ * over the pool by a fixed permutation, as a long-running server ends up with. Returns the page
+ * count; indptr has batch + 1 entries. */
+int64_t scattered_block_table(const padec_workload *workload, std::vector<int32_t> &indptr,
+                              std::vector<int32_t> &indices) {
+  const int32_t page_size = workload->params.page_size;
+  indptr.assign(workload->batch + 1, 0);
+  for (int32_t b = 0; b < workload->batch; ++b)
+    indptr[b + 1] = indptr[b] + (int32_t)((workload->kv_lens[b] + page_size - 1) / page_size);
+  const int64_t num_pages = indptr[workload->batch];
+  indices.resize(num_pages > 0 ? num_pages : 1);
+  for (int64_t i = 0; i < num_pages; ++i) indices[i] = (int32_t)i;
+  uint64_t state = 0x2545f4914f6cdd1dull;
+  for (int64_t i = num_pages - 1; i > 0; --i) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    const int64_t j = (int64_t)(state % (uint64_t)(i + 1));
+    std::swap(indices[i], indices[j]);
+  }
+  return num_pages;
+}
+
 }  // namespace
 
 extern "C" int padec_gpu_available(void) {
@@ -223,24 +246,7 @@ extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_
   padec__cuda_set_separate_merge(merge_mode && strcmp(merge_mode, "separate") == 0);
   if (iterations < 50) iterations = 50;
 
-  for (int32_t b = 0; b < batch; ++b) {
-    const int64_t pages = (workload->kv_lens[b] + p.page_size - 1) / p.page_size;
-    indptr[b + 1] = indptr[b] + (int32_t)pages;
-  }
-  num_pages = indptr[batch];
-  indices.resize(num_pages > 0 ? num_pages : 1);
-  /* Scattered page ids: a fixed permutation of the pool, as a long-running server ends up with. */
-  for (int64_t i = 0; i < num_pages; ++i) indices[i] = (int32_t)i;
-  {
-    uint64_t state = 0x2545f4914f6cdd1dull;
-    for (int64_t i = num_pages - 1; i > 0; --i) {
-      state ^= state << 13;
-      state ^= state >> 7;
-      state ^= state << 17;
-      const int64_t j = (int64_t)(state % (uint64_t)(i + 1));
-      std::swap(indices[i], indices[j]);
-    }
-  }
+  num_pages = scattered_block_table(workload, indptr, indices);
   pool_bytes = (size_t)(num_pages > 0 ? num_pages : 1) * p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
 
   if (padec_plan_layout_init(&p, batch, options, &layout) != PADEC_STATUS_OK)
@@ -388,24 +394,7 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
   const bool no_flush = flush_mode && strcmp(flush_mode, "none") == 0;
   if (iterations < 20) iterations = 20;
 
-  /* The block table of padec_gpu_bench: each sequence's pages, scattered over the pool. */
-  for (int32_t b = 0; b < batch; ++b) {
-    const int64_t pages = (workload->kv_lens[b] + p.page_size - 1) / p.page_size;
-    indptr[b + 1] = indptr[b] + (int32_t)pages;
-  }
-  num_pages = indptr[batch];
-  indices.resize(num_pages > 0 ? num_pages : 1);
-  for (int64_t i = 0; i < num_pages; ++i) indices[i] = (int32_t)i;
-  {
-    uint64_t state = 0x2545f4914f6cdd1dull;
-    for (int64_t i = num_pages - 1; i > 0; --i) {
-      state ^= state << 13;
-      state ^= state >> 7;
-      state ^= state << 17;
-      const int64_t j = (int64_t)(state % (uint64_t)(i + 1));
-      std::swap(indices[i], indices[j]);
-    }
-  }
+  num_pages = scattered_block_table(workload, indptr, indices);
   pool_bytes = (size_t)(num_pages > 0 ? num_pages : 1) * p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
   scale_count = token_scales ? (size_t)(num_pages > 0 ? num_pages : 1) * p.num_kv_heads * p.page_size : 1;
 
