@@ -134,7 +134,8 @@ static void decode(reader *r, problem *p) {
   }
   p->options.num_workers = workers;
   p->options.partition_tokens = (shape >> 21) % 12 == 11 ? 0 : 16 << ((shape >> 21) % 11);
-  p->options.policy = PADEC_POLICY_EVEN;
+  /* Both policies must keep every invariant checked below. */
+  p->options.policy = (shape >> 25) & 1 ? PADEC_POLICY_BATCH_INVARIANT : PADEC_POLICY_EVEN;
   const int32_t partition_tokens = p->options.partition_tokens ? p->options.partition_tokens : 256;
 
   /* The batch: runs of (length, repeat). */
@@ -194,7 +195,8 @@ static void check_plan(const problem *p, const padec_plan_layout *layout, const 
     REQUIRE(v.work_indptr[w + 1] >= v.work_indptr[w], "work_indptr decreases at %d", w + 1);
   REQUIRE(v.work_indptr[W] == num_works, "work_indptr[W] = %d, num_works %d", v.work_indptr[W],
           num_works);
-  if (W >= H)
+  /* even only: with W >= H, the last W mod H workers stay idle. */
+  if (W >= H && layout->policy == PADEC_POLICY_EVEN)
     for (int32_t w = H * (W / H); w < W; ++w)
       REQUIRE(v.work_indptr[w] == v.work_indptr[w + 1], "idle worker %d has items", w);
 

@@ -127,8 +127,20 @@ padec_status padec_params_validate(const padec_params *params);
  * so it can be copied, compared with memcmp and uploaded to a device as it is.
  * ------------------------------------------------------------------------------------------- */
 typedef enum padec_policy {
-  PADEC_POLICY_EVEN = 0 /* default: equal partitions per worker (the seed's algorithm) */
+  PADEC_POLICY_EVEN = 0, /* default: equal partitions per worker (the seed's algorithm) */
+  /* Split points depend only on the sequence: a sequence of P scheduled partitions is cut into
+   * pieces of max(4, ceil(P / 32)) partitions, whatever else is in the batch and whatever the
+   * worker count, and its splits merge in a fixed order. A sequence's output and LSE are then
+   * bitwise the same in any batch (on the same executor and GPU model). The pieces are dealt to
+   * workers in order, balancing partitions. The host scheduler only (padec_cuda_plan_build
+   * builds the even policy). */
+  PADEC_POLICY_BATCH_INVARIANT = 2
 } padec_policy;
+
+/* The batch-invariant policy's piece rule, exposed so that tests and callers can reason about
+ * it: pieces of at least this many partitions, and at most this many pieces per sequence. */
+#define PADEC_BATCH_INVARIANT_MIN_PIECE_PARTITIONS 4
+#define PADEC_BATCH_INVARIANT_MAX_PIECES 32
 
 typedef struct padec_plan_options {
   int32_t num_workers;      /* bins of the schedule (one CTA each on the GPU), 1..65536 */

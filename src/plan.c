@@ -42,12 +42,14 @@ padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
                        "options.partition_tokens = %d: need a power of two 16..16384 (0 = 256)",
                        options->partition_tokens);
-  if (options->policy != PADEC_POLICY_EVEN)
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "options.policy = %d is not a padec_policy",
+  if (options->policy != PADEC_POLICY_EVEN && options->policy != PADEC_POLICY_BATCH_INVARIANT)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "options.policy = %d: built are even (0) and batch_invariant (2)",
                        (int)options->policy);
 
   padec_params p = padec__params_normalized(params);
-  padec_sched_bounds bounds = padec__sched_bounds(batch, p.num_kv_heads, options->num_workers);
+  padec_sched_bounds bounds =
+      padec__sched_bounds(options->policy, batch, p.num_kv_heads, options->num_workers);
   int64_t partial_rows = bounds.max_partial_slots * p.q_len;
   /* work_info is indexed as row * 8 in int32 by both executors; partial rows times heads times
    * head_dim must fit a 64-bit byte count, which it does for any value below. */
@@ -145,12 +147,15 @@ padec_status padec_plan_build(const padec_params *params, const padec_plan_layou
   dry.max_works = layout->max_works;
   dry.max_partial_slots = layout->max_partial_slots;
   padec_sched_counts dry_counts, counts;
-  status = padec__schedule_even(&in, &dry, &dry_counts);
+  padec_status (*schedule)(const padec_sched_input *, padec_sched_output *, padec_sched_counts *) =
+      layout->policy == PADEC_POLICY_BATCH_INVARIANT ? padec__schedule_batch_invariant
+                                                      : padec__schedule_even;
+  status = schedule(&in, &dry, &dry_counts);
   if (status != PADEC_STATUS_OK) return status;
 
   memset(plan, 0, layout->plan_bytes);
   padec_sched_output out = output_arrays(layout, plan);
-  status = padec__schedule_even(&in, &out, &counts);
+  status = schedule(&in, &out, &counts);
   if (status != PADEC_STATUS_OK || memcmp(&counts, &dry_counts, sizeof counts) != 0)
     return padec__fail(PADEC_STATUS_INTERNAL, "schedule dry run and fill disagree");
   padec_plan_header *h = (padec_plan_header *)plan;

@@ -19,8 +19,15 @@
 #include "../internal.h"
 #include "sched.h"
 
-padec_sched_bounds padec__sched_bounds(int32_t batch, int32_t num_kv_heads, int32_t num_workers) {
+padec_sched_bounds padec__sched_bounds(padec_policy policy, int32_t batch, int32_t num_kv_heads,
+                                       int32_t num_workers) {
   padec_sched_bounds bounds;
+  if (policy == PADEC_POLICY_BATCH_INVARIANT) {
+    /* At most MAX_PIECES pieces per sequence and head; only split sequences own slots. */
+    bounds.max_works = (int64_t)num_kv_heads * batch * PADEC_BATCH_INVARIANT_MAX_PIECES;
+    bounds.max_partial_slots = (int64_t)batch * PADEC_BATCH_INVARIANT_MAX_PIECES;
+    return bounds;
+  }
   int64_t bins_per_head = num_workers >= num_kv_heads ? num_workers / num_kv_heads : 1;
   /* Every sequence gives at least one work per head; each of the N - 1 inner bin boundaries adds
    * at most one more. Each split point opens at most two partial slots (the pieces on its two
@@ -32,75 +39,34 @@ padec_sched_bounds padec__sched_bounds(int32_t batch, int32_t num_kv_heads, int3
   return bounds;
 }
 
-typedef struct emitter {
-  padec_sched_output *out;
-  int32_t num_works;
-  bool overflow;
-} emitter;
-
-static void emit_work(emitter *e, int32_t batch_index, int32_t partial_qo_loc, int32_t qo_start,
-                      int32_t qo_end, int32_t kv_start, int32_t kv_end, int32_t q_head_range) {
-  if (e->num_works >= e->out->max_works) {
-    e->overflow = true;
-    return;
-  }
-  if (e->out->work_info) {
-    int32_t *row = e->out->work_info + (int64_t)e->num_works * 8;
-    row[0] = batch_index;
-    row[1] = partial_qo_loc;
-    row[2] = qo_start;
-    row[3] = qo_end;
-    row[4] = kv_start;
-    row[5] = kv_end;
-    row[6] = 0;
-    row[7] = q_head_range;
-  }
-  e->num_works += 1;
-}
-
-static void set_work_indptr(padec_sched_output *out, int32_t index, int32_t value) {
-  if (out->work_indptr) out->work_indptr[index] = value;
-}
-
 padec_status padec__schedule_even(const padec_sched_input *in, padec_sched_output *out,
                                   padec_sched_counts *counts) {
   const int32_t batch = in->batch, heads = in->num_kv_heads, workers = in->num_workers;
   const int32_t q_len = in->q_len;
   const int32_t group = in->num_q_heads / heads;
 
-  /* Partitions per sequence and their running sum (per head). */
-  int64_t total = 0;
-  if (out->partition_indptr) out->partition_indptr[0] = 0;
-  for (int32_t b = 0; b < batch; ++b) {
-    if (in->kv_lens[b] < 0)
-      return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "kv_lens[%d] = %d is negative", b,
-                         in->kv_lens[b]);
-    total += padec_num_partitions(in->kv_lens[b], q_len, in->window_left, in->partition_tokens);
-    if (total > INT32_MAX)
-      return padec__fail(PADEC_STATUS_SIZE_OVERFLOW,
-                         "the batch has more than 2^31 partitions of %d tokens", in->partition_tokens);
-    if (out->partition_indptr) out->partition_indptr[b + 1] = (int32_t)total;
-  }
-  const int32_t num_partitions = (int32_t)total;
+  int32_t num_partitions;
+  const padec_status status = padec__sched_partitions(in, out, &num_partitions);
+  if (status != PADEC_STATUS_OK) return status;
   /* (qo_end << 16 | qo_start) must fit: q heads are at most 4096 (checked with the params). */
 
-  emitter e = {out, 0, false};
+  padec_sched_emitter e = {out, 0, false};
   int32_t num_slots = 0, num_groups = 0;
 
   if (workers < heads) {
     for (int32_t c = 0; c < workers; ++c) {
-      set_work_indptr(out, c, e.num_works);
+      padec__sched_set_work_indptr(out, c, e.num_works);
       for (int32_t h = c; h < heads; h += workers) {
         int32_t q_head_range = ((h + 1) * group) << 16 | (h * group);
         for (int32_t b = 0; b < batch; ++b) {
           int32_t base = out->partition_indptr ? out->partition_indptr[b] : 0;
           int32_t parts = padec_num_partitions(in->kv_lens[b], q_len, in->window_left,
                                                in->partition_tokens);
-          emit_work(&e, b, -1, b * q_len, (b + 1) * q_len, base, base + parts, q_head_range);
+          padec__sched_emit(&e, b, -1, b * q_len, (b + 1) * q_len, base, base + parts, q_head_range);
         }
       }
     }
-    set_work_indptr(out, workers, e.num_works);
+    padec__sched_set_work_indptr(out, workers, e.num_works);
     if (out->reduce_indptr)
       for (int32_t g = 0; g <= batch; ++g) out->reduce_indptr[g] = 0;
   } else {
@@ -130,9 +96,9 @@ padec_status padec__schedule_even(const padec_sched_input *in, padec_sched_outpu
         const int32_t qo_start = b * q_len, qo_end = (b + 1) * q_len;
         if (remain >= left) {
           if (nsplit == 0) {
-            emit_work(&e, b, -1, qo_start, qo_end, kv_begin + done, kv_end, q_head_range);
+            padec__sched_emit(&e, b, -1, qo_start, qo_end, kv_begin + done, kv_end, q_head_range);
           } else {
-            emit_work(&e, b, slot, qo_start, qo_end, kv_begin + done, kv_end, q_head_range);
+            padec__sched_emit(&e, b, slot, qo_start, qo_end, kv_begin + done, kv_end, q_head_range);
             if (reduce_pointer + nsplit + 1 > out->max_partial_slots || group_count >= batch) {
               e.overflow = true;
             } else {
@@ -149,7 +115,7 @@ padec_status padec__schedule_even(const padec_sched_input *in, padec_sched_outpu
             group_count += 1;
             slot += q_len;
           }
-          set_work_indptr(out, cid + 1, e.num_works);
+          padec__sched_set_work_indptr(out, cid + 1, e.num_works);
           remain -= left;
           running += kv_end - kv_begin;
           b += 1;
@@ -163,14 +129,14 @@ padec_status padec__schedule_even(const padec_sched_input *in, padec_sched_outpu
         } else {
           if (remain > 0) {
             int32_t piece_end = kv_begin + done + remain;
-            emit_work(&e, b, slot, qo_start, qo_end, kv_begin + done,
+            padec__sched_emit(&e, b, slot, qo_start, qo_end, kv_begin + done,
                       piece_end < kv_end ? piece_end : kv_end, q_head_range);
             slot += q_len;
             done += remain;
             nsplit += 1;
           }
           /* The bin closes: its end pointer is final. */
-          set_work_indptr(out, cid + 1, e.num_works);
+          padec__sched_set_work_indptr(out, cid + 1, e.num_works);
           cid += 1;
           remain = cid < workers ? BIN_CAPACITY(cid) : 0;
         }
@@ -182,7 +148,7 @@ padec_status padec__schedule_even(const padec_sched_input *in, padec_sched_outpu
       if (cid < workers) cid += 1;
     }
 #undef BIN_CAPACITY
-    for (int32_t c = cid; c <= workers; ++c) set_work_indptr(out, c, e.num_works);
+    for (int32_t c = cid; c <= workers; ++c) padec__sched_set_work_indptr(out, c, e.num_works);
     if (out->reduce_indptr) {
       out->reduce_indptr[0] = 0;
       for (int32_t g = group_count + 1; g <= batch; ++g) out->reduce_indptr[g] = reduce_pointer;

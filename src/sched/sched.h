@@ -2,6 +2,7 @@
 #ifndef PADEC_SCHED_H
 #define PADEC_SCHED_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "padec.h"
@@ -42,11 +43,34 @@ typedef struct padec_sched_bounds {
   int64_t max_partial_slots;
 } padec_sched_bounds;
 
-padec_sched_bounds padec__sched_bounds(int32_t batch, int32_t num_kv_heads, int32_t num_workers);
+padec_sched_bounds padec__sched_bounds(padec_policy policy, int32_t batch, int32_t num_kv_heads,
+                                       int32_t num_workers);
 
 /* The `even` policy: the seed's greedy bin filler (equal partitions per worker), generalised to
  * any worker count. Returns OK, SIZE_OVERFLOW, or INTERNAL if a capacity would be exceeded. */
 padec_status padec__schedule_even(const padec_sched_input *in, padec_sched_output *out,
                                   padec_sched_counts *counts);
+
+/* Shared by the policies: the partition counts (partition_indptr when present, the total per
+ * head in *num_partitions; rejects negative lengths and more than 2^31 partitions), and the
+ * work-item writer that counts, checks the capacity, and writes when arrays are present. */
+padec_status padec__sched_partitions(const padec_sched_input *in, padec_sched_output *out,
+                                     int32_t *num_partitions);
+
+typedef struct padec_sched_emitter {
+  padec_sched_output *out;
+  int32_t num_works;
+  bool overflow;
+} padec_sched_emitter;
+
+void padec__sched_emit(padec_sched_emitter *e, int32_t batch_index, int32_t partial_qo_loc,
+                       int32_t qo_start, int32_t qo_end, int32_t kv_start, int32_t kv_end,
+                       int32_t q_head_range);
+void padec__sched_set_work_indptr(padec_sched_output *out, int32_t index, int32_t value);
+
+/* The `batch_invariant` policy (see padec.h): pieces fixed by each sequence alone, dealt to the
+ * workers in order. Same contract as padec__schedule_even. */
+padec_status padec__schedule_batch_invariant(const padec_sched_input *in, padec_sched_output *out,
+                                             padec_sched_counts *counts);
 
 #endif /* PADEC_SCHED_H */

@@ -80,6 +80,9 @@ int64_t cli_total_tokens(const padec_workload *w);
 int cli_use_gpu(const cli_options *opt, char *why, size_t why_size);
 
 /* What run, check and bench start from: parsed options, the workloads and the backend. */
+/* "even" or "batch_invariant". */
+const char *cli_policy_name(padec_policy policy);
+
 typedef struct cli_session {
   cli_options opt;
   padec_workload *workloads;

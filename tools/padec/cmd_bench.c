@@ -145,9 +145,9 @@ int cli_cmd_bench(int argc, char **argv) {
   if (!opt.csv) {
     printf(
         "padec bench: %d workload%s from %s; backend %s; %d iterations; lengths x%s; "
-        "partition %d; policy even\n",
+        "partition %d; policy %s\n",
         count, count == 1 ? "" : "s", source, backend, iterations, scale,
-        opt.partition_tokens ? opt.partition_tokens : 256);
+        opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_name(opt.policy));
     if (use_gpu)
       printf(
           "median_us: decode + merge, CUDA events, cold L2; GB/s: bytes that must move / "

@@ -17,8 +17,9 @@ int cli_cmd_check(int argc, char **argv) {
   const char *backend = session.backend;
   const int use_gpu = session.use_gpu;
   int gpu_present = use_gpu || padec_gpu_available();
-  printf("padec check: %d workload%s from %s; backend %s; partition %d; policy even\n", count,
-         count == 1 ? "" : "s", source, backend, opt.partition_tokens ? opt.partition_tokens : 256);
+  printf("padec check: %d workload%s from %s; backend %s; partition %d; policy %s\n", count,
+         count == 1 ? "" : "s", source, backend, opt.partition_tokens ? opt.partition_tokens : 256,
+         cli_policy_name(opt.policy));
   if (opt.scale > 0.0) {
     char scale[32];
     cli_format_scale(opt.scale, scale, sizeof scale);

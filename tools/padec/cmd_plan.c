@@ -130,12 +130,12 @@ int cli_cmd_plan(int argc, char **argv) {
            PADEC_VERSION_MINOR, PADEC_VERSION_PATCH);
   } else {
     printf(
-        "padec plan: %d workload%s from %s; workers %s; lengths x%s; partition %d; policy even\n",
+        "padec plan: %d workload%s from %s; workers %s; lengths x%s; partition %d; policy %s\n",
         count, count == 1 ? "" : "s", source,
         opt.workers > 0 ? "from --workers"
         : gpu_present   ? "recommended for the GPU"
                         : "264 (no GPU: 2 per SM of an H100)",
-        scale, opt.partition_tokens ? opt.partition_tokens : 256);
+        scale, opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_name(opt.policy));
     printf("%-24s %6s %7s %6s %6s %6s %7s %7s %21s %6s %9s %11s\n", "workload", "batch", "workers",
            "parts", "works", "split", "p_slots", "p_rows", "load min/mean/max", "max/mn", "plan_B",
            "workspace_B");

@@ -19,9 +19,9 @@ int cli_cmd_run(int argc, char **argv) {
   int gpu_present = use_gpu || padec_gpu_available();
   char scale[32];
   cli_format_scale(opt.scale > 0.0 ? opt.scale : 1.0, scale, sizeof scale);
-  printf("padec run: %d workload%s from %s; backend %s; lengths x%s; partition %d; policy even\n",
+  printf("padec run: %d workload%s from %s; backend %s; lengths x%s; partition %d; policy %s\n",
          count, count == 1 ? "" : "s", source, backend, scale,
-         opt.partition_tokens ? opt.partition_tokens : 256);
+         opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_name(opt.policy));
   printf("%-24s %6s %10s %9s %8s %12s  %s\n", "workload", "batch", "kv_tokens", "MB_moved",
          "workers", use_gpu ? "ms_with_copy" : "ms", "output");
 

@@ -128,9 +128,14 @@ int cli_parse_options(const char *command, unsigned flags, int argc, char **argv
                                value);
       opt->partition_tokens = (int32_t)v;
     } else if (strcmp(name, "--policy") == 0) {
-      if (strcmp(value, "even") != 0)
-        return cli_usage_error(command, "--policy %s: the only policy built is 'even'", value);
-      opt->policy = PADEC_POLICY_EVEN;
+      if (strcmp(value, "even") == 0) {
+        opt->policy = PADEC_POLICY_EVEN;
+      } else if (strcmp(value, "batch_invariant") == 0) {
+        opt->policy = PADEC_POLICY_BATCH_INVARIANT;
+      } else {
+        return cli_usage_error(command, "--policy %s: built are 'even' and 'batch_invariant'",
+                               value);
+      }
     } else if (strcmp(name, "--scale-lengths") == 0) {
       if (parse_scale(value, &opt->scale) != 0)
         return cli_usage_error(
@@ -464,4 +469,8 @@ void cli_session_close(cli_session *session) {
   session->workloads = NULL;
   session->count = 0;
   cli_options_free(&session->opt);
+}
+
+const char *cli_policy_name(padec_policy policy) {
+  return policy == PADEC_POLICY_BATCH_INVARIANT ? "batch_invariant" : "even";
 }

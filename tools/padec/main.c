@@ -40,7 +40,8 @@ static const char common_help[] =
     "  --workers N          workers (persistent CTAs) of the plan. Default: the GPU's\n"
     "                       recommendation when a GPU is present, else 264 (2 per SM of an H100)\n"
     "  --partition T        tokens per partition, a power of two 16..16384 (default 256)\n"
-    "  --policy even        scheduling policy (only 'even' is built)\n";
+    "  --policy P           scheduling policy: even (default, the seed's) or batch_invariant\n"
+    "                       (split points fixed by each sequence alone)\n";
 
 static const char run_help[] =
     "usage: padec run [FILE | --workload LINE]... [OPTIONS]\n"
