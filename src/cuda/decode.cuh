@@ -1,27 +1,31 @@
 /*
  * The persistent split-KV decode kernel: one CTA per worker of the plan walks its work items.
  *
- * Per work item (one sequence, one KV head, a range of partitions) the CTA streams the K/V
- * tokens of the range through shared memory with cp.async (3 stages of 32 KiB: 64 bf16 tokens
- * or 128 fp8 tokens of head_dim 128), gathering rows through the page table. The query rows of
- * the KV head (q_len x group of them, 16 per pass) sit on the M side of m16n8k16 tensor-core
- * MMAs and the KV tokens on N, so every K/V byte is read once for the whole GQA group. Each of
- * the 4 warps owns a quarter of every tile's tokens and keeps its own online-softmax state; the
- * four states are combined in shared memory at the end of the item.
+ * A work item (one sequence, one KV head, a range of partitions) is processed in segments of 8
+ * query rows (16 when the KV head has more than 8 rows: q_len x group). A segment streams the
+ * item's K/V tokens through shared memory with cp.async (3 stages of 32 KiB: 64 bf16 tokens or
+ * 128 fp8 tokens of head_dim 128), gathering rows through the page table; the next segment's
+ * first tiles are issued before this one's combine and epilogue. KV tokens sit on the M side
+ * of m16n8k16 tensor-core MMAs and the query rows on N, so every K/V byte is read once for the
+ * whole GQA group. Each of the 4 warps owns a quarter of every tile's tokens and keeps its own
+ * online-softmax state; the four states are combined in shared memory at the end of the
+ * segment.
  *
  * Register-level layout tricks, so that shared memory is read with wide, conflict-free loads:
- *  - QK: the head_dim axis is permuted. In k-step j, lane quad c reads 4 consecutive dims of a
- *    K row (one 8-byte or 4-byte word of a 16-byte chunk), and Q is staged in the same permuted
- *    order. The dot product does not care about the order.
- *  - PV: the output dim axis is permuted. Lane row n of n-tile 4G + jj holds dim
- *    32G + 4n + jj, so a lane reads 4 consecutive dims of 4 token rows and byte-permutes them
- *    into (token, token) pairs; fp8 pairs then become f16x2 with one cvt.
+ *  - QK (S^T = K Q^T): the head_dim axis is permuted. In k-step j, lane quad c reads 4
+ *    consecutive dims of a K row (one 8-byte or 4-byte word of a 16-byte chunk) for the A
+ *    fragment, and Q is staged in the same permuted order for the B fragment.
+ *  - PV (O^T += V^T P): P's C fragment becomes the B fragment through movmatrix.trans. The output
+ *    dim axis is permuted: lane row n owns chunks n, n + 8, ... of a V row, reads them for 4
+ *    token rows and byte-permutes them into (token, token) pairs; fp8 pairs then become f16x2
+ *    with one cvt.
  *  - Rows of a tile are 16-byte-chunk swizzled so that both access patterns are conflict-free.
  *
  * Numerics: fp32 accumulation; scores in base 2; bf16 caches use bf16 MMAs with P (and, for an
  * fp16 query, Q) split into a high and a low bf16 part so that rounding P does not cost 8 bits;
  * fp16 and fp8 caches use f16 MMAs (fp8 -> f16 is exact) with Q scaled per row by a power of
- * two into f16's range.
+ * two into f16's range, and P split for fp32 outputs; per-token V scales ride on a per-warp
+ * power of two that keeps P * v_scale in f16's normal range.
  */
 #pragma once
 
