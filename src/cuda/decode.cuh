@@ -425,11 +425,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   if (cur.valid) prologue(cur);
   while (cur.valid) {
     const int pass_row = cur.pass_row;
-    const int b = cur.b, partial_loc = cur.partial_loc, qo_start = cur.qo_start;
-    const int q_head_start = cur.q_head_start, kv_head = cur.kv_head, kv_len = cur.kv_len;
+    const int partial_loc = cur.partial_loc, qo_start = cur.qo_start;
+    const int q_head_start = cur.q_head_start, kv_len = cur.kv_len;
     const int token_begin = cur.token_begin, token_end = cur.token_end, num_tiles = cur.num_tiles;
-    (void)b;
-    (void)kv_head;
     /* ---- stage the pass's query rows in the permuted k order ------------------------- */
     for (int r = warp; r < kRows; r += kWarps) {
       const int row = pass_row + r;
@@ -825,7 +823,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       if (tid == 0) {
         const int group = find_group(p, partial_loc / p.q_len);
         const int splits = p.reduce_indptr[group + 1] - p.reduce_indptr[group];
-        const int arrived = atomicAdd(p.merge_counters + (int64_t)group * p.num_kv_heads + kv_head, 1) + 1;
+        const int arrived = atomicAdd(p.merge_counters + (int64_t)group * p.num_kv_heads + cur.kv_head, 1) + 1;
         *merge_flag = arrived == splits ? group : -1;
       }
       __syncthreads();

@@ -214,8 +214,6 @@ padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout 
                                                    workspace_bytes);
   if (status != PADEC_STATUS_OK) return status;
   const padec_params normalized = padec__params_normalized(params);
-  if (normalized.fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE && normalized.kv_dtype != PADEC_DTYPE_E4M3)
-    return padec__fail(PADEC_STATUS_BAD_SCALES, "device scales given for a non-fp8 cache");
   if (layout->batch == 0 || layout->num_workers == 0) return PADEC_STATUS_OK;
 
   const DecodeInstance decode = select_decode(normalized.head_dim, normalized.kv_dtype,
