@@ -64,11 +64,18 @@ static void check_layout(const padec_params *params, int32_t batch,
   require(l->partition_tokens == (options->partition_tokens ? options->partition_tokens : 256),
           "layout partition_tokens");
   const int64_t bins = workers >= heads ? workers / heads : 1;
-  const int64_t max_works = batch == 0 ? 0 : (int64_t)heads * (batch + bins - 1);
-  const int64_t by_splits = 2 * (bins - 1), by_pieces = (int64_t)batch + bins - 1;
-  const int64_t max_slots = batch == 0 ? 0 : (by_splits < by_pieces ? by_splits : by_pieces);
-  require(l->max_works == max_works, "max_works is not kv_heads * (batch + N - 1)");
-  require(l->max_partial_slots == max_slots, "max_partial_slots is not min(2 (N - 1), B + N - 1)");
+  int64_t max_works, max_slots;
+  if (options->policy == PADEC_POLICY_BATCH_INVARIANT) {
+    /* At most MAX_PIECES pieces per sequence and head. */
+    max_works = (int64_t)heads * batch * PADEC_BATCH_INVARIANT_MAX_PIECES;
+    max_slots = (int64_t)batch * PADEC_BATCH_INVARIANT_MAX_PIECES;
+  } else {
+    const int64_t by_splits = 2 * (bins - 1), by_pieces = (int64_t)batch + bins - 1;
+    max_works = batch == 0 ? 0 : (int64_t)heads * (batch + bins - 1);
+    max_slots = batch == 0 ? 0 : (by_splits < by_pieces ? by_splits : by_pieces);
+  }
+  require(l->max_works == max_works, "max_works is not the policy's bound");
+  require(l->max_partial_slots == max_slots, "max_partial_slots is not the policy's bound");
   require(l->max_partial_rows == (int64_t)max_slots * q_len, "max_partial_rows");
 
   /* Plan arrays: in order, 16-byte aligned, each large enough, inside plan_bytes. */
