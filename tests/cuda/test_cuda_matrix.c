@@ -4,7 +4,9 @@
  * with forced splits (many workers, 16-token partitions) and without (one worker per KV head).
  * Outputs are poisoned on the device first; every element must meet the tolerance; two runs of
  * the same plan must give identical bytes, and the merge fused into the decode kernel must give
- * the same bytes as the stand-alone merge kernel. Exit 77 where there is no Hopper GPU.
+ * the same bytes as the stand-alone merge kernel. Under the batch_invariant policy a sequence's
+ * rows must not change with its neighbours or the worker count. Exit 77 where there is no
+ * Hopper GPU.
  *
  * `--short` runs a small subset (for compute-sanitizer).
  */
@@ -172,6 +174,54 @@ static uint32_t next_random(void) {
   return (uint32_t)(rng_state >> 16);
 }
 
+/* batch_invariant on the GPU: the rows of sequence 0 must stay bitwise the same when the other
+ * sequences shrink or empty out (same pool, same data) and under any worker count. */
+static void check_batch_invariance(const padec_params *params, uint64_t seed) {
+  const int32_t lens[] = {9000, 3000, 700, 12000, 40, 5000};
+  padec_case c;
+  if (padec_case_init(&c, params, 6, lens, seed) != 0) {
+    fprintf(stderr, "case init failed\n");
+    exit(1);
+  }
+  const size_t row_elems = (size_t)c.params.num_q_heads * (size_t)c.params.head_dim;
+  const size_t target_bytes = (size_t)c.params.q_len * row_elems * (c.params.o_dtype == PADEC_DTYPE_FP32 ? 4 : 2);
+  const size_t lse_count = (size_t)c.num_tokens * (size_t)c.params.num_q_heads;
+  void *o = alloc_or_die(c.o_bytes), *first_o = alloc_or_die(target_bytes);
+  float *lse = alloc_or_die(sizeof(float) * lse_count + 4);
+  float *first_lse = alloc_or_die(sizeof(float) * (size_t)c.params.q_len * (size_t)c.params.num_q_heads);
+  const int32_t worker_choices[] = {1, 7, 64, 264, 1000};
+  int32_t original[6];
+  memcpy(original, c.kv_lens, sizeof original);
+  char err[512];
+  g_cases += 1;
+  for (int trial = 0; trial < 12; ++trial) {
+    for (int b = 1; b < 6; ++b) c.kv_lens[b] = trial == 0 ? original[b] : (int32_t)(next_random() % (uint32_t)(original[b] + 1));
+    padec_plan_options options = {worker_choices[trial % 5], 256, PADEC_POLICY_BATCH_INVARIANT};
+    if (padec_gpu_run_case(&c, &options, o, lse, err, sizeof err) != 0) {
+      fprintf(stderr, "FAIL batch invariance: %s\n", err);
+      g_failures += 1;
+      break;
+    }
+    if (trial == 0) {
+      memcpy(first_o, o, target_bytes);
+      memcpy(first_lse, lse, sizeof(float) * (size_t)c.params.q_len * (size_t)c.params.num_q_heads);
+    } else if (memcmp(first_o, o, target_bytes) != 0 ||
+               memcmp(first_lse, lse, sizeof(float) * (size_t)c.params.q_len * (size_t)c.params.num_q_heads) != 0) {
+      fprintf(stderr, "FAIL batch invariance: sequence 0 changed in trial %d (workers %d)\n", trial,
+              options.num_workers);
+      padec_check_print(stderr, "batch invariance", &c, NULL);
+      g_failures += 1;
+      break;
+    }
+  }
+  memcpy(c.kv_lens, original, sizeof original);
+  free(o);
+  free(first_o);
+  free(lse);
+  free(first_lse);
+  padec_case_free(&c);
+}
+
 int main(int argc, char **argv) {
   const int short_run = argc > 1 && strcmp(argv[1], "--short") == 0;
   if (!padec_gpu_available()) {
@@ -267,6 +317,15 @@ int main(int argc, char **argv) {
       for (int b = 0; b < 6; ++b) random_lens[b] = (int32_t)(next_random() % 3000);
       both("random", &q, 6, random_lens, 200 + (uint64_t)i);
     }
+  }
+  {
+    padec_params q = base_params();
+    q.q_len = 2;
+    check_batch_invariance(&q, 300);
+    q.kv_dtype = PADEC_DTYPE_E4M3;
+    q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
+    q.o_dtype = PADEC_DTYPE_FP32;
+    check_batch_invariance(&q, 301);
   }
   printf("%d GPU cases, %d failures\n", g_cases, g_failures);
   return g_failures ? 1 : 0;
