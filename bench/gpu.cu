@@ -125,6 +125,73 @@ int64_t scattered_block_table(const padec_workload *workload, std::vector<int32_
   return num_pages;
 }
 
+__global__ void fill_float(float *data, size_t count, float value) {
+  const size_t stride = (size_t)gridDim.x * blockDim.x;
+  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) data[i] = value;
+}
+
+/* Device copies of a benchmark workload: random q and pools, the scattered block table, fp8
+ * scales as the mode needs (1/256 each), the outputs, and the 256 MiB buffer the L2 flush
+ * reads; `tensors` points at them. */
+struct BenchProblem {
+  DeviceBuffer q, k, v, indptr, indices, lens, o, lse, k_scales, v_scales, flush;
+  padec_tensors tensors;
+};
+
+int setup_bench_problem(const padec_workload *workload, BenchProblem &bp, const ErrorSink &sink) {
+  const padec_params &p = workload->params;
+  const int32_t batch = workload->batch;
+  const int64_t tokens = (int64_t)batch * (p.q_len ? p.q_len : 1);
+  const int kv_bytes = dtype_bytes(p.kv_dtype);
+  const bool fp8 = p.kv_dtype == PADEC_DTYPE_E4M3;
+  const bool token_scales = fp8 && p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN;
+  const bool device_scales = fp8 && p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE;
+  std::vector<int32_t> indptr, indices;
+  const int64_t num_pages = scattered_block_table(workload, indptr, indices);
+  const int64_t pages = num_pages > 0 ? num_pages : 1;
+  const size_t pool_bytes = (size_t)pages * p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
+  const size_t scale_count = token_scales ? (size_t)pages * p.num_kv_heads * p.page_size : 1;
+  GPU_CHECK(bp.q.alloc(tokens * p.num_q_heads * p.head_dim * 2));
+  GPU_CHECK(bp.k.alloc(pool_bytes));
+  GPU_CHECK(bp.v.alloc(pool_bytes));
+  GPU_CHECK(bp.indptr.alloc(sizeof(int32_t) * (batch + 1)));
+  GPU_CHECK(bp.indices.alloc(sizeof(int32_t) * indices.size()));
+  GPU_CHECK(bp.lens.alloc(sizeof(int32_t) * batch));
+  GPU_CHECK(bp.o.alloc(tokens * p.num_q_heads * p.head_dim * dtype_bytes(p.o_dtype)));
+  GPU_CHECK(bp.lse.alloc(sizeof(float) * tokens * p.num_q_heads));
+  GPU_CHECK(bp.flush.alloc((size_t)256 << 20));
+  GPU_CHECK(cudaMemset(bp.flush.ptr, 1, bp.flush.bytes));
+  fill_random<<<1024, 256>>>(static_cast<uint8_t *>(bp.q.ptr), bp.q.bytes, 2, 1);
+  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(bp.k.ptr), pool_bytes, kv_bytes, 2);
+  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(bp.v.ptr), pool_bytes, kv_bytes, 3);
+  if (token_scales || device_scales) {
+    GPU_CHECK(bp.k_scales.alloc(sizeof(float) * scale_count));
+    GPU_CHECK(bp.v_scales.alloc(sizeof(float) * scale_count));
+    fill_float<<<256, 256>>>(static_cast<float *>(bp.k_scales.ptr), scale_count, 1.0f / 256.0f);
+    fill_float<<<256, 256>>>(static_cast<float *>(bp.v_scales.ptr), scale_count, 1.0f / 256.0f);
+  }
+  GPU_CHECK(cudaGetLastError());
+  GPU_CHECK(cudaMemcpy(bp.indptr.ptr, indptr.data(), sizeof(int32_t) * (batch + 1), cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(bp.indices.ptr, indices.data(), sizeof(int32_t) * indices.size(), cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(bp.lens.ptr, workload->kv_lens, sizeof(int32_t) * batch, cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaDeviceSynchronize());
+  memset(&bp.tensors, 0, sizeof bp.tensors);
+  bp.tensors.q = bp.q.ptr;
+  bp.tensors.k_pages = bp.k.ptr;
+  bp.tensors.v_pages = bp.v.ptr;
+  bp.tensors.num_pages = num_pages;
+  bp.tensors.page_indptr = static_cast<const int32_t *>(bp.indptr.ptr);
+  bp.tensors.page_indices = static_cast<const int32_t *>(bp.indices.ptr);
+  bp.tensors.kv_lens = static_cast<const int32_t *>(bp.lens.ptr);
+  bp.tensors.k_scales = static_cast<const float *>(bp.k_scales.ptr);
+  bp.tensors.v_scales = static_cast<const float *>(bp.v_scales.ptr);
+  bp.tensors.o = bp.o.ptr;
+  bp.tensors.lse = static_cast<float *>(bp.lse.ptr);
+  return 0;
+fail:
+  return -1;
+}
+
 }  // namespace
 
 extern "C" int padec_gpu_available(void) {
@@ -221,19 +288,13 @@ extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_
   ErrorSink sink{err, err_size};
   const padec_params &p = workload->params;
   const int32_t batch = workload->batch;
-  const int32_t q_len = p.q_len ? p.q_len : 1;
-  const int kv_bytes = dtype_bytes(p.kv_dtype);
-  const int64_t tokens = (int64_t)batch * q_len;
   padec_plan_layout layout;
-  std::vector<int32_t> indptr(batch + 1, 0), indices;
   std::vector<double> times, plan_times, copy_times;
   void *host_plan = nullptr;
-  DeviceBuffer d_q, d_k, d_v, d_indptr, d_indices, d_lens, d_o, d_lse, d_plan, d_ws, d_flush, d_copy_a, d_copy_b;
+  BenchProblem bp;
+  DeviceBuffer d_plan, d_ws, d_copy_a, d_copy_b;
   cudaEvent_t start = nullptr, stop = nullptr;
-  padec_tensors t;
   int result = -1;
-  int64_t num_pages = 0;
-  size_t pool_bytes = 0;
   cudaDeviceProp prop;
   const size_t copy_bytes = (size_t)1 << 30;
   /* PADEC_BENCH_FLUSH=memset flushes with a memset instead (L2 left dirty), for comparison. */
@@ -245,9 +306,6 @@ extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_
   const char *merge_mode = getenv("PADEC_BENCH_MERGE");
   padec__cuda_set_separate_merge(merge_mode && strcmp(merge_mode, "separate") == 0);
   if (iterations < 50) iterations = 50;
-
-  num_pages = scattered_block_table(workload, indptr, indices);
-  pool_bytes = (size_t)(num_pages > 0 ? num_pages : 1) * p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
 
   if (padec_plan_layout_init(&p, batch, options, &layout) != PADEC_STATUS_OK)
     return report(sink, "plan layout: %s", padec_last_message());
@@ -263,51 +321,25 @@ extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_
   }
 
   GPU_CHECK(cudaGetDeviceProperties(&prop, 0));
-  GPU_CHECK(d_q.alloc(tokens * p.num_q_heads * p.head_dim * 2));
-  GPU_CHECK(d_k.alloc(pool_bytes));
-  GPU_CHECK(d_v.alloc(pool_bytes));
-  GPU_CHECK(d_indptr.alloc(sizeof(int32_t) * (batch + 1)));
-  GPU_CHECK(d_indices.alloc(sizeof(int32_t) * indices.size()));
-  GPU_CHECK(d_lens.alloc(sizeof(int32_t) * batch));
-  GPU_CHECK(d_o.alloc(tokens * p.num_q_heads * p.head_dim * dtype_bytes(p.o_dtype)));
-  GPU_CHECK(d_lse.alloc(sizeof(float) * tokens * p.num_q_heads));
+  if (setup_bench_problem(workload, bp, sink) != 0) goto fail;
   GPU_CHECK(d_plan.alloc(layout.plan_bytes));
   GPU_CHECK(d_ws.alloc(layout.workspace_bytes));
-  GPU_CHECK(d_flush.alloc((size_t)256 << 20));
-  GPU_CHECK(cudaMemset(d_flush.ptr, 1, d_flush.bytes));
-  fill_random<<<1024, 256>>>(static_cast<uint8_t *>(d_q.ptr), d_q.bytes, 2, 1);
-  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(d_k.ptr), pool_bytes, kv_bytes, 2);
-  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(d_v.ptr), pool_bytes, kv_bytes, 3);
-  GPU_CHECK(cudaGetLastError());
-  GPU_CHECK(cudaMemcpy(d_indptr.ptr, indptr.data(), sizeof(int32_t) * (batch + 1), cudaMemcpyHostToDevice));
-  GPU_CHECK(cudaMemcpy(d_indices.ptr, indices.data(), sizeof(int32_t) * indices.size(), cudaMemcpyHostToDevice));
-  GPU_CHECK(cudaMemcpy(d_lens.ptr, workload->kv_lens, sizeof(int32_t) * batch, cudaMemcpyHostToDevice));
   GPU_CHECK(cudaMemcpy(d_plan.ptr, host_plan, layout.plan_bytes, cudaMemcpyHostToDevice));
-  memset(&t, 0, sizeof t);
-  t.q = d_q.ptr;
-  t.k_pages = d_k.ptr;
-  t.v_pages = d_v.ptr;
-  t.num_pages = num_pages;
-  t.page_indptr = static_cast<const int32_t *>(d_indptr.ptr);
-  t.page_indices = static_cast<const int32_t *>(d_indices.ptr);
-  t.kv_lens = static_cast<const int32_t *>(d_lens.ptr);
-  t.o = d_o.ptr;
-  t.lse = static_cast<float *>(d_lse.ptr);
   GPU_CHECK(cudaEventCreate(&start));
   GPU_CHECK(cudaEventCreate(&stop));
 
   for (int i = 0; i < iterations + 5; ++i) {
     if (no_flush) {
     } else if (memset_flush) {
-      GPU_CHECK(cudaMemsetAsync(d_flush.ptr, i & 0xff, d_flush.bytes, nullptr)); /* cold, dirty L2 */
+      GPU_CHECK(cudaMemsetAsync(bp.flush.ptr, i & 0xff, bp.flush.bytes, nullptr)); /* cold, dirty L2 */
     } else {
-      read_flush<<<prop.multiProcessorCount * 4, 512>>>(static_cast<const uint4 *>(d_flush.ptr),
-                                                        d_flush.bytes / sizeof(uint4),
-                                                        static_cast<unsigned *>(d_flush.ptr)); /* cold, clean L2 */
+      read_flush<<<prop.multiProcessorCount * 4, 512>>>(static_cast<const uint4 *>(bp.flush.ptr),
+                                                        bp.flush.bytes / sizeof(uint4),
+                                                        static_cast<unsigned *>(bp.flush.ptr)); /* cold, clean L2 */
       GPU_CHECK(cudaGetLastError());
     }
     GPU_CHECK(cudaEventRecord(start, nullptr));
-    if (padec_cuda_run(&p, &layout, d_plan.ptr, &t, d_ws.ptr, layout.workspace_bytes, nullptr) != PADEC_STATUS_OK) {
+    if (padec_cuda_run(&p, &layout, d_plan.ptr, &bp.tensors, d_ws.ptr, layout.workspace_bytes, nullptr) != PADEC_STATUS_OK) {
       report(sink, "padec_cuda_run: %s", padec_last_message());
       goto fail;
     }
@@ -348,15 +380,6 @@ fail:
   return result;
 }
 
-namespace {
-
-__global__ void fill_float(float *data, size_t count, float value) {
-  const size_t stride = (size_t)gridDim.x * blockDim.x;
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) data[i] = value;
-}
-
-}  // namespace
-
 extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
                                            const padec_plan_options *options, int iterations,
                                            double *plan_us, double *graph_step_us,
@@ -365,38 +388,25 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
   ErrorSink sink{err, err_size};
   const padec_params &p = workload->params;
   const int32_t batch = workload->batch;
-  const int32_t q_len = p.q_len ? p.q_len : 1;
-  const int kv_bytes = dtype_bytes(p.kv_dtype);
-  const int64_t tokens = (int64_t)batch * q_len;
-  const bool fp8 = p.kv_dtype == PADEC_DTYPE_E4M3;
-  const bool token_scales = fp8 && p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN;
-  const bool device_scales = fp8 && p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE;
   padec_plan_layout layout;
-  std::vector<int32_t> indptr(batch + 1, 0), indices;
   std::vector<double> plan_times, graph_times, host_times;
   std::vector<unsigned char> device_copy;
   void *host_plan = nullptr;
-  DeviceBuffer d_q, d_k, d_v, d_indptr, d_indices, d_lens, d_o, d_lse, d_plan, d_ws, d_flush, d_ks, d_vs;
+  BenchProblem bp;
+  DeviceBuffer d_plan, d_ws;
   cudaEvent_t start = nullptr, stop = nullptr;
   cudaStream_t stream = nullptr;
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t exec = nullptr;
   struct CUstream_st *s = nullptr;
-  padec_tensors t;
   padec_status plan_status = PADEC_STATUS_OK, run_status = PADEC_STATUS_OK;
   cudaError_t capture_error = cudaSuccess;
   int result = -1;
-  int64_t num_pages = 0;
-  size_t pool_bytes = 0, scale_count = 0;
   cudaDeviceProp prop;
   /* PADEC_BENCH_FLUSH=none: no flush before the timed steps (warm L2), as padec_gpu_bench. */
   const char *flush_mode = getenv("PADEC_BENCH_FLUSH");
   const bool no_flush = flush_mode && strcmp(flush_mode, "none") == 0;
   if (iterations < 20) iterations = 20;
-
-  num_pages = scattered_block_table(workload, indptr, indices);
-  pool_bytes = (size_t)(num_pages > 0 ? num_pages : 1) * p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
-  scale_count = token_scales ? (size_t)(num_pages > 0 ? num_pages : 1) * p.num_kv_heads * p.page_size : 1;
 
   if (padec_plan_layout_init(&p, batch, options, &layout) != PADEC_STATUS_OK)
     return report(sink, "plan layout: %s", padec_last_message());
@@ -409,50 +419,15 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
   GPU_CHECK(cudaGetDeviceProperties(&prop, 0));
   GPU_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   s = reinterpret_cast<struct CUstream_st *>(stream);
-  GPU_CHECK(d_q.alloc(tokens * p.num_q_heads * p.head_dim * 2));
-  GPU_CHECK(d_k.alloc(pool_bytes));
-  GPU_CHECK(d_v.alloc(pool_bytes));
-  GPU_CHECK(d_indptr.alloc(sizeof(int32_t) * (batch + 1)));
-  GPU_CHECK(d_indices.alloc(sizeof(int32_t) * indices.size()));
-  GPU_CHECK(d_lens.alloc(sizeof(int32_t) * batch));
-  GPU_CHECK(d_o.alloc(tokens * p.num_q_heads * p.head_dim * dtype_bytes(p.o_dtype)));
-  GPU_CHECK(d_lse.alloc(sizeof(float) * tokens * p.num_q_heads));
+  if (setup_bench_problem(workload, bp, sink) != 0) goto fail;
   GPU_CHECK(d_plan.alloc(layout.plan_bytes));
   GPU_CHECK(d_ws.alloc(layout.workspace_bytes));
-  GPU_CHECK(d_flush.alloc((size_t)256 << 20));
-  GPU_CHECK(cudaMemset(d_flush.ptr, 1, d_flush.bytes));
-  fill_random<<<1024, 256>>>(static_cast<uint8_t *>(d_q.ptr), d_q.bytes, 2, 1);
-  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(d_k.ptr), pool_bytes, kv_bytes, 2);
-  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(d_v.ptr), pool_bytes, kv_bytes, 3);
-  if (token_scales || device_scales) {
-    GPU_CHECK(d_ks.alloc(sizeof(float) * scale_count));
-    GPU_CHECK(d_vs.alloc(sizeof(float) * scale_count));
-    fill_float<<<256, 256>>>(static_cast<float *>(d_ks.ptr), scale_count, 1.0f / 256.0f);
-    fill_float<<<256, 256>>>(static_cast<float *>(d_vs.ptr), scale_count, 1.0f / 256.0f);
-  }
-  GPU_CHECK(cudaGetLastError());
-  GPU_CHECK(cudaMemcpy(d_indptr.ptr, indptr.data(), sizeof(int32_t) * (batch + 1), cudaMemcpyHostToDevice));
-  GPU_CHECK(cudaMemcpy(d_indices.ptr, indices.data(), sizeof(int32_t) * indices.size(), cudaMemcpyHostToDevice));
-  GPU_CHECK(cudaMemcpy(d_lens.ptr, workload->kv_lens, sizeof(int32_t) * batch, cudaMemcpyHostToDevice));
-  GPU_CHECK(cudaDeviceSynchronize());
-  memset(&t, 0, sizeof t);
-  t.q = d_q.ptr;
-  t.k_pages = d_k.ptr;
-  t.v_pages = d_v.ptr;
-  t.num_pages = num_pages;
-  t.page_indptr = static_cast<const int32_t *>(d_indptr.ptr);
-  t.page_indices = static_cast<const int32_t *>(d_indices.ptr);
-  t.kv_lens = static_cast<const int32_t *>(d_lens.ptr);
-  t.k_scales = static_cast<const float *>(d_ks.ptr);
-  t.v_scales = static_cast<const float *>(d_vs.ptr);
-  t.o = d_o.ptr;
-  t.lse = static_cast<float *>(d_lse.ptr);
   GPU_CHECK(cudaEventCreate(&start));
   GPU_CHECK(cudaEventCreate(&stop));
 
   /* The device plan must be the host plan, byte for byte, before anything is timed. */
   GPU_CHECK(cudaMemset(d_plan.ptr, 0xab, layout.plan_bytes));
-  if (padec_cuda_plan_build(&p, &layout, static_cast<const int32_t *>(d_lens.ptr), d_plan.ptr,
+  if (padec_cuda_plan_build(&p, &layout, bp.tensors.kv_lens, d_plan.ptr,
                             layout.plan_bytes, s) != PADEC_STATUS_OK) {
     report(sink, "padec_cuda_plan_build: %s", padec_last_message());
     goto fail;
@@ -468,7 +443,7 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
   /* The plan kernel alone. */
   for (int i = 0; i < iterations + 5; ++i) {
     GPU_CHECK(cudaEventRecord(start, stream));
-    if (padec_cuda_plan_build(&p, &layout, static_cast<const int32_t *>(d_lens.ptr), d_plan.ptr,
+    if (padec_cuda_plan_build(&p, &layout, bp.tensors.kv_lens, d_plan.ptr,
                               layout.plan_bytes, s) != PADEC_STATUS_OK) {
       report(sink, "padec_cuda_plan_build: %s", padec_last_message());
       goto fail;
@@ -482,10 +457,10 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
 
   /* The step as one graph: device plan, merge-counter memset, decode. */
   GPU_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  plan_status = padec_cuda_plan_build(&p, &layout, static_cast<const int32_t *>(d_lens.ptr),
+  plan_status = padec_cuda_plan_build(&p, &layout, bp.tensors.kv_lens,
                                       d_plan.ptr, layout.plan_bytes, s);
   if (plan_status == PADEC_STATUS_OK)
-    run_status = padec_cuda_run(&p, &layout, d_plan.ptr, &t, d_ws.ptr, layout.workspace_bytes, s);
+    run_status = padec_cuda_run(&p, &layout, d_plan.ptr, &bp.tensors, d_ws.ptr, layout.workspace_bytes, s);
   capture_error = cudaStreamEndCapture(stream, &graph);
   if (plan_status != PADEC_STATUS_OK || run_status != PADEC_STATUS_OK) {
     report(sink, "capture: %s", padec_last_message());
@@ -498,7 +473,7 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
   for (int i = 0; i < iterations + 5; ++i) {
     if (!no_flush)
       read_flush<<<prop.multiProcessorCount * 4, 512, 0, stream>>>(
-          static_cast<const uint4 *>(d_flush.ptr), d_flush.bytes / sizeof(uint4), static_cast<unsigned *>(d_flush.ptr));
+          static_cast<const uint4 *>(bp.flush.ptr), bp.flush.bytes / sizeof(uint4), static_cast<unsigned *>(bp.flush.ptr));
     GPU_CHECK(cudaGetLastError());
     GPU_CHECK(cudaStreamSynchronize(stream));
     const double t0 = host_seconds();
@@ -511,13 +486,13 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
   for (int i = 0; i < iterations + 5; ++i) {
     if (!no_flush)
       read_flush<<<prop.multiProcessorCount * 4, 512, 0, stream>>>(
-          static_cast<const uint4 *>(d_flush.ptr), d_flush.bytes / sizeof(uint4), static_cast<unsigned *>(d_flush.ptr));
+          static_cast<const uint4 *>(bp.flush.ptr), bp.flush.bytes / sizeof(uint4), static_cast<unsigned *>(bp.flush.ptr));
     GPU_CHECK(cudaGetLastError());
     GPU_CHECK(cudaStreamSynchronize(stream));
     const double t0 = host_seconds();
     if (padec_plan_build(&p, &layout, workload->kv_lens, host_plan, layout.plan_bytes) != PADEC_STATUS_OK ||
         padec_cuda_upload_plan(&layout, host_plan, d_plan.ptr, s) != PADEC_STATUS_OK ||
-        padec_cuda_run(&p, &layout, d_plan.ptr, &t, d_ws.ptr, layout.workspace_bytes, s) != PADEC_STATUS_OK) {
+        padec_cuda_run(&p, &layout, d_plan.ptr, &bp.tensors, d_ws.ptr, layout.workspace_bytes, s) != PADEC_STATUS_OK) {
       report(sink, "host-planned step: %s", padec_last_message());
       goto fail;
     }
