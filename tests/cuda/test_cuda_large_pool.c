@@ -47,39 +47,7 @@ static int g_failures;
     }                                                                                              \
   } while (0)
 
-typedef struct spec {
-  const char *label;
-  padec_params params;
-  int64_t num_pages;
-  int32_t batch;
-  int32_t lens[6];
-  int64_t q_stride_token, q_stride_head, o_stride_token, o_stride_head;
-  int64_t min_element; /* the case must reach at least this pool element offset */
-} spec;
 
-static padec_params make_params(int32_t q_heads, int32_t kv_heads, int32_t head_dim,
-                                int32_t page_size, padec_layout layout, padec_dtype q,
-                                padec_dtype kv, padec_dtype o, int32_t q_len, int32_t window,
-                                padec_fp8_scale_mode mode) {
-  padec_params p;
-  memset(&p, 0, sizeof p);
-  p.num_q_heads = q_heads;
-  p.num_kv_heads = kv_heads;
-  p.head_dim = head_dim;
-  p.page_size = page_size;
-  p.kv_layout = layout;
-  p.q_dtype = q;
-  p.kv_dtype = kv;
-  p.o_dtype = o;
-  p.q_len = q_len;
-  p.window_left = window;
-  p.fp8_scale_mode = mode;
-  if (mode == PADEC_FP8_SCALE_PER_TENSOR) {
-    p.k_scale = 1.0f; /* placeholders: large_case_init draws the scales it quantises with */
-    p.v_scale = 1.0f;
-  }
-  return p;
-}
 
 static size_t dtype_bytes(padec_dtype dtype) {
   return dtype == PADEC_DTYPE_E4M3 ? 1 : dtype == PADEC_DTYPE_FP32 ? 4 : 2;
@@ -256,7 +224,7 @@ done:
 }
 
 /* Returns 1 when the case ran, 0 when it was skipped (no mapping, or no room on the device). */
-static int run_spec(const spec *s, uint64_t seed) {
+static int run_spec(const large_spec *s, uint64_t seed) {
   const char *label = s->label;
   large_case lc;
   char err[256];
@@ -360,49 +328,13 @@ int main(int argc, char **argv) {
     printf("no Hopper GPU: skipped\n");
     return 77;
   }
-  const int64_t two31 = INT64_C(1) << 31, two32 = INT64_C(1) << 32;
-  /* clang-format off */
-  const spec specs[] = {
-      /* 64 KiB pages: 163840 pages = 10 GiB each; elements past 2^32, bytes past 8 GiB. */
-      {.label = "NHD bf16, D 256, 8 KV heads, page 16",
-       .params = make_params(32, 8, 256, 16, PADEC_LAYOUT_NHD, PADEC_DTYPE_BF16, PADEC_DTYPE_BF16,
-                             PADEC_DTYPE_BF16, 1, 0, PADEC_FP8_SCALE_NONE),
-       .num_pages = 163840, .batch = 5, .lens = {1000, 17, 2500, 0, 300}, .min_element = two32},
-      {.label = "HND fp16, D 128, page 64, q_len 3, window 500",
-       .params = make_params(16, 4, 128, 64, PADEC_LAYOUT_HND, PADEC_DTYPE_FP16, PADEC_DTYPE_FP16,
-                             PADEC_DTYPE_FP32, 3, 500, PADEC_FP8_SCALE_NONE),
-       .num_pages = 163840, .batch = 3, .lens = {2000, 3, 700}, .min_element = two32},
-      /* One-token pages: 2.6M pages of 4 KiB. */
-      {.label = "NHD bf16, D 256, page 1",
-       .params = make_params(16, 8, 256, 1, PADEC_LAYOUT_NHD, PADEC_DTYPE_BF16, PADEC_DTYPE_BF16,
-                             PADEC_DTYPE_BF16, 2, 0, PADEC_FP8_SCALE_NONE),
-       .num_pages = 2621440, .batch = 2, .lens = {600, 1}, .min_element = two32},
-      /* fp8: 6 GiB pools reach element 6.4e9. */
-      {.label = "NHD e4m3 per-token, D 64, page 1024",
-       .params = make_params(16, 8, 64, 1024, PADEC_LAYOUT_NHD, PADEC_DTYPE_BF16, PADEC_DTYPE_E4M3,
-                             PADEC_DTYPE_BF16, 1, 0, PADEC_FP8_SCALE_PER_TOKEN),
-       .num_pages = 12288, .batch = 2, .lens = {3000, 1025}, .min_element = two32},
-      {.label = "HND e4m3 per-tensor, D 128, page 16, q_len 4",
-       .params = make_params(8, 2, 128, 16, PADEC_LAYOUT_HND, PADEC_DTYPE_FP16, PADEC_DTYPE_E4M3,
-                             PADEC_DTYPE_FP16, 4, 0, PADEC_FP8_SCALE_PER_TENSOR),
-       .num_pages = 1572864, .batch = 3, .lens = {513, 4, 77}, .min_element = two32},
-      {.label = "NHD e4m3 device scales, D 256, page 32, window 100",
-       .params = make_params(32, 4, 256, 32, PADEC_LAYOUT_NHD, PADEC_DTYPE_BF16, PADEC_DTYPE_E4M3,
-                             PADEC_DTYPE_BF16, 2, 100, PADEC_FP8_SCALE_PER_TENSOR_DEVICE),
-       .num_pages = 196608, .batch = 4, .lens = {1500, 33, 2, 800}, .min_element = two32},
-      /* q and o with token strides past 2^31 elements: 8 GiB of q and 16 GiB of o. */
-      {.label = "strided q and o, token stride 2^31 + 1024",
-       .params = make_params(8, 2, 128, 32, PADEC_LAYOUT_NHD, PADEC_DTYPE_BF16, PADEC_DTYPE_BF16,
-                             PADEC_DTYPE_FP32, 1, 0, PADEC_FP8_SCALE_NONE),
-       .num_pages = 327680, .batch = 3, .lens = {900, 64, 1},
-       .q_stride_token = two31 + 1024, .q_stride_head = 256,
-       .o_stride_token = two31 + 2048, .o_stride_head = 384, .min_element = two31},
-  };
-  /* clang-format on */
-  const int count = quick ? 2 : (int)(sizeof specs / sizeof specs[0]);
+  int table_size;
+  const large_spec *specs = large_specs(&table_size);
+  const int count = quick ? 2 : table_size;
   int ran = 0;
   printf("test_cuda_large_pool: %d cases\n", count);
-  for (int i = 0; i < count; ++i) ran += run_spec(&specs[i], 0x1a76e100u + (uint64_t)i);
+  for (int i = 0; i < count; ++i)
+    if (!specs[i].host_only) ran += run_spec(&specs[i], 0x1a76e100u + (uint64_t)i);
   if (g_failures) {
     fprintf(stderr, "test_cuda_large_pool: %d check(s) failed\n", g_failures);
     return 1;

@@ -341,3 +341,79 @@ int64_t large_case_max_scale_index(const large_case *lc) {
     }
   return largest;
 }
+
+static padec_params make_params(int32_t q_heads, int32_t kv_heads, int32_t head_dim,
+                                int32_t page_size, padec_layout layout, padec_dtype q,
+                                padec_dtype kv, padec_dtype o, int32_t q_len, int32_t window,
+                                padec_fp8_scale_mode mode) {
+  padec_params p;
+  memset(&p, 0, sizeof p);
+  p.num_q_heads = q_heads;
+  p.num_kv_heads = kv_heads;
+  p.head_dim = head_dim;
+  p.page_size = page_size;
+  p.kv_layout = layout;
+  p.q_dtype = q;
+  p.kv_dtype = kv;
+  p.o_dtype = o;
+  p.q_len = q_len;
+  p.window_left = window;
+  p.fp8_scale_mode = mode;
+  if (mode == PADEC_FP8_SCALE_PER_TENSOR) {
+    p.k_scale = 1.0f; /* placeholders: large_case_init draws the scales it quantises with */
+    p.v_scale = 1.0f;
+  }
+  return p;
+}
+
+const large_spec *large_specs(int *count) {
+  const int64_t two31 = INT64_C(1) << 31, two32 = INT64_C(1) << 32;
+  /* clang-format off */
+  static large_spec specs[8];
+  const large_spec table[] = {
+      /* 64 KiB pages: 163840 pages = 10 GiB; elements past 2^32. */
+      {.label = "NHD bf16, D 256, 8 KV heads, page 16",
+       .params = make_params(32, 8, 256, 16, PADEC_LAYOUT_NHD, PADEC_DTYPE_BF16, PADEC_DTYPE_BF16,
+                             PADEC_DTYPE_BF16, 1, 0, PADEC_FP8_SCALE_NONE),
+       .num_pages = 163840, .batch = 5, .lens = {1000, 17, 2500, 0, 300}, .min_element = two32},
+      {.label = "HND fp16, D 128, page 64, q_len 3, window 500",
+       .params = make_params(16, 4, 128, 64, PADEC_LAYOUT_HND, PADEC_DTYPE_FP16, PADEC_DTYPE_FP16,
+                             PADEC_DTYPE_FP32, 3, 500, PADEC_FP8_SCALE_NONE),
+       .num_pages = 163840, .batch = 3, .lens = {2000, 3, 700}, .min_element = two32},
+      /* 4 KiB pages of one token: 2.6M pages = 10 GiB. */
+      {.label = "NHD bf16, D 256, page 1",
+       .params = make_params(16, 8, 256, 1, PADEC_LAYOUT_NHD, PADEC_DTYPE_BF16, PADEC_DTYPE_BF16,
+                             PADEC_DTYPE_BF16, 2, 0, PADEC_FP8_SCALE_NONE),
+       .num_pages = 2621440, .batch = 2, .lens = {600, 1}, .min_element = two32},
+      /* fp8: one byte an element, so 6 GiB pools reach element 6.4e9. */
+      {.label = "NHD e4m3 per-token, D 64, page 1024",
+       .params = make_params(16, 8, 64, 1024, PADEC_LAYOUT_NHD, PADEC_DTYPE_BF16, PADEC_DTYPE_E4M3,
+                             PADEC_DTYPE_BF16, 1, 0, PADEC_FP8_SCALE_PER_TOKEN),
+       .num_pages = 12288, .batch = 2, .lens = {3000, 1025}, .min_element = two32},
+      {.label = "HND e4m3 per-tensor, D 128, page 16",
+       .params = make_params(8, 2, 128, 16, PADEC_LAYOUT_HND, PADEC_DTYPE_FP16, PADEC_DTYPE_E4M3,
+                             PADEC_DTYPE_FP16, 4, 0, PADEC_FP8_SCALE_PER_TENSOR),
+       .num_pages = 1572864, .batch = 3, .lens = {513, 4, 77}, .min_element = two32},
+      {.label = "NHD e4m3 device scales, D 256, page 32, window 100",
+       .params = make_params(32, 4, 256, 32, PADEC_LAYOUT_NHD, PADEC_DTYPE_BF16, PADEC_DTYPE_E4M3,
+                             PADEC_DTYPE_BF16, 2, 100, PADEC_FP8_SCALE_PER_TENSOR_DEVICE),
+       .num_pages = 196608, .batch = 4, .lens = {1500, 33, 2, 800}, .min_element = two32},
+      /* Per-token scale indices past 2^31: 130 GiB fp8 pools and 8 GiB scale arrays. */
+      {.label = "HND e4m3 per-token, scale index past 2^31",
+       .params = make_params(8, 8, 64, 1024, PADEC_LAYOUT_HND, PADEC_DTYPE_BF16, PADEC_DTYPE_E4M3,
+                             PADEC_DTYPE_FP32, 2, 0, PADEC_FP8_SCALE_PER_TOKEN),
+       .num_pages = 266240, .batch = 2, .lens = {2048, 5}, .min_element = two31 * 64,
+       .min_scale = two31, .host_only = 1},
+      /* q and o with token strides past 2^31 elements (q 8 GiB, o 16 GiB of address space). */
+      {.label = "strided q and o, token stride 2^31 + 1024",
+       .params = make_params(8, 2, 128, 32, PADEC_LAYOUT_NHD, PADEC_DTYPE_BF16, PADEC_DTYPE_BF16,
+                             PADEC_DTYPE_FP32, 1, 0, PADEC_FP8_SCALE_NONE),
+       .num_pages = 327680, .batch = 3, .lens = {900, 64, 1},
+       .q_stride_token = two31 + 1024, .q_stride_head = 256,
+       .o_stride_token = two31 + 2048, .o_stride_head = 384, .min_element = two31},
+  };
+  /* clang-format on */
+  memcpy(specs, table, sizeof table);
+  *count = (int)(sizeof table / sizeof table[0]);
+  return specs;
+}

@@ -65,4 +65,20 @@ void large_case_pack_o(const large_case *lc, const void *o_strided, void *o_pack
 int64_t large_case_max_pool_element(const large_case *lc);
 int64_t large_case_max_scale_index(const large_case *lc);
 
+/* The large-pool cases, one table for the CPU and the GPU tests. */
+typedef struct large_spec {
+  const char *label;
+  padec_params params;
+  int64_t num_pages;
+  int32_t batch;
+  int32_t lens[6];
+  int64_t q_stride_token, q_stride_head, o_stride_token, o_stride_head; /* 0: packed */
+  int64_t min_element; /* the case must reach at least this pool element offset */
+  int64_t min_scale;   /* ... and this per-token scale index (0: no claim) */
+  int host_only;       /* too large for a GPU's memory (a 130 GiB pool): the CPU test only */
+} large_spec;
+
+/* The table; *count receives its length. */
+const large_spec *large_specs(int *count);
+
 #endif /* PADEC_TEST_LARGE_CASE_H */
