@@ -24,7 +24,7 @@
 #define PADEC_CHECK_EPS_HALF_OUTPUT 1e-4
 #define PADEC_CHECK_EPS_LSE 1e-4
 
-static double load_output(const void *o, padec_dtype dtype, size_t index) {
+double padec_output_element(const void *o, padec_dtype dtype, size_t index) {
   switch (dtype) {
     case PADEC_DTYPE_BF16: {
       uint16_t v;
@@ -146,7 +146,7 @@ int padec_check_output(const padec_case *c, const void *o, const float *lse,
 
   int nan_seen = 0;
   for (size_t i = 0; i < elems; ++i) {
-    double value = load_output(o, p->o_dtype, i);
+    double value = padec_output_element(o, p->o_dtype, i);
     double err = fabs(value - exact[i]);
     int bad;
     if (isinf(exact_lse[i / head_dim])) {

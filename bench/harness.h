@@ -93,6 +93,9 @@ typedef struct padec_check_result {
  * oracle could not run. */
 int padec_check_output(const padec_case *c, const void *o, const float *lse,
                        padec_check_result *result);
+/* Element `index` of an output buffer of o dtype (bf16, fp16 or fp32), as a double. */
+double padec_output_element(const void *o, padec_dtype dtype, size_t index);
+
 /* Prints every field of the case's params and the result on one line, for failure reports. */
 void padec_check_print(FILE *stream, const char *label, const padec_case *c,
                        const padec_check_result *result);

@@ -56,22 +56,6 @@ static size_t dtype_bytes(padec_dtype dtype) {
   return dtype == PADEC_DTYPE_E4M3 ? 1 : dtype == PADEC_DTYPE_FP32 ? 4 : 2;
 }
 
-static float output_value(padec_dtype dtype, const void *o, size_t i) {
-  if (dtype == PADEC_DTYPE_FP32) return ((const float *)o)[i];
-  const uint16_t bits = ((const uint16_t *)o)[i];
-  if (dtype == PADEC_DTYPE_BF16) {
-    const uint32_t word = (uint32_t)bits << 16;
-    float f;
-    memcpy(&f, &word, sizeof f);
-    return f;
-  }
-  const int exponent = (bits >> 10) & 0x1f, mantissa = bits & 0x3ff;
-  const float magnitude = exponent == 0    ? ldexpf((float)mantissa, -24)
-                          : exponent == 31 ? (mantissa ? NAN : INFINITY)
-                                           : ldexpf((float)(mantissa | 0x400), exponent - 25);
-  return (bits & 0x8000) ? -magnitude : magnitude;
-}
-
 typedef struct config {
   const char *label;
   padec_params params;
@@ -221,7 +205,7 @@ static void run_config(const config *cfg, int replays) {
       if (lens[b] != 0) continue;
       int bad = 0;
       for (size_t i = (size_t)b * q_len * row_elems; i < (size_t)(b + 1) * q_len * row_elems; ++i)
-        if (output_value(p->o_dtype, o, i) != 0.0f) bad = 1;
+        if ((float)padec_output_element(o, p->o_dtype, (size_t)i) != 0.0f) bad = 1;
       for (size_t i = (size_t)b * q_len * p->num_q_heads; i < (size_t)(b + 1) * q_len * p->num_q_heads; ++i)
         if (!(isinf(lse[i]) && lse[i] < 0)) bad = 1;
       if (bad) {

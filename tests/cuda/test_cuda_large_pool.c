@@ -53,22 +53,6 @@ static size_t dtype_bytes(padec_dtype dtype) {
   return dtype == PADEC_DTYPE_E4M3 ? 1 : dtype == PADEC_DTYPE_FP32 ? 4 : 2;
 }
 
-static float output_value(padec_dtype dtype, const void *o, size_t i) {
-  if (dtype == PADEC_DTYPE_FP32) return ((const float *)o)[i];
-  const uint16_t bits = ((const uint16_t *)o)[i];
-  if (dtype == PADEC_DTYPE_BF16) {
-    const uint32_t word = (uint32_t)bits << 16;
-    float f;
-    memcpy(&f, &word, sizeof f);
-    return f;
-  }
-  const int exponent = (bits >> 10) & 0x1f, mantissa = bits & 0x3ff;
-  const float magnitude = exponent == 0    ? ldexpf((float)mantissa, -24)
-                          : exponent == 31 ? (mantissa ? NAN : INFINITY)
-                                           : ldexpf((float)(mantissa | 0x400), exponent - 25);
-  return (bits & 0x8000) ? -magnitude : magnitude;
-}
-
 /* Copies the pages of the block table (and their per-token scales) to the device pools. */
 static cudaError_t upload_pages(const large_case *lc, char *d_k, char *d_v, char *d_ks,
                                 char *d_vs) {
@@ -197,7 +181,7 @@ static void run_options(const char *label, const large_case *lc, const padec_pla
     }
   }
   for (size_t i = 0; i < rows * (size_t)p->head_dim; ++i) {
-    const float a = output_value(p->o_dtype, o_gpu, i), b = output_value(p->o_dtype, o_cpu, i);
+    const float a = (float)padec_output_element(o_gpu, p->o_dtype, (size_t)i), b = (float)padec_output_element(o_cpu, p->o_dtype, (size_t)i);
     if (!(fabs((double)a - b) <= 2.0 * gpu_result.tolerance + 1e-6)) {
       CHECK(0, "%s: o[%zu] GPU %g CPU %g", label, i, (double)a, (double)b);
       break;

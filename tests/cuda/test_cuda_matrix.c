@@ -47,23 +47,6 @@ static int run_cpu(const padec_case *c, const padec_plan_options *options, void 
   return rc;
 }
 
-static float output_value(const padec_case *c, const void *o, int64_t i) {
-  if (c->params.o_dtype == PADEC_DTYPE_FP32) return ((const float *)o)[i];
-  uint16_t bits = ((const uint16_t *)o)[i];
-  if (c->params.o_dtype == PADEC_DTYPE_BF16) {
-    uint32_t w = (uint32_t)bits << 16;
-    float f;
-    memcpy(&f, &w, sizeof f);
-    return f;
-  }
-  /* fp16 */
-  int exponent = (bits >> 10) & 0x1f, mantissa = bits & 0x3ff;
-  float magnitude = exponent == 0 ? ldexpf((float)mantissa, -24)
-                    : exponent == 31 ? (mantissa ? NAN : INFINITY)
-                                     : ldexpf((float)(mantissa | 0x400), exponent - 25);
-  return (bits & 0x8000) ? -magnitude : magnitude;
-}
-
 static void run_case(const char *label, const padec_params *params, int32_t batch,
                      const int32_t *lens, uint64_t seed, int split) {
   padec_case c;
@@ -130,7 +113,7 @@ static void run_case(const char *label, const padec_params *params, int32_t batc
     }
   }
   for (int64_t i = 0; i < (int64_t)(lse_count * (size_t)c.params.head_dim); ++i) {
-    const float a = output_value(&c, o, i), b = output_value(&c, o_cpu, i);
+    const float a = (float)padec_output_element(o, c.params.o_dtype, (size_t)i), b = (float)padec_output_element(o_cpu, c.params.o_dtype, (size_t)i);
     if (!(fabsf(a - b) <= 2.0 * result.tolerance + 1e-6)) {
       fprintf(stderr, "FAIL %s: o[%lld] GPU %g CPU %g\n", full_label, (long long)i, (double)a, (double)b);
       g_failures += 1;

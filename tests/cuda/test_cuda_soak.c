@@ -180,22 +180,6 @@ static void *alloc_or_die(size_t bytes) {
   return ptr;
 }
 
-static float output_value(padec_dtype dtype, const void *o, size_t i) {
-  if (dtype == PADEC_DTYPE_FP32) return ((const float *)o)[i];
-  const uint16_t bits = ((const uint16_t *)o)[i];
-  if (dtype == PADEC_DTYPE_BF16) {
-    const uint32_t word = (uint32_t)bits << 16;
-    float f;
-    memcpy(&f, &word, sizeof f);
-    return f;
-  }
-  const int exponent = (bits >> 10) & 0x1f, mantissa = bits & 0x3ff;
-  const float magnitude = exponent == 0    ? ldexpf((float)mantissa, -24)
-                          : exponent == 31 ? (mantissa ? NAN : INFINITY)
-                                           : ldexpf((float)(mantissa | 0x400), exponent - 25);
-  return (bits & 0x8000) ? -magnitude : magnitude;
-}
-
 static int run_cpu(const padec_case *c, const padec_plan_options *options, void *o, float *lse,
                    int *split) {
   padec_plan_layout layout;
@@ -297,8 +281,8 @@ static int64_t run_one(int64_t index, stats *local, int verbose) {
         bad_pairs += 1;
     }
     for (size_t i = 0; i < rows * (size_t)c.params.head_dim; ++i) {
-      const double a = output_value(c.params.o_dtype, o_gpu, i);
-      const double b = output_value(c.params.o_dtype, o_cpu, i);
+      const double a = (float)padec_output_element(o_gpu, c.params.o_dtype, (size_t)i);
+      const double b = (float)padec_output_element(o_cpu, c.params.o_dtype, (size_t)i);
       if (!(fabs(a - b) <= 2.0 * gpu_result.tolerance + 1e-6)) bad_pairs += 1;
     }
     if (bad_pairs) {
