@@ -181,7 +181,8 @@ static void run_options(const char *label, const large_case *lc, const padec_pla
     }
   }
   for (size_t i = 0; i < rows * (size_t)p->head_dim; ++i) {
-    const float a = (float)padec_output_element(o_gpu, p->o_dtype, (size_t)i), b = (float)padec_output_element(o_cpu, p->o_dtype, (size_t)i);
+    const float a = (float)padec_output_element(o_gpu, p->o_dtype, (size_t)i);
+    const float b = (float)padec_output_element(o_cpu, p->o_dtype, (size_t)i);
     if (!(fabs((double)a - b) <= 2.0 * gpu_result.tolerance + 1e-6)) {
       CHECK(0, "%s: o[%zu] GPU %g CPU %g", label, i, (double)a, (double)b);
       break;

@@ -113,7 +113,8 @@ static void run_case(const char *label, const padec_params *params, int32_t batc
     }
   }
   for (int64_t i = 0; i < (int64_t)(lse_count * (size_t)c.params.head_dim); ++i) {
-    const float a = (float)padec_output_element(o, c.params.o_dtype, (size_t)i), b = (float)padec_output_element(o_cpu, c.params.o_dtype, (size_t)i);
+    const float a = (float)padec_output_element(o, c.params.o_dtype, (size_t)i);
+    const float b = (float)padec_output_element(o_cpu, c.params.o_dtype, (size_t)i);
     if (!(fabsf(a - b) <= 2.0 * result.tolerance + 1e-6)) {
       fprintf(stderr, "FAIL %s: o[%lld] GPU %g CPU %g\n", full_label, (long long)i, (double)a, (double)b);
       g_failures += 1;

@@ -281,8 +281,8 @@ static int64_t run_one(int64_t index, stats *local, int verbose) {
         bad_pairs += 1;
     }
     for (size_t i = 0; i < rows * (size_t)c.params.head_dim; ++i) {
-      const double a = (float)padec_output_element(o_gpu, c.params.o_dtype, (size_t)i);
-      const double b = (float)padec_output_element(o_cpu, c.params.o_dtype, (size_t)i);
+      const double a = padec_output_element(o_gpu, c.params.o_dtype, (size_t)i);
+      const double b = padec_output_element(o_cpu, c.params.o_dtype, (size_t)i);
       if (!(fabs(a - b) <= 2.0 * gpu_result.tolerance + 1e-6)) bad_pairs += 1;
     }
     if (bad_pairs) {
