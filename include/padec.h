@@ -210,6 +210,17 @@ typedef struct padec_plan_header {
 padec_status padec_plan_build(const padec_params *params, const padec_plan_layout *layout,
                               const int32_t *kv_lens, void *plan, size_t plan_bytes);
 
+/* padec_plan_build for one shard of context-parallel decode: sequence b holds kv_lens[b] tokens
+ * at positions [shard_starts[b], shard_starts[b] + kv_lens[b]) of a sequence of seq_lens[b]
+ * tokens (see padec_tensors.shard_starts). With a window, only the shard's partitions that some
+ * query sees are scheduled; a shard wholly before every window gets no partitions (its rows come
+ * out empty: output 0, LSE -inf). Both NULL is padec_plan_build. Additional errors: NULL_POINTER
+ * (one of the two arrays NULL), BAD_ARGUMENT (a negative shard start, or a shard that ends past
+ * its sequence), naming the sequence. */
+padec_status padec_plan_build_shard(const padec_params *params, const padec_plan_layout *layout,
+                                    const int32_t *kv_lens, const int32_t *shard_starts,
+                                    const int32_t *seq_lens, void *plan, size_t plan_bytes);
+
 /* Typed views into a plan buffer (pointers derived from the layout's offsets). */
 typedef struct padec_plan_view {
   const padec_plan_header *header;
@@ -257,6 +268,17 @@ typedef struct padec_tensors {
   int64_t o_stride_head;  /* elements; 0 means head_dim */
   float *lse;             /* optional [batch * q_len][num_q_heads], natural log; -inf where a row
                              sees no token */
+  /* Context-parallel shards (optional; both NULL for whole sequences). When a sequence's KV cache
+   * is split by position across several runs (GPUs), each run holds one contiguous range of it:
+   * here sequence b's kv_lens[b] cached tokens are positions [shard_starts[b], shard_starts[b] +
+   * kv_lens[b]) of a sequence whose whole length (the new query tokens included) is seq_lens[b].
+   * The query tokens keep their positions seq_lens[b] - q_len + i, so the causal rule and the
+   * window apply as in the unsharded sequence. kv_lens[b] may be 0 (nothing of b on this shard).
+   * Need 0 <= shard_starts[b] and shard_starts[b] + kv_lens[b] <= seq_lens[b]. Give the plan the
+   * same arrays (padec_plan_build_shard). Run with o_dtype FP32 and lse set, then combine the
+   * shards with padec_cpu_merge_shards or padec_cuda_merge_shards. */
+  const int32_t *shard_starts; /* [batch] */
+  const int32_t *seq_lens;     /* [batch] */
 } padec_tensors;
 
 /* Runs a plan on the CPU: every work item computes its partial (or the final output for direct
@@ -269,8 +291,31 @@ padec_status padec_cpu_run(const padec_params *params, const padec_plan_layout *
                            const void *plan, const padec_tensors *tensors, void *workspace,
                            size_t workspace_bytes);
 
-/* Checks caller data on the host: every kv_len against its pages and every page id against the
- * pool, naming the first offending sequence in the message. padec_cpu_run calls it. */
+/* The shard results of context-parallel decode, stacked, and where their combination goes.
+ * Every shard ran over the same batch (rows = batch * q_len query tokens) with the same params. */
+typedef struct padec_shard_merge_tensors {
+  int32_t num_shards;      /* R >= 1 */
+  int32_t rows;            /* query tokens of the batch (batch * q_len) */
+  const float *shard_o;    /* [R][rows][num_q_heads][head_dim]: each shard's o (o_dtype FP32) */
+  const float *shard_lse;  /* [R][rows][num_q_heads]: each shard's lse */
+  void *o;                 /* [rows][num_q_heads][head_dim], params.o_dtype */
+  int64_t o_stride_token;  /* elements; 0 means num_q_heads * head_dim */
+  int64_t o_stride_head;   /* elements; 0 means head_dim */
+  float *lse;              /* optional [rows][num_q_heads] */
+} padec_shard_merge_tensors;
+
+/* Combines R shard results with log-sum-exp weights, shards in rank order 0..R-1 (deterministic:
+ * the same bytes on every run and every rank). A row that no shard sees gets output 0 and LSE
+ * -inf. The same arithmetic as the merge of split work items. Errors: the params errors,
+ * NULL_POINTER, MISALIGNED_POINTER (shard_o, shard_lse, lse: 4 bytes; o: its dtype),
+ * BAD_ARGUMENT (num_shards < 1, rows < 0, or shard_o * R beyond 2^62 bytes). */
+padec_status padec_cpu_merge_shards(const padec_params *params,
+                                    const padec_shard_merge_tensors *tensors);
+
+/* Checks caller data on the host: every kv_len against its pages, every page id against the
+ * pool, and the shard arrays when given (both or neither; 0 <= shard_starts[b] and
+ * shard_starts[b] + kv_lens[b] <= seq_lens[b]), naming the first offending sequence in the
+ * message. padec_cpu_run calls it. */
 padec_status padec_validate_kv_host(const padec_params *params, int32_t batch,
                                     const padec_tensors *tensors);
 

@@ -47,6 +47,28 @@ padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout 
                             const void *plan, const padec_tensors *tensors, void *workspace,
                             size_t workspace_bytes, struct CUstream_st *stream);
 
+/* padec_cpu_merge_shards on the GPU, on `stream`: every pointer of tensors is device memory.
+ * The same arithmetic and order, so the bytes are identical run to run. One launch; never
+ * allocates or synchronises (capturable). Errors: those of padec_cpu_merge_shards,
+ * NOT_BUILT_WITH_CUDA, CUDA_ERROR (launch). */
+padec_status padec_cuda_merge_shards(const padec_params *params,
+                                     const padec_shard_merge_tensors *tensors,
+                                     struct CUstream_st *stream);
+
+/* Device scratch that padec_cuda_validate_kv needs (bytes, 16-byte aligned). */
+#define PADEC_CUDA_VALIDATE_SCRATCH_BYTES 64
+
+/* padec_validate_kv_host for caller data in device memory (page_indptr, page_indices, kv_lens
+ * and the shard arrays of tensors): a kernel checks every sequence, then the call waits for it
+ * and returns the status of the lowest-numbered offending sequence, with the message the host
+ * check would give for the same data. It synchronises `stream`: an admission and debugging
+ * entry, not part of the decode step (padec_cuda_run stays free of host round trips). Writes
+ * nothing but device_scratch (device memory, PADEC_CUDA_VALIDATE_SCRATCH_BYTES). Errors: those of
+ * padec_validate_kv_host, NULL_POINTER, MISALIGNED_POINTER, NOT_BUILT_WITH_CUDA, CUDA_ERROR. */
+padec_status padec_cuda_validate_kv(const padec_params *params, int32_t batch,
+                                    const padec_tensors *tensors, void *device_scratch,
+                                    struct CUstream_st *stream);
+
 /* Copies a host plan (layout->plan_bytes) to device memory, asynchronously on `stream`. The host
  * buffer must stay unchanged until the copy has run (pinned memory makes it truly async). */
 padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void *host_plan,

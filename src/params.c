@@ -188,9 +188,31 @@ padec_status padec__check_run_arguments(const padec_params *params,
   if (!aligned(t->page_indptr, 4) || !aligned(t->page_indices, 4) || !aligned(t->kv_lens, 4))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
                        "page_indptr, page_indices and kv_lens must be 4-byte aligned");
+  if ((t->shard_starts == NULL) != (t->seq_lens == NULL))
+    return padec__fail(PADEC_STATUS_NULL_POINTER,
+                       "tensors.shard_starts and tensors.seq_lens go together: %s is NULL",
+                       t->shard_starts ? "seq_lens" : "shard_starts");
+  if (!aligned(t->shard_starts, 4) || !aligned(t->seq_lens, 4))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
+                       "tensors.shard_starts and tensors.seq_lens must be 4-byte aligned");
   if (t->q_stride_token < 0 || t->q_stride_head < 0 || t->o_stride_token < 0 ||
       t->o_stride_head < 0)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "q and o strides must be >= 0 (0 = packed)");
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec__check_shard(int32_t b, const int32_t *kv_lens, const int32_t *shard_starts,
+                                const int32_t *seq_lens) {
+  if (!shard_starts) return PADEC_STATUS_OK;
+  if (shard_starts[b] < 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "sequence %d: shard_starts[%d] = %d is negative",
+                       b, b, shard_starts[b]);
+  if ((int64_t)shard_starts[b] + kv_lens[b] > seq_lens[b])
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "sequence %d: the shard ends at position %lld (shard_starts %d + kv_lens "
+                       "%d), past seq_lens[%d] = %d",
+                       b, (long long)shard_starts[b] + kv_lens[b], shard_starts[b], kv_lens[b], b,
+                       seq_lens[b]);
   return PADEC_STATUS_OK;
 }
 
@@ -208,6 +230,10 @@ padec_status padec_validate_kv_host(const padec_params *params, int32_t batch,
   if (t->page_indptr[0] != 0)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "page_indptr[0] = %d, must be 0",
                        t->page_indptr[0]);
+  if ((t->shard_starts == NULL) != (t->seq_lens == NULL))
+    return padec__fail(PADEC_STATUS_NULL_POINTER,
+                       "tensors.shard_starts and tensors.seq_lens go together: %s is NULL",
+                       t->shard_starts ? "seq_lens" : "shard_starts");
   for (int32_t b = 0; b < batch; ++b) {
     int32_t first = t->page_indptr[b], last = t->page_indptr[b + 1];
     if (last < first)
@@ -219,6 +245,8 @@ padec_status padec_validate_kv_host(const padec_params *params, int32_t batch,
       return padec__fail(PADEC_STATUS_KV_LEN_EXCEEDS_PAGES,
                          "sequence %d: kv_len = %lld but its %d pages hold %lld tokens", b,
                          (long long)len, last - first, (long long)capacity);
+    status = padec__check_shard(b, t->kv_lens, t->shard_starts, t->seq_lens);
+    if (status != PADEC_STATUS_OK) return status;
     int32_t pages_used = (int32_t)((len + params->page_size - 1) / params->page_size);
     for (int32_t i = 0; i < pages_used; ++i) {
       int32_t page = t->page_indices[first + i];
@@ -228,5 +256,38 @@ padec_status padec_validate_kv_host(const padec_params *params, int32_t batch,
                            page, (long long)t->num_pages);
     }
   }
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec__check_shard_merge(const padec_params *params,
+                                      const padec_shard_merge_tensors *tensors) {
+  padec_status status = padec_params_validate(params);
+  if (status != PADEC_STATUS_OK) return status;
+  if (!tensors) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors is NULL");
+  const padec_shard_merge_tensors *t = tensors;
+  if (t->num_shards < 1)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.num_shards = %d: need 1 or more",
+                       t->num_shards);
+  if (t->rows < 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.rows = %d is negative", t->rows);
+  const int64_t elements = (int64_t)t->rows * params->num_q_heads * params->head_dim;
+  if (elements > 0 && t->num_shards > (INT64_C(1) << 60) / elements)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "tensors.num_shards = %d x rows = %d: the stacked shard_o passes 2^62 bytes",
+                       t->num_shards, t->rows);
+  if (t->rows > 0) {
+    if (!t->shard_o) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.shard_o is NULL");
+    if (!t->shard_lse) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.shard_lse is NULL");
+    if (!t->o) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.o is NULL");
+  }
+  if (!aligned(t->shard_o, 4) || !aligned(t->shard_lse, 4) || !aligned(t->lse, 4))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
+                       "tensors.shard_o, shard_lse and lse must be 4-byte aligned");
+  const size_t o_align = (size_t)padec__dtype_bytes(params->o_dtype);
+  if (!aligned(t->o, o_align))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.o must be %zu-byte aligned",
+                       o_align);
+  if (t->o_stride_token < 0 || t->o_stride_head < 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "o strides must be >= 0 (0 = packed)");
   return PADEC_STATUS_OK;
 }

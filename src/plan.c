@@ -14,11 +14,18 @@ int32_t padec_first_partition(int32_t kv_len, int32_t q_len, int32_t window_left
   return (int32_t)(first_token / partition_tokens);
 }
 
-int32_t padec_num_partitions(int32_t kv_len, int32_t q_len, int32_t window_left,
-                             int32_t partition_tokens) {
+int32_t padec__shard_num_partitions(int32_t kv_len, int32_t query_end, int32_t q_len,
+                                    int32_t window_left, int32_t partition_tokens) {
   if (kv_len <= 0 || partition_tokens <= 0) return 0;
   int32_t end = (int32_t)(((int64_t)kv_len + partition_tokens - 1) / partition_tokens);
-  return end - padec_first_partition(kv_len, q_len, window_left, partition_tokens);
+  /* The first partition depends only on where the queries are. */
+  int32_t first = padec_first_partition(query_end, q_len, window_left, partition_tokens);
+  return end > first ? end - first : 0;
+}
+
+int32_t padec_num_partitions(int32_t kv_len, int32_t q_len, int32_t window_left,
+                             int32_t partition_tokens) {
+  return padec__shard_num_partitions(kv_len, kv_len, q_len, window_left, partition_tokens);
 }
 
 static size_t align_up(size_t value, size_t alignment) {
@@ -117,6 +124,12 @@ static padec_sched_output output_arrays(const padec_plan_layout *layout, void *p
 
 padec_status padec_plan_build(const padec_params *params, const padec_plan_layout *layout,
                               const int32_t *kv_lens, void *plan, size_t plan_bytes) {
+  return padec_plan_build_shard(params, layout, kv_lens, NULL, NULL, plan, plan_bytes);
+}
+
+padec_status padec_plan_build_shard(const padec_params *params, const padec_plan_layout *layout,
+                                    const int32_t *kv_lens, const int32_t *shard_starts,
+                                    const int32_t *seq_lens, void *plan, size_t plan_bytes) {
   padec_status status = padec_params_validate(params);
   if (status != PADEC_STATUS_OK) return status;
   if (!layout) return padec__fail(PADEC_STATUS_NULL_POINTER, "layout is NULL");
@@ -134,12 +147,19 @@ padec_status padec_plan_build(const padec_params *params, const padec_plan_layou
   if (plan_bytes < layout->plan_bytes)
     return padec__fail(PADEC_STATUS_WORKSPACE_TOO_SMALL, "plan_bytes = %zu, need %zu", plan_bytes,
                        layout->plan_bytes);
-  for (int32_t b = 0; b < layout->batch; ++b)
+  if ((shard_starts == NULL) != (seq_lens == NULL))
+    return padec__fail(PADEC_STATUS_NULL_POINTER, "shard_starts and seq_lens go together: %s is NULL",
+                       shard_starts ? "seq_lens" : "shard_starts");
+  for (int32_t b = 0; b < layout->batch; ++b) {
     if (kv_lens[b] < 0)
       return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "kv_lens[%d] = %d is negative", b, kv_lens[b]);
+    status = padec__check_shard(b, kv_lens, shard_starts, seq_lens);
+    if (status != PADEC_STATUS_OK) return status;
+  }
 
-  padec_sched_input in = {layout->batch, p.num_kv_heads, p.num_q_heads, layout->num_workers,
-                          p.q_len,       p.window_left,  layout->partition_tokens, kv_lens};
+  padec_sched_input in = {layout->batch,  p.num_kv_heads, p.num_q_heads,
+                          layout->num_workers, p.q_len, p.window_left,
+                          layout->partition_tokens, kv_lens, shard_starts, seq_lens};
   /* Dry run first (no arrays, only counts and capacity checks), so that a failure writes
    * nothing; the same function then fills the buffer. */
   padec_sched_output dry;

@@ -74,6 +74,10 @@ static int64_t pool_index(const run_context *ctx, int64_t page, int32_t token_in
   return ((page * p->num_kv_heads + kv_head) * p->page_size + token_in_page) * (int64_t)p->head_dim;
 }
 
+static int32_t query_end_of(const padec_tensors *t, int32_t b) {
+  return t->seq_lens ? t->seq_lens[b] - t->shard_starts[b] : t->kv_lens[b];
+}
+
 /* Runs one work item: query rows (q_len x group) of one KV head over a token range. */
 static void run_work_item(const run_context *ctx, const int32_t *work) {
   const padec_params *p = &ctx->p;
@@ -83,8 +87,11 @@ static void run_work_item(const run_context *ctx, const int32_t *work) {
   const int32_t kv_head = q_head_start / ctx->group;
   const int32_t dim = p->head_dim, q_len = p->q_len, rows = q_len * ctx->group;
   const int32_t kv_len = t->kv_lens[b];
+  /* Query positions, counted from this call's first cached token (past kv_len on a shard that
+   * ends before the sequence does). */
+  const int32_t query_end = query_end_of(t, b);
   const int32_t T = ctx->layout->partition_tokens;
-  const int32_t first = padec_first_partition(kv_len, q_len, p->window_left, T);
+  const int32_t first = padec_first_partition(query_end, q_len, p->window_left, T);
   const int64_t local = (int64_t)work[4] - ctx->view.partition_indptr[b];
   int64_t token_begin = (first + local) * T;
   int64_t token_end = (first + local + (work[5] - work[4])) * (int64_t)T;
@@ -104,7 +111,7 @@ static void run_work_item(const run_context *ctx, const int32_t *work) {
     memset(acc[r], 0, sizeof(float) * (size_t)dim);
     state[r].max_log2 = -INFINITY;
     state[r].sum = 0.0f;
-    const int64_t last = (int64_t)kv_len - q_len + qi; /* last visible position */
+    const int64_t last = (int64_t)query_end - q_len + qi; /* last visible position */
     int64_t lo = p->window_left > 0 ? last - p->window_left : 0;
     if (lo < 0) lo = 0;
     visible_begin[r] = lo > token_begin ? lo : token_begin;
@@ -181,43 +188,67 @@ static void run_work_item(const run_context *ctx, const int32_t *work) {
   }
 }
 
+/* Where the partial results of one output row live: partial k (k counted from the first of the
+ * merge) is row slot_rows[k] + row_offset of (o, lse) when slot_rows is given (a reduce group's
+ * splits), else row k * slot_stride + row_offset (stacked shards). */
+typedef struct partial_rows {
+  const float *o;   /* [rows][heads][dim] */
+  const float *lse; /* [rows][heads] */
+  const int32_t *slot_rows;
+  int64_t slot_stride;
+  int64_t row_offset;
+  int32_t count;
+} partial_rows;
+
+static int64_t partial_row(const partial_rows *src, int32_t k) {
+  return src->slot_rows ? (int64_t)src->slot_rows[k] + src->row_offset
+                        : k * src->slot_stride + src->row_offset;
+}
+
+/* Combines the partials of one (row, head) with log-sum-exp weights, in order k = 0, 1, ...; the
+ * GPU merge (merge_row_warp) does the same operations in the same order. */
+static void merge_one_row(const partial_rows *src, int32_t heads, int32_t head, int32_t dim,
+                          padec_dtype o_dtype, void *o, int64_t o_index, float *lse_out) {
+  float max_lse = -INFINITY;
+  for (int32_t k = 0; k < src->count; ++k) {
+    const float lse = src->lse[partial_row(src, k) * heads + head];
+    if (lse > max_lse) max_lse = lse;
+  }
+  float out[MAX_HEAD_DIM];
+  memset(out, 0, sizeof(float) * (size_t)dim);
+  float weight_sum = 0.0f;
+  if (max_lse != -INFINITY) {
+    for (int32_t k = 0; k < src->count; ++k) {
+      const int64_t prow = partial_row(src, k);
+      const float lse = src->lse[prow * heads + head];
+      if (lse == -INFINITY) continue;
+      const float weight = expf(lse - max_lse);
+      weight_sum += weight;
+      const float *row = src->o + (prow * heads + head) * dim;
+      for (int32_t d = 0; d < dim; ++d) out[d] += weight * row[d];
+    }
+  }
+  const float inv = weight_sum > 0.0f ? 1.0f / weight_sum : 0.0f;
+  for (int32_t d = 0; d < dim; ++d) store_element(o, o_index + d, o_dtype, out[d] * inv);
+  if (lse_out) *lse_out = weight_sum > 0.0f ? max_lse + logf(weight_sum) : -INFINITY;
+}
+
 /* Combines the splits of every reduce group, in slot order, into the output. */
 static void run_merge(const run_context *ctx) {
   const padec_params *p = &ctx->p;
   const padec_plan_view *v = &ctx->view;
-  const int32_t dim = p->head_dim, heads = p->num_q_heads;
+  const int32_t heads = p->num_q_heads;
   for (int32_t g = 0; g < ctx->layout->batch; ++g) {
     const int32_t first_slot = v->reduce_indptr[g], end_slot = v->reduce_indptr[g + 1];
     if (end_slot <= first_slot) continue;
     const int32_t row_start = v->reduce_final_map[2 * g], row_end = v->reduce_final_map[2 * g + 1];
     for (int32_t row = row_start; row < row_end; ++row) {
+      const partial_rows src = {ctx->partial_o, ctx->partial_lse, v->reduce_partial_map + first_slot,
+                                0, row - row_start, end_slot - first_slot};
       for (int32_t head = 0; head < heads; ++head) {
-        float max_lse = -INFINITY;
-        for (int32_t s = first_slot; s < end_slot; ++s) {
-          const int64_t prow = (int64_t)v->reduce_partial_map[s] + (row - row_start);
-          const float lse = ctx->partial_lse[prow * heads + head];
-          if (lse > max_lse) max_lse = lse;
-        }
-        float out[MAX_HEAD_DIM];
-        memset(out, 0, sizeof(float) * (size_t)dim);
-        float weight_sum = 0.0f;
-        if (max_lse != -INFINITY) {
-          for (int32_t s = first_slot; s < end_slot; ++s) {
-            const int64_t prow = (int64_t)v->reduce_partial_map[s] + (row - row_start);
-            const float lse = ctx->partial_lse[prow * heads + head];
-            if (lse == -INFINITY) continue;
-            const float weight = expf(lse - max_lse);
-            weight_sum += weight;
-            const float *src = ctx->partial_o + (prow * heads + head) * dim;
-            for (int32_t d = 0; d < dim; ++d) out[d] += weight * src[d];
-          }
-        }
-        const float inv = weight_sum > 0.0f ? 1.0f / weight_sum : 0.0f;
         const int64_t o_index = (int64_t)row * ctx->o_stride_token + head * ctx->o_stride_head;
-        for (int32_t d = 0; d < dim; ++d) store_element(ctx->t->o, o_index + d, p->o_dtype, out[d] * inv);
-        if (ctx->t->lse)
-          ctx->t->lse[(int64_t)row * heads + head] =
-              weight_sum > 0.0f ? max_lse + logf(weight_sum) : -INFINITY;
+        merge_one_row(&src, heads, head, p->head_dim, p->o_dtype, ctx->t->o, o_index,
+                      ctx->t->lse ? ctx->t->lse + (int64_t)row * heads + head : NULL);
       }
     }
   }
@@ -243,12 +274,14 @@ padec_status padec_cpu_run(const padec_params *params, const padec_plan_layout *
   /* A plan built for other lengths would silently read the wrong tokens. */
   for (int32_t b = 0; b < layout->batch; ++b) {
     const int32_t planned = ctx.view.partition_indptr[b + 1] - ctx.view.partition_indptr[b];
-    const int32_t needed = padec_num_partitions(tensors->kv_lens[b], p->q_len, p->window_left,
-                                                layout->partition_tokens);
+    const int32_t needed =
+        padec__shard_num_partitions(tensors->kv_lens[b], query_end_of(tensors, b), p->q_len,
+                                    p->window_left, layout->partition_tokens);
     if (planned != needed)
       return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
                          "sequence %d: the plan has %d partitions but kv_len %d needs %d (plan "
-                         "built for other kv_lens)", b, planned, tensors->kv_lens[b], needed);
+                         "built for other kv_lens or shards)", b, planned, tensors->kv_lens[b],
+                         needed);
   }
   if (p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE) {
     ctx.k_scale = tensors->k_scales[0];
@@ -275,5 +308,25 @@ padec_status padec_cpu_run(const padec_params *params, const padec_plan_layout *
   const int32_t num_works = ctx.view.work_indptr[layout->num_workers];
   for (int32_t w = 0; w < num_works; ++w) run_work_item(&ctx, ctx.view.work_info + (int64_t)w * 8);
   run_merge(&ctx);
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec_cpu_merge_shards(const padec_params *params,
+                                    const padec_shard_merge_tensors *tensors) {
+  padec_status status = padec__check_shard_merge(params, tensors);
+  if (status != PADEC_STATUS_OK) return status;
+  const padec_params p = padec__params_normalized(params);
+  const padec_shard_merge_tensors *t = tensors;
+  const int32_t heads = p.num_q_heads;
+  const int64_t o_stride_head = t->o_stride_head ? t->o_stride_head : p.head_dim;
+  const int64_t o_stride_token = t->o_stride_token ? t->o_stride_token : (int64_t)heads * p.head_dim;
+  for (int32_t row = 0; row < t->rows; ++row) {
+    const partial_rows src = {t->shard_o, t->shard_lse, NULL, t->rows, row, t->num_shards};
+    for (int32_t head = 0; head < heads; ++head)
+      merge_one_row(&src, heads, head, p.head_dim, p.o_dtype, t->o,
+                    (int64_t)row * o_stride_token + head * o_stride_head,
+                    t->lse ? t->lse + (int64_t)row * heads + head : NULL);
+  }
+  padec__clear_message();
   return PADEC_STATUS_OK;
 }

@@ -43,7 +43,7 @@ padec_status padec__schedule_batch_invariant(const padec_sched_input *in, padec_
   if (out->reduce_indptr) out->reduce_indptr[0] = 0;
   for (int32_t b = 0; b < batch; ++b) {
     const int32_t parts =
-        padec_num_partitions(in->kv_lens[b], q_len, in->window_left, in->partition_tokens);
+        padec__sched_sequence_partitions(in, b);
     const int32_t pieces = piece_count(parts);
     if (pieces < 2) continue;
     if (num_slots + pieces > out->max_partial_slots || num_groups >= batch)
@@ -73,7 +73,7 @@ padec_status padec__schedule_batch_invariant(const padec_sched_input *in, padec_
     int32_t part_base = 0, slot = 0;
     for (int32_t b = 0; b < batch; ++b) {
       const int32_t parts =
-          padec_num_partitions(in->kv_lens[b], q_len, in->window_left, in->partition_tokens);
+          padec__sched_sequence_partitions(in, b);
       const int32_t pieces = piece_count(parts);
       const int32_t size = piece_partitions(parts);
       for (int32_t k = 0; k < pieces; ++k) {

@@ -2,6 +2,13 @@
 #include "../internal.h"
 #include "sched.h"
 
+int32_t padec__sched_sequence_partitions(const padec_sched_input *in, int32_t b) {
+  const int32_t query_end =
+      in->seq_lens ? in->seq_lens[b] - in->shard_starts[b] : in->kv_lens[b];
+  return padec__shard_num_partitions(in->kv_lens[b], query_end, in->q_len, in->window_left,
+                                     in->partition_tokens);
+}
+
 padec_status padec__sched_partitions(const padec_sched_input *in, padec_sched_output *out,
                                      int32_t *num_partitions) {
   int64_t total = 0;
@@ -10,7 +17,7 @@ padec_status padec__sched_partitions(const padec_sched_input *in, padec_sched_ou
     if (in->kv_lens[b] < 0)
       return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "kv_lens[%d] = %d is negative", b,
                          in->kv_lens[b]);
-    total += padec_num_partitions(in->kv_lens[b], in->q_len, in->window_left, in->partition_tokens);
+    total += padec__sched_sequence_partitions(in, b);
     if (total > INT32_MAX)
       return padec__fail(PADEC_STATUS_SIZE_OVERFLOW,
                          "the batch has more than 2^31 partitions of %d tokens", in->partition_tokens);

@@ -60,8 +60,7 @@ padec_status padec__schedule_even(const padec_sched_input *in, padec_sched_outpu
         int32_t q_head_range = ((h + 1) * group) << 16 | (h * group);
         for (int32_t b = 0; b < batch; ++b) {
           int32_t base = out->partition_indptr ? out->partition_indptr[b] : 0;
-          int32_t parts = padec_num_partitions(in->kv_lens[b], q_len, in->window_left,
-                                               in->partition_tokens);
+          int32_t parts = padec__sched_sequence_partitions(in, b);
           padec__sched_emit(&e, b, -1, b * q_len, (b + 1) * q_len, base, base + parts, q_head_range);
         }
       }
@@ -87,8 +86,7 @@ padec_status padec__schedule_even(const padec_sched_input *in, padec_sched_outpu
       int32_t kv_begin = 0, kv_end = 0;
       if (batch > 0) {
         kv_begin = out->partition_indptr ? out->partition_indptr[0] : 0;
-        kv_end = kv_begin + padec_num_partitions(in->kv_lens[0], q_len, in->window_left,
-                                                 in->partition_tokens);
+        kv_end = kv_begin + padec__sched_sequence_partitions(in, 0);
       }
       int32_t running = 0; /* cumulative partitions before sequence b, when indptr is absent */
       while (cid < workers && b < batch) {
@@ -123,8 +121,7 @@ padec_status padec__schedule_even(const padec_sched_input *in, padec_sched_outpu
           nsplit = 0;
           if (b < batch) {
             kv_begin = out->partition_indptr ? out->partition_indptr[b] : running;
-            kv_end = kv_begin + padec_num_partitions(in->kv_lens[b], q_len, in->window_left,
-                                                     in->partition_tokens);
+            kv_end = kv_begin + padec__sched_sequence_partitions(in, b);
           }
         } else {
           if (remain > 0) {

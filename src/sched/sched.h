@@ -16,7 +16,12 @@ typedef struct padec_sched_input {
   int32_t window_left;
   int32_t partition_tokens;
   const int32_t *kv_lens; /* [batch] */
+  const int32_t *shard_starts; /* [batch] or NULL (whole sequences); see padec_tensors */
+  const int32_t *seq_lens;     /* [batch] or NULL, given with shard_starts */
 } padec_sched_input;
+
+/* Scheduled partitions of sequence b (shard-aware): every policy counts through this. */
+int32_t padec__sched_sequence_partitions(const padec_sched_input *in, int32_t b);
 
 /* Output arrays; any may be NULL for a dry run that only counts. Capacities are the layout's. */
 typedef struct padec_sched_output {
