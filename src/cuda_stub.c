@@ -50,3 +50,13 @@ padec_status padec_cuda_plan_build(const padec_params *params, const padec_plan_
   (void)stream;
   return padec__fail(PADEC_STATUS_NOT_BUILT_WITH_CUDA, "padec_cuda_plan_build: no CUDA in this build");
 }
+
+padec_status padec_cuda_merge_shards(const padec_params *params,
+                                     const padec_shard_merge_tensors *tensors,
+                                     struct CUstream_st *stream) {
+  (void)params;
+  (void)tensors;
+  (void)stream;
+  return padec__fail(PADEC_STATUS_NOT_BUILT_WITH_CUDA,
+                     "padec_cuda_merge_shards: no CUDA in this build");
+}

@@ -111,6 +111,10 @@ class CTensors(ctypes.Structure):
         ("o_stride_token", ctypes.c_int64),
         ("o_stride_head", ctypes.c_int64),
         ("lse", ctypes.c_void_p),
+        # Context-parallel shards (padec_tensors.shard_starts / seq_lens); NULL here: the
+        # binding runs whole sequences.
+        ("shard_starts", ctypes.c_void_p),
+        ("seq_lens", ctypes.c_void_p),
     ]
 
 

@@ -199,13 +199,19 @@ __device__ __forceinline__ void store_output(void *base, int64_t index, int dtyp
  * in the same order on every run, with several row loads in flight. Partials are read with
  * ld.global.cg: other CTAs wrote them during this launch, so L1 may not hold them.
  */
+__device__ __forceinline__ int64_t merge_source_row(const padec_decode_params &p, int s,
+                                                   int row_offset) {
+  return p.reduce_partial_map ? (int64_t)p.reduce_partial_map[s] + row_offset
+                              : s * p.shard_rows + row_offset;
+}
+
 template <int HeadDim>
 __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int slot_begin,
                                                int slot_end, int row_offset, int out_row,
                                                int head, int lane) {
   float max_lse = -INFINITY;
   for (int s = slot_begin + lane; s < slot_end; s += 32) {
-    const int64_t prow = (int64_t)p.reduce_partial_map[s] + row_offset;
+    const int64_t prow = merge_source_row(p, s, row_offset);
     max_lse = fmaxf(max_lse, __ldcg(p.partial_lse + prow * p.num_q_heads + head));
   }
 #pragma unroll
@@ -219,10 +225,10 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
   if (max_lse != -INFINITY) {
     for (int base = slot_begin; base < slot_end; base += 32) {
       const int s = base + lane;
-      int lane_row = 0; /* partial rows are below 2^29 (layout limit) */
+      int64_t lane_row = 0;
       float lane_weight = 0.f;
       if (s < slot_end) {
-        lane_row = p.reduce_partial_map[s] + row_offset;
+        lane_row = merge_source_row(p, s, row_offset);
         const float lse = __ldcg(p.partial_lse + (int64_t)lane_row * p.num_q_heads + head);
         lane_weight = lse == -INFINITY ? 0.f : expf(lse - max_lse);
       }
@@ -321,7 +327,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   struct Segment {
     bool valid;
     int work, pass_row;
-    int b, partial_loc, qo_start, q_head_start, kv_head, kv_len;
+    int b, partial_loc, qo_start, q_head_start, kv_head;
+    int query_end; /* query positions end here, counted from the first cached token */
     int token_begin, token_end, num_tiles;
     const int32_t *pages;
     int64_t kv_head_offset;
@@ -340,21 +347,23 @@ __global__ void __launch_bounds__(kThreads, 2)
     g.qo_start = w0.z;
     g.q_head_start = w1.w & 0xffff;
     g.kv_head = g.q_head_start / p.group;
-    g.kv_len = p.kv_lens[g.b];
+    const int kv_len = p.kv_lens[g.b];
+    g.query_end = p.seq_lens ? p.seq_lens[g.b] - p.shard_starts[g.b] : kv_len;
     const int T = p.partition_tokens;
     int first_partition = 0;
     if (p.window_left > 0) {
-      const int64_t first_token = (int64_t)g.kv_len - p.q_len - p.window_left;
+      const int64_t first_token = (int64_t)g.query_end - p.q_len - p.window_left;
       first_partition = first_token > 0 ? (int)(first_token / T) : 0;
     }
     const int64_t local = (int64_t)w1.x - p.partition_indptr[g.b];
-    /* Positions fit in int32: kv_len is an int32 token count. */
-    g.token_begin = (int)((first_partition + local) * T);
+    /* Clamped to kv_len, positions fit in int32 (kv_len is an int32 token count). */
+    const int64_t begin = (first_partition + local) * T;
+    g.token_begin = begin < kv_len ? (int)begin : kv_len;
     /* No row sees a token before the first window: don't load the partition's head. */
-    if (p.window_left > 0 && (int64_t)g.kv_len - p.q_len - p.window_left > g.token_begin)
-      g.token_begin = (int)((int64_t)g.kv_len - p.q_len - p.window_left);
+    if (p.window_left > 0 && (int64_t)g.query_end - p.q_len - p.window_left > g.token_begin)
+      g.token_begin = (int)min((int64_t)g.query_end - p.q_len - p.window_left, (int64_t)kv_len);
     const int64_t item_end = (first_partition + local + (w1.y - w1.x)) * (int64_t)T;
-    g.token_end = item_end < g.kv_len ? (int)item_end : g.kv_len;
+    g.token_end = item_end < kv_len ? (int)item_end : kv_len;
     g.num_tiles = g.token_end > g.token_begin
                       ? (g.token_end - g.token_begin + Cfg::kTileTokens - 1) / Cfg::kTileTokens
                       : 0;
@@ -426,7 +435,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   while (cur.valid) {
     const int pass_row = cur.pass_row;
     const int partial_loc = cur.partial_loc, qo_start = cur.qo_start;
-    const int q_head_start = cur.q_head_start, kv_len = cur.kv_len;
+    const int q_head_start = cur.q_head_start, query_end = cur.query_end;
     const int token_begin = cur.token_begin, token_end = cur.token_end, num_tiles = cur.num_tiles;
     /* ---- stage the pass's query rows in the permuted k order ------------------------- */
     for (int r = warp; r < kRows; r += kWarps) {
@@ -482,7 +491,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         visible_lo[nt][e] = 0;
         visible_hi[nt][e] = 0;
         if (row < p.rows) {
-          const int last = kv_len - p.q_len + row / p.group;
+          const int last = query_end - p.q_len + row / p.group;
           /* 64-bit: a window near INT32_MAX must not wrap around. */
           const int64_t lo = p.window_left > 0 ? (int64_t)last - p.window_left : 0;
           visible_lo[nt][e] = lo > token_begin ? (int)lo : token_begin;

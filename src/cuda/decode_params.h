@@ -10,6 +10,7 @@ struct padec_decode_params {
   int64_t q_stride_token, q_stride_head; /* elements */
   const uint8_t *k_pages, *v_pages;
   const int32_t *page_indptr, *page_indices, *kv_lens;
+  const int32_t *shard_starts, *seq_lens; /* both NULL, or a context-parallel shard (padec.h) */
   const float *k_scales, *v_scales; /* per token, or one float each in device mode */
   void *o;
   int64_t o_stride_token, o_stride_head; /* elements */
@@ -18,7 +19,11 @@ struct padec_decode_params {
   int32_t *merge_counters;  /* [batch][num_kv_heads], zero at launch (fused merge only) */
   int32_t fused_merge;      /* 1: the last CTA of a group merges it; 0: the merge kernel does */
   const int32_t *work_indptr, *work_info, *partition_indptr;
-  const int32_t *reduce_indptr, *reduce_final_map, *reduce_partial_map;
+  const int32_t *reduce_indptr, *reduce_final_map;
+  /* First partial row of each split; NULL for the shard merge, whose partial k of row r is
+   * row k * shard_rows + r of the stacked shard results. */
+  const int32_t *reduce_partial_map;
+  int64_t shard_rows;
   int32_t batch;
   int32_t num_q_heads, num_kv_heads, group, q_len, rows; /* rows = q_len * group */
   int32_t head_dim;

@@ -31,6 +31,16 @@ __global__ void __launch_bounds__(128) merge_kernel(const __grid_constant__ pade
   merge_row_warp<HeadDim>(p, slot_begin, slot_end, row_offset, row, head, threadIdx.x & 31);
 }
 
+/* The shard merge: one warp per (query row, q head) combines the R stacked shard results, in rank
+ * order, with the arithmetic of the split merge. */
+template <int HeadDim>
+__global__ void __launch_bounds__(128) merge_shards_kernel(const __grid_constant__ padec_decode_params p) {
+  const int row = blockIdx.x;
+  const int head = blockIdx.y * 4 + (threadIdx.x >> 5);
+  if (head >= p.num_q_heads) return;
+  merge_row_warp<HeadDim>(p, 0, p.batch, row, row, head, threadIdx.x & 31);
+}
+
 typedef void (*decode_fn)(padec_decode_params);
 
 struct DecodeInstance {
@@ -71,6 +81,13 @@ static decode_fn select_merge(int head_dim) {
   return nullptr;
 }
 
+static decode_fn select_merge_shards(int head_dim) {
+  if (head_dim == 64) return merge_shards_kernel<64>;
+  if (head_dim == 128) return merge_shards_kernel<128>;
+  if (head_dim == 256) return merge_shards_kernel<256>;
+  return nullptr;
+}
+
 }  // namespace padec_cuda
 
 using namespace padec_cuda;
@@ -101,6 +118,8 @@ static padec_decode_params fill_decode_params(const padec_params *normalized,
   d.page_indptr = t->page_indptr;
   d.page_indices = t->page_indices;
   d.kv_lens = t->kv_lens;
+  d.shard_starts = t->shard_starts;
+  d.seq_lens = t->seq_lens;
   d.k_scales = t->k_scales;
   d.v_scales = t->v_scales;
   d.o = t->o;
@@ -240,6 +259,39 @@ padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout 
     error = cudaGetLastError();
     if (error != cudaSuccess) return cuda_fail(error, "merge kernel launch");
   }
+  padec__clear_message();
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec_cuda_merge_shards(const padec_params *params,
+                                     const padec_shard_merge_tensors *tensors,
+                                     struct CUstream_st *stream) {
+  padec_status status = padec__check_shard_merge(params, tensors);
+  if (status != PADEC_STATUS_OK) return status;
+  const padec_params p = padec__params_normalized(params);
+  const padec_shard_merge_tensors *t = tensors;
+  if (t->rows == 0) return PADEC_STATUS_OK;
+  const decode_fn merge = select_merge_shards(p.head_dim);
+  if (!merge) return padec__fail(PADEC_STATUS_INTERNAL, "no merge instance for head_dim %d", p.head_dim);
+  /* The merge reads only these fields of the parameter block. */
+  padec_decode_params d;
+  memset(&d, 0, sizeof d);
+  d.partial_o = const_cast<float *>(t->shard_o);
+  d.partial_lse = const_cast<float *>(t->shard_lse);
+  d.reduce_partial_map = nullptr;
+  d.shard_rows = t->rows;
+  d.batch = t->num_shards; /* the merge's slot range is [0, batch) */
+  d.o = t->o;
+  d.o_dtype = p.o_dtype;
+  d.o_stride_head = t->o_stride_head ? t->o_stride_head : p.head_dim;
+  d.o_stride_token = t->o_stride_token ? t->o_stride_token : (int64_t)p.num_q_heads * p.head_dim;
+  d.lse = t->lse;
+  d.num_q_heads = p.num_q_heads;
+  d.head_dim = p.head_dim;
+  const dim3 grid(t->rows, (p.num_q_heads + 3) / 4);
+  merge<<<grid, 128, 0, reinterpret_cast<cudaStream_t>(stream)>>>(d);
+  const cudaError_t error = cudaGetLastError();
+  if (error != cudaSuccess) return cuda_fail(error, "shard merge kernel launch");
   padec__clear_message();
   return PADEC_STATUS_OK;
 }
