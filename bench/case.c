@@ -236,6 +236,8 @@ padec_tensors padec_case_tensors(const padec_case *c, void *o, float *lse) {
   t.v_scales = c->v_scales;
   t.o = o;
   t.lse = lse;
+  t.shard_starts = c->shard_starts;
+  t.seq_lens = c->seq_lens;
   return t;
 }
 

@@ -106,6 +106,8 @@ static padec_ref_problem oracle_problem(const padec_case *c) {
   r.q = c->q;
   r.k_pages = c->k_pages;
   r.v_pages = c->v_pages;
+  r.shard_starts = c->shard_starts;
+  r.seq_lens = c->seq_lens;
   return r;
 }
 
@@ -247,6 +249,14 @@ void padec_check_print(FILE *stream, const char *label, const padec_case *c,
   for (int32_t b = 0; b < c->batch && b < PADEC_CHECK_PRINT_LENS; ++b)
     fprintf(stream, "%s%d", b ? "," : "", c->kv_lens[b]);
   if (c->batch > PADEC_CHECK_PRINT_LENS) fprintf(stream, ",...(%d)", c->batch);
+  if (c->shard_starts && c->seq_lens) {
+    fprintf(stream, " shard_starts=");
+    for (int32_t b = 0; b < c->batch && b < PADEC_CHECK_PRINT_LENS; ++b)
+      fprintf(stream, "%s%d", b ? "," : "", c->shard_starts[b]);
+    fprintf(stream, " seq_lens=");
+    for (int32_t b = 0; b < c->batch && b < PADEC_CHECK_PRINT_LENS; ++b)
+      fprintf(stream, "%s%d", b ? "," : "", c->seq_lens[b]);
+  }
   if (result) {
     fprintf(stream,
             " | %s max_abs_err=%.3g baseline_err=%.3g tolerance=%.3g max_lse_err=%.3g "

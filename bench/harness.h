@@ -60,13 +60,20 @@ typedef struct padec_case {
   size_t q_bytes, o_bytes, pool_bytes, scales_bytes;
   int64_t num_tokens;     /* batch * q_len */
   uint64_t seed;
+  /* A case that is one shard of context-parallel decode (see padec_tensors.shard_starts): [batch]
+   * each, or NULL for whole sequences. padec_case_init leaves them NULL; whoever sets them keeps
+   * them (padec_case_free does not free them). The tensors, the oracle, the check, the print and
+   * padec_gpu_run_case all follow them. */
+  const int32_t *shard_starts;
+  const int32_t *seq_lens;
 } padec_case;
 
 /* Builds a case; kv_lens is copied. Returns 0, or -1 on allocation failure. */
 int padec_case_init(padec_case *c, const padec_params *params, int32_t batch,
                     const int32_t *kv_lens, uint64_t seed);
 void padec_case_free(padec_case *c);
-/* Tensors pointing at the case's host buffers, with o and lse given by the caller. */
+/* Tensors pointing at the case's host buffers (shard arrays included), with o and lse given by
+ * the caller. */
 padec_tensors padec_case_tensors(const padec_case *c, void *o, float *lse);
 /* Fills o (o_bytes) and lse ([num_tokens * num_q_heads] floats, may be NULL) with a poison
  * pattern (NaN for float types) so that unwritten elements fail the check. */

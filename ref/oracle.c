@@ -119,9 +119,15 @@ static int check_problem(const padec_ref_problem *p) {
     return fail("scale_mode must be NONE, PER_TENSOR or PER_TOKEN", p->scale_mode);
   if (p->scale_mode == PADEC_REF_SCALE_PER_TOKEN && (!p->k_scales || !p->v_scales))
     return fail("per-token scales need k_scales and v_scales", 0);
+  if ((p->shard_starts == NULL) != (p->seq_lens == NULL))
+    return fail("shard_starts and seq_lens go together", 0);
   if (p->batch == 0) return 0;
   if (!p->kv_lens || !p->page_indptr || !p->page_indices || !p->q || !p->k_pages || !p->v_pages)
     return fail("a tensor pointer is NULL", 0);
+  if (p->shard_starts)
+    for (int32_t b = 0; b < p->batch; ++b)
+      if (p->shard_starts[b] < 0 || (int64_t)p->shard_starts[b] + p->kv_lens[b] > p->seq_lens[b])
+        return fail("a shard starts before 0 or ends past its sequence, in sequence", b);
   for (int32_t b = 0; b < p->batch; ++b) {
     int64_t pages = (int64_t)p->page_indptr[b + 1] - p->page_indptr[b];
     if (p->kv_lens[b] < 0 || (int64_t)p->kv_lens[b] > pages * p->page_size)
@@ -170,12 +176,23 @@ static void gather(const padec_ref_problem *p, int32_t b, int32_t kv_head, gathe
   }
 }
 
-/* Positions [first, last] that query i of a kv_len-token sequence sees; empty if last < first. */
-static void visible_range(const padec_ref_problem *p, int32_t kv_len, int32_t i, int64_t *first,
+/* Cached tokens [first, last] (indices into sequence b's gathered rows) that query i of sequence
+ * b sees; empty if last < first. The rule is stated on whole-sequence positions: query i sits at
+ * position seq_len - q_len + i and sees [position - window_left, position] (from 0 without a
+ * window); the cached tokens hold positions [start, start + kv_len). */
+static void visible_range(const padec_ref_problem *p, int32_t b, int32_t i, int64_t *first,
                           int64_t *last) {
-  *last = (int64_t)kv_len - p->q_len + i;
-  *first = 0;
-  if (p->window_left > 0 && *last - p->window_left > 0) *first = *last - p->window_left;
+  const int64_t kv_len = p->kv_lens[b];
+  const int64_t start = p->shard_starts ? p->shard_starts[b] : 0;
+  const int64_t seq_len = p->seq_lens ? p->seq_lens[b] : kv_len;
+  const int64_t position = seq_len - p->q_len + i;
+  int64_t lowest = 0;
+  if (p->window_left > 0 && position - p->window_left > 0) lowest = position - p->window_left;
+  int64_t highest = position;
+  if (lowest < start) lowest = start;
+  if (highest > start + kv_len - 1) highest = start + kv_len - 1;
+  *first = lowest - start;
+  *last = highest - start;
 }
 
 static void attend_double(const padec_ref_problem *p, const double *q, const gathered *g,
@@ -257,7 +274,7 @@ int padec_ref_decode(const padec_ref_problem *problem, int precision, double *ou
       gather(p, b, kv_head, &g);
       for (int32_t i = 0; i < p->q_len; ++i) {
         int64_t first, last;
-        visible_range(p, p->kv_lens[b], i, &first, &last);
+        visible_range(p, b, i, &first, &last);
         size_t token = (size_t)b * (size_t)p->q_len + (size_t)i;
         for (int32_t h = kv_head * group; h < (kv_head + 1) * group; ++h) {
           size_t row = token * (size_t)p->num_q_heads + (size_t)h;

@@ -31,6 +31,14 @@ typedef struct padec_ref_problem {
   const int32_t *page_indices;
   const void *q;               /* packed [batch * q_len][num_q_heads][head_dim] */
   const void *k_pages, *v_pages;
+  /* Optional shards of context-parallel decode (both NULL: whole sequences). Sequence b's
+   * kv_lens[b] cached tokens are then positions [shard_starts[b], shard_starts[b] + kv_lens[b])
+   * of a sequence of seq_lens[b] tokens: query i sits at position seq_lens[b] - q_len + i and
+   * sees the positions of its causal window that fall in the shard. A row that sees none of
+   * them gets output 0 and LSE -inf, so the shards of a sequence combine with log-sum-exp
+   * weights into the whole sequence's result. */
+  const int32_t *shard_starts; /* [batch] */
+  const int32_t *seq_lens;     /* [batch] */
 } padec_ref_problem;
 
 enum { PADEC_REF_PRECISION_DOUBLE = 0, PADEC_REF_PRECISION_FLOAT = 1 };
