@@ -11,6 +11,8 @@
  *     NOT_BUILT_WITH_CUDA; in a CUDA build padec_cuda_run, padec_cuda_upload_plan and
  *     padec_cuda_device_query reject bad arguments before touching the device (every call here
  *     must fail its checks, so nothing is launched; host buffers stand in for device memory).
+ *     padec_cuda_validate_kv's host-side checks are in tests/cuda/test_cuda_validate.c, which
+ *     runs them with or without a GPU.
  */
 #include <math.h>
 #include <stdio.h>
@@ -202,6 +204,7 @@ static void test_cuda_entry_points(void) {
   expect("recommended_workers", padec_cuda_recommended_workers(&p, 0, &workers), none, "CUDA");
   expect("upload_plan", padec_cuda_upload_plan(&layout, plan, buffer, NULL), none, "CUDA");
   expect("run", padec_cuda_run(&p, &layout, buffer, &t, workspace, ws, NULL), none, "CUDA");
+  expect("validate_kv", padec_cuda_validate_kv(&p, 2, &t, buffer, NULL), none, "CUDA");
   (void)info;
 #else
   expect("device_query info NULL", padec_cuda_device_query(0, NULL), PADEC_STATUS_NULL_POINTER,
