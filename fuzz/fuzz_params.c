@@ -2,14 +2,17 @@
  * libFuzzer target: parameter validation and plan sizing with arbitrary bytes.
  *
  * The input is read as a padec_params (every byte pattern, so enums out of range, NaN and
- * infinite floats, negative counts), then a batch and padec_plan_options, then the four
- * arguments of padec_first_partition / padec_num_partitions. Checked:
+ * infinite floats, negative counts), then a batch and the three numbers of padec_plan_options
+ * (workers, partition, policy), with the cost policy a padec_cost_model (three doubles, any
+ * bits), then the four arguments of padec_first_partition / padec_num_partitions. Checked:
  *   - padec_params_validate never crashes, returns a status from the table, and leaves a
  *     non-empty message naming a field when it fails;
  *   - padec_plan_layout_init fails with the same status when the params are invalid, writes
  *     nothing on failure, and on success gives a layout whose arrays are ordered, 16-byte aligned,
  *     disjoint and large enough for their documented shapes, with max_works and
- *     max_partial_slots equal to the documented bounds;
+ *     max_partial_slots equal to the documented bounds, and cost units (cost policy: a partition
+ *     1024, item and split 0..2^30; 0 otherwise); a cost model with a time that is not finite,
+ *     negative, or a partition time not above 0 is refused with BAD_ARGUMENT;
  *   - padec_first_partition / padec_num_partitions, for arguments in their documented ranges,
  *     count between 0 and ceil(kv_len / partition_tokens) partitions.
  * The rest of the input, if any, is a small block table for padec_validate_kv_host, whose answer
@@ -74,6 +77,13 @@ static void check_layout(const padec_params *params, int32_t batch,
     max_works = batch == 0 ? 0 : (int64_t)heads * (batch + bins - 1);
     max_slots = batch == 0 ? 0 : (by_splits < by_pieces ? by_splits : by_pieces);
   }
+  if (options->policy == PADEC_POLICY_COST)
+    require(l->cost_partition == 1024 && l->cost_item >= 0 && l->cost_item <= (1 << 30) &&
+                l->cost_split >= 0 && l->cost_split <= (1 << 30),
+            "cost units out of range");
+  else
+    require(l->cost_partition == 0 && l->cost_item == 0 && l->cost_split == 0,
+            "cost units of a policy that has none");
   require(l->max_works == max_works, "max_works is not the policy's bound");
   require(l->max_partial_slots == max_slots, "max_partial_slots is not the policy's bound");
   require(l->max_partial_rows == (int64_t)max_slots * q_len, "max_partial_rows");
@@ -197,10 +207,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   padec_params params;
   int32_t batch;
   padec_plan_options options;
+  padec_cost_model model;
   int32_t partition_args[4];
   take(&data, &size, &params, sizeof params);
   take(&data, &size, &batch, sizeof batch);
-  take(&data, &size, &options, sizeof options);
+  memset(&options, 0, sizeof options);
+  take(&data, &size, &options.num_workers, sizeof options.num_workers);
+  take(&data, &size, &options.partition_tokens, sizeof options.partition_tokens);
+  take(&data, &size, &options.policy, sizeof options.policy);
+  if (options.policy == PADEC_POLICY_COST) {
+    take(&data, &size, &model, sizeof model);
+    options.cost_model = &model;
+  }
   take(&data, &size, partition_args, sizeof partition_args);
 
   const padec_status status = padec_params_validate(&params);
@@ -215,6 +233,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   require(known_status(layout_status), "padec_plan_layout_init returned an unknown status");
   if (status != PADEC_STATUS_OK)
     require(layout_status == status, "layout_init and params_validate disagree on the params");
+  const int model_ok = !options.cost_model ||
+                       (isfinite(model.partition_ns) && model.partition_ns > 0.0 &&
+                        isfinite(model.item_ns) && model.item_ns >= 0.0 &&
+                        isfinite(model.split_ns) && model.split_ns >= 0.0);
+  if (!model_ok) require(layout_status != PADEC_STATUS_OK, "layout_init accepted a bad cost model");
   if (layout_status != PADEC_STATUS_OK) {
     require(memcmp(&layout, &before, sizeof layout) == 0, "a failed layout_init wrote the layout");
     require(padec_last_message()[0] != '\0', "padec_plan_layout_init failed without a message");

@@ -19,7 +19,11 @@
  *     head, equal to the items' partial_qo_loc in KV order for every head; direct items (-1)
  *     exactly for unsplit sequences; reduce_indptr monotone with a repeated tail;
  *   - nothing written outside [plan, plan + plan_bytes), and the same bytes on a second build
- *     into a buffer of other contents.
+ *     into a buffer of other contents;
+ *   - cost policy (with the default model or one of a few extreme ones): main bin h N + j holds
+ *     head h's items, the spare workers from H N on hold direct items only, every piece of a
+ *     split sequence has at least m = max(1, ceil((item + split) / partition)) partitions, and no
+ *     worker costs more than the capacity that src/sched/cost.c proves to fit.
  * A violation prints the problem and calls abort().
  */
 #include <stdint.h>
@@ -36,6 +40,7 @@ enum { MAX_BATCH = 512, GUARD = 64 };
 typedef struct problem {
   padec_params params;
   padec_plan_options options;
+  padec_cost_model model;
   int32_t batch;
   int32_t kv_lens[MAX_BATCH];
 } problem;
@@ -134,8 +139,21 @@ static void decode(reader *r, problem *p) {
   }
   p->options.num_workers = workers;
   p->options.partition_tokens = (shape >> 21) % 12 == 11 ? 0 : 16 << ((shape >> 21) % 11);
-  /* Both policies must keep every invariant checked below. */
-  p->options.policy = (shape >> 25) & 1 ? PADEC_POLICY_BATCH_INVARIANT : PADEC_POLICY_EVEN;
+  /* Every policy must keep every invariant checked below. Bits 25-26: even, batch_invariant,
+   * cost with the default model, cost with one of the models below (bits 27-29). */
+  static const padec_cost_model models[8] = {
+      {6000.0, 0.0, 0.0}, {6000.0, 384000.0, 800.0}, {1.0, 1e12, 1e12}, {6000.0, 1500.0, 0.0},
+      {1e-3, 0.0, 5.0},   {1e12, 1.0, 1.0},          {6000.0, 0.0, 1e5}, {375.0, 1500.0, 800.0}};
+  switch ((shape >> 25) & 3) {
+    case 0: p->options.policy = PADEC_POLICY_EVEN; break;
+    case 1: p->options.policy = PADEC_POLICY_BATCH_INVARIANT; break;
+    case 2: p->options.policy = PADEC_POLICY_COST; break;
+    default:
+      p->options.policy = PADEC_POLICY_COST;
+      p->model = models[(shape >> 27) & 7];
+      p->options.cost_model = &p->model;
+      break;
+  }
   const int32_t partition_tokens = p->options.partition_tokens ? p->options.partition_tokens : 256;
 
   /* The batch: runs of (length, repeat). */
@@ -155,6 +173,46 @@ static int compare_items(const void *a, const void *b) {
   for (int i = 0; i < 2; ++i)
     if (x[i] != y[i]) return x[i] < y[i] ? -1 : 1;
   return 0;
+}
+
+/* The cost policy's own rules (see src/sched/cost.c for the bound's proof). */
+static void check_cost(const problem *p, const padec_plan_layout *layout,
+                       const padec_plan_view *v) {
+  const int32_t B = p->batch, H = p->params.num_kv_heads, W = p->options.num_workers;
+  const int32_t G = p->params.num_q_heads / H, N = W >= H ? W / H : 0;
+  const int64_t cp = layout->cost_partition, ci = layout->cost_item, cs = layout->cost_split;
+  REQUIRE(cp == 1024 && ci >= 0 && ci <= (1 << 30) && cs >= 0 && cs <= (1 << 30),
+          "cost units %lld/%lld/%lld", (long long)cp, (long long)ci, (long long)cs);
+  int64_t m = (ci + cs + cp - 1) / cp;
+  if (m < 1) m = 1;
+  int64_t head_cost = 0, largest = 0, bound = 0;
+  for (int32_t b = 0; b < B; ++b) {
+    const int64_t c = ci + (int64_t)(v->partition_indptr[b + 1] - v->partition_indptr[b]) * cp;
+    head_cost += c;
+    if (c > largest) largest = c;
+  }
+  if (B > 0 && N == 0) {
+    bound = (head_cost * H + W - 1) / W + largest;
+  } else if (B > 0) {
+    bound = (head_cost + (int64_t)(N - 1) * (2 * ci + 3 * cs + 2 * m * cp) + N - 1) / N;
+    if (bound < ci + cs + 2 * m * cp) bound = ci + cs + 2 * m * cp;
+  }
+  for (int32_t w = 0; w < W; ++w) {
+    int64_t load = 0;
+    for (int32_t i = v->work_indptr[w]; i < v->work_indptr[w + 1]; ++i) {
+      const int32_t *row = v->work_info + 8 * (int64_t)i;
+      const int64_t parts = row[5] - row[4];
+      load += ci + parts * cp + (row[1] >= 0 ? cs : 0);
+      REQUIRE(row[1] < 0 || parts >= m, "worker %d item %d: a piece of %lld partitions, m %lld",
+              w, i, (long long)parts, (long long)m);
+      if (w >= H * N)
+        REQUIRE(row[1] < 0, "spare worker %d holds a piece of a split sequence", w);
+      else
+        REQUIRE((row[7] & 0xffff) / G == w / N, "worker %d holds an item of another head", w);
+    }
+    REQUIRE(load <= bound, "worker %d costs %lld units, above %lld", w, (long long)load,
+            (long long)bound);
+  }
 }
 
 static void check_plan(const problem *p, const padec_plan_layout *layout, const void *plan) {
@@ -285,6 +343,7 @@ static void check_plan(const problem *p, const padec_plan_layout *layout, const 
               "sequence %d head %d: %d pieces, group %d", b, head, pieces, g);
     }
   REQUIRE(i == num_works, "items of no (sequence, head)");
+  if (layout->policy == PADEC_POLICY_COST) check_cost(p, layout, &v);
   free(items);
   free(group_of);
   free(slot_used);

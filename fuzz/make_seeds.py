@@ -44,11 +44,12 @@ write("fuzz_params", "invalid-workers", params_input(params(), 4, 0, 24, policy=
 
 # fuzz_schedule: shape word, window word, workers (u16), batch (u16), then (length code, repeat)
 # runs; see decode() in fuzz_schedule.c.
+# policy: 0 even, 1 batch_invariant, 2 cost (default model), 3 cost with model number `model`.
 def shape(kv_heads, q_len, group, head_dim_code=1, page_code=4, q_len_explicit=1, window_kind=0,
-          workers_kind=2, partition_code=0):
+          workers_kind=2, partition_code=0, policy=0, model=0):
     return (((kv_heads - 1) % 16) | ((q_len - 1) % 4) << 4 | ((group - 1) % 16) << 6
             | head_dim_code << 10 | page_code << 12 | q_len_explicit << 16 | window_kind << 17
-            | workers_kind << 19 | partition_code << 21)
+            | workers_kind << 19 | partition_code << 21 | policy << 25 | model << 27)
 
 def schedule_input(shape_word, window, workers, batch, runs):
     data = struct.pack("<IIHH", shape_word, window, workers, batch)
@@ -69,3 +70,24 @@ write("fuzz_schedule", "near-int32-max", schedule_input(shape(1, 1, 1, partition
       [(b"\x07\x00", 15), (b"\x07\x05", 3)]))
 write("fuzz_schedule", "many-splits", schedule_input(shape(3, 3, 5, workers_kind=3), 0, 4000, 3,
       [(b"\x05" + u32(1 << 21), 2)]))
+write("fuzz_schedule", "skew-cost", schedule_input(shape(8, 1, 4, partition_code=4, policy=2), 0,
+      263, 128, [(b"\x05" + u32(32768), 1), (b"\x04" + u16(256), 15), (b"\x04" + u16(256), 15),
+                 (b"\x04" + u16(256), 15), (b"\x04" + u16(256), 15), (b"\x02\x80", 15)]))
+write("fuzz_schedule", "few-workers-cost", schedule_input(shape(16, 2, 2, workers_kind=0, policy=2),
+      0, 5, 7, [(b"\x01\x03", 0), (b"\x04" + u16(20000), 3), (b"\x00", 1)]))
+write("fuzz_schedule", "window-cost-dear-items", schedule_input(
+      shape(2, 4, 8, window_kind=2, policy=3, model=1), 700, 97, 9,
+      [(b"\x02\x07", 0), (b"\x00", 0), (b"\x03\x05\x02", 2), (b"\x04" + u16(5000), 4)]))
+write("fuzz_schedule", "many-splits-cost-no-overhead", schedule_input(
+      shape(3, 3, 5, workers_kind=3, policy=3, model=0), 0, 4000, 3, [(b"\x05" + u32(1 << 21), 2)]))
+
+# fuzz_params: with the cost policy, a padec_cost_model (three doubles) follows the options.
+def cost_params_input(p, batch, workers, partition, model, part_args=(4096, 1, 0, 4), table=b""):
+    return (p + struct.pack("<i", batch) + struct.pack("<3i", workers, partition, 1)
+            + struct.pack("<3d", *model) + struct.pack("<4i", *part_args) + table)
+
+
+write("fuzz_params", "valid-cost", cost_params_input(params(), 64, 264, 0, (6000.0, 1500.0, 800.0),
+                                                      table=table))
+write("fuzz_params", "invalid-cost-nan", cost_params_input(
+    params(q_heads=16, kv_heads=4), 9, 33, 16, (float("nan"), 1.0, 1.0), part_args=(100, 2, 5, 1)))

@@ -49,12 +49,18 @@ padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
                        "options.partition_tokens = %d: need a power of two 16..16384 (0 = 256)",
                        options->partition_tokens);
-  if (options->policy != PADEC_POLICY_EVEN && options->policy != PADEC_POLICY_BATCH_INVARIANT)
+  if (options->policy != PADEC_POLICY_EVEN && options->policy != PADEC_POLICY_COST &&
+      options->policy != PADEC_POLICY_BATCH_INVARIANT)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
-                       "options.policy = %d: built are even (0) and batch_invariant (2)",
+                       "options.policy = %d: built are even (0), cost (1) and batch_invariant (2)",
                        (int)options->policy);
 
   padec_params p = padec__params_normalized(params);
+  /* The model is checked whatever the policy, so that a bad one fails where it is given. */
+  padec_sched_cost_ns cost_ns;
+  status = padec__cost_model_scaled(options->cost_model, p.head_dim, padec__dtype_bytes(p.kv_dtype),
+                                    partition_tokens, &cost_ns);
+  if (status != PADEC_STATUS_OK) return status;
   padec_sched_bounds bounds =
       padec__sched_bounds(options->policy, batch, p.num_kv_heads, options->num_workers);
   int64_t partial_rows = bounds.max_partial_slots * p.q_len;
@@ -79,6 +85,8 @@ padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
   l.max_works = (int32_t)bounds.max_works;
   l.max_partial_slots = (int32_t)bounds.max_partial_slots;
   l.max_partial_rows = (int32_t)partial_rows;
+  if (options->policy == PADEC_POLICY_COST)
+    padec__cost_units(&cost_ns, &l.cost_partition, &l.cost_item, &l.cost_split);
 
   size_t offset = sizeof(padec_plan_header);
   l.work_indptr_offset = offset;
@@ -157,9 +165,28 @@ padec_status padec_plan_build_shard(const padec_params *params, const padec_plan
     if (status != PADEC_STATUS_OK) return status;
   }
 
-  padec_sched_input in = {layout->batch,  p.num_kv_heads, p.num_q_heads,
-                          layout->num_workers, p.q_len, p.window_left,
-                          layout->partition_tokens, kv_lens, shard_starts, seq_lens};
+  if (layout->policy == PADEC_POLICY_COST &&
+      (layout->cost_partition < 1 || layout->cost_partition > (1 << 16) || layout->cost_item < 0 ||
+       layout->cost_item > (1 << 30) || layout->cost_split < 0 || layout->cost_split > (1 << 30)))
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "layout.cost_partition/cost_item/cost_split = %d/%d/%d: need 1..65536, "
+                       "0..2^30, 0..2^30 (a layout from padec_plan_layout_init)",
+                       layout->cost_partition, layout->cost_item, layout->cost_split);
+  padec_sched_input in;
+  memset(&in, 0, sizeof in);
+  in.batch = layout->batch;
+  in.num_kv_heads = p.num_kv_heads;
+  in.num_q_heads = p.num_q_heads;
+  in.num_workers = layout->num_workers;
+  in.q_len = p.q_len;
+  in.window_left = p.window_left;
+  in.partition_tokens = layout->partition_tokens;
+  in.kv_lens = kv_lens;
+  in.shard_starts = shard_starts;
+  in.seq_lens = seq_lens;
+  in.cost_partition = layout->cost_partition;
+  in.cost_item = layout->cost_item;
+  in.cost_split = layout->cost_split;
   /* Dry run first (no arrays, only counts and capacity checks), so that a failure writes
    * nothing; the same function then fills the buffer. */
   padec_sched_output dry;
@@ -169,6 +196,7 @@ padec_status padec_plan_build_shard(const padec_params *params, const padec_plan
   padec_sched_counts dry_counts, counts;
   padec_status (*schedule)(const padec_sched_input *, padec_sched_output *, padec_sched_counts *) =
       layout->policy == PADEC_POLICY_BATCH_INVARIANT ? padec__schedule_batch_invariant
+      : layout->policy == PADEC_POLICY_COST          ? padec__schedule_cost
                                                       : padec__schedule_even;
   status = schedule(&in, &dry, &dry_counts);
   if (status != PADEC_STATUS_OK) return status;
@@ -211,5 +239,48 @@ padec_status padec_plan_view_init(const padec_plan_layout *layout, const void *p
   view->reduce_partial_map =
       (const int32_t *)(const void *)(base + layout->reduce_partial_map_offset);
   view->partition_indptr = (const int32_t *)(const void *)(base + layout->partition_indptr_offset);
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec_plan_predict(const padec_params *params, const padec_plan_layout *layout,
+                                const void *plan, const padec_cost_model *model,
+                                double *worker_ns) {
+  padec_status status = padec_params_validate(params);
+  if (status != PADEC_STATUS_OK) return status;
+  if (!layout || !plan || !worker_ns)
+    return padec__fail(PADEC_STATUS_NULL_POINTER, "layout, plan and worker_ns must not be NULL");
+  padec_params p = padec__params_normalized(params);
+  if (layout->params_key != padec__params_key(&p) || layout->num_kv_heads != p.num_kv_heads ||
+      layout->head_dim != p.head_dim || layout->q_len != p.q_len)
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                       "layout was made for other params (heads %d/%d, head_dim %d, q_len %d)",
+                       layout->num_q_heads, layout->num_kv_heads, layout->head_dim, layout->q_len);
+  const padec_plan_header *h = (const padec_plan_header *)plan;
+  if (h->magic != PADEC_PLAN_MAGIC || h->params_key != layout->params_key ||
+      h->batch != layout->batch || h->num_workers != layout->num_workers ||
+      h->partition_tokens != layout->partition_tokens || h->num_works < 0 ||
+      h->num_works > layout->max_works)
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                       "plan does not belong to the layout (batch %d, %d workers)",
+                       layout->batch, layout->num_workers);
+  padec_sched_cost_ns ns;
+  status = padec__cost_model_scaled(model, p.head_dim, padec__dtype_bytes(p.kv_dtype),
+                                    layout->partition_tokens, &ns);
+  if (status != PADEC_STATUS_OK) return status;
+  padec_plan_view v;
+  status = padec_plan_view_init(layout, plan, &v);
+  if (status != PADEC_STATUS_OK) return status;
+  for (int32_t c = 0; c < layout->num_workers; ++c) {
+    int32_t begin = v.work_indptr[c], end = v.work_indptr[c + 1];
+    if (begin < 0) begin = 0;
+    if (end > h->num_works) end = h->num_works;
+    double total = 0.0;
+    for (int32_t i = begin; i < end; ++i) {
+      const int32_t *row = v.work_info + 8 * (int64_t)i;
+      total += ns.item + (double)(row[5] - row[4]) * ns.partition + (row[1] >= 0 ? ns.split : 0.0);
+    }
+    worker_ns[c] = total;
+  }
+  padec__clear_message();
   return PADEC_STATUS_OK;
 }

@@ -17,12 +17,14 @@ from ._cuda import DeviceInfo, built_with_cuda, device_info, recommended_workers
 from ._errors import Error, Status
 from ._library import library_path, library_version
 from ._params import DType, Fp8ScaleMode, Layout, Params, Policy
-from ._plan import Plan, PlanHeader, PlanLayout, build_plan, plan_layout
+from ._plan import (CostModel, Plan, PlanHeader, PlanLayout, build_plan, default_cost_model,
+                    plan_layout)
 from ._run import run_cpu, run_cuda
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CostModel",
     "DType",
     "DeviceInfo",
     "Error",
@@ -36,6 +38,7 @@ __all__ = [
     "Status",
     "build_plan",
     "built_with_cuda",
+    "default_cost_model",
     "device_info",
     "library_path",
     "library_version",

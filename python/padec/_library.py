@@ -37,11 +37,20 @@ class CParams(ctypes.Structure):
     ]
 
 
+class CCostModel(ctypes.Structure):
+    _fields_ = [
+        ("partition_ns", ctypes.c_double),
+        ("item_ns", ctypes.c_double),
+        ("split_ns", ctypes.c_double),
+    ]
+
+
 class CPlanOptions(ctypes.Structure):
     _fields_ = [
         ("num_workers", ctypes.c_int32),
         ("partition_tokens", ctypes.c_int32),
         ("policy", c_enum),
+        ("cost_model", ctypes.POINTER(CCostModel)),  # NULL: the default model
     ]
 
 
@@ -59,7 +68,9 @@ class CPlanLayout(ctypes.Structure):
         ("max_works", ctypes.c_int32),
         ("max_partial_slots", ctypes.c_int32),
         ("max_partial_rows", ctypes.c_int32),
-        ("reserved_", ctypes.c_int32),
+        ("cost_partition", ctypes.c_int32),
+        ("cost_item", ctypes.c_int32),
+        ("cost_split", ctypes.c_int32),
         ("work_indptr_offset", ctypes.c_size_t),
         ("work_info_offset", ctypes.c_size_t),
         ("reduce_indptr_offset", ctypes.c_size_t),
@@ -143,6 +154,9 @@ _PROTOTYPES = {
         c_enum, [_P(CParams), ctypes.c_int32, _P(CPlanOptions), _P(CPlanLayout)]),
     "padec_plan_build": (
         c_enum, [_P(CParams), _P(CPlanLayout), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
+    "padec_cost_model_default": (c_enum, [_P(CCostModel)]),
+    "padec_plan_predict": (
+        c_enum, [_P(CParams), _P(CPlanLayout), ctypes.c_void_p, _P(CCostModel), ctypes.c_void_p]),
     "padec_cpu_run": (
         c_enum, [_P(CParams), _P(CPlanLayout), ctypes.c_void_p, _P(CTensors), ctypes.c_void_p,
                  ctypes.c_size_t]),

@@ -40,6 +40,7 @@ class Policy(enum.IntEnum):
     """padec_policy of the scheduler."""
 
     EVEN = 0  # equal partitions per worker (the seed's algorithm)
+    COST = 1  # equal predicted time per worker (padec_cost_model: items and splits cost too)
     BATCH_INVARIANT = 2  # split points fixed by each sequence alone: output independent of the batch
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _cuda
 from ._errors import Error, Status
-from ._library import CPlanHeader, CPlanLayout, CPlanOptions, check, lib
+from ._library import CCostModel, CPlanHeader, CPlanLayout, CPlanOptions, check, lib
 from ._params import Params, Policy, coerce_enum
 from ._tensors import aligned_empty, describe, is_torch_tensor
 
@@ -22,6 +22,37 @@ def _int32(value, name: str) -> int:
     if not -_INT32_MAX - 1 <= number <= _INT32_MAX:
         raise Error(Status.BAD_ARGUMENT, f"{name} = {number} does not fit int32")
     return number
+
+
+@dataclasses.dataclass(frozen=True)
+class CostModel:
+    """padec_cost_model: the cost policy's model of a worker's time, in nanoseconds. A work item
+    of p partitions costs item_ns + p * partition_ns * scale (+ split_ns for a piece of a split
+    sequence); scale is the bytes a partition moves relative to 256 tokens of one KV head at
+    head_dim 128 in bf16. default_cost_model() gives the library's default (Hopper)."""
+
+    partition_ns: float
+    item_ns: float
+    split_ns: float
+
+    def to_c(self) -> CCostModel:
+        return CCostModel(float(self.partition_ns), float(self.item_ns), float(self.split_ns))
+
+
+def default_cost_model() -> CostModel:
+    """The library's default cost model (padec_cost_model_default)."""
+    model = CCostModel()
+    check(lib().padec_cost_model_default(ctypes.byref(model)))
+    return CostModel(model.partition_ns, model.item_ns, model.split_ns)
+
+
+def _cost_model_pointer(cost_model: CostModel | None):
+    """A pointer to the C model for cost_model (a CostModel or None: the default)."""
+    if cost_model is None:
+        return None
+    if not isinstance(cost_model, CostModel):
+        raise Error(Status.BAD_ARGUMENT, f"cost_model = {cost_model!r} is not a CostModel")
+    return ctypes.pointer(cost_model.to_c())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +72,9 @@ class PlanLayout:
     max_works: int
     max_partial_slots: int
     max_partial_rows: int
+    cost_partition: int  # cost policy: the model in integer units (a partition is 1024); else 0
+    cost_item: int
+    cost_split: int
     work_indptr_offset: int
     work_info_offset: int
     reduce_indptr_offset: int
@@ -81,15 +115,19 @@ class PlanHeader:
 
 
 def plan_layout(params: Params, batch: int, *, num_workers: int, partition_tokens: int = 0,
-                policy: Policy = Policy.EVEN) -> PlanLayout:
+                policy: Policy = Policy.EVEN, cost_model: CostModel | None = None) -> PlanLayout:
     """Sizes and offsets of the plan and workspace for `batch` sequences (padec_plan_layout_init).
 
     num_workers: bins of the schedule, one CTA each on the GPU (see recommended_workers);
-    partition_tokens: a power of two 16..16384, 0 means 256. Raises Error.
+    partition_tokens: a power of two 16..16384, 0 means 256; policy: a Policy or its name
+    ("even", "cost", "batch_invariant"); cost_model: the cost policy's CostModel, None for the
+    default (checked whatever the policy). Raises Error.
     """
+    model = _cost_model_pointer(cost_model)
     options = CPlanOptions(num_workers=_int32(num_workers, "num_workers"),
                            partition_tokens=_int32(partition_tokens, "partition_tokens"),
-                           policy=coerce_enum(Policy, policy, "policy", Status.BAD_ARGUMENT))
+                           policy=coerce_enum(Policy, policy, "policy", Status.BAD_ARGUMENT),
+                           cost_model=model)
     layout = CPlanLayout()
     check(lib().padec_plan_layout_init(ctypes.byref(params.to_c()), _int32(batch, "batch"),
                                        ctypes.byref(options), ctypes.byref(layout)))
@@ -112,14 +150,14 @@ def _host_kv_lens(kv_lens) -> np.ndarray:
 
 
 def build_plan(params: Params, kv_lens, *, num_workers: int, partition_tokens: int = 0,
-               policy: Policy = Policy.EVEN) -> Plan:
+               policy: Policy = Policy.EVEN, cost_model: CostModel | None = None) -> Plan:
     """Schedules a batch on the host (padec_plan_build) for kv_lens, the tokens of each sequence
     with its new query tokens included. The plan is valid for runs with the same head counts,
     head_dim, q_len and window, and kv_lens giving the same partitions; dtypes, KV layout, page
     size and scales may change per run. Raises Error."""
     lens = _host_kv_lens(kv_lens)
     layout = plan_layout(params, len(lens), num_workers=num_workers,
-                         partition_tokens=partition_tokens, policy=policy)
+                         partition_tokens=partition_tokens, policy=policy, cost_model=cost_model)
     layout_c = layout.to_c()
     data = aligned_empty(layout.plan_bytes, 16)
     check(lib().padec_plan_build(ctypes.byref(params.to_c()), ctypes.byref(layout_c),
@@ -205,6 +243,16 @@ class Plan:
     def partition_indptr(self) -> np.ndarray:
         """int32 [batch + 1]: cumulative scheduled partitions of one KV head."""
         return self._int32_view(self.layout.partition_indptr_offset, self.batch + 1)
+
+    def predict(self, cost_model: CostModel | None = None) -> np.ndarray:
+        """The predicted time of every worker in nanoseconds, float64 [num_workers], under
+        cost_model (None: the default) (padec_plan_predict): for comparing the policies' plans of
+        one batch. Raises Error."""
+        out = np.zeros(self.num_workers, dtype=np.float64)
+        check(lib().padec_plan_predict(ctypes.byref(self.params.to_c()),
+                                       ctypes.byref(self._c_layout), self.data.ctypes.data,
+                                       _cost_model_pointer(cost_model), out.ctypes.data))
+        return out
 
     def to_device(self, device=None, *, out=None):
         """The plan in CUDA memory, as a torch uint8 tensor. Uploaded on first use on each device

@@ -31,7 +31,8 @@ padec_sched_bounds padec__sched_bounds(padec_policy policy, int32_t batch, int32
   int64_t bins_per_head = num_workers >= num_kv_heads ? num_workers / num_kv_heads : 1;
   /* Every sequence gives at least one work per head; each of the N - 1 inner bin boundaries adds
    * at most one more. Each split point opens at most two partial slots (the pieces on its two
-   * sides), and there are no more slots than pieces. */
+   * sides), and there are no more slots than pieces. The cost policy keeps the same bounds
+   * (cost.c proves it). */
   bounds.max_works = batch == 0 ? 0 : (int64_t)num_kv_heads * ((int64_t)batch + bins_per_head - 1);
   int64_t by_splits = 2 * (bins_per_head - 1);
   int64_t by_pieces = (int64_t)batch + bins_per_head - 1;

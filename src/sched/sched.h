@@ -18,6 +18,9 @@ typedef struct padec_sched_input {
   const int32_t *kv_lens; /* [batch] */
   const int32_t *shard_starts; /* [batch] or NULL (whole sequences); see padec_tensors */
   const int32_t *seq_lens;     /* [batch] or NULL, given with shard_starts */
+  /* The cost policy's model (padec_plan_layout.cost_*): partition in 1..2^16, item and split in
+   * 0..2^30; unused by the other policies. */
+  int64_t cost_partition, cost_item, cost_split;
 } padec_sched_input;
 
 /* Scheduled partitions of sequence b (shard-aware): every policy counts through this. */
@@ -77,5 +80,26 @@ void padec__sched_set_work_indptr(padec_sched_output *out, int32_t index, int32_
  * workers in order. Same contract as padec__schedule_even. */
 padec_status padec__schedule_batch_invariant(const padec_sched_input *in, padec_sched_output *out,
                                              padec_sched_counts *counts);
+
+/* The `cost` policy (see padec.h and cost.c): bins of equal cost capacity. Same contract and same
+ * bounds as padec__schedule_even. */
+padec_status padec__schedule_cost(const padec_sched_input *in, padec_sched_output *out,
+                                  padec_sched_counts *counts);
+
+/* The cost model scaled for one layout, in nanoseconds (cost.c). */
+typedef struct padec_sched_cost_ns {
+  double partition, item, split;
+} padec_sched_cost_ns;
+
+/* Checks model (NULL: the default) and scales its partition time by the bytes a partition of
+ * partition_tokens tokens moves at head_dim with KV elements of kv_bytes. Returns OK or
+ * BAD_ARGUMENT naming the field. */
+padec_status padec__cost_model_scaled(const padec_cost_model *model, int32_t head_dim,
+                                      int32_t kv_bytes, int32_t partition_tokens,
+                                      padec_sched_cost_ns *out);
+
+/* The integer units of padec_plan_layout.cost_* for a scaled model. */
+void padec__cost_units(const padec_sched_cost_ns *ns, int32_t *partition, int32_t *item,
+                       int32_t *split);
 
 #endif /* PADEC_SCHED_H */

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# padec plan: the summary over the repository's workloads file, and --dump as valid JSON with
-# the six metadata buffers, consistent with the header counts.
+# padec plan: the summary over the repository's workloads file (and the predicted time per worker
+# of every policy, side by side), --policy cost, and --dump as valid JSON with the six metadata
+# buffers, consistent with the header counts.
 set -u
 padec=${1:?usage: plan_dump.sh PADEC_BINARY SOURCE_DIR}
 src=${2:?usage: plan_dump.sh PADEC_BINARY SOURCE_DIR}
@@ -12,23 +13,37 @@ out=$(cd "$src" && "$padec" plan --workers 264) || fail "plan over bench/workloa
 expected=$(grep -cvE '^[[:space:]]*(#|$)' "$src/bench/workloads.txt")
 rows=$(grep -cE '^[a-z0-9].* [0-9]+ +264 ' <<<"$out")
 [[ $rows -eq $expected ]] || { fail "plan printed $rows rows for $expected workloads"; echo "$out"; }
+# The predicted table: a row per workload, a min/mean/max and max/mean cell per policy.
+grep -qE '^workload +even +batch_invariant +cost' <<<"$out" || fail "no predicted-time table header"
+cell='[0-9.]+/[0-9.]+/[0-9.]+ [0-9.]+'
+predicted=$(grep -cE "^[a-z0-9][^ ]* +$cell +$cell +$cell *\$" <<<"$out")
+[[ $predicted -eq $expected ]] || { fail "predicted table has $predicted rows for $expected workloads"; echo "$out"; }
+out=$(cd "$src" && "$padec" plan --workers 264 --policy cost) || fail "plan --policy cost exited $?"
+grep -q "policy cost" <<<"$out" || fail "plan --policy cost does not say so"
+rows=$(grep -cE '^[a-z0-9].* [0-9]+ +264 ' <<<"$out")
+[[ $rows -eq $expected ]] || { fail "plan --policy cost printed $rows rows for $expected workloads"; echo "$out"; }
 
 command -v python3 >/dev/null || { echo "python3 not found: skipping the JSON part"; exit 77; }
 json=$(mktemp)
 trap 'rm -f "$json"' EXIT
-"$padec" plan --dump --workers 12 --partition 16 \
+for policy in even cost; do
+"$padec" plan --dump --workers 12 --partition 16 --policy $policy \
   --workload 'name=a q_heads=8 kv_heads=2 head_dim=64 page=4 kv=bf16 lens=1,17,300,0,1000x3' \
   --workload 'name=b q_heads=32 kv_heads=8 head_dim=128 page=16 kv=fp8 window=64 q_len=2 lens=5000,10' \
-  >"$json" || fail "plan --dump exited $?"
-python3 -m json.tool "$json" >/dev/null || fail "plan --dump is not valid JSON"
+  >"$json" || fail "plan --dump --policy $policy exited $?"
+python3 -m json.tool "$json" >/dev/null || fail "plan --dump --policy $policy is not valid JSON"
 for name in work_indptr work_info reduce_indptr reduce_final_map reduce_partial_map partition_indptr; do
-  grep -q "\"$name\"" "$json" || fail "plan --dump has no $name"
+  grep -q "\"$name\"" "$json" || fail "plan --dump --policy $policy has no $name"
 done
-python3 - "$json" <<'PY' || fail "plan --dump buffers disagree with their header"
+python3 - "$json" "$policy" <<'PY' || fail "plan --dump --policy $policy buffers disagree with their header"
 import json, sys
 doc = json.load(open(sys.argv[1]))
 assert len(doc["plans"]) == 2, "want 2 plans"
 for p in doc["plans"]:
+    assert p["header"]["policy"] == sys.argv[2], "header policy"
+    pred = p["predicted_us"]
+    assert 0 <= pred["min"] <= pred["mean"] <= pred["max"], "predicted_us"
+
     h = p["header"]
     assert len(p["work_indptr"]) == h["num_workers"] + 1
     assert p["work_indptr"][-1] == h["num_works"] == len(p["work_info"])
@@ -38,6 +53,7 @@ for p in doc["plans"]:
     assert len(p["reduce_partial_map"]) == h["num_partial_slots"] == p["reduce_indptr"][-1]
     assert p["partition_indptr"][-1] == h["num_partitions"]
 PY
+done
 
 if ((failures)); then exit 1; fi
 echo "plan_dump: ok"

@@ -24,6 +24,14 @@ expect_usage "--workers 0" plan --workers 0
 expect_usage "--backend gpu" check --backend gpu
 expect_usage "--partition 100" plan --partition 100
 expect_usage "--dump" bench --dump
+expect_usage "--policy greedy" plan --policy greedy
+expect_usage "--calibrate" bench --calibrate --workload "$good lens=5"
+expect_usage "--calibrate" bench --calibrate --backend cpu
+expect_usage "--calibrate" plan --calibrate
+# Without CUDA, --calibrate says it needs a GPU (exit 2); with CUDA it may run, so only then.
+if "$padec" --version | grep -q "CUDA kernels: not built"; then
+  expect_usage "needs a GPU" bench --calibrate
+fi
 expect_usage "--scale-lengths 3" check --scale-lengths 3
 expect_usage "frob" help frob
 expect_usage "no-such-file" plan no-such-file.txt

@@ -1,10 +1,11 @@
 /*
- * Edge cases of the `even` schedule and of the plan API, through the public API only: batch 0,
- * all sequences empty, one sequence split into more than 64 and more than 1000 pieces (where the
- * seed's aiter scheduler wrote extra reduce groups past reduce_indptr[batch]), one worker, fewer
- * workers than KV heads, workers not a multiple of KV heads, windows longer than every sequence,
- * and the error paths (bad arguments, negative kv_len, small or misaligned buffers, int32
- * overflow), which must leave every output untouched.
+ * Edge cases of the `even` and `cost` schedules and of the plan API, through the public API only
+ * (every case runs under both policies; the expectations that are one policy's own say so):
+ * batch 0, all sequences empty, one sequence split into more than 64 and more than 1000 pieces
+ * (where the seed's aiter scheduler wrote extra reduce groups past reduce_indptr[batch]), one
+ * worker, fewer workers than KV heads, workers not a multiple of KV heads, windows longer than
+ * every sequence, and the error paths (bad arguments, negative kv_len, small or misaligned
+ * buffers, int32 overflow), which must leave every output untouched.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,11 +16,17 @@
 
 static int failures = 0;
 static const char *current = "";
+static padec_policy g_policy = PADEC_POLICY_EVEN; /* the policy every case is built with */
+
+static const char *policy_name(padec_policy policy) {
+  return policy == PADEC_POLICY_COST ? "cost" : "even";
+}
 
 #define CHECK(cond, ...)                                                                   \
   do {                                                                                     \
     if (!(cond)) {                                                                         \
-      fprintf(stderr, "%s:%d: [%s] check failed: %s: ", __FILE__, __LINE__, current, #cond); \
+      fprintf(stderr, "%s:%d: [%s, %s] check failed: %s: ", __FILE__, __LINE__,           \
+              policy_name(g_policy), current, #cond);                                      \
       fprintf(stderr, __VA_ARGS__);                                                        \
       fprintf(stderr, "\n");                                                               \
       failures += 1;                                                                       \
@@ -43,7 +50,7 @@ static padec_plan_options make_options(int32_t workers, int32_t partition) {
   memset(&o, 0, sizeof o);
   o.num_workers = workers;
   o.partition_tokens = partition;
-  o.policy = PADEC_POLICY_EVEN;
+  o.policy = g_policy;
   return o;
 }
 
@@ -273,9 +280,17 @@ static void test_all_empty(void) {
         int32_t h = (r[7] & 0xffff) / 2;
         CHECK(r[1] == -1 && r[4] == 0 && r[5] == 0, "item %d: loc %d range [%d, %d)", i, r[1],
               r[4], r[5]);
-        int32_t want_worker = W >= H ? h : h % W;
-        CHECK(worker_of(&b, i) == want_worker, "H %d W %d: item %d of head %d in worker %d, want %d",
-              H, W, i, h, worker_of(&b, i), want_worker);
+        if (g_policy == PADEC_POLICY_EVEN) {
+          int32_t want_worker = W >= H ? h : h % W;
+          CHECK(worker_of(&b, i) == want_worker,
+                "H %d W %d: item %d of head %d in worker %d, want %d", H, W, i, h,
+                worker_of(&b, i), want_worker);
+        } else if (W >= H) {
+          /* cost: in one of head h's bins, or in a spare worker (a direct item). */
+          int32_t w = worker_of(&b, i), N = W / H;
+          CHECK((w >= h * N && w < (h + 1) * N) || w >= H * N,
+                "H %d W %d: item %d of head %d in worker %d", H, W, i, h, w);
+        }
       }
       release(&b);
     }
@@ -297,7 +312,20 @@ static void check_long_split(int32_t len, int32_t H, int32_t W, int32_t partitio
   const padec_plan_view *v = &b.v;
   int32_t N = W / H;
   int32_t S = v->partition_indptr[B];
-  if (want_pieces < 0) {
+  const int32_t P = v->partition_indptr[s_long + 1] - v->partition_indptr[s_long];
+  int32_t min_piece = 1;
+  if (g_policy == PADEC_POLICY_COST) {
+    /* cost: pieces of at least m partitions; the smallest capacity that fits gives pieces of
+     * x = ceil(P / N) partitions when m is 1 (and the sequence is alone), so ceil(P / x) of
+     * them. Otherwise only bounds are known here (test_sched_invariants checks the rest). */
+    const int64_t cp = b.layout.cost_partition, ci = b.layout.cost_item;
+    const int64_t cs = b.layout.cost_split;
+    min_piece = (int32_t)((ci + cs + cp - 1) / cp);
+    if (min_piece < 1) min_piece = 1;
+    const int32_t x = (P + N - 1) / N;
+    want_pieces = !with_others && min_piece == 1 ? (P + x - 1) / x : -2;
+  }
+  if (want_pieces == -1) {
     /* Bins of head 0 hold S / N (+1 for the first S % N) partitions, in order: count those that
      * meet the long sequence's range. */
     int32_t a = v->partition_indptr[s_long], e = v->partition_indptr[s_long + 1], start = 0;
@@ -315,8 +343,15 @@ static void check_long_split(int32_t len, int32_t H, int32_t W, int32_t partitio
   CHECK(g_long >= 0, "len %d W %d: the long sequence has no reduce group", len, W);
   if (g_long >= 0) {
     int32_t pieces = v->reduce_indptr[g_long + 1] - v->reduce_indptr[g_long];
-    CHECK(pieces == want_pieces, "len %d H %d W %d partition %d: %d pieces, want %d", len, H, W,
-          partition, pieces, want_pieces);
+    if (want_pieces == -2) {
+      CHECK(pieces <= N && (int64_t)pieces * min_piece <= P,
+            "len %d H %d W %d partition %d: %d pieces of at least %d partitions over %d bins", len,
+            H, W, partition, pieces, min_piece, N);
+      if (!with_others) want_pieces = pieces;
+    }
+    CHECK(pieces == want_pieces || want_pieces == -2,
+          "len %d H %d W %d partition %d: %d pieces, want %d", len, H, W, partition, pieces,
+          want_pieces);
     CHECK(v->reduce_final_map[2 * g_long + 1] == (s_long + 1) * q, "final map end %d",
           v->reduce_final_map[2 * g_long + 1]);
   }
@@ -331,13 +366,25 @@ static void check_long_split(int32_t len, int32_t H, int32_t W, int32_t partitio
             v->reduce_partial_map[k], k * q);
     CHECK(v->header->num_works == H * want_pieces, "num_works %d, want %d", v->header->num_works,
           H * want_pieces);
-    /* Piece sizes follow the capacities S / N + (bin < S % N). */
+    /* even: piece sizes follow the capacities S / N + (bin < S % N). cost: every piece has the
+     * size of the first (the capacity's), but for the last two (the rest, and the one that may
+     * leave the last its minimum), and at least the minimum. */
+    const int32_t first_piece = v->header->num_works > 0 ? work(&b, 0)[5] - work(&b, 0)[4] : 0;
     for (int32_t i = 0; i < v->header->num_works; ++i) {
       const int32_t *r = work(&b, i);
       int32_t w = worker_of(&b, i), j = w % N;
-      int32_t cap = S / N + (j < S % N ? 1 : 0);
-      CHECK(r[5] - r[4] == cap, "item %d in worker %d: %d partitions, capacity %d", i, w,
-            r[5] - r[4], cap);
+      if (g_policy == PADEC_POLICY_EVEN) {
+        int32_t cap = S / N + (j < S % N ? 1 : 0);
+        CHECK(r[5] - r[4] == cap, "item %d in worker %d: %d partitions, capacity %d", i, w,
+              r[5] - r[4], cap);
+      } else {
+        const int32_t size = r[5] - r[4], k = i % want_pieces;
+        CHECK(size >= min_piece && size <= first_piece &&
+                  (k + 2 >= want_pieces || size == first_piece),
+              "item %d (piece %d of %d) in worker %d: %d partitions, the first piece %d, the "
+              "minimum %d",
+              i, k, want_pieces, w, size, first_piece, min_piece);
+      }
     }
   }
   release(&b);
@@ -389,10 +436,12 @@ static void test_one_worker(void) {
     CHECK(b.layout.max_works == 5 * H && b.layout.max_partial_slots == 0,
           "H %d: capacities %d works, %d slots", H, b.layout.max_works,
           b.layout.max_partial_slots);
-    /* Head by head, sequence by sequence, whole ranges. */
+    /* even: head by head, sequence by sequence; cost (workers < heads: every sequence in the
+     * spare bins): sequence by sequence, head by head. Whole ranges. */
     for (int32_t i = 0; i < 5 * H; ++i) {
       const int32_t *r = work(&b, i);
-      int32_t h = i / 5, s = i % 5;
+      const int even = g_policy == PADEC_POLICY_EVEN;
+      int32_t h = even ? i / 5 : i % H, s = even ? i % 5 : i / H;
       CHECK(r[0] == s && r[1] == -1 && (r[7] & 0xffff) == 2 * h &&
                 r[4] == b.v.partition_indptr[s] && r[5] == b.v.partition_indptr[s + 1],
             "H %d item %d: (seq %d, loc %d, head start %d, [%d, %d))", H, i, r[0], r[1],
@@ -417,7 +466,37 @@ static void test_fewer_workers_than_heads(void) {
               b.layout.max_partial_slots == 0 && b.v.header->num_groups == 0,
           "H %d W %d: capacity %d works (%d used), %d slots", H, W, b.layout.max_works,
           b.v.header->num_works, b.layout.max_partial_slots);
-    /* Worker c runs heads c, c + W, ... in order, each over every sequence in order. */
+    if (g_policy == PADEC_POLICY_COST) {
+      /* Sequence by sequence, head by head, cut into W contiguous runs of direct items; no
+       * worker costs more than an even share plus one item. */
+      const int64_t cp = b.layout.cost_partition, cu = b.layout.cost_item;
+      int64_t total = 0, largest = 0, worst = 0;
+      for (int32_t s = 0; s < 4; ++s) {
+        const int64_t cost = cu + cp * (b.v.partition_indptr[s + 1] - b.v.partition_indptr[s]);
+        total += H * cost;
+        if (cost > largest) largest = cost;
+      }
+      for (int32_t i = 0; i < 4 * H; ++i) {
+        const int32_t *r = work(&b, i);
+        const int32_t s = i / H, h = i % H;
+        CHECK(r[0] == s && r[1] == -1 && r[7] == ((h + 1) * 3 << 16 | h * 3) &&
+                  r[4] == b.v.partition_indptr[s] && r[5] == b.v.partition_indptr[s + 1],
+              "H %d W %d item %d: (seq %d, loc %d, qhr %#x, [%d, %d)), want head %d seq %d", H,
+              W, i, r[0], r[1], (unsigned)r[7], r[4], r[5], h, s);
+      }
+      for (int32_t c = 0; c < W; ++c) {
+        int64_t load = 0;
+        for (int32_t i = b.v.work_indptr[c]; i < b.v.work_indptr[c + 1]; ++i)
+          load += cu + cp * (work(&b, i)[5] - work(&b, i)[4]);
+        if (load > worst) worst = load;
+      }
+      CHECK(worst <= (total + W - 1) / W + largest,
+            "H %d W %d: the busiest worker costs %" PRId64 ", above %" PRId64 " + %" PRId64, H, W,
+            worst, (total + W - 1) / W, largest);
+      release(&b);
+      continue;
+    }
+    /* even: worker c runs heads c, c + W, ... in order, each over every sequence in order. */
     for (int32_t c = 0; c < W; ++c) {
       int32_t i = b.v.work_indptr[c];
       for (int32_t h = c; h < H; h += W)
@@ -449,6 +528,39 @@ static void test_workers_not_multiple(void) {
     if (build(&b, &p, 6, &o, lens)) continue;
     check_consistent(&b);
     int32_t S = b.v.partition_indptr[6];
+    if (g_policy == PADEC_POLICY_COST) {
+      /* Head h's items in its bins or in the spare workers, which hold direct items only; and
+       * the predicted busiest worker no slower than even's, whose spare workers idle. */
+      for (int32_t i = 0; i < b.v.header->num_works; ++i) {
+        const int32_t *r = work(&b, i);
+        const int32_t h = (r[7] & 0xffff) / 2, w = worker_of(&b, i);
+        CHECK((w >= h * N && w < (h + 1) * N) || (w >= H * N && r[1] == -1),
+              "H %d W %d: item %d (head %d, loc %d) in worker %d", H, W, i, h, r[1], w);
+      }
+      padec_plan_options oe = o;
+      oe.policy = PADEC_POLICY_EVEN;
+      built be;
+      if (!build(&be, &p, 6, &oe, lens)) {
+        double *cost_ns = calloc((size_t)W, sizeof(double));
+        double *even_ns = calloc((size_t)W, sizeof(double));
+        if (!cost_ns || !even_ns) exit(1);
+        CHECK(padec_plan_predict(&p, &b.layout, b.plan, NULL, cost_ns) == PADEC_STATUS_OK &&
+                  padec_plan_predict(&p, &be.layout, be.plan, NULL, even_ns) == PADEC_STATUS_OK,
+              "predict: %s", padec_last_message());
+        double cost_max = 0, even_max = 0;
+        for (int32_t c = 0; c < W; ++c) {
+          cost_max = cost_ns[c] > cost_max ? cost_ns[c] : cost_max;
+          even_max = even_ns[c] > even_max ? even_ns[c] : even_max;
+        }
+        CHECK(cost_max <= even_max, "H %d W %d: cost's busiest worker %.0f ns, even's %.0f ns", H,
+              W, cost_max, even_max);
+        free(cost_ns);
+        free(even_ns);
+        release(&be);
+      }
+      release(&b);
+      continue;
+    }
     for (int32_t c = H * N; c < W; ++c)
       CHECK(b.v.work_indptr[c] == b.v.work_indptr[c + 1], "H %d W %d: worker %d is not idle", H,
             W, c);
@@ -688,14 +800,18 @@ static void test_errors(void) {
 }
 
 int main(void) {
-  test_batch_zero();
-  test_all_empty();
-  test_long_splits();
-  test_one_worker();
-  test_fewer_workers_than_heads();
-  test_workers_not_multiple();
-  test_windows();
-  test_errors();
+  static const padec_policy policies[] = {PADEC_POLICY_EVEN, PADEC_POLICY_COST};
+  for (int p = 0; p < 2; ++p) {
+    g_policy = policies[p];
+    test_batch_zero();
+    test_all_empty();
+    test_long_splits();
+    test_one_worker();
+    test_fewer_workers_than_heads();
+    test_workers_not_multiple();
+    test_windows();
+    test_errors();
+  }
   if (failures) {
     fprintf(stderr, "test_sched_edges: %d failure(s)\n", failures);
     return 1;

@@ -1,6 +1,8 @@
 /*
- * Invariants of the `even` schedule over thousands of seeded random cases, through the public plan
- * API only.
+ * Invariants of the schedules over thousands of seeded random cases, through the public plan API
+ * only. Every case is built under the even and cost policies, and every fourth one under
+ * batch_invariant too; (a), (b), (d), (e) and (f) hold for all of them, (c) is each policy's
+ * own.
  *
  * Usage: test_sched_invariants [num_cases [base_seed]]   (defaults 10000, 1)
  *        test_sched_invariants --case SEED                (one case, as printed by a failure)
@@ -13,12 +15,19 @@
  *      partition still gets exactly one direct item per head, with an empty range;
  *  (b) fields: q_head_range is (h + 1) * group << 16 | h * group for a valid h, qo range is
  *      [b * q_len, (b + 1) * q_len), kv_offset is 0;
- *  (c) balance (workers >= kv heads, N = workers / kv_heads): the non-empty items of head h all lie
- *      in bins [h * N, (h + 1) * N), and the partitions of head h in bin h * N + j are exactly
- *      S / N + (j < S % N ? 1 : 0), S = partition_indptr[batch] (the seed's capacity pattern; it
- *      implies that the N loads add up to S and differ by at most one); bins from kv_heads * N on
- *      hold no item at all. With workers < kv heads: worker c runs heads c, c + W, ... in order,
- *      every sequence in order, each as one direct item over its whole range;
+ *  (c) even, balance (workers >= kv heads, N = workers / kv_heads): the non-empty items of head h
+ *      all lie in bins [h * N, (h + 1) * N), and the partitions of head h in bin h * N + j are
+ *      exactly S / N + (j < S % N ? 1 : 0), S = partition_indptr[batch] (the seed's capacity
+ *      pattern; it implies that the N loads add up to S and differ by at most one); bins from
+ *      kv_heads * N on hold no item at all. With workers < kv heads: worker c runs heads c,
+ *      c + W, ... in order, every sequence in order, each as one direct item over its whole range;
+ *      cost: bin h * N + j holds head h's items only, the same (sequence, partitions, slot) rows
+ *      as bin j of head 0; the spare workers from kv_heads * N on (all of them when workers <
+ *      kv heads) hold direct items only; every piece of a split sequence has at least
+ *      m = max(1, ceil((item + split) / partition)) partitions (layout.cost_*); and no worker's
+ *      cost exceeds the capacity that cost.c proves always fits;
+ *      batch_invariant: a sequence of P partitions has ceil(P / max(4, ceil(P / 32))) items per
+ *      head (one when P <= 4);
  *  (d) reduce maps: one group per split sequence (more than one item per head), none for others;
  *      reduce_final_map = (b * q_len, (b + 1) * q_len); the group's partial rows are, in order, the
  *      partial_qo_loc of the sequence's items, the same for every head; direct items
@@ -79,6 +88,7 @@ enum { MAX_BATCH = 1024, MAX_LEN = 200000 };
 
 typedef struct sched_case {
   uint64_t seed; /* 0 for the constructed witnesses */
+  padec_policy policy;
   const char *mix;
   int32_t batch;
   int32_t kv_lens[MAX_BATCH];
@@ -89,6 +99,12 @@ typedef struct sched_case {
   int32_t window_left;
   int32_t partition_tokens;
 } sched_case;
+
+static const char *policy_name(padec_policy policy) {
+  return policy == PADEC_POLICY_COST              ? "cost"
+         : policy == PADEC_POLICY_BATCH_INVARIANT ? "batch_invariant"
+                                                  : "even";
+}
 
 static void print_case(FILE *f, const sched_case *c) {
   int64_t sum = 0;
@@ -101,17 +117,18 @@ static void print_case(FILE *f, const sched_case *c) {
   }
   if (c->batch == 0) lo = 0;
   if (c->seed)
-    fprintf(f, "case: seed %" PRIu64 " (rerun: test_sched_invariants --case %" PRIu64 ")\n",
+    fprintf(f, "case: seed %" PRIu64 " (rerun: test_sched_invariants --case %" PRIu64
+               ", every policy)\n",
             c->seed, c->seed);
   else
     fprintf(f, "case: constructed witness\n");
   fprintf(f,
           "  mix %s, batch %d, kv_lens min %d max %d sum %" PRId64
           " zeros %d\n  q_len %d, num_kv_heads %d, group %d (num_q_heads %d), num_workers %d, "
-          "window_left %d, partition_tokens %d, policy even\n  kv_lens:",
+          "window_left %d, partition_tokens %d, policy %s\n  kv_lens:",
           c->mix, c->batch, lo, hi, sum, zeros, c->q_len, c->num_kv_heads,
           c->group, c->num_kv_heads * c->group, c->num_workers, c->window_left,
-          c->partition_tokens);
+          c->partition_tokens, policy_name(c->policy));
   int32_t shown = c->batch <= 64 ? c->batch : 32;
   for (int32_t b = 0; b < shown; ++b) fprintf(f, " %d", c->kv_lens[b]);
   if (shown < c->batch) fprintf(f, " ... (%d more)", c->batch - shown);
@@ -243,9 +260,12 @@ enum { MAX_HEADS = 16, MAX_WORKERS = 1000 };
 static int32_t group_of[MAX_BATCH];
 static int32_t next_kv[MAX_HEADS * MAX_BATCH];
 static int32_t item_count[MAX_HEADS * MAX_BATCH];
-static unsigned char slot_used[2 * (MAX_BATCH + MAX_WORKERS)];
+static unsigned char slot_used[PADEC_BATCH_INVARIANT_MAX_PIECES * MAX_BATCH];
 
 static int check_items(const sched_case *c, const padec_plan_view *vp, int64_t *head_load);
+static int check_cost(const sched_case *c, const padec_plan_layout *layout,
+                      const padec_plan_view *v);
+static int check_batch_invariant(const sched_case *c, const padec_plan_view *v);
 
 static void stats_add(stats *st, const sched_case *c, const padec_plan_layout *layout,
                       int32_t num_works, int32_t num_slots, int32_t num_groups) {
@@ -285,7 +305,7 @@ static int check_plan(const sched_case *c, const padec_plan_layout *layout, cons
               hd->params_key == layout->params_key,
           "header magic/version/params_key wrong");
   REQUIRE(hd->batch == B && hd->num_workers == W && hd->num_kv_heads == H && hd->q_len == q &&
-              hd->partition_tokens == c->partition_tokens && hd->policy == PADEC_POLICY_EVEN,
+              hd->partition_tokens == c->partition_tokens && hd->policy == (int32_t)c->policy,
           "header echo wrong: batch %d workers %d heads %d q_len %d partition %d policy %d",
           hd->batch, hd->num_workers, hd->num_kv_heads, hd->q_len, hd->partition_tokens,
           hd->policy);
@@ -382,6 +402,9 @@ static int check_plan(const sched_case *c, const padec_plan_layout *layout, cons
   int rc = check_items(c, &v, head_load);
   free(head_load);
   if (rc) return rc;
+  if (c->policy == PADEC_POLICY_COST && (rc = check_cost(c, layout, &v)) != 0) return rc;
+  if (c->policy == PADEC_POLICY_BATCH_INVARIANT && (rc = check_batch_invariant(c, &v)) != 0)
+    return rc;
   stats_add(st, c, layout, num_works, num_slots, num_groups);
   return 0;
 }
@@ -393,9 +416,11 @@ static int check_items(const sched_case *c, const padec_plan_view *vp, int64_t *
   const padec_plan_view v = *vp;
   const int32_t S = v.partition_indptr[B];
   const int32_t N = W >= H ? W / H : 0;
+  const int even = c->policy == PADEC_POLICY_EVEN;
   int32_t expect_h = 0, expect_b = 0; /* workers < heads: the next item expected in a worker */
   for (int32_t w = 0; w < W; ++w) {
-    if (W < H) {
+    if (!even) {
+    } else if (W < H) {
       expect_h = w;
       expect_b = 0;
     } else if (w >= H * N) {
@@ -440,7 +465,8 @@ static int check_items(const sched_case *c, const padec_plan_view *vp, int64_t *
       }
       *next = kv_end;
       *count += 1;
-      if (W < H) {
+      if (!even) {
+      } else if (W < H) {
         REQUIRE(h == expect_h && b == expect_b,
                 "workers < heads: worker %d item %d is (head %d, seq %d), expected (%d, %d)", w, i,
                 h, b, expect_h, expect_b);
@@ -456,7 +482,7 @@ static int check_items(const sched_case *c, const padec_plan_view *vp, int64_t *
         head_load[h * W + w] += kv_end - kv_start;
       }
     }
-    if (W < H)
+    if (even && W < H)
       REQUIRE(B == 0 || (expect_h >= H && expect_b == 0),
               "workers < heads: worker %d stops before head %d sequence %d", w, expect_h, expect_b);
   }
@@ -474,7 +500,7 @@ static int check_items(const sched_case *c, const padec_plan_view *vp, int64_t *
                 "sequence %d head %d has %d items, its group %d partials", b, h, n,
                 v.reduce_indptr[group_of[b] + 1] - v.reduce_indptr[group_of[b]]);
     }
-  if (W >= H) {
+  if (even && W >= H) {
     for (int32_t h = 0; h < H; ++h) {
       int64_t lo = INT64_MAX, hi = 0, sum = 0;
       for (int32_t j = 0; j < N; ++j) {
@@ -489,6 +515,81 @@ static int check_items(const sched_case *c, const padec_plan_view *vp, int64_t *
       }
       REQUIRE(hi - lo <= 1 && sum == S, "head %d loads differ by %" PRId64 " or miss S", h, hi - lo);
     }
+  }
+  return 0;
+}
+
+/* (c) for the cost policy, from the layout's cost units (see src/sched/cost.c). */
+static int check_cost(const sched_case *c, const padec_plan_layout *layout,
+                      const padec_plan_view *vp) {
+  const padec_plan_view v = *vp;
+  const int32_t B = c->batch, H = c->num_kv_heads, G = c->group, W = c->num_workers;
+  const int32_t N = W >= H ? W / H : 0;
+  const int64_t cp = layout->cost_partition, ci = layout->cost_item, cs = layout->cost_split;
+  REQUIRE(cp == 1024 && ci >= 0 && ci <= (1 << 30) && cs >= 0 && cs <= (1 << 30),
+          "layout cost units %" PRId64 "/%" PRId64 "/%" PRId64, cp, ci, cs);
+  int64_t m = (ci + cs + cp - 1) / cp;
+  if (m < 1) m = 1;
+  /* The capacity cost.c proves to fit: no worker may cost more. */
+  int64_t head_cost = 0, largest = 0, bound = 0;
+  for (int32_t b = 0; b < B; ++b) {
+    const int64_t cost = ci + (int64_t)(v.partition_indptr[b + 1] - v.partition_indptr[b]) * cp;
+    head_cost += cost;
+    if (cost > largest) largest = cost;
+  }
+  if (B > 0 && N == 0) {
+    bound = (head_cost * H + W - 1) / W + largest;
+  } else if (B > 0) {
+    bound = (head_cost + (int64_t)(N - 1) * (2 * ci + 3 * cs + 2 * m * cp) + N - 1) / N;
+    if (bound < ci + cs + 2 * m * cp) bound = ci + cs + 2 * m * cp;
+  }
+  for (int32_t w = 0; w < W; ++w) {
+    int64_t load = 0;
+    const int32_t first = v.work_indptr[w], count = v.work_indptr[w + 1] - first;
+    const int32_t twin = w < H * N ? v.work_indptr[w % N] : 0; /* head 0's bin of the same j */
+    if (w < H * N)
+      REQUIRE(count == v.work_indptr[w % N + 1] - twin,
+              "bin %d of head %d has %d items, the same bin of head 0 %d", w % N, w / N, count,
+              v.work_indptr[w % N + 1] - twin);
+    for (int32_t k = 0; k < count; ++k) {
+      const int32_t *row = v.work_info + 8 * (int64_t)(first + k);
+      const int32_t parts = row[5] - row[4], h = (row[7] & 0xffff) / G;
+      load += ci + (int64_t)parts * cp + (row[1] >= 0 ? cs : 0);
+      if (row[1] >= 0)
+        REQUIRE(parts >= m, "worker %d item %d: a piece of %d partitions, the minimum is %" PRId64,
+                w, first + k, parts, m);
+      if (w >= H * N) {
+        REQUIRE(row[1] == -1, "spare worker %d holds a piece of split sequence %d", w, row[0]);
+      } else {
+        REQUIRE(h == w / N, "worker %d (a bin of head %d) holds an item of head %d", w, w / N, h);
+        const int32_t *ref = v.work_info + 8 * (int64_t)(twin + k);
+        REQUIRE(row[0] == ref[0] && row[1] == ref[1] && row[4] == ref[4] && row[5] == ref[5],
+                "worker %d item %d (seq %d [%d, %d) loc %d) differs from head 0's (seq %d [%d, "
+                "%d) loc %d)",
+                w, k, row[0], row[4], row[5], row[1], ref[0], ref[4], ref[5], ref[1]);
+      }
+    }
+    REQUIRE(load <= bound,
+            "worker %d costs %" PRId64 " units, above the capacity %" PRId64
+            " that always fits (N %d)",
+            w, load, bound, N);
+  }
+  return 0;
+}
+
+/* (c) for the batch_invariant policy: the piece count of each sequence. */
+static int check_batch_invariant(const sched_case *c, const padec_plan_view *v) {
+  const int32_t B = c->batch, H = c->num_kv_heads;
+  for (int32_t b = 0; b < B; ++b) {
+    const int32_t parts = v->partition_indptr[b + 1] - v->partition_indptr[b];
+    int32_t size =
+        (parts + PADEC_BATCH_INVARIANT_MAX_PIECES - 1) / PADEC_BATCH_INVARIANT_MAX_PIECES;
+    if (size < PADEC_BATCH_INVARIANT_MIN_PIECE_PARTITIONS)
+      size = PADEC_BATCH_INVARIANT_MIN_PIECE_PARTITIONS;
+    const int32_t pieces = parts == 0 ? 1 : (parts + size - 1) / size;
+    for (int32_t h = 0; h < H; ++h)
+      REQUIRE(item_count[h * B + b] == pieces, "sequence %d (%d partitions) head %d: %d items, "
+              "the piece rule gives %d", b, parts, h, item_count[h * B + b], pieces);
   }
   return 0;
 }
@@ -517,7 +618,7 @@ static int run_case(const sched_case *c, stats *st) {
   memset(&options, 0, sizeof options);
   options.num_workers = c->num_workers;
   options.partition_tokens = c->partition_tokens;
-  options.policy = PADEC_POLICY_EVEN;
+  options.policy = c->policy;
 
   padec_plan_layout layout;
   padec_status s = padec_plan_layout_init(&params, c->batch, &options, &layout);
@@ -538,7 +639,10 @@ static int run_case(const sched_case *c, stats *st) {
   if (!rc) {
     /* (f) determinism, and independence from the buffer's previous contents. */
     rng r = {c->seed ^ 0xabcdefull};
-    for (size_t i = 0; i < layout.plan_bytes + guard; ++i) b[i] = (unsigned char)rng_next(&r);
+    for (size_t i = 0; i < layout.plan_bytes + guard; i += 8) { /* plan_bytes is a multiple of 16 */
+      const uint64_t bits = rng_next(&r);
+      memcpy(b + i, &bits, 8);
+    }
     unsigned char tail[64];
     memcpy(tail, b + layout.plan_bytes, guard);
     s = padec_plan_build(&params, &layout, c->kv_lens, b, layout.plan_bytes + guard);
@@ -587,96 +691,123 @@ static int run_witness(const sched_case *c, int which, stats *st) {
   return 0;
 }
 
-/* Cases that must reach the layout's bounds exactly (the bounds claim to be exact). */
-static int run_witnesses(stats *st) {
+/* Cases that must reach the layout's bounds exactly (the bounds claim to be exact). The even
+ * and cost policies share their bounds; the witnesses of the cost policy use 256-token partitions,
+ * where its minimum piece is one partition under the default model. batch_invariant's bounds
+ * (32 pieces per sequence) are loose by design and have no witness. */
+static int run_witnesses(padec_policy policy, stats *st) {
   static sched_case c;
   static const int32_t heads[] = {1, 2, 3, 8};
   static const int32_t bins[] = {2, 3, 7, 64, 240, 999};
+  const int cost = policy == PADEC_POLICY_COST;
   for (int hi = 0; hi < 4; ++hi)
     for (int wi = 0; wi < 6; ++wi)
       for (int32_t q = 1; q <= 4; q += 3) {
         const int32_t H = heads[hi], N = bins[wi], W = N * H + (hi == 2 ? 1 : 0);
         /* Works: one long sequence among empty ones: H * (B + N - 1) items. */
         memset(&c, 0, sizeof c);
+        c.policy = policy;
         c.mix = "witness: one long sequence among empty ones (max_works)";
         c.batch = 5;
         c.q_len = q;
         c.num_kv_heads = H;
         c.group = 2;
         c.num_workers = W;
-        c.partition_tokens = 16;
-        c.kv_lens[2] = 16 * N * 3 + 5;
+        c.partition_tokens = cost ? 256 : 16;
+        c.kv_lens[2] = cost ? 256 * N * 3 : 16 * N * 3 + 5;
         if (run_witness(&c, 0, st)) return 1;
         /* Slots: lengths [1, 2, ..., 2, 1] partitions, B = N + 1: every inner bin boundary falls
          * in the middle of its own two-partition sequence: 2 (N - 1) partial slots. */
         memset(&c, 0, sizeof c);
+        c.policy = policy;
         c.mix = "witness: half-offset sequences (max_partial_slots = 2 (N - 1))";
         c.batch = N + 1;
         c.q_len = q;
         c.num_kv_heads = H;
         c.group = 3;
         c.num_workers = W;
-        c.partition_tokens = 64;
-        for (int32_t b = 0; b <= N; ++b) c.kv_lens[b] = (b == 0 || b == N) ? 64 : 128;
+        c.partition_tokens = cost ? 256 : 64;
+        for (int32_t b = 0; b <= N; ++b)
+          c.kv_lens[b] = (b == 0 || b == N) ? c.partition_tokens : 2 * c.partition_tokens;
         if (run_witness(&c, 1, st)) return 1;
         /* Slots when B <= N - 1: both sequences split, every boundary inside one: B + N - 1. */
         if (N >= 3) {
           memset(&c, 0, sizeof c);
+          c.policy = policy;
           c.mix = "witness: two long sequences (max_partial_slots = B + N - 1)";
           c.batch = 2;
           c.q_len = q;
           c.num_kv_heads = H;
           c.group = 1;
           c.num_workers = W;
-          c.partition_tokens = 16;
+          c.partition_tokens = cost ? 256 : 16;
           /* N bins of 4 partitions; the sequences meet in the middle of bin 1. */
-          c.kv_lens[0] = 16 * 6;
-          c.kv_lens[1] = 16 * (4 * N - 6);
+          c.kv_lens[0] = c.partition_tokens * 6;
+          c.kv_lens[1] = c.partition_tokens * (4 * N - 6);
           if (run_witness(&c, 1, st)) return 1;
         }
       }
   return 0;
 }
 
+enum { NUM_POLICIES = 3 };
+static const padec_policy policies[NUM_POLICIES] = {PADEC_POLICY_EVEN, PADEC_POLICY_COST,
+                                                    PADEC_POLICY_BATCH_INVARIANT};
+
 int main(int argc, char **argv) {
   static sched_case c;
-  stats st;
-  memset(&st, 0, sizeof st);
+  stats st[NUM_POLICIES], witness[NUM_POLICIES];
+  memset(st, 0, sizeof st);
+  memset(witness, 0, sizeof witness);
   if (argc == 3 && strcmp(argv[1], "--case") == 0) {
     generate_case(strtoull(argv[2], NULL, 10), &c);
-    print_case(stderr, &c);
-    if (run_case(&c, &st)) return 1;
+    for (int p = 0; p < NUM_POLICIES; ++p) {
+      c.policy = policies[p];
+      print_case(stderr, &c);
+      if (run_case(&c, &st[p])) return 1;
+    }
     fprintf(stderr, "case passes\n");
     return 0;
   }
   long num_cases = argc > 1 ? strtol(argv[1], NULL, 10) : 10000;
   uint64_t base_seed = argc > 2 ? strtoull(argv[2], NULL, 10) : 1;
 
-  stats witness;
-  memset(&witness, 0, sizeof witness);
-  if (run_witnesses(&witness)) return 1;
+  for (int p = 0; p < NUM_POLICIES; ++p)
+    if (policies[p] != PADEC_POLICY_BATCH_INVARIANT && run_witnesses(policies[p], &witness[p]))
+      return 1;
 
   rng seeds = {base_seed};
   for (long i = 0; i < num_cases; ++i) {
     generate_case(rng_next(&seeds), &c);
-    if (run_case(&c, &st)) {
-      fprintf(stderr, "(case %ld of %ld, base seed %" PRIu64 ")\n", i, num_cases, base_seed);
-      return 1;
+    for (int p = 0; p < NUM_POLICIES; ++p) {
+      c.policy = policies[p];
+      /* batch_invariant plans are up to 32 times larger; every fourth case keeps the time. */
+      if (c.policy == PADEC_POLICY_BATCH_INVARIANT && i % 4 != 0) continue;
+      if (run_case(&c, &st[p])) {
+        fprintf(stderr, "(case %ld of %ld, base seed %" PRIu64 ")\n", i, num_cases, base_seed);
+        return 1;
+      }
     }
   }
-  fprintf(stderr,
-          "test_sched_invariants: ok: %" PRId64 " random cases (%" PRId64 " with splits, %" PRId64
-          " with workers < kv heads, %" PRId64 " with workers not a multiple of kv heads, %" PRId64
-          " with a window), largest group %" PRId64 " partials\n"
-          "  random cases: max num_works / max_works %.4f, max num_partial_slots / "
-          "max_partial_slots %.4f\n"
-          "  random cases with workers / kv heads >= 16: max num_works / max_works %.4f, max "
-          "num_partial_slots / max_partial_slots %.4f\n"
-          "  %" PRId64 " witnesses:    max num_works / max_works %.4f, max num_partial_slots / "
-          "max_partial_slots %.4f\n",
-          st.cases, st.cases_split, st.cases_few_workers, st.cases_not_multiple, st.cases_window,
-          st.max_pieces, st.max_work_ratio, st.max_slot_ratio,
-          st.max_work_ratio_wide, st.max_slot_ratio_wide, witness.cases, witness.max_work_ratio,
-          witness.max_slot_ratio);
+  for (int p = 0; p < NUM_POLICIES; ++p) {
+    const stats *s = &st[p];
+    fprintf(stderr,
+            "test_sched_invariants: %s: ok: %" PRId64 " random cases (%" PRId64
+            " with splits, %" PRId64 " with workers < kv heads, %" PRId64
+            " with workers not a multiple of kv heads, %" PRId64
+            " with a window), largest group %" PRId64 " partials\n"
+            "  random cases: max num_works / max_works %.4f, max num_partial_slots / "
+            "max_partial_slots %.4f\n"
+            "  random cases with workers / kv heads >= 16: max num_works / max_works %.4f, max "
+            "num_partial_slots / max_partial_slots %.4f\n",
+            policy_name(policies[p]), s->cases, s->cases_split, s->cases_few_workers,
+            s->cases_not_multiple, s->cases_window, s->max_pieces, s->max_work_ratio,
+            s->max_slot_ratio, s->max_work_ratio_wide, s->max_slot_ratio_wide);
+    if (witness[p].cases)
+      fprintf(stderr,
+              "  %" PRId64 " witnesses:    max num_works / max_works %.4f, max "
+              "num_partial_slots / max_partial_slots %.4f\n",
+              witness[p].cases, witness[p].max_work_ratio, witness[p].max_slot_ratio);
+  }
   return 0;
 }

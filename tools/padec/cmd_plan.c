@@ -10,6 +10,58 @@ typedef struct plan_stats {
   int32_t busy_workers;                   /* workers with at least one item */
 } plan_stats;
 
+/* Predicted time per worker of a plan under the default cost model, in us. */
+typedef struct predicted_load {
+  int ok;
+  double min_us, mean_us, max_us;
+} predicted_load;
+
+static predicted_load predict_plan(const padec_params *params, const padec_plan_layout *layout,
+                                   const void *plan) {
+  predicted_load r;
+  memset(&r, 0, sizeof r);
+  double *ns = (double *)malloc(sizeof(double) * (size_t)layout->num_workers);
+  if (ns && padec_plan_predict(params, layout, plan, NULL, ns) == PADEC_STATUS_OK) {
+    double sum = 0.0;
+    r.min_us = ns[0];
+    for (int32_t c = 0; c < layout->num_workers; ++c) {
+      sum += ns[c];
+      if (ns[c] < r.min_us) r.min_us = ns[c];
+      if (ns[c] > r.max_us) r.max_us = ns[c];
+    }
+    r.min_us *= 1e-3;
+    r.max_us *= 1e-3;
+    r.mean_us = sum / layout->num_workers * 1e-3;
+    r.ok = 1;
+  }
+  free(ns);
+  return r;
+}
+
+/* The same workload planned under another policy (plan only, no workspace), predicted. */
+static predicted_load predict_policy(const padec_workload *w, padec_plan_options options,
+                                     padec_policy policy) {
+  predicted_load r;
+  memset(&r, 0, sizeof r);
+  options.policy = policy;
+  padec_plan_layout layout;
+  if (padec_plan_layout_init(&w->params, w->batch, &options, &layout) != PADEC_STATUS_OK) return r;
+  void *plan = cli_aligned_alloc(64, layout.plan_bytes);
+  if (plan && padec_plan_build(&w->params, &layout, w->kv_lens, plan, layout.plan_bytes) ==
+                  PADEC_STATUS_OK)
+    r = predict_plan(&w->params, &layout, plan);
+  free(plan);
+  return r;
+}
+
+static void format_predicted(const predicted_load *p, char *text, size_t size) {
+  if (!p->ok)
+    snprintf(text, size, "-");
+  else
+    snprintf(text, size, "%.1f/%.1f/%.1f %.3f", p->min_us, p->mean_us, p->max_us,
+             p->mean_us > 0.0 ? p->max_us / p->mean_us : 0.0);
+}
+
 static plan_stats compute_stats(const padec_plan_view *view, int32_t num_workers) {
   plan_stats s;
   memset(&s, 0, sizeof s);
@@ -68,7 +120,7 @@ static const char *dtype_name(padec_dtype dtype) {
 }
 
 static void dump_plan(const padec_workload *w, const cli_plan *plan, const padec_plan_view *v,
-                      const plan_stats *s, int first) {
+                      const plan_stats *s, const predicted_load *predicted, int first) {
   const padec_plan_header *h = v->header;
   const padec_plan_layout *l = &plan->layout;
   const padec_params *p = &w->params;
@@ -82,10 +134,11 @@ static void dump_plan(const padec_workload *w, const cli_plan *plan, const padec
       p->window_left, dtype_name(p->kv_dtype), p->kv_layout == PADEC_LAYOUT_HND ? "hnd" : "nhd");
   printf(
       "      \"header\": {\"batch\": %d, \"num_workers\": %d, \"num_kv_heads\": %d, "
-      "\"q_len\": %d, \"partition_tokens\": %d, \"policy\": \"even\", \"num_works\": %d, "
+      "\"q_len\": %d, \"partition_tokens\": %d, \"policy\": \"%s\", \"num_works\": %d, "
       "\"num_partial_slots\": %d, \"num_groups\": %d, \"num_partitions\": %d},\n",
-      h->batch, h->num_workers, h->num_kv_heads, h->q_len, h->partition_tokens, h->num_works,
-      h->num_partial_slots, h->num_groups, h->num_partitions);
+      h->batch, h->num_workers, h->num_kv_heads, h->q_len, h->partition_tokens,
+      cli_policy_name((padec_policy)h->policy), h->num_works, h->num_partial_slots,
+      h->num_groups, h->num_partitions);
   printf(
       "      \"layout\": {\"max_works\": %d, \"max_partial_slots\": %d, \"max_partial_rows\": %d, "
       "\"plan_bytes\": %zu, \"workspace_bytes\": %zu},\n",
@@ -94,6 +147,9 @@ static void dump_plan(const padec_workload *w, const cli_plan *plan, const padec
       "      \"load_partitions\": {\"min\": %lld, \"max\": %lld, \"total\": %lld, "
       "\"busy_workers\": %d},\n",
       (long long)s->load_min, (long long)s->load_max, (long long)s->load_total, s->busy_workers);
+  if (predicted->ok)
+    printf("      \"predicted_us\": {\"min\": %.3f, \"mean\": %.3f, \"max\": %.3f},\n",
+           predicted->min_us, predicted->mean_us, predicted->max_us);
   json_int_array("kv_lens", w->kv_lens, w->batch, 0);
   json_int_array("work_indptr", v->work_indptr, (int64_t)h->num_workers + 1, 0);
   json_rows("work_info", v->work_info, h->num_works, 8);
@@ -165,7 +221,8 @@ int cli_cmd_plan(int argc, char **argv) {
       plan_stats s = compute_stats(&view, options.num_workers);
       const padec_plan_header *h = view.header;
       if (opt.dump) {
-        dump_plan(&w, &plan, &view, &s, dumped++ == 0);
+        const predicted_load predicted = predict_plan(&w.params, &plan.layout, plan.plan);
+        dump_plan(&w, &plan, &view, &s, &predicted, dumped++ == 0);
       } else {
         double mean = (double)s.load_total / options.num_workers;
         char load[48];
@@ -181,12 +238,35 @@ int cli_cmd_plan(int argc, char **argv) {
     cli_plan_free(&plan);
     padec_workload_free(&w);
   }
-  if (opt.dump)
+  if (opt.dump) {
     printf("\n  ]\n}\n");
-  else
+  } else {
     printf(
         "parts: partitions per KV head; split: sequences split across workers (merge groups); "
         "p_slots/p_rows: partial slots/rows; load: partitions per worker\n");
+    /* Every policy side by side, for the same workloads and workers. */
+    static const padec_policy policies[3] = {PADEC_POLICY_EVEN, PADEC_POLICY_BATCH_INVARIANT,
+                                             PADEC_POLICY_COST};
+    printf("\npredicted time per worker under the default cost model (padec_cost_model_default): "
+           "min/mean/max us, max/mean\n");
+    printf("%-24s", "workload");
+    for (int k = 0; k < 3; ++k) printf(" %-32s", cli_policy_name(policies[k]));
+    printf("\n");
+    for (int i = 0; i < count; ++i) {
+      padec_workload w;
+      if (cli_scale_workload(&workloads[i], opt.scale > 0.0 ? opt.scale : 1.0, &w) != 0) continue;
+      const padec_plan_options options = cli_plan_options(&opt, &w.params, gpu_present);
+      printf("%-24s", w.name);
+      for (int k = 0; k < 3; ++k) {
+        const predicted_load predicted = predict_policy(&w, options, policies[k]);
+        char cell[96];
+        format_predicted(&predicted, cell, sizeof cell);
+        printf(" %-32s", cell);
+      }
+      printf("\n");
+      padec_workload_free(&w);
+    }
+  }
   padec_workloads_free(workloads, count);
   cli_options_free(&opt);
   return failures ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
