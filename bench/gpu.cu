@@ -211,123 +211,148 @@ extern "C" int32_t padec_gpu_default_workers(const padec_params *params) {
   return workers;
 }
 
+namespace {
+
+/* The device copy of a case: every input uploaded, o, lse and the workspace poisoned. */
+struct CaseBuffers {
+  DeviceBuffer q, k, v, indptr, indices, lens, ks, vs, o, lse, ws, starts, seq_lens;
+  padec_tensors tensors;
+};
+
+int upload_case(const padec_case *c, bool want_lse, size_t workspace_bytes, CaseBuffers &d,
+                const ErrorSink &sink) {
+  const int64_t rows = c->num_tokens * c->params.num_q_heads;
+  GPU_CHECK(d.q.alloc(c->q_bytes));
+  GPU_CHECK(d.k.alloc(c->pool_bytes));
+  GPU_CHECK(d.v.alloc(c->pool_bytes));
+  GPU_CHECK(d.indptr.alloc(sizeof(int32_t) * (c->batch + 1)));
+  GPU_CHECK(d.indices.alloc(sizeof(int32_t) * (c->page_indptr[c->batch] + 1)));
+  GPU_CHECK(d.lens.alloc(sizeof(int32_t) * (c->batch + 1)));
+  GPU_CHECK(d.o.alloc(c->o_bytes));
+  GPU_CHECK(d.lse.alloc(sizeof(float) * (rows + 1)));
+  GPU_CHECK(d.ws.alloc(workspace_bytes));
+  GPU_CHECK(cudaMemcpy(d.q.ptr, c->q, c->q_bytes, cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d.k.ptr, c->k_pages, c->pool_bytes, cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d.v.ptr, c->v_pages, c->pool_bytes, cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d.indptr.ptr, c->page_indptr, sizeof(int32_t) * (c->batch + 1), cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d.indices.ptr, c->page_indices, sizeof(int32_t) * c->page_indptr[c->batch], cudaMemcpyHostToDevice));
+  GPU_CHECK(cudaMemcpy(d.lens.ptr, c->kv_lens, sizeof(int32_t) * c->batch, cudaMemcpyHostToDevice));
+  if (c->shard_starts && c->seq_lens) {
+    GPU_CHECK(d.starts.alloc(sizeof(int32_t) * (c->batch + 1)));
+    GPU_CHECK(d.seq_lens.alloc(sizeof(int32_t) * (c->batch + 1)));
+    GPU_CHECK(cudaMemcpy(d.starts.ptr, c->shard_starts, sizeof(int32_t) * c->batch, cudaMemcpyHostToDevice));
+    GPU_CHECK(cudaMemcpy(d.seq_lens.ptr, c->seq_lens, sizeof(int32_t) * c->batch, cudaMemcpyHostToDevice));
+  }
+  if (c->k_scales) {
+    GPU_CHECK(d.ks.alloc(c->scales_bytes));
+    GPU_CHECK(d.vs.alloc(c->scales_bytes));
+    GPU_CHECK(cudaMemcpy(d.ks.ptr, c->k_scales, c->scales_bytes, cudaMemcpyHostToDevice));
+    GPU_CHECK(cudaMemcpy(d.vs.ptr, c->v_scales, c->scales_bytes, cudaMemcpyHostToDevice));
+  }
+  /* Poison: 0xff bytes are NaN in bf16, fp16 and fp32, so an unwritten element fails the check. */
+  GPU_CHECK(cudaMemset(d.o.ptr, 0xff, c->o_bytes));
+  GPU_CHECK(cudaMemset(d.lse.ptr, 0xff, sizeof(float) * (rows + 1)));
+  GPU_CHECK(cudaMemset(d.ws.ptr, 0xff, workspace_bytes));
+  d.tensors = padec_case_tensors(c, d.o.ptr, want_lse ? static_cast<float *>(d.lse.ptr) : nullptr);
+  d.tensors.q = d.q.ptr;
+  d.tensors.k_pages = d.k.ptr;
+  d.tensors.v_pages = d.v.ptr;
+  d.tensors.page_indptr = static_cast<const int32_t *>(d.indptr.ptr);
+  d.tensors.page_indices = static_cast<const int32_t *>(d.indices.ptr);
+  d.tensors.kv_lens = static_cast<const int32_t *>(d.lens.ptr);
+  d.tensors.k_scales = c->k_scales ? static_cast<const float *>(d.ks.ptr) : nullptr;
+  d.tensors.v_scales = c->v_scales ? static_cast<const float *>(d.vs.ptr) : nullptr;
+  d.tensors.shard_starts = static_cast<const int32_t *>(d.starts.ptr);
+  d.tensors.seq_lens = static_cast<const int32_t *>(d.seq_lens.ptr);
+  return 0;
+fail:
+  return -1;
+}
+
+/* Waits for the run, then downloads o and (when asked) lse. */
+int download_case(const padec_case *c, const CaseBuffers &d, void *o, float *lse, const ErrorSink &sink) {
+  GPU_CHECK(cudaDeviceSynchronize());
+  GPU_CHECK(cudaMemcpy(o, d.o.ptr, c->o_bytes, cudaMemcpyDeviceToHost));
+  if (lse)
+    GPU_CHECK(cudaMemcpy(lse, d.lse.ptr, sizeof(float) * c->num_tokens * c->params.num_q_heads,
+                         cudaMemcpyDeviceToHost));
+  return 0;
+fail:
+  return -1;
+}
+
+}  // namespace
+
 extern "C" int padec_gpu_run_case(const padec_case *c, const padec_plan_options *options, void *o,
                                   float *lse, char *err, size_t err_size) {
   ErrorSink sink{err, err_size};
   padec_plan_layout layout;
   void *host_plan = nullptr;
   int result = -1;
-  const int64_t rows = c->num_tokens * c->params.num_q_heads;
-  DeviceBuffer d_q, d_k, d_v, d_indptr, d_indices, d_lens, d_ks, d_vs, d_o, d_lse, d_plan, d_ws;
-  padec_tensors t;
-  padec_status status;
+  CaseBuffers d;
+  DeviceBuffer d_plan;
   if (padec_plan_layout_init(&c->params, c->batch, options, &layout) != PADEC_STATUS_OK)
     return report(sink, "plan layout: %s", padec_last_message());
   host_plan = aligned_alloc(64, (layout.plan_bytes + 63) / 64 * 64);
   if (!host_plan) return report(sink, "out of host memory");
-  if (padec_plan_build(&c->params, &layout, c->kv_lens, host_plan, layout.plan_bytes) != PADEC_STATUS_OK) {
+  if (padec_plan_build_shard(&c->params, &layout, c->kv_lens, c->shard_starts, c->seq_lens, host_plan,
+                             layout.plan_bytes) != PADEC_STATUS_OK) {
     report(sink, "plan build: %s", padec_last_message());
     goto fail;
   }
-  GPU_CHECK(d_q.alloc(c->q_bytes));
-  GPU_CHECK(d_k.alloc(c->pool_bytes));
-  GPU_CHECK(d_v.alloc(c->pool_bytes));
-  GPU_CHECK(d_indptr.alloc(sizeof(int32_t) * (c->batch + 1)));
-  GPU_CHECK(d_indices.alloc(sizeof(int32_t) * (c->page_indptr[c->batch] + 1)));
-  GPU_CHECK(d_lens.alloc(sizeof(int32_t) * (c->batch + 1)));
-  GPU_CHECK(d_o.alloc(c->o_bytes));
-  GPU_CHECK(d_lse.alloc(sizeof(float) * (rows + 1)));
+  if (upload_case(c, lse != nullptr, layout.workspace_bytes, d, sink) != 0) goto fail;
   GPU_CHECK(d_plan.alloc(layout.plan_bytes));
-  GPU_CHECK(d_ws.alloc(layout.workspace_bytes));
-  GPU_CHECK(cudaMemcpy(d_q.ptr, c->q, c->q_bytes, cudaMemcpyHostToDevice));
-  GPU_CHECK(cudaMemcpy(d_k.ptr, c->k_pages, c->pool_bytes, cudaMemcpyHostToDevice));
-  GPU_CHECK(cudaMemcpy(d_v.ptr, c->v_pages, c->pool_bytes, cudaMemcpyHostToDevice));
-  GPU_CHECK(cudaMemcpy(d_indptr.ptr, c->page_indptr, sizeof(int32_t) * (c->batch + 1), cudaMemcpyHostToDevice));
-  GPU_CHECK(cudaMemcpy(d_indices.ptr, c->page_indices, sizeof(int32_t) * c->page_indptr[c->batch], cudaMemcpyHostToDevice));
-  GPU_CHECK(cudaMemcpy(d_lens.ptr, c->kv_lens, sizeof(int32_t) * c->batch, cudaMemcpyHostToDevice));
-  if (c->k_scales) {
-    GPU_CHECK(d_ks.alloc(c->scales_bytes));
-    GPU_CHECK(d_vs.alloc(c->scales_bytes));
-    GPU_CHECK(cudaMemcpy(d_ks.ptr, c->k_scales, c->scales_bytes, cudaMemcpyHostToDevice));
-    GPU_CHECK(cudaMemcpy(d_vs.ptr, c->v_scales, c->scales_bytes, cudaMemcpyHostToDevice));
-  }
-  /* Poison: 0xff bytes are NaN in bf16, fp16 and fp32, so an unwritten element fails the check. */
-  GPU_CHECK(cudaMemset(d_o.ptr, 0xff, c->o_bytes));
-  GPU_CHECK(cudaMemset(d_lse.ptr, 0xff, sizeof(float) * (rows + 1)));
-  GPU_CHECK(cudaMemset(d_ws.ptr, 0xff, layout.workspace_bytes));
   if (padec_cuda_upload_plan(&layout, host_plan, d_plan.ptr, nullptr) != PADEC_STATUS_OK) {
     report(sink, "upload: %s", padec_last_message());
     goto fail;
   }
-  t = padec_case_tensors(c, d_o.ptr, lse ? static_cast<float *>(d_lse.ptr) : nullptr);
-  t.q = d_q.ptr;
-  t.k_pages = d_k.ptr;
-  t.v_pages = d_v.ptr;
-  t.page_indptr = static_cast<const int32_t *>(d_indptr.ptr);
-  t.page_indices = static_cast<const int32_t *>(d_indices.ptr);
-  t.kv_lens = static_cast<const int32_t *>(d_lens.ptr);
-  t.k_scales = c->k_scales ? static_cast<const float *>(d_ks.ptr) : nullptr;
-  t.v_scales = c->v_scales ? static_cast<const float *>(d_vs.ptr) : nullptr;
-  status = padec_cuda_run(&c->params, &layout, d_plan.ptr, &t, d_ws.ptr, layout.workspace_bytes, nullptr);
-  if (status != PADEC_STATUS_OK) {
+  if (padec_cuda_run(&c->params, &layout, d_plan.ptr, &d.tensors, d.ws.ptr, layout.workspace_bytes, nullptr) !=
+      PADEC_STATUS_OK) {
     report(sink, "padec_cuda_run: %s", padec_last_message());
     goto fail;
   }
-  GPU_CHECK(cudaDeviceSynchronize());
-  GPU_CHECK(cudaMemcpy(o, d_o.ptr, c->o_bytes, cudaMemcpyDeviceToHost));
-  if (lse) GPU_CHECK(cudaMemcpy(lse, d_lse.ptr, sizeof(float) * rows, cudaMemcpyDeviceToHost));
-  result = 0;
+  result = download_case(c, d, o, lse, sink);
 fail:
   free(host_plan);
   return result;
 }
 
-extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
-                               int iterations, padec_gpu_bench_result *out, char *err,
-                               size_t err_size) {
+extern "C" int padec_gpu_run_case_grid(const padec_case *c, int32_t num_splits, int32_t partition_tokens,
+                                       void *o, float *lse, char *err, size_t err_size) {
   ErrorSink sink{err, err_size};
-  const padec_params &p = workload->params;
-  const int32_t batch = workload->batch;
-  padec_plan_layout layout;
-  std::vector<double> times, plan_times, copy_times;
-  void *host_plan = nullptr;
-  BenchProblem bp;
-  DeviceBuffer d_plan, d_ws, d_copy_a, d_copy_b;
+  padec_grid_layout layout;
+  CaseBuffers d;
+  if (padec_grid_layout_init(&c->params, c->batch, num_splits, partition_tokens, &layout) != PADEC_STATUS_OK)
+    return report(sink, "grid layout: %s", padec_last_message());
+  if (upload_case(c, lse != nullptr, layout.workspace_bytes, d, sink) != 0) return -1;
+  if (padec_cuda_run_grid(&c->params, &layout, &d.tensors, d.ws.ptr, layout.workspace_bytes, nullptr) !=
+      PADEC_STATUS_OK)
+    return report(sink, "padec_cuda_run_grid: %s", padec_last_message());
+  return download_case(c, d, o, lse, sink);
+}
+
+namespace {
+
+/* Times `launch` (one decode, on the legacy stream) `iterations` times after 5 warm-ups, each
+ * from a cold L2, with CUDA events; then the copy ceiling; fills out. */
+template <class Launch>
+int time_launches(const padec_workload *workload, BenchProblem &bp, int iterations, Launch launch,
+                  padec_gpu_bench_result *out, const ErrorSink &sink) {
+  std::vector<double> times, copy_times;
+  DeviceBuffer d_copy_a, d_copy_b;
   cudaEvent_t start = nullptr, stop = nullptr;
-  int result = -1;
   cudaDeviceProp prop;
+  int result = -1;
   const size_t copy_bytes = (size_t)1 << 30;
   /* PADEC_BENCH_FLUSH=memset flushes with a memset instead (L2 left dirty), for comparison. */
   const char *flush_mode = getenv("PADEC_BENCH_FLUSH");
   const bool memset_flush = flush_mode && strcmp(flush_mode, "memset") == 0;
   /* PADEC_BENCH_FLUSH=none: no flush (warm L2, warm instruction caches), for comparison. */
   const bool no_flush = flush_mode && strcmp(flush_mode, "none") == 0;
-  /* PADEC_BENCH_MERGE=separate times the stand-alone merge kernel instead of the fused merge. */
-  const char *merge_mode = getenv("PADEC_BENCH_MERGE");
-  padec__cuda_set_separate_merge(merge_mode && strcmp(merge_mode, "separate") == 0);
   if (iterations < 50) iterations = 50;
-
-  if (padec_plan_layout_init(&p, batch, options, &layout) != PADEC_STATUS_OK)
-    return report(sink, "plan layout: %s", padec_last_message());
-  host_plan = aligned_alloc(64, (layout.plan_bytes + 63) / 64 * 64);
-  if (!host_plan) return report(sink, "out of host memory");
-  for (int i = 0; i < 21; ++i) {
-    const double t0 = host_seconds();
-    if (padec_plan_build(&p, &layout, workload->kv_lens, host_plan, layout.plan_bytes) != PADEC_STATUS_OK) {
-      report(sink, "plan build: %s", padec_last_message());
-      goto fail;
-    }
-    plan_times.push_back((host_seconds() - t0) * 1e6);
-  }
-
   GPU_CHECK(cudaGetDeviceProperties(&prop, 0));
-  if (setup_bench_problem(workload, bp, sink) != 0) goto fail;
-  GPU_CHECK(d_plan.alloc(layout.plan_bytes));
-  GPU_CHECK(d_ws.alloc(layout.workspace_bytes));
-  GPU_CHECK(cudaMemcpy(d_plan.ptr, host_plan, layout.plan_bytes, cudaMemcpyHostToDevice));
   GPU_CHECK(cudaEventCreate(&start));
   GPU_CHECK(cudaEventCreate(&stop));
-
   for (int i = 0; i < iterations + 5; ++i) {
     if (no_flush) {
     } else if (memset_flush) {
@@ -339,10 +364,7 @@ extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_
       GPU_CHECK(cudaGetLastError());
     }
     GPU_CHECK(cudaEventRecord(start, nullptr));
-    if (padec_cuda_run(&p, &layout, d_plan.ptr, &bp.tensors, d_ws.ptr, layout.workspace_bytes, nullptr) != PADEC_STATUS_OK) {
-      report(sink, "padec_cuda_run: %s", padec_last_message());
-      goto fail;
-    }
+    if (launch() != 0) goto fail;
     GPU_CHECK(cudaEventRecord(stop, nullptr));
     GPU_CHECK(cudaEventSynchronize(stop));
     float ms = 0.f;
@@ -367,7 +389,6 @@ extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_
   memset(out, 0, sizeof *out);
   out->median_us = median(times);
   out->min_us = *std::min_element(times.begin(), times.end());
-  out->plan_us = median(plan_times);
   out->copy_gbps = 2.0 * (double)copy_bytes / median(copy_times) / 1e9;
   out->effective_gbps = (double)padec_workload_bytes(workload) / (out->median_us * 1e-6) / 1e9;
   out->iterations = iterations;
@@ -376,8 +397,79 @@ extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_
 fail:
   if (start) cudaEventDestroy(start);
   if (stop) cudaEventDestroy(stop);
+  return result;
+}
+
+}  // namespace
+
+extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
+                               int iterations, padec_gpu_bench_result *out, char *err,
+                               size_t err_size) {
+  ErrorSink sink{err, err_size};
+  const padec_params &p = workload->params;
+  const int32_t batch = workload->batch;
+  padec_plan_layout layout;
+  std::vector<double> plan_times;
+  void *host_plan = nullptr;
+  BenchProblem bp;
+  DeviceBuffer d_plan, d_ws;
+  int result = -1;
+  /* PADEC_BENCH_MERGE=separate times the stand-alone merge kernel instead of the fused merge. */
+  const char *merge_mode = getenv("PADEC_BENCH_MERGE");
+  padec__cuda_set_separate_merge(merge_mode && strcmp(merge_mode, "separate") == 0);
+
+  if (padec_plan_layout_init(&p, batch, options, &layout) != PADEC_STATUS_OK)
+    return report(sink, "plan layout: %s", padec_last_message());
+  host_plan = aligned_alloc(64, (layout.plan_bytes + 63) / 64 * 64);
+  if (!host_plan) return report(sink, "out of host memory");
+  for (int i = 0; i < 21; ++i) {
+    const double t0 = host_seconds();
+    if (padec_plan_build(&p, &layout, workload->kv_lens, host_plan, layout.plan_bytes) != PADEC_STATUS_OK) {
+      report(sink, "plan build: %s", padec_last_message());
+      goto fail;
+    }
+    plan_times.push_back((host_seconds() - t0) * 1e6);
+  }
+  if (setup_bench_problem(workload, bp, sink) != 0) goto fail;
+  GPU_CHECK(d_plan.alloc(layout.plan_bytes));
+  GPU_CHECK(d_ws.alloc(layout.workspace_bytes));
+  GPU_CHECK(cudaMemcpy(d_plan.ptr, host_plan, layout.plan_bytes, cudaMemcpyHostToDevice));
+  if (time_launches(workload, bp, iterations, [&]() {
+        if (padec_cuda_run(&p, &layout, d_plan.ptr, &bp.tensors, d_ws.ptr, layout.workspace_bytes, nullptr) ==
+            PADEC_STATUS_OK)
+          return 0;
+        return report(sink, "padec_cuda_run: %s", padec_last_message());
+      }, out, sink) != 0)
+    goto fail;
+  out->plan_us = median(plan_times);
+  result = 0;
+fail:
   free(host_plan);
   return result;
+}
+
+extern "C" int padec_gpu_bench_grid(const padec_workload *workload, int32_t num_splits,
+                                    int32_t partition_tokens, int iterations,
+                                    padec_gpu_bench_result *out, char *err, size_t err_size) {
+  ErrorSink sink{err, err_size};
+  const padec_params &p = workload->params;
+  padec_grid_layout layout;
+  BenchProblem bp;
+  DeviceBuffer d_ws;
+  if (padec_grid_layout_init(&p, workload->batch, num_splits, partition_tokens, &layout) != PADEC_STATUS_OK)
+    return report(sink, "grid layout: %s", padec_last_message());
+  if (setup_bench_problem(workload, bp, sink) != 0) return -1;
+  GPU_CHECK(d_ws.alloc(layout.workspace_bytes));
+  if (time_launches(workload, bp, iterations, [&]() {
+        if (padec_cuda_run_grid(&p, &layout, &bp.tensors, d_ws.ptr, layout.workspace_bytes, nullptr) ==
+            PADEC_STATUS_OK)
+          return 0;
+        return report(sink, "padec_cuda_run_grid: %s", padec_last_message());
+      }, out, sink) != 0)
+    return -1;
+  return 0;
+fail:
+  return -1;
 }
 
 extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,

@@ -18,11 +18,16 @@ int padec_gpu_available(void);
 /* The recommended worker count for params on device 0 (0 if no GPU). */
 int32_t padec_gpu_default_workers(const padec_params *params);
 
-/* Uploads the case, builds a plan on the host with options, runs padec_cuda_run, downloads o
+/* Uploads the case (its shard arrays too, when set), builds a plan on the host with options
+ * (padec_plan_build_shard), runs padec_cuda_run, downloads o
  * (c->o_bytes) and lse ([num_tokens * num_q_heads], may be NULL). The device outputs are
  * poisoned first. Returns 0, or -1 with a message in err. */
 int padec_gpu_run_case(const padec_case *c, const padec_plan_options *options, void *o,
                        float *lse, char *err, size_t err_size);
+
+/* The same for the grid path (padec_cuda_run_grid with num_splits and partition_tokens). */
+int padec_gpu_run_case_grid(const padec_case *c, int32_t num_splits, int32_t partition_tokens,
+                            void *o, float *lse, char *err, size_t err_size);
 
 typedef struct padec_gpu_bench_result {
   double median_us;       /* decode + merge, cold L2, CUDA events */
@@ -41,6 +46,10 @@ typedef struct padec_gpu_bench_result {
  * with a message in err. */
 int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
                     int iterations, padec_gpu_bench_result *result, char *err, size_t err_size);
+
+/* padec_gpu_bench for the grid path (no plan: plan_us is 0). */
+int padec_gpu_bench_grid(const padec_workload *workload, int32_t num_splits, int32_t partition_tokens,
+                         int iterations, padec_gpu_bench_result *result, char *err, size_t err_size);
 
 /* The device scheduler and the one-graph decode step, for one workload (medians over
  * `iterations`, at least 20):

@@ -27,6 +27,26 @@ int padec_gpu_run_case(const padec_case *c, const padec_plan_options *options, v
   return fail(err, err_size);
 }
 
+int padec_gpu_run_case_grid(const padec_case *c, int32_t num_splits, int32_t partition_tokens,
+                            void *o, float *lse, char *err, size_t err_size) {
+  (void)c;
+  (void)num_splits;
+  (void)partition_tokens;
+  (void)o;
+  (void)lse;
+  return fail(err, err_size);
+}
+
+int padec_gpu_bench_grid(const padec_workload *workload, int32_t num_splits, int32_t partition_tokens,
+                         int iterations, padec_gpu_bench_result *result, char *err, size_t err_size) {
+  (void)workload;
+  (void)num_splits;
+  (void)partition_tokens;
+  (void)iterations;
+  (void)result;
+  return fail(err, err_size);
+}
+
 int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
                     int iterations, padec_gpu_bench_result *result, char *err, size_t err_size) {
   (void)workload;

@@ -128,6 +128,14 @@ padec_status padec_params_validate(const padec_params *params);
  * ------------------------------------------------------------------------------------------- */
 typedef enum padec_policy {
   PADEC_POLICY_EVEN = 0, /* default: equal partitions per worker (the seed's algorithm) */
+  /* Balances predicted time instead of partitions (padec_cost_model): every work item pays a
+   * fixed start-up and every piece of a split sequence its partial write and merge share, so the
+   * workers given many short sequences are not the last to finish. Bins of equal cost capacity,
+   * the smallest with which the greedy fill fits, are filled in sequence order; a sequence is
+   * split only where a bin's capacity ends inside it, and never into a piece whose partitions
+   * cost less than the item and split overhead the split adds. Same buffers and size bounds as
+   * `even`. The host scheduler only (padec_cuda_plan_build builds the even policy). */
+  PADEC_POLICY_COST = 1,
   /* Split points depend only on the sequence: a sequence of P scheduled partitions is cut into
    * pieces of max(4, ceil(P / 32)) partitions, whatever else is in the batch and whatever the
    * worker count, and its splits merge in a fixed order. A sequence's output and LSE are then
@@ -142,10 +150,32 @@ typedef enum padec_policy {
 #define PADEC_BATCH_INVARIANT_MIN_PIECE_PARTITIONS 4
 #define PADEC_BATCH_INVARIANT_MAX_PIECES 32
 
+/* The cost policy's model of a worker's time. A work item of p partitions costs
+ *   item_ns + p * partition_ns * scale, plus split_ns when it is one piece of a split sequence,
+ * where scale = (partition_tokens / 256) * (head_dim / 128) * (KV element bytes / 2) is the
+ * K and V bytes a partition moves relative to the reference partition: 256 tokens of one KV head
+ * at head_dim 128 in bf16 (128 KiB). Times are per worker while every worker is busy, in
+ * nanoseconds; only their ratios shape a schedule. The defaults (padec_cost_model_default) are
+ * for Hopper (H100, H200) and come from the calibration benchmark, `padec bench --calibrate`,
+ * which fits the three constants to decode times measured on the device and prints them as a
+ * replacement (docs/PERF.md tells which defaults are measured and on which device). */
+typedef struct padec_cost_model {
+  double partition_ns; /* one reference partition; finite, > 0 */
+  double item_ns;      /* start-up of every work item: its metadata, the Q load, page-table
+                          lookups, pipeline fill and epilogue; finite, >= 0 */
+  double split_ns;     /* each piece of a split sequence: its partial write and its share of the
+                          merge; finite, >= 0 */
+} padec_cost_model;
+
+/* Writes the default model (Hopper) to *model. Errors: NULL_POINTER. */
+padec_status padec_cost_model_default(padec_cost_model *model);
+
 typedef struct padec_plan_options {
   int32_t num_workers;      /* bins of the schedule (one CTA each on the GPU), 1..65536 */
   int32_t partition_tokens; /* tokens per partition, a power of two 16..16384; 0 means 256 */
   padec_policy policy;
+  const padec_cost_model *cost_model; /* cost policy: NULL means padec_cost_model_default; read
+                                         by padec_plan_layout_init, not kept */
 } padec_plan_options;
 
 /* Sizes and offsets of a plan; a function of (params, batch, options) alone, so buffers can be
@@ -163,7 +193,12 @@ typedef struct padec_plan_layout {
   int32_t max_works;        /* rows of work_info */
   int32_t max_partial_slots; /* entries of reduce_partial_map */
   int32_t max_partial_rows;  /* rows of the partial buffers: max_partial_slots * q_len */
-  int32_t reserved_;
+  /* The cost policy's model in integer units, scaled for this layout's head_dim, KV dtype and
+   * partition_tokens: a partition costs cost_partition (1024), a work item cost_item more, a
+   * piece of a split sequence cost_split more still (each 0..2^30). 0 for the other policies. */
+  int32_t cost_partition;
+  int32_t cost_item;
+  int32_t cost_split;
   size_t work_indptr_offset;        /* int32 [num_workers + 1], bytes from the plan start */
   size_t work_info_offset;          /* int32 [max_works][8] */
   size_t reduce_indptr_offset;      /* int32 [batch + 1] */
@@ -178,8 +213,9 @@ typedef struct padec_plan_layout {
 } padec_plan_layout;
 
 /* Fills *layout. Errors: NULL_POINTER, the padec_params_validate errors, BAD_ARGUMENT (batch
- * outside 0..2^24, workers outside 1..65536, partition_tokens not a power of two 16..16384),
- * SIZE_OVERFLOW. */
+ * outside 0..2^24, workers outside 1..65536, partition_tokens not a power of two 16..16384, an
+ * unknown policy, a cost model with a time that is not finite, negative, or a partition_ns of 0
+ * or below; the model is checked whatever the policy), SIZE_OVERFLOW. */
 padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
                                     const padec_plan_options *options, padec_plan_layout *layout);
 
@@ -206,7 +242,8 @@ typedef struct padec_plan_header {
  * tokens) into plan (host memory, layout->plan_bytes or more, 16-byte aligned). Deterministic:
  * the same inputs give the same bytes. Unused tail rows are zero. Errors: NULL_POINTER,
  * MISALIGNED_POINTER, PLAN_MISMATCH (params differ from the layout's), WORKSPACE_TOO_SMALL,
- * BAD_ARGUMENT (a negative kv_len), SIZE_OVERFLOW. */
+ * BAD_ARGUMENT (a negative kv_len; a layout of the cost policy whose cost fields are out of
+ * range), SIZE_OVERFLOW. */
 padec_status padec_plan_build(const padec_params *params, const padec_plan_layout *layout,
                               const int32_t *kv_lens, void *plan, size_t plan_bytes);
 
@@ -237,6 +274,17 @@ typedef struct padec_plan_view {
 padec_status padec_plan_view_init(const padec_plan_layout *layout, const void *plan,
                                   padec_plan_view *view);
 
+/* The predicted time of every worker of a built plan under a cost model, in nanoseconds: the sum
+ * over the worker's items of their padec_cost_model cost, scaled for params.head_dim,
+ * params.kv_dtype and the layout's partition_tokens (an item with partial_qo_loc >= 0 is a piece
+ * of a split sequence). Plans of every policy, so that schedules can be compared under one
+ * model. model NULL: the default. worker_ns: host memory, [layout->num_workers]. Errors:
+ * NULL_POINTER, the params errors, PLAN_MISMATCH (params, layout and plan do not belong
+ * together), BAD_ARGUMENT (the model, as padec_plan_layout_init checks it). */
+padec_status padec_plan_predict(const padec_params *params, const padec_plan_layout *layout,
+                                const void *plan, const padec_cost_model *model,
+                                double *worker_ns);
+
 /* The first scheduled partition of a sequence of kv_len tokens: with a window, partitions that
  * lie wholly before every query's window are not scheduled. Partition p covers tokens
  * [p * partition_tokens, (p + 1) * partition_tokens). */
@@ -245,6 +293,68 @@ int32_t padec_first_partition(int32_t kv_len, int32_t q_len, int32_t window_left
 /* Number of scheduled partitions of one sequence (0 for kv_len 0). */
 int32_t padec_num_partitions(int32_t kv_len, int32_t q_len, int32_t window_left,
                              int32_t partition_tokens);
+
+/* ---------------------------------------------------------------------------------------------
+ * The grid path: no plan. Every (sequence, KV head, split) is one independent block of work: a
+ * sequence's P scheduled partitions are cut into num_splits ranges of ceil(P / num_splits)
+ * partitions (trailing ranges may be empty), each range writes a partial result, and the ranges
+ * of a (sequence, KV head) are merged in split order. With num_splits = 1 every block writes the
+ * final output. Nothing is computed on the host from the lengths, so the lengths may live on the
+ * device only; the price is a split count fixed for the whole batch.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct padec_grid_layout {
+  int32_t batch;
+  int32_t num_splits;       /* 1..1024 */
+  int32_t num_kv_heads;
+  int32_t num_q_heads;
+  int32_t head_dim;
+  int32_t q_len;
+  int32_t partition_tokens; /* split granularity: splits are whole partitions (windows too) */
+  int32_t reserved_;
+  uint64_t params_key;
+  size_t partial_o_offset;      /* float [batch * num_splits * q_len, num_q_heads, head_dim] */
+  size_t partial_lse_offset;    /* float [batch * num_splits * q_len, num_q_heads] */
+  size_t merge_counters_offset; /* int32 [batch][num_kv_heads], GPU only */
+  size_t workspace_bytes;       /* whole workspace buffer, at least 256 */
+} padec_grid_layout;
+
+/* Fills *layout. Errors: NULL_POINTER, the params errors, BAD_ARGUMENT (batch outside
+ * 0..2^24, num_splits outside 1..1024, partition_tokens not a power of two 16..16384, 0 = 256),
+ * SIZE_OVERFLOW (more than 2^31 blocks or partial rows). */
+padec_status padec_grid_layout_init(const padec_params *params, int32_t batch, int32_t num_splits,
+                                    int32_t partition_tokens, padec_grid_layout *layout);
+
+/* The split count the grid path uses when the caller has no better one: enough blocks for
+ * `num_workers` concurrent CTAs (padec_cuda_recommended_workers), ceil(num_workers / (batch x
+ * num_kv_heads)), at least 1 and at most 64; with a window at most the partitions a window
+ * spans plus one (more splits would be empty). */
+int32_t padec_grid_recommended_splits(const padec_params *params, int32_t batch,
+                                      int32_t num_workers, int32_t partition_tokens);
+
+/* ---------------------------------------------------------------------------------------------
+ * `auto`: path and policy picked from the shape. The rule and the benchmark table behind it are in
+ * docs/PERF.md ("Policies and paths"); `padec bench --compare` prints the table for any workload.
+ * ------------------------------------------------------------------------------------------- */
+typedef enum padec_path {
+  PADEC_PATH_PERSISTENT = 0, /* a plan (padec_plan_build) and padec_cpu_run / padec_cuda_run */
+  PADEC_PATH_GRID = 1        /* no plan: padec_cpu_run_grid / padec_cuda_run_grid */
+} padec_path;
+
+typedef struct padec_choice {
+  padec_path path;
+  padec_plan_options plan_options; /* PERSISTENT: workers, partition size, policy */
+  int32_t grid_splits;             /* GRID: num_splits for padec_grid_layout_init */
+  int32_t partition_tokens;        /* both paths */
+} padec_choice;
+
+/* Picks the path and policy for a batch. kv_lens: host lengths [batch], or NULL when they live on
+ * the device only (then the choice depends on the shape alone and is one the device scheduler
+ * or the grid path can run). num_workers: concurrent CTAs of the device
+ * (padec_cuda_recommended_workers). Deterministic; reads nothing else. Errors: the params
+ * errors, NULL_POINTER (choice), BAD_ARGUMENT (batch outside 0..2^24, num_workers outside
+ * 1..65536, a negative kv_len). */
+padec_status padec_choose(const padec_params *params, int32_t batch, const int32_t *kv_lens,
+                          int32_t num_workers, padec_choice *choice);
 
 /* ---------------------------------------------------------------------------------------------
  * Tensors of one run. Every pointer is host memory for padec_cpu_run and device memory for
@@ -311,6 +421,13 @@ typedef struct padec_shard_merge_tensors {
  * BAD_ARGUMENT (num_shards < 1, rows < 0, or shard_o * R beyond 2^62 bytes). */
 padec_status padec_cpu_merge_shards(const padec_params *params,
                                     const padec_shard_merge_tensors *tensors);
+
+/* Runs the grid path on the CPU: the same blocks and merge as padec_cuda_run_grid. Validates like
+ * padec_cpu_run (layout against params: PLAN_MISMATCH; tensors; every page id and kv_len); on
+ * error writes nothing. workspace: host memory of layout->workspace_bytes, 16-byte aligned. */
+padec_status padec_cpu_run_grid(const padec_params *params, const padec_grid_layout *layout,
+                                const padec_tensors *tensors, void *workspace,
+                                size_t workspace_bytes);
 
 /* Checks caller data on the host: every kv_len against its pages, every page id against the
  * pool, and the shard arrays when given (both or neither; 0 <= shard_starts[b] and

@@ -63,11 +63,26 @@ padec_status padec_cuda_merge_shards(const padec_params *params,
  * and returns the status of the lowest-numbered offending sequence, with the message the host
  * check would give for the same data. It synchronises `stream`: an admission and debugging
  * entry, not part of the decode step (padec_cuda_run stays free of host round trips). Writes
- * nothing but device_scratch (device memory, PADEC_CUDA_VALIDATE_SCRATCH_BYTES). Errors: those of
- * padec_validate_kv_host, NULL_POINTER, MISALIGNED_POINTER, NOT_BUILT_WITH_CUDA, CUDA_ERROR. */
+ * nothing but device_scratch (device memory, PADEC_CUDA_VALIDATE_SCRATCH_BYTES). Checked on the
+ * host first, launching nothing on error: the argument checks of padec_validate_kv_host (batch 0
+ * returns OK and needs no array and no scratch), device_scratch not NULL and 16-byte aligned, the
+ * int32 arrays 4-byte aligned, the shard arrays both or neither (an argument error is reported
+ * before any data error); a stream under capture is refused (CUDA_ERROR) without touching the
+ * capture. Errors: those of padec_validate_kv_host, NULL_POINTER, MISALIGNED_POINTER,
+ * NOT_BUILT_WITH_CUDA, CUDA_ERROR. */
 padec_status padec_cuda_validate_kv(const padec_params *params, int32_t batch,
                                     const padec_tensors *tensors, void *device_scratch,
                                     struct CUstream_st *stream);
+
+/* Runs the grid path on the GPU, on `stream` (see padec_grid_layout): one launch of the decode
+ * kernel over batch x num_kv_heads x num_splits blocks, each CTA one block, the last block of a
+ * (sequence, KV head) to finish merging its splits; plus a memset of the merge counters when
+ * num_splits > 1. Needs no plan and reads the lengths only on the device. Same contract as
+ * padec_cuda_run: validates host-side arguments first, never allocates, never synchronises,
+ * capturable. workspace: device memory, layout->workspace_bytes, 256-byte aligned. */
+padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_layout *layout,
+                                 const padec_tensors *tensors, void *workspace,
+                                 size_t workspace_bytes, struct CUstream_st *stream);
 
 /* Copies a host plan (layout->plan_bytes) to device memory, asynchronously on `stream`. The host
  * buffer must stay unchanged until the copy has run (pinned memory makes it truly async). */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: build with CUDA, run the GPU tests (full matrix, then a short subset
 # under compute-sanitizer memcheck and racecheck) and the benchmark table.
-# Usage: scripts/gpu-check.sh [build] [test] [sanitize] [bench] ...   (default: all)
+# Usage: scripts/gpu-check.sh [build] [test] [sanitize] [soak] [calibrate] [compare] [bench]
+#        [profile] ...   (default: build test sanitize bench)
 # Logs go to $OUT (or ./gpu-out) so that they come back from a remote run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,10 @@ if has build; then
 fi
 if has test; then
   ./$build/tests/test_cuda_matrix 2>&1 | tee "$out/test_cuda.log" | tail -15 || status=1
-  ctest --test-dir $build -L cuda --output-on-failure 2>&1 | tail -5
+  # Every cuda-labelled test but the matrix (just run) and the soak (its own step).
+  ctest --test-dir $build -L cuda -E 'test_cuda_matrix|test_cuda_soak' --output-on-failure \
+    --timeout 300 2>&1 | tee "$out/ctest-cuda.log" | tail -25
+  grep -q "100% tests passed" "$out/ctest-cuda.log" || status=1
 fi
 if has sanitize; then
   for tool in memcheck racecheck synccheck; do
@@ -31,6 +35,27 @@ if has sanitize; then
     tail -3 "$out/sanitize-$tool.log"
     [ $rc -eq 0 ] || status=1
   done
+  # The shard merge and the validation kernels, once each under memcheck.
+  for t in "test_cuda_shard 2" "test_cuda_validate --quick"; do
+    compute-sanitizer --tool memcheck --error-exitcode 9 ./$build/tests/$t \
+      >"$out/sanitize-memcheck-${t%% *}.log" 2>&1
+    rc=$?
+    echo "compute-sanitizer memcheck $t: exit $rc"
+    tail -2 "$out/sanitize-memcheck-${t%% *}.log"
+    [ $rc -eq 0 ] || status=1
+  done
+fi
+if has soak; then
+  ./$build/tests/test_cuda_soak --count ${PADEC_SOAK_COUNT:-3000} --seconds ${PADEC_SOAK_SECONDS:-240} \
+    >"$out/soak.log" 2>&1 || status=1
+  grep -E "FAIL" "$out/soak.log" | head -5
+  tail -2 "$out/soak.log"
+fi
+if has calibrate; then
+  ./$build/padec bench --calibrate 2>&1 | tee "$out/calibrate.txt" | tail -30 || status=1
+fi
+if has compare; then
+  ./$build/padec bench --backend cuda --compare bench/workloads.txt 2>&1 | tee "$out/compare.txt" || status=1
 fi
 if has profile; then
   # Hardware counters of one decode launch per workload (clocks left alone).

@@ -60,3 +60,27 @@ padec_status padec_cuda_merge_shards(const padec_params *params,
   return padec__fail(PADEC_STATUS_NOT_BUILT_WITH_CUDA,
                      "padec_cuda_merge_shards: no CUDA in this build");
 }
+
+padec_status padec_cuda_validate_kv(const padec_params *params, int32_t batch,
+                                    const padec_tensors *tensors, void *device_scratch,
+                                    struct CUstream_st *stream) {
+  (void)params;
+  (void)batch;
+  (void)tensors;
+  (void)device_scratch;
+  (void)stream;
+  return padec__fail(PADEC_STATUS_NOT_BUILT_WITH_CUDA,
+                     "padec_cuda_validate_kv: no CUDA in this build");
+}
+
+padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_layout *layout,
+                                 const padec_tensors *tensors, void *workspace,
+                                 size_t workspace_bytes, struct CUstream_st *stream) {
+  (void)params;
+  (void)layout;
+  (void)tensors;
+  (void)workspace;
+  (void)workspace_bytes;
+  (void)stream;
+  return padec__fail(PADEC_STATUS_NOT_BUILT_WITH_CUDA, "padec_cuda_run_grid: no CUDA in this build");
+}

@@ -41,11 +41,65 @@ uint64_t padec__params_key(const padec_params *params);
 /* Bytes of one element of dtype (1, 2 or 4). */
 int32_t padec__dtype_bytes(padec_dtype dtype);
 
+/* One failed check of caller KV data (page_indptr, kv_lens, the shard arrays, page_indices): which
+ * check, which sequence, and the values its message names. The host check
+ * (padec_validate_kv_host, padec__check_shard) and the device check (src/cuda/validate.cu) both
+ * report through padec__kv_fault_report, so that they give the same status and the same text.
+ * The values of padec__kv_check follow the order in which padec_validate_kv_host checks a
+ * sequence: the device check ranks faults by (sequence, check, page slot) and relies on it. */
+typedef enum padec__kv_check {
+  PADEC__KV_OK = 0,
+  PADEC__KV_INDPTR_START = 1, /* values: page_indptr[0] (sequence 0) */
+  PADEC__KV_INDPTR_ORDER = 2, /* page_indptr[b], page_indptr[b + 1] */
+  PADEC__KV_LEN = 3,          /* kv_lens[b], pages of b, tokens those pages hold */
+  PADEC__KV_SHARD_START = 4,  /* shard_starts[b] */
+  PADEC__KV_SHARD_END = 5,    /* shard_starts[b], kv_lens[b], seq_lens[b] */
+  PADEC__KV_PAGE_ID = 6       /* slot in page_indices, the page id there, num_pages */
+} padec__kv_check;
+
+typedef struct padec__kv_fault {
+  int32_t check; /* padec__kv_check */
+  int32_t sequence;
+  int64_t values[3];
+} padec__kv_fault;
+
+/* The status and message of fault (padec__fail); OK, recording nothing, for PADEC__KV_OK. */
+padec_status padec__kv_fault_report(const padec__kv_fault *fault);
+
 /* The shard check of sequence b, shared by the plan builder and the host validation: OK when
  * shard_starts is NULL; else 0 <= shard_starts[b] and shard_starts[b] + kv_lens[b] <= seq_lens[b]
  * (in 64 bits), BAD_ARGUMENT naming the sequence otherwise. */
 padec_status padec__check_shard(int32_t b, const int32_t *kv_lens, const int32_t *shard_starts,
                                 const int32_t *seq_lens);
+
+/* The checks of padec_validate_kv_host that read no array, shared with padec_cuda_validate_kv:
+ * params, tensors not NULL, batch >= 0 and, when batch > 0, page_indptr, page_indices and
+ * kv_lens not NULL. */
+padec_status padec__check_kv_arguments(const padec_params *params, int32_t batch,
+                                       const padec_tensors *tensors);
+
+/* Pointer checks of the block table and shard arrays, shared by the executors and
+ * padec_cuda_validate_kv: page_indptr, page_indices and kv_lens 4-byte aligned; shard_starts and
+ * seq_lens both or neither, 4-byte aligned. */
+padec_status padec__check_kv_arrays(const padec_tensors *tensors);
+
+/* The tensor checks of padec__check_run_arguments (pointers, alignment, strides, scales,
+ * shard arrays), for a batch of `batch` sequences; params normalized and validated. */
+padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
+                                  const padec_tensors *tensors);
+
+/* Argument checks of the grid path, shared by its CPU and CUDA executors: params against the
+ * layout, workspace, then padec__check_tensors. */
+padec_status padec__check_grid_arguments(const padec_params *params,
+                                         const padec_grid_layout *layout,
+                                         const padec_tensors *tensors, const void *workspace,
+                                         size_t workspace_bytes);
+
+/* PLAN_MISMATCH unless a layout's recorded shape (its params_key and heads, head_dim, q_len) is
+ * that of params (normalized); `name` names the layout in the message. */
+padec_status padec__check_layout_shape(const padec_params *normalized, const char *name,
+                                       uint64_t params_key, int32_t num_q_heads,
+                                       int32_t num_kv_heads, int32_t head_dim, int32_t q_len);
 
 /* Argument checks shared by the executors: params, layout, plan header (when plan_host is not
  * NULL), tensor pointers and alignment, workspace size. */

@@ -111,6 +111,20 @@ static bool aligned(const void *ptr, size_t alignment) {
   return ((uintptr_t)ptr % alignment) == 0;
 }
 
+padec_status padec__check_layout_shape(const padec_params *normalized, const char *name,
+                                       uint64_t params_key, int32_t num_q_heads,
+                                       int32_t num_kv_heads, int32_t head_dim, int32_t q_len) {
+  const padec_params *p = normalized;
+  if (params_key == padec__params_key(p) && num_q_heads == p->num_q_heads &&
+      num_kv_heads == p->num_kv_heads && head_dim == p->head_dim && q_len == p->q_len)
+    return PADEC_STATUS_OK;
+  return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                     "%s was made for num_q_heads %d, num_kv_heads %d, head_dim %d, q_len %d (or "
+                     "another window); params give %d, %d, %d, %d, window %d",
+                     name, num_q_heads, num_kv_heads, head_dim, q_len, p->num_q_heads,
+                     p->num_kv_heads, p->head_dim, p->q_len, p->window_left);
+}
+
 padec_status padec__check_run_arguments(const padec_params *params,
                                         const padec_plan_layout *layout, const void *plan,
                                         const void *plan_host, const padec_tensors *tensors,
@@ -122,14 +136,9 @@ padec_status padec__check_run_arguments(const padec_params *params,
   if (!tensors) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors is NULL");
   if (!workspace) return padec__fail(PADEC_STATUS_NULL_POINTER, "workspace is NULL");
   padec_params p = padec__params_normalized(params);
-  if (layout->params_key != padec__params_key(&p) || layout->num_q_heads != p.num_q_heads ||
-      layout->num_kv_heads != p.num_kv_heads || layout->head_dim != p.head_dim ||
-      layout->q_len != p.q_len)
-    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
-                       "layout was made for num_q_heads %d, num_kv_heads %d, head_dim %d, q_len %d "
-                       "(or another window); params give %d, %d, %d, %d, window %d",
-                       layout->num_q_heads, layout->num_kv_heads, layout->head_dim, layout->q_len,
-                       p.num_q_heads, p.num_kv_heads, p.head_dim, p.q_len, p.window_left);
+  status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->num_q_heads,
+                                     layout->num_kv_heads, layout->head_dim, layout->q_len);
+  if (status != PADEC_STATUS_OK) return status;
   if (!aligned(plan, 16))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "plan must be 16-byte aligned");
   if (plan_host) {
@@ -151,9 +160,14 @@ padec_status padec__check_run_arguments(const padec_params *params,
                        workspace_bytes, layout->workspace_bytes);
   if (!aligned(workspace, 16))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "workspace must be 16-byte aligned");
+  return padec__check_tensors(&p, layout->batch, tensors);
+}
 
+padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
+                                  const padec_tensors *tensors) {
+  const padec_params p = *normalized;
   const padec_tensors *t = tensors;
-  if (layout->batch > 0) {
+  if (batch > 0) {
     if (!t->q) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.q is NULL");
     if (!t->o) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.o is NULL");
     if (!t->k_pages) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.k_pages is NULL");
@@ -185,75 +199,123 @@ padec_status padec__check_run_arguments(const padec_params *params,
                        "tensors.k_pages and tensors.v_pages must be 16-byte aligned");
   if (!aligned(t->lse, 4))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.lse must be 4-byte aligned");
-  if (!aligned(t->page_indptr, 4) || !aligned(t->page_indices, 4) || !aligned(t->kv_lens, 4))
-    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
-                       "page_indptr, page_indices and kv_lens must be 4-byte aligned");
-  if ((t->shard_starts == NULL) != (t->seq_lens == NULL))
-    return padec__fail(PADEC_STATUS_NULL_POINTER,
-                       "tensors.shard_starts and tensors.seq_lens go together: %s is NULL",
-                       t->shard_starts ? "seq_lens" : "shard_starts");
-  if (!aligned(t->shard_starts, 4) || !aligned(t->seq_lens, 4))
-    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
-                       "tensors.shard_starts and tensors.seq_lens must be 4-byte aligned");
+  const padec_status status = padec__check_kv_arrays(t);
+  if (status != PADEC_STATUS_OK) return status;
   if (t->q_stride_token < 0 || t->q_stride_head < 0 || t->o_stride_token < 0 ||
       t->o_stride_head < 0)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "q and o strides must be >= 0 (0 = packed)");
   return PADEC_STATUS_OK;
 }
 
+static padec_status check_shard_pair(const padec_tensors *t) {
+  if ((t->shard_starts == NULL) != (t->seq_lens == NULL))
+    return padec__fail(PADEC_STATUS_NULL_POINTER,
+                       "tensors.shard_starts and tensors.seq_lens go together: %s is NULL",
+                       t->shard_starts ? "seq_lens" : "shard_starts");
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec__check_kv_arrays(const padec_tensors *tensors) {
+  const padec_tensors *t = tensors;
+  if (!aligned(t->page_indptr, 4) || !aligned(t->page_indices, 4) || !aligned(t->kv_lens, 4))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
+                       "page_indptr, page_indices and kv_lens must be 4-byte aligned");
+  padec_status status = check_shard_pair(t);
+  if (status != PADEC_STATUS_OK) return status;
+  if (!aligned(t->shard_starts, 4) || !aligned(t->seq_lens, 4))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
+                       "tensors.shard_starts and tensors.seq_lens must be 4-byte aligned");
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec__kv_fault_report(const padec__kv_fault *fault) {
+  const int b = fault->sequence;
+  const int64_t *v = fault->values;
+  switch ((padec__kv_check)fault->check) {
+    case PADEC__KV_OK:
+      return PADEC_STATUS_OK;
+    case PADEC__KV_INDPTR_START:
+      return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "page_indptr[0] = %d, must be 0", (int)v[0]);
+    case PADEC__KV_INDPTR_ORDER:
+      return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "page_indptr[%d] = %d < page_indptr[%d] = %d",
+                         b + 1, (int)v[1], b, (int)v[0]);
+    case PADEC__KV_LEN:
+      return padec__fail(PADEC_STATUS_KV_LEN_EXCEEDS_PAGES,
+                         "sequence %d: kv_len = %lld but its %d pages hold %lld tokens", b,
+                         (long long)v[0], (int)v[1], (long long)v[2]);
+    case PADEC__KV_SHARD_START:
+      return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                         "sequence %d: shard_starts[%d] = %d is negative", b, b, (int)v[0]);
+    case PADEC__KV_SHARD_END:
+      return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                         "sequence %d: the shard ends at position %lld (shard_starts %d + kv_lens "
+                         "%d), past seq_lens[%d] = %d",
+                         b, (long long)(v[0] + v[1]), (int)v[0], (int)v[1], b, (int)v[2]);
+    case PADEC__KV_PAGE_ID:
+      return padec__fail(PADEC_STATUS_PAGE_INDEX_OUT_OF_RANGE,
+                         "sequence %d: page_indices[%d] = %d, pool has %lld pages", b, (int)v[0],
+                         (int)v[1], (long long)v[2]);
+  }
+  return padec__fail(PADEC_STATUS_INTERNAL, "sequence %d: unknown KV check %d", b, fault->check);
+}
+
 padec_status padec__check_shard(int32_t b, const int32_t *kv_lens, const int32_t *shard_starts,
                                 const int32_t *seq_lens) {
   if (!shard_starts) return PADEC_STATUS_OK;
   if (shard_starts[b] < 0)
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "sequence %d: shard_starts[%d] = %d is negative",
-                       b, b, shard_starts[b]);
+    return padec__kv_fault_report(&(padec__kv_fault){
+        .check = PADEC__KV_SHARD_START, .sequence = b, .values = {shard_starts[b]}});
   if ((int64_t)shard_starts[b] + kv_lens[b] > seq_lens[b])
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
-                       "sequence %d: the shard ends at position %lld (shard_starts %d + kv_lens "
-                       "%d), past seq_lens[%d] = %d",
-                       b, (long long)shard_starts[b] + kv_lens[b], shard_starts[b], kv_lens[b], b,
-                       seq_lens[b]);
+    return padec__kv_fault_report(
+        &(padec__kv_fault){.check = PADEC__KV_SHARD_END,
+                           .sequence = b,
+                           .values = {shard_starts[b], kv_lens[b], seq_lens[b]}});
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec__check_kv_arguments(const padec_params *params, int32_t batch,
+                                       const padec_tensors *tensors) {
+  padec_status status = padec_params_validate(params);
+  if (status != PADEC_STATUS_OK) return status;
+  if (!tensors) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors is NULL");
+  if (batch < 0) return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "batch = %d is negative", batch);
+  const padec_tensors *t = tensors;
+  if (batch > 0 && (!t->page_indptr || !t->page_indices || !t->kv_lens))
+    return padec__fail(PADEC_STATUS_NULL_POINTER,
+                       "tensors.page_indptr, page_indices and kv_lens must not be NULL");
   return PADEC_STATUS_OK;
 }
 
 padec_status padec_validate_kv_host(const padec_params *params, int32_t batch,
                                     const padec_tensors *tensors) {
-  padec_status status = padec_params_validate(params);
-  if (status != PADEC_STATUS_OK) return status;
-  if (!tensors) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors is NULL");
-  if (batch < 0) return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "batch = %d is negative", batch);
-  if (batch == 0) return PADEC_STATUS_OK;
+  padec_status status = padec__check_kv_arguments(params, batch, tensors);
+  if (status != PADEC_STATUS_OK || batch == 0) return status;
   const padec_tensors *t = tensors;
-  if (!t->page_indptr || !t->page_indices || !t->kv_lens)
-    return padec__fail(PADEC_STATUS_NULL_POINTER,
-                       "tensors.page_indptr, page_indices and kv_lens must not be NULL");
   if (t->page_indptr[0] != 0)
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "page_indptr[0] = %d, must be 0",
-                       t->page_indptr[0]);
-  if ((t->shard_starts == NULL) != (t->seq_lens == NULL))
-    return padec__fail(PADEC_STATUS_NULL_POINTER,
-                       "tensors.shard_starts and tensors.seq_lens go together: %s is NULL",
-                       t->shard_starts ? "seq_lens" : "shard_starts");
+    return padec__kv_fault_report(&(padec__kv_fault){
+        .check = PADEC__KV_INDPTR_START, .sequence = 0, .values = {t->page_indptr[0]}});
+  status = check_shard_pair(t);
+  if (status != PADEC_STATUS_OK) return status;
   for (int32_t b = 0; b < batch; ++b) {
     int32_t first = t->page_indptr[b], last = t->page_indptr[b + 1];
     if (last < first)
-      return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "page_indptr[%d] = %d < page_indptr[%d] = %d",
-                         b + 1, last, b, first);
+      return padec__kv_fault_report(&(padec__kv_fault){
+          .check = PADEC__KV_INDPTR_ORDER, .sequence = b, .values = {first, last}});
     int64_t len = t->kv_lens[b];
     int64_t capacity = (int64_t)(last - first) * params->page_size;
     if (len < 0 || len > capacity)
-      return padec__fail(PADEC_STATUS_KV_LEN_EXCEEDS_PAGES,
-                         "sequence %d: kv_len = %lld but its %d pages hold %lld tokens", b,
-                         (long long)len, last - first, (long long)capacity);
+      return padec__kv_fault_report(&(padec__kv_fault){
+          .check = PADEC__KV_LEN, .sequence = b, .values = {len, last - first, capacity}});
     status = padec__check_shard(b, t->kv_lens, t->shard_starts, t->seq_lens);
     if (status != PADEC_STATUS_OK) return status;
     int32_t pages_used = (int32_t)((len + params->page_size - 1) / params->page_size);
     for (int32_t i = 0; i < pages_used; ++i) {
       int32_t page = t->page_indices[first + i];
       if (page < 0 || page >= t->num_pages)
-        return padec__fail(PADEC_STATUS_PAGE_INDEX_OUT_OF_RANGE,
-                           "sequence %d: page_indices[%d] = %d, pool has %lld pages", b, first + i,
-                           page, (long long)t->num_pages);
+        return padec__kv_fault_report(
+            &(padec__kv_fault){.check = PADEC__KV_PAGE_ID,
+                               .sequence = b,
+                               .values = {first + i, page, t->num_pages}});
     }
   }
   return PADEC_STATUS_OK;

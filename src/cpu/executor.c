@@ -14,8 +14,7 @@ enum { CHUNK_TOKENS = 32, MAX_HEAD_DIM = 256, MAX_ROWS = 64 };
 
 typedef struct run_context {
   padec_params p;
-  const padec_plan_layout *layout;
-  padec_plan_view view;
+  int32_t partition_tokens;
   const padec_tensors *t;
   float *partial_o;
   float *partial_lse;
@@ -78,23 +77,33 @@ static int32_t query_end_of(const padec_tensors *t, int32_t b) {
   return t->seq_lens ? t->seq_lens[b] - t->shard_starts[b] : t->kv_lens[b];
 }
 
+/* One work item: the query rows of sequence b's KV head over num_partitions of its scheduled
+ * partitions, from the first_partition-th on. A plan's work_info row, or a grid block. */
+typedef struct work_item {
+  int32_t b;
+  int32_t partial_loc; /* first partial row, or -1: the item writes the final output */
+  int32_t qo_start;    /* first query token */
+  int32_t q_head_start;
+  int64_t first_partition; /* counted from the sequence's first scheduled partition */
+  int64_t num_partitions;
+} work_item;
+
 /* Runs one work item: query rows (q_len x group) of one KV head over a token range. */
-static void run_work_item(const run_context *ctx, const int32_t *work) {
+static void run_work_item(const run_context *ctx, const work_item *item) {
   const padec_params *p = &ctx->p;
   const padec_tensors *t = ctx->t;
-  const int32_t b = work[0], partial_loc = work[1], qo_start = work[2];
-  const int32_t q_head_start = work[7] & 0xffff;
+  const int32_t b = item->b, partial_loc = item->partial_loc, qo_start = item->qo_start;
+  const int32_t q_head_start = item->q_head_start;
   const int32_t kv_head = q_head_start / ctx->group;
   const int32_t dim = p->head_dim, q_len = p->q_len, rows = q_len * ctx->group;
   const int32_t kv_len = t->kv_lens[b];
   /* Query positions, counted from this call's first cached token (past kv_len on a shard that
    * ends before the sequence does). */
   const int32_t query_end = query_end_of(t, b);
-  const int32_t T = ctx->layout->partition_tokens;
+  const int32_t T = ctx->partition_tokens;
   const int32_t first = padec_first_partition(query_end, q_len, p->window_left, T);
-  const int64_t local = (int64_t)work[4] - ctx->view.partition_indptr[b];
-  int64_t token_begin = (first + local) * T;
-  int64_t token_end = (first + local + (work[5] - work[4])) * (int64_t)T;
+  int64_t token_begin = (first + item->first_partition) * T;
+  int64_t token_end = (first + item->first_partition + item->num_partitions) * (int64_t)T;
   if (token_end > kv_len) token_end = kv_len;
 
   /* Row r is query token r / group, q head q_head_start + r % group. */
@@ -233,25 +242,67 @@ static void merge_one_row(const partial_rows *src, int32_t heads, int32_t head, 
   if (lse_out) *lse_out = weight_sum > 0.0f ? max_lse + logf(weight_sum) : -INFINITY;
 }
 
+static void merge_into_output(const run_context *ctx, const partial_rows *src, int32_t row) {
+  const int32_t heads = ctx->p.num_q_heads;
+  for (int32_t head = 0; head < heads; ++head) {
+    const int64_t o_index = (int64_t)row * ctx->o_stride_token + head * ctx->o_stride_head;
+    merge_one_row(src, heads, head, ctx->p.head_dim, ctx->p.o_dtype, ctx->t->o, o_index,
+                  ctx->t->lse ? ctx->t->lse + (int64_t)row * heads + head : NULL);
+  }
+}
+
 /* Combines the splits of every reduce group, in slot order, into the output. */
-static void run_merge(const run_context *ctx) {
-  const padec_params *p = &ctx->p;
-  const padec_plan_view *v = &ctx->view;
-  const int32_t heads = p->num_q_heads;
-  for (int32_t g = 0; g < ctx->layout->batch; ++g) {
+static void run_merge(const run_context *ctx, const padec_plan_view *v, int32_t batch) {
+  for (int32_t g = 0; g < batch; ++g) {
     const int32_t first_slot = v->reduce_indptr[g], end_slot = v->reduce_indptr[g + 1];
     if (end_slot <= first_slot) continue;
     const int32_t row_start = v->reduce_final_map[2 * g], row_end = v->reduce_final_map[2 * g + 1];
     for (int32_t row = row_start; row < row_end; ++row) {
       const partial_rows src = {ctx->partial_o, ctx->partial_lse, v->reduce_partial_map + first_slot,
                                 0, row - row_start, end_slot - first_slot};
-      for (int32_t head = 0; head < heads; ++head) {
-        const int64_t o_index = (int64_t)row * ctx->o_stride_token + head * ctx->o_stride_head;
-        merge_one_row(&src, heads, head, p->head_dim, p->o_dtype, ctx->t->o, o_index,
-                      ctx->t->lse ? ctx->t->lse + (int64_t)row * heads + head : NULL);
-      }
+      merge_into_output(ctx, &src, row);
     }
   }
+}
+
+/* Everything a run needs besides the work: normalized params, scales, strides, partial buffers.
+ * Reads the device-mode scale floats, so it can fail (BAD_SCALES). */
+static padec_status init_context(run_context *ctx, const padec_params *params,
+                                 int32_t partition_tokens, const padec_tensors *tensors,
+                                 void *workspace, size_t partial_o_offset,
+                                 size_t partial_lse_offset) {
+  memset(ctx, 0, sizeof *ctx);
+  ctx->p = padec__params_normalized(params);
+  ctx->partition_tokens = partition_tokens;
+  ctx->t = tensors;
+  const padec_params *p = &ctx->p;
+  if (p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE) {
+    ctx->k_scale = tensors->k_scales[0];
+    ctx->v_scale = tensors->v_scales[0];
+    if (!(isfinite(ctx->k_scale) && isfinite(ctx->v_scale) && ctx->k_scale > 0.0f &&
+          ctx->v_scale > 0.0f))
+      return padec__fail(PADEC_STATUS_BAD_SCALES, "*k_scales = %g, *v_scales = %g: need finite values > 0",
+                         (double)ctx->k_scale, (double)ctx->v_scale);
+  } else {
+    ctx->k_scale = p->k_scale;
+    ctx->v_scale = p->v_scale;
+  }
+  ctx->group = p->num_q_heads / p->num_kv_heads;
+  for (int code = 0; code < 256; ++code) ctx->e4m3_table[code] = padec__e4m3_to_float((uint8_t)code);
+  ctx->q_stride_head = tensors->q_stride_head ? tensors->q_stride_head : p->head_dim;
+  ctx->q_stride_token = tensors->q_stride_token ? tensors->q_stride_token
+                                                : (int64_t)p->num_q_heads * p->head_dim;
+  ctx->o_stride_head = tensors->o_stride_head ? tensors->o_stride_head : p->head_dim;
+  ctx->o_stride_token = tensors->o_stride_token ? tensors->o_stride_token
+                                                : (int64_t)p->num_q_heads * p->head_dim;
+  ctx->partial_o = (float *)((char *)workspace + partial_o_offset);
+  ctx->partial_lse = (float *)((char *)workspace + partial_lse_offset);
+  return PADEC_STATUS_OK;
+}
+
+static int32_t sequence_partitions(const run_context *ctx, int32_t b) {
+  return padec__shard_num_partitions(ctx->t->kv_lens[b], query_end_of(ctx->t, b), ctx->p.q_len,
+                                     ctx->p.window_left, ctx->partition_tokens);
 }
 
 padec_status padec_cpu_run(const padec_params *params, const padec_plan_layout *layout,
@@ -262,52 +313,71 @@ padec_status padec_cpu_run(const padec_params *params, const padec_plan_layout *
   if (status != PADEC_STATUS_OK) return status;
   status = padec_validate_kv_host(params, layout->batch, tensors);
   if (status != PADEC_STATUS_OK) return status;
-
-  run_context ctx;
-  memset(&ctx, 0, sizeof ctx);
-  ctx.p = padec__params_normalized(params);
-  ctx.layout = layout;
-  ctx.t = tensors;
-  status = padec_plan_view_init(layout, plan, &ctx.view);
+  padec_plan_view view;
+  status = padec_plan_view_init(layout, plan, &view);
   if (status != PADEC_STATUS_OK) return status;
-  const padec_params *p = &ctx.p;
+  run_context ctx;
+  status = init_context(&ctx, params, layout->partition_tokens, tensors, workspace,
+                        layout->partial_o_offset, layout->partial_lse_offset);
+  if (status != PADEC_STATUS_OK) return status;
   /* A plan built for other lengths would silently read the wrong tokens. */
   for (int32_t b = 0; b < layout->batch; ++b) {
-    const int32_t planned = ctx.view.partition_indptr[b + 1] - ctx.view.partition_indptr[b];
-    const int32_t needed =
-        padec__shard_num_partitions(tensors->kv_lens[b], query_end_of(tensors, b), p->q_len,
-                                    p->window_left, layout->partition_tokens);
+    const int32_t planned = view.partition_indptr[b + 1] - view.partition_indptr[b];
+    const int32_t needed = sequence_partitions(&ctx, b);
     if (planned != needed)
       return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
                          "sequence %d: the plan has %d partitions but kv_len %d needs %d (plan "
                          "built for other kv_lens or shards)", b, planned, tensors->kv_lens[b],
                          needed);
   }
-  if (p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE) {
-    ctx.k_scale = tensors->k_scales[0];
-    ctx.v_scale = tensors->v_scales[0];
-    if (!(isfinite(ctx.k_scale) && isfinite(ctx.v_scale) && ctx.k_scale > 0.0f && ctx.v_scale > 0.0f))
-      return padec__fail(PADEC_STATUS_BAD_SCALES, "*k_scales = %g, *v_scales = %g: need finite values > 0",
-                         (double)ctx.k_scale, (double)ctx.v_scale);
-  } else {
-    ctx.k_scale = p->k_scale;
-    ctx.v_scale = p->v_scale;
-  }
-  ctx.group = p->num_q_heads / p->num_kv_heads;
-  for (int code = 0; code < 256; ++code) ctx.e4m3_table[code] = padec__e4m3_to_float((uint8_t)code);
-  ctx.q_stride_head = tensors->q_stride_head ? tensors->q_stride_head : p->head_dim;
-  ctx.q_stride_token = tensors->q_stride_token ? tensors->q_stride_token
-                                               : (int64_t)p->num_q_heads * p->head_dim;
-  ctx.o_stride_head = tensors->o_stride_head ? tensors->o_stride_head : p->head_dim;
-  ctx.o_stride_token = tensors->o_stride_token ? tensors->o_stride_token
-                                               : (int64_t)p->num_q_heads * p->head_dim;
-  ctx.partial_o = (float *)((char *)workspace + layout->partial_o_offset);
-  ctx.partial_lse = (float *)((char *)workspace + layout->partial_lse_offset);
   padec__clear_message();
 
-  const int32_t num_works = ctx.view.work_indptr[layout->num_workers];
-  for (int32_t w = 0; w < num_works; ++w) run_work_item(&ctx, ctx.view.work_info + (int64_t)w * 8);
-  run_merge(&ctx);
+  const int32_t num_works = view.work_indptr[layout->num_workers];
+  for (int32_t w = 0; w < num_works; ++w) {
+    const int32_t *row = view.work_info + (int64_t)w * 8;
+    const work_item item = {row[0], row[1], row[2], row[7] & 0xffff,
+                            (int64_t)row[4] - view.partition_indptr[row[0]], row[5] - row[4]};
+    run_work_item(&ctx, &item);
+  }
+  run_merge(&ctx, &view, layout->batch);
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec_cpu_run_grid(const padec_params *params, const padec_grid_layout *layout,
+                                const padec_tensors *tensors, void *workspace,
+                                size_t workspace_bytes) {
+  padec_status status =
+      padec__check_grid_arguments(params, layout, tensors, workspace, workspace_bytes);
+  if (status != PADEC_STATUS_OK) return status;
+  status = padec_validate_kv_host(params, layout->batch, tensors);
+  if (status != PADEC_STATUS_OK) return status;
+  run_context ctx;
+  status = init_context(&ctx, params, layout->partition_tokens, tensors, workspace,
+                        layout->partial_o_offset, layout->partial_lse_offset);
+  if (status != PADEC_STATUS_OK) return status;
+  padec__clear_message();
+
+  const int32_t splits = layout->num_splits, q_len = ctx.p.q_len;
+  for (int32_t b = 0; b < layout->batch; ++b) {
+    const int64_t parts = sequence_partitions(&ctx, b);
+    const int64_t per_split = (parts + splits - 1) / splits;
+    for (int32_t h = 0; h < ctx.p.num_kv_heads; ++h) {
+      for (int32_t s = 0; s < splits; ++s) {
+        const int64_t first = s * per_split;
+        const int64_t count = first < parts ? (parts - first < per_split ? parts - first : per_split) : 0;
+        const work_item item = {b, splits > 1 ? (b * splits + s) * q_len : -1, b * q_len,
+                                h * ctx.group, first, count};
+        run_work_item(&ctx, &item);
+      }
+    }
+    if (splits == 1) continue;
+    /* Split s of sequence b owns partial rows (b * splits + s) * q_len + query token. */
+    for (int32_t qi = 0; qi < q_len; ++qi) {
+      const partial_rows src = {ctx.partial_o, ctx.partial_lse, NULL, q_len,
+                                (int64_t)b * splits * q_len + qi, splits};
+      merge_into_output(&ctx, &src, b * q_len + qi);
+    }
+  }
   return PADEC_STATUS_OK;
 }
 

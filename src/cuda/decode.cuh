@@ -313,9 +313,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
   const bool q_split = kBf16Mma && p.q_dtype == 1; /* fp16 query on a bf16 cache */
   /* P rounded to bf16 (8 bits) costs as much as a bf16 output's rounding, so bf16 caches always
-   * carry P's low part; f16 (11 bits) is below a 16-bit output's rounding and needs it only for
-   * fp32 outputs. */
-  const bool p_split = kBf16Mma || p.o_dtype == 2;
+   * carry P's low part; f16 (11 bits) is below a bf16 output's rounding but level with an fp16
+   * output's (the soak found fp16 outputs 2.6 half-ulps off), so only bf16 outputs go without. */
+  const bool p_split = kBf16Mma || p.o_dtype != 0;
   const int page_shift = __ffs(p.page_size) - 1;
   const int page_mask = p.page_size - 1;
   /* Byte strides of the pools: a page, a token within a page, a KV head. */
@@ -333,20 +333,34 @@ __global__ void __launch_bounds__(kThreads, 2)
     const int32_t *pages;
     int64_t kv_head_offset;
   };
-  const int work_end = p.work_indptr[blockIdx.x + 1];
+  /* The grid path: this CTA is the one work item (sequence, KV head, split) of its index. */
+  const bool grid = p.grid_splits > 0;
+  const int work_end = grid ? 1 : p.work_indptr[blockIdx.x + 1];
   auto load_segment = [&](int work) {
     Segment g;
     g.valid = work < work_end;
     g.work = work;
     g.pass_row = 0;
     if (!g.valid) return g;
-    const int4 w0 = *reinterpret_cast<const int4 *>(p.work_info + (int64_t)work * 8);
-    const int4 w1 = *reinterpret_cast<const int4 *>(p.work_info + (int64_t)work * 8 + 4);
-    g.b = w0.x;
-    g.partial_loc = w0.y;
-    g.qo_start = w0.z;
-    g.q_head_start = w1.w & 0xffff;
-    g.kv_head = g.q_head_start / p.group;
+    int4 w1 = make_int4(0, 0, 0, 0);
+    int split = 0;
+    if (grid) {
+      split = blockIdx.x % p.grid_splits;
+      const int sequence_head = blockIdx.x / p.grid_splits;
+      g.b = sequence_head / p.num_kv_heads;
+      g.kv_head = sequence_head % p.num_kv_heads;
+      g.q_head_start = g.kv_head * p.group;
+      g.partial_loc = p.grid_splits > 1 ? (g.b * p.grid_splits + split) * p.q_len : -1;
+      g.qo_start = g.b * p.q_len;
+    } else {
+      const int4 w0 = *reinterpret_cast<const int4 *>(p.work_info + (int64_t)work * 8);
+      w1 = *reinterpret_cast<const int4 *>(p.work_info + (int64_t)work * 8 + 4);
+      g.b = w0.x;
+      g.partial_loc = w0.y;
+      g.qo_start = w0.z;
+      g.q_head_start = w1.w & 0xffff;
+      g.kv_head = g.q_head_start / p.group;
+    }
     const int kv_len = p.kv_lens[g.b];
     g.query_end = p.seq_lens ? p.seq_lens[g.b] - p.shard_starts[g.b] : kv_len;
     const int T = p.partition_tokens;
@@ -355,14 +369,23 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int64_t first_token = (int64_t)g.query_end - p.q_len - p.window_left;
       first_partition = first_token > 0 ? (int)(first_token / T) : 0;
     }
-    const int64_t local = (int64_t)w1.x - p.partition_indptr[g.b];
+    int64_t local = (int64_t)w1.x - (grid ? 0 : p.partition_indptr[g.b]);
+    int64_t count = w1.y - w1.x;
+    if (grid) {
+      /* padec__shard_num_partitions: the sequence's scheduled partitions, cut in grid_splits. */
+      const int64_t end = ((int64_t)kv_len + T - 1) / T;
+      const int64_t parts = kv_len > 0 && end > first_partition ? end - first_partition : 0;
+      const int64_t per_split = (parts + p.grid_splits - 1) / p.grid_splits;
+      local = split * per_split;
+      count = local < parts ? min(parts - local, per_split) : 0;
+    }
     /* Clamped to kv_len, positions fit in int32 (kv_len is an int32 token count). */
     const int64_t begin = (first_partition + local) * T;
     g.token_begin = begin < kv_len ? (int)begin : kv_len;
     /* No row sees a token before the first window: don't load the partition's head. */
     if (p.window_left > 0 && (int64_t)g.query_end - p.q_len - p.window_left > g.token_begin)
       g.token_begin = (int)min((int64_t)g.query_end - p.q_len - p.window_left, (int64_t)kv_len);
-    const int64_t item_end = (first_partition + local + (w1.y - w1.x)) * (int64_t)T;
+    const int64_t item_end = (first_partition + local + count) * (int64_t)T;
     g.token_end = item_end < kv_len ? (int)item_end : kv_len;
     g.num_tiles = g.token_end > g.token_begin
                       ? (g.token_end - g.token_begin + Cfg::kTileTokens - 1) / Cfg::kTileTokens
@@ -430,7 +453,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     load_page_ids(g, Cfg::kStages - 1, page_ids);
   };
 
-  Segment cur = load_segment(p.work_indptr[blockIdx.x]);
+  Segment cur = load_segment(grid ? 0 : p.work_indptr[blockIdx.x]);
   if (cur.valid) prologue(cur);
   while (cur.valid) {
     const int pass_row = cur.pass_row;
@@ -830,8 +853,9 @@ __global__ void __launch_bounds__(kThreads, 2)
       __threadfence(); /* this CTA's partials are visible device-wide before it checks in */
       __syncthreads();
       if (tid == 0) {
-        const int group = find_group(p, partial_loc / p.q_len);
-        const int splits = p.reduce_indptr[group + 1] - p.reduce_indptr[group];
+        /* A grid block's group is its sequence, with grid_splits slots from b * grid_splits. */
+        const int group = grid ? cur.b : find_group(p, partial_loc / p.q_len);
+        const int splits = grid ? p.grid_splits : p.reduce_indptr[group + 1] - p.reduce_indptr[group];
         const int arrived = atomicAdd(p.merge_counters + (int64_t)group * p.num_kv_heads + cur.kv_head, 1) + 1;
         *merge_flag = arrived == splits ? group : -1;
       }
@@ -839,7 +863,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int group = *merge_flag;
       if (group >= 0) {
         __threadfence();
-        const int slot_begin = p.reduce_indptr[group], slot_end = p.reduce_indptr[group + 1];
+        const int slot_begin = grid ? group * p.grid_splits : p.reduce_indptr[group];
+        const int slot_end = grid ? slot_begin + p.grid_splits : p.reduce_indptr[group + 1];
         for (int r = warp; r < p.rows; r += kWarps) {
           const int qi = r / p.group;
           merge_row_warp<HeadDim>(p, slot_begin, slot_end, qi, qo_start + qi, q_head_start + r % p.group, lane);

@@ -18,6 +18,8 @@ struct padec_decode_params {
   float *partial_o, *partial_lse;
   int32_t *merge_counters;  /* [batch][num_kv_heads], zero at launch (fused merge only) */
   int32_t fused_merge;      /* 1: the last CTA of a group merges it; 0: the merge kernel does */
+  int32_t grid_splits;      /* 0: run the plan's work lists; > 0: the grid path (padec.h), CTA i
+                               is split i % grid_splits of (sequence, KV head) i / grid_splits */
   const int32_t *work_indptr, *work_info, *partition_indptr;
   const int32_t *reduce_indptr, *reduce_final_map;
   /* First partial row of each split; NULL for the shard merge, whose partial k of row r is

@@ -102,14 +102,22 @@ static padec_status cuda_fail(cudaError_t error, const char *what) {
                      cudaGetErrorString(error));
 }
 
-/* Fills the kernels' parameter block: the only place that does. */
+/* The workspace and schedule a launch runs with: a plan's, or the grid path's. */
+struct LaunchShape {
+  int32_t batch, partition_tokens;
+  size_t partial_o_offset, partial_lse_offset, merge_counters_offset;
+  const padec_plan_layout *plan_layout; /* NULL on the grid path */
+  const void *plan;
+  int32_t grid_splits;                  /* 0 with a plan */
+};
+
+/* Fills the decode kernel's parameter block: the only place that does. */
 static padec_decode_params fill_decode_params(const padec_params *normalized,
-                                              const padec_plan_layout *layout, const void *plan,
-                                              const padec_tensors *t, void *workspace) {
+                                              const LaunchShape &shape, const padec_tensors *t,
+                                              void *workspace) {
   const padec_params &p = *normalized;
   padec_decode_params d;
   memset(&d, 0, sizeof d);
-  const char *plan_bytes = static_cast<const char *>(plan);
   d.q = t->q;
   d.q_stride_head = t->q_stride_head ? t->q_stride_head : p.head_dim;
   d.q_stride_token = t->q_stride_token ? t->q_stride_token : (int64_t)p.num_q_heads * p.head_dim;
@@ -126,17 +134,28 @@ static padec_decode_params fill_decode_params(const padec_params *normalized,
   d.o_stride_head = t->o_stride_head ? t->o_stride_head : p.head_dim;
   d.o_stride_token = t->o_stride_token ? t->o_stride_token : (int64_t)p.num_q_heads * p.head_dim;
   d.lse = t->lse;
-  d.partial_o = reinterpret_cast<float *>(static_cast<char *>(workspace) + layout->partial_o_offset);
-  d.partial_lse = reinterpret_cast<float *>(static_cast<char *>(workspace) + layout->partial_lse_offset);
-  d.merge_counters = reinterpret_cast<int32_t *>(static_cast<char *>(workspace) + layout->merge_counters_offset);
-  d.fused_merge = !g_separate_merge;
-  d.work_indptr = reinterpret_cast<const int32_t *>(plan_bytes + layout->work_indptr_offset);
-  d.work_info = reinterpret_cast<const int32_t *>(plan_bytes + layout->work_info_offset);
-  d.partition_indptr = reinterpret_cast<const int32_t *>(plan_bytes + layout->partition_indptr_offset);
-  d.reduce_indptr = reinterpret_cast<const int32_t *>(plan_bytes + layout->reduce_indptr_offset);
-  d.reduce_final_map = reinterpret_cast<const int32_t *>(plan_bytes + layout->reduce_final_map_offset);
-  d.reduce_partial_map = reinterpret_cast<const int32_t *>(plan_bytes + layout->reduce_partial_map_offset);
-  d.batch = layout->batch;
+  char *work = static_cast<char *>(workspace);
+  d.partial_o = reinterpret_cast<float *>(work + shape.partial_o_offset);
+  d.partial_lse = reinterpret_cast<float *>(work + shape.partial_lse_offset);
+  d.merge_counters = reinterpret_cast<int32_t *>(work + shape.merge_counters_offset);
+  if (shape.plan_layout) {
+    const padec_plan_layout *layout = shape.plan_layout;
+    const char *plan_bytes = static_cast<const char *>(shape.plan);
+    d.fused_merge = !g_separate_merge;
+    d.work_indptr = reinterpret_cast<const int32_t *>(plan_bytes + layout->work_indptr_offset);
+    d.work_info = reinterpret_cast<const int32_t *>(plan_bytes + layout->work_info_offset);
+    d.partition_indptr = reinterpret_cast<const int32_t *>(plan_bytes + layout->partition_indptr_offset);
+    d.reduce_indptr = reinterpret_cast<const int32_t *>(plan_bytes + layout->reduce_indptr_offset);
+    d.reduce_final_map = reinterpret_cast<const int32_t *>(plan_bytes + layout->reduce_final_map_offset);
+    d.reduce_partial_map = reinterpret_cast<const int32_t *>(plan_bytes + layout->reduce_partial_map_offset);
+  } else {
+    /* Split s of sequence b owns partial rows (b * grid_splits + s) * q_len + query token: the
+     * merge's stacked-rows form with q_len rows a slot. */
+    d.fused_merge = 1;
+    d.grid_splits = shape.grid_splits;
+    d.shard_rows = p.q_len;
+  }
+  d.batch = shape.batch;
   d.num_q_heads = p.num_q_heads;
   d.num_kv_heads = p.num_kv_heads;
   d.group = p.num_q_heads / p.num_kv_heads;
@@ -145,7 +164,7 @@ static padec_decode_params fill_decode_params(const padec_params *normalized,
   d.head_dim = p.head_dim;
   d.window_left = p.window_left;
   d.page_size = p.page_size;
-  d.partition_tokens = layout->partition_tokens;
+  d.partition_tokens = shape.partition_tokens;
   d.layout_hnd = p.kv_layout == PADEC_LAYOUT_HND;
   d.q_dtype = p.q_dtype;
   d.o_dtype = p.o_dtype;
@@ -156,7 +175,46 @@ static padec_decode_params fill_decode_params(const padec_params *normalized,
   return d;
 }
 
+/* The decode launch of both paths: the kernel instance, its shared-memory attribute, the memset
+ * of the merge counters when splits merge in the kernel, and `ctas` CTAs. */
+static padec_status launch_decode(const padec_params &normalized, const padec_decode_params &d,
+                                  int64_t ctas, bool clear_counters, cudaStream_t s) {
+  const DecodeInstance decode = select_decode(normalized.head_dim, normalized.kv_dtype,
+                                              normalized.q_len * (normalized.num_q_heads / normalized.num_kv_heads));
+  if (!decode.kernel) return padec__fail(PADEC_STATUS_INTERNAL, "no kernel instance for head_dim %d", normalized.head_dim);
+  /* Idempotent and cheap; needed once per kernel before a launch above 48 KiB. */
+  cudaError_t error = cudaFuncSetAttribute(reinterpret_cast<const void *>(decode.kernel),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, decode.smem_bytes);
+  if (error != cudaSuccess) return cuda_fail(error, "cudaFuncSetAttribute(decode)");
+  if (clear_counters) {
+    error = cudaMemsetAsync(d.merge_counters, 0, sizeof(int32_t) * (size_t)d.batch * normalized.num_kv_heads, s);
+    if (error != cudaSuccess) return cuda_fail(error, "cudaMemsetAsync(merge counters)");
+  }
+  decode.kernel<<<(unsigned)ctas, kThreads, decode.smem_bytes, s>>>(d);
+  error = cudaGetLastError();
+  if (error != cudaSuccess) return cuda_fail(error, "decode kernel launch");
+  return PADEC_STATUS_OK;
+}
+
 extern "C" {
+
+padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_layout *layout,
+                                 const padec_tensors *tensors, void *workspace,
+                                 size_t workspace_bytes, struct CUstream_st *stream) {
+  padec_status status = padec__check_grid_arguments(params, layout, tensors, workspace, workspace_bytes);
+  if (status != PADEC_STATUS_OK) return status;
+  const padec_params normalized = padec__params_normalized(params);
+  if (layout->batch == 0) return PADEC_STATUS_OK;
+  LaunchShape shape = {layout->batch, layout->partition_tokens, layout->partial_o_offset,
+                       layout->partial_lse_offset, layout->merge_counters_offset, nullptr, nullptr,
+                       layout->num_splits};
+  const padec_decode_params d = fill_decode_params(&normalized, shape, tensors, workspace);
+  const int64_t ctas = (int64_t)layout->batch * normalized.num_kv_heads * layout->num_splits;
+  status = launch_decode(normalized, d, ctas, layout->num_splits > 1, reinterpret_cast<cudaStream_t>(stream));
+  if (status != PADEC_STATUS_OK) return status;
+  padec__clear_message();
+  return PADEC_STATUS_OK;
+}
 
 padec_status padec_cuda_device_query(int32_t device, padec_cuda_device_info *info) {
   if (!info) return padec__fail(PADEC_STATUS_NULL_POINTER, "info is NULL");
@@ -235,28 +293,18 @@ padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout 
   const padec_params normalized = padec__params_normalized(params);
   if (layout->batch == 0 || layout->num_workers == 0) return PADEC_STATUS_OK;
 
-  const DecodeInstance decode = select_decode(normalized.head_dim, normalized.kv_dtype,
-                                              normalized.q_len * (normalized.num_q_heads / normalized.num_kv_heads));
-  const decode_fn merge = select_merge(normalized.head_dim);
-  if (!decode.kernel || !merge) return padec__fail(PADEC_STATUS_INTERNAL, "no kernel instance for head_dim %d", normalized.head_dim);
-  const padec_decode_params d = fill_decode_params(&normalized, layout, plan, tensors, workspace);
+  LaunchShape shape = {layout->batch, layout->partition_tokens, layout->partial_o_offset,
+                       layout->partial_lse_offset, layout->merge_counters_offset, layout, plan, 0};
+  const padec_decode_params d = fill_decode_params(&normalized, shape, tensors, workspace);
   cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
-
-  /* Idempotent and cheap; needed once per kernel before a launch above 48 KiB. */
-  cudaError_t error = cudaFuncSetAttribute(reinterpret_cast<const void *>(decode.kernel),
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, decode.smem_bytes);
-  if (error != cudaSuccess) return cuda_fail(error, "cudaFuncSetAttribute(decode)");
-  if (d.fused_merge && layout->max_partial_slots > 0) {
-    error = cudaMemsetAsync(d.merge_counters, 0, sizeof(int32_t) * (size_t)layout->batch * normalized.num_kv_heads, s);
-    if (error != cudaSuccess) return cuda_fail(error, "cudaMemsetAsync(merge counters)");
-  }
-  decode.kernel<<<layout->num_workers, kThreads, decode.smem_bytes, s>>>(d);
-  error = cudaGetLastError();
-  if (error != cudaSuccess) return cuda_fail(error, "decode kernel launch");
+  status = launch_decode(normalized, d, layout->num_workers, d.fused_merge && layout->max_partial_slots > 0, s);
+  if (status != PADEC_STATUS_OK) return status;
   if (!d.fused_merge && layout->max_partial_slots > 0) {
+    const decode_fn merge = select_merge(normalized.head_dim);
+    if (!merge) return padec__fail(PADEC_STATUS_INTERNAL, "no merge instance for head_dim %d", normalized.head_dim);
     const dim3 grid(layout->batch, normalized.q_len, (normalized.num_q_heads + 3) / 4);
     merge<<<grid, 128, 0, s>>>(d);
-    error = cudaGetLastError();
+    const cudaError_t error = cudaGetLastError();
     if (error != cudaSuccess) return cuda_fail(error, "merge kernel launch");
   }
   padec__clear_message();

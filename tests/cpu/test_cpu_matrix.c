@@ -3,7 +3,9 @@
  * cases. The full cartesian product would take hours, so every axis is swept against a base case,
  * a few known-hard combinations are added, and a seeded random sample covers the interactions.
  * Each case runs twice: with forced splits (many workers, 16-token partitions, so that most
- * sequences are cut into pieces and merged) and without (one worker per KV head).
+ * sequences are cut into pieces and merged) and without (one worker per KV head); and once more
+ * with the same workers under the cost policy (its splits, and its spare worker's direct items).
+ * The random sample alternates the even and cost policies.
  *
  * Also: lse may be NULL, strided q and o give the same bytes as packed ones and leave the gaps
  * alone, two runs give identical bytes, and an empty batch runs.
@@ -18,6 +20,7 @@ enum { MAX_BATCH = 32 };
 
 static int g_cases_run;
 static int g_split_runs, g_split_runs_with_merges;
+static int g_cost_runs, g_cost_runs_with_merges;
 
 static void *alloc_or_die(size_t bytes) {
   size_t rounded = (bytes + 63) / 64 * 64;
@@ -105,6 +108,31 @@ static int32_t run_and_check(const char *label, const padec_case *c,
   return num_groups;
 }
 
+/* The grid path on the same case: poisons, runs padec_cpu_run_grid with num_splits, checks. */
+static void run_grid_and_check(const char *label, const padec_case *c, int32_t num_splits) {
+  padec_grid_layout layout;
+  padec_status status = padec_grid_layout_init(&c->params, c->batch, num_splits, 16, &layout);
+  if (status != PADEC_STATUS_OK) die_status(label, c, "padec_grid_layout_init", status);
+  void *workspace = alloc_or_die(layout.workspace_bytes);
+  void *o = alloc_or_die(c->o_bytes);
+  float *lse = alloc_or_die(lse_bytes(c));
+  padec_case_poison(c, o, lse);
+  padec_tensors tensors = padec_case_tensors(c, o, lse);
+  status = padec_cpu_run_grid(&c->params, &layout, &tensors, workspace, layout.workspace_bytes);
+  if (status != PADEC_STATUS_OK) die_status(label, c, "padec_cpu_run_grid", status);
+  padec_check_result result;
+  if (padec_check_output(c, o, lse, &result) != 0) die_case(label, c, NULL, "the oracle failed");
+  if (!result.pass) {
+    char why[160];
+    snprintf(why, sizeof why, "grid path output outside tolerance (%d splits)", num_splits);
+    die_case(label, c, &result, why);
+  }
+  free(o);
+  free(lse);
+  free(workspace);
+  g_cases_run += 1;
+}
+
 static padec_plan_options no_split_options(const padec_params *params) {
   padec_plan_options options = {params->num_kv_heads, 256, PADEC_POLICY_EVEN};
   return options;
@@ -128,6 +156,12 @@ static void check_case(const char *label, const padec_params *params, int32_t ba
   g_split_runs += 1;
   if (run_and_check(label, &c, &split) > 0) g_split_runs_with_merges += 1;
   run_and_check(label, &c, &no_split);
+  padec_plan_options cost = split;
+  cost.policy = PADEC_POLICY_COST;
+  g_cost_runs += 1;
+  if (run_and_check(label, &c, &cost) > 0) g_cost_runs_with_merges += 1;
+  /* The grid path, with a split count that varies from case to case (1 writes directly). */
+  run_grid_and_check(label, &c, 1 + (int32_t)(seed % 7));
   padec_case_free(&c);
 }
 
@@ -346,7 +380,7 @@ static void random_sample(int count) {
       exit(1);
     }
     padec_plan_options options = {1 + (int32_t)random_below(200), 16 << random_below(7),
-                                  PADEC_POLICY_EVEN};
+                                  n % 2 ? PADEC_POLICY_COST : PADEC_POLICY_EVEN};
     char label[64];
     snprintf(label, sizeof label, "random case %d", n);
     run_and_check(label, &c, &options);
@@ -483,12 +517,15 @@ int main(int argc, char **argv) {
   check_tensor_variants();
   random_sample(random_count);
   /* Guards against the split configuration silently ceasing to split (a scheduler change). */
-  if (g_split_runs_with_merges * 2 < g_split_runs) {
-    fprintf(stderr, "FAIL: only %d of %d forced-split runs merged any split\n",
-            g_split_runs_with_merges, g_split_runs);
+  if (g_split_runs_with_merges * 2 < g_split_runs || g_cost_runs_with_merges * 4 < g_cost_runs) {
+    fprintf(stderr,
+            "FAIL: only %d of %d forced-split runs (even) and %d of %d (cost) merged any split\n",
+            g_split_runs_with_merges, g_split_runs, g_cost_runs_with_merges, g_cost_runs);
     return 1;
   }
-  printf("test_cpu_matrix: %d runs passed (%d of %d forced-split runs merged splits)\n",
-         g_cases_run, g_split_runs_with_merges, g_split_runs);
+  printf("test_cpu_matrix: %d runs passed (%d of %d forced-split runs merged splits; cost policy "
+         "%d of %d)\n",
+         g_cases_run, g_split_runs_with_merges, g_split_runs, g_cost_runs_with_merges,
+         g_cost_runs);
   return 0;
 }

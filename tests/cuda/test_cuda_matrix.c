@@ -47,6 +47,92 @@ static int run_cpu(const padec_case *c, const padec_plan_options *options, void 
   return rc;
 }
 
+/* GPU and CPU executors on the same schedule: each within the oracle tolerance, so within twice
+ * of each other; LSE rows must agree on -inf exactly. */
+static void compare_with_cpu(const char *label, const padec_case *c, const padec_check_result *result,
+                             const void *o, const float *lse, const void *o_cpu, const float *lse_cpu) {
+  const size_t lse_count = (size_t)c->num_tokens * (size_t)c->params.num_q_heads;
+  for (size_t i = 0; i < lse_count; ++i) {
+    const int both_empty = isinf(lse[i]) && isinf(lse_cpu[i]) && lse[i] < 0 && lse_cpu[i] < 0;
+    if (!both_empty && !(fabsf(lse[i] - lse_cpu[i]) <= 2.0 * result->lse_tolerance + 1e-5)) {
+      fprintf(stderr, "FAIL %s: lse[%zu] GPU %g CPU %g\n", label, i, (double)lse[i], (double)lse_cpu[i]);
+      g_failures += 1;
+      return;
+    }
+  }
+  for (int64_t i = 0; i < (int64_t)(lse_count * (size_t)c->params.head_dim); ++i) {
+    const float a = (float)padec_output_element(o, c->params.o_dtype, (size_t)i);
+    const float b = (float)padec_output_element(o_cpu, c->params.o_dtype, (size_t)i);
+    if (!(fabsf(a - b) <= 2.0 * result->tolerance + 1e-6)) {
+      fprintf(stderr, "FAIL %s: o[%lld] GPU %g CPU %g\n", label, (long long)i, (double)a, (double)b);
+      g_failures += 1;
+      return;
+    }
+  }
+}
+
+/* The grid path on the GPU: against the oracle, deterministic, and against the CPU grid path. */
+static void run_grid_case(const char *label, const padec_params *params, int32_t batch,
+                          const int32_t *lens, uint64_t seed, int32_t num_splits) {
+  padec_case c;
+  if (padec_case_init(&c, params, batch, lens, seed) != 0) {
+    fprintf(stderr, "case init failed\n");
+    exit(1);
+  }
+  const size_t lse_count = (size_t)c.num_tokens * (size_t)c.params.num_q_heads;
+  void *o = alloc_or_die(c.o_bytes), *o_again = alloc_or_die(c.o_bytes), *o_cpu = alloc_or_die(c.o_bytes);
+  float *lse = alloc_or_die(sizeof(float) * lse_count + 4);
+  float *lse_again = alloc_or_die(sizeof(float) * lse_count + 4);
+  float *lse_cpu = alloc_or_die(sizeof(float) * lse_count + 4);
+  char err[512], full_label[256];
+  snprintf(full_label, sizeof full_label, "%s [grid, %d splits]", label, num_splits);
+  g_cases += 1;
+  padec_check_result result;
+  padec_grid_layout layout;
+  void *workspace = NULL;
+  if (padec_gpu_run_case_grid(&c, num_splits, 16, o, lse, err, sizeof err) != 0 ||
+      padec_gpu_run_case_grid(&c, num_splits, 16, o_again, lse_again, err, sizeof err) != 0) {
+    fprintf(stderr, "FAIL %s: %s\n", full_label, err);
+    g_failures += 1;
+    goto done;
+  }
+  if (padec_check_output(&c, o, lse, &result) != 0 || !result.pass) {
+    fprintf(stderr, "FAIL %s: GPU output against the oracle\n", full_label);
+    padec_check_print(stderr, full_label, &c, &result);
+    g_failures += 1;
+    goto done;
+  }
+  if (memcmp(o, o_again, c.o_bytes) != 0 || memcmp(lse, lse_again, sizeof(float) * lse_count) != 0) {
+    fprintf(stderr, "FAIL %s: two runs differ (not deterministic)\n", full_label);
+    g_failures += 1;
+    goto done;
+  }
+  if (padec_grid_layout_init(&c.params, c.batch, num_splits, 16, &layout) != PADEC_STATUS_OK) {
+    fprintf(stderr, "FAIL %s: grid layout: %s\n", full_label, padec_last_message());
+    g_failures += 1;
+    goto done;
+  }
+  workspace = alloc_or_die(layout.workspace_bytes);
+  {
+    padec_tensors t = padec_case_tensors(&c, o_cpu, lse_cpu);
+    if (padec_cpu_run_grid(&c.params, &layout, &t, workspace, layout.workspace_bytes) != PADEC_STATUS_OK) {
+      fprintf(stderr, "FAIL %s: CPU grid path: %s\n", full_label, padec_last_message());
+      g_failures += 1;
+      goto done;
+    }
+  }
+  compare_with_cpu(full_label, &c, &result, o, lse, o_cpu, lse_cpu);
+done:
+  free(workspace);
+  free(o);
+  free(o_again);
+  free(o_cpu);
+  free(lse);
+  free(lse_again);
+  free(lse_cpu);
+  padec_case_free(&c);
+}
+
 static void run_case(const char *label, const padec_params *params, int32_t batch,
                      const int32_t *lens, uint64_t seed, int split) {
   padec_case c;
@@ -102,25 +188,7 @@ static void run_case(const char *label, const padec_params *params, int32_t batc
     g_failures += 1;
     goto done;
   }
-  /* GPU and CPU executors on the same plan: each within the oracle tolerance, so within twice
-   * of each other; LSE rows must agree on -inf exactly. */
-  for (size_t i = 0; i < lse_count; ++i) {
-    const int both_empty = isinf(lse[i]) && isinf(lse_cpu[i]) && lse[i] < 0 && lse_cpu[i] < 0;
-    if (!both_empty && !(fabsf(lse[i] - lse_cpu[i]) <= 2.0 * result.lse_tolerance + 1e-5)) {
-      fprintf(stderr, "FAIL %s: lse[%zu] GPU %g CPU %g\n", full_label, i, (double)lse[i], (double)lse_cpu[i]);
-      g_failures += 1;
-      goto done;
-    }
-  }
-  for (int64_t i = 0; i < (int64_t)(lse_count * (size_t)c.params.head_dim); ++i) {
-    const float a = (float)padec_output_element(o, c.params.o_dtype, (size_t)i);
-    const float b = (float)padec_output_element(o_cpu, c.params.o_dtype, (size_t)i);
-    if (!(fabsf(a - b) <= 2.0 * result.tolerance + 1e-6)) {
-      fprintf(stderr, "FAIL %s: o[%lld] GPU %g CPU %g\n", full_label, (long long)i, (double)a, (double)b);
-      g_failures += 1;
-      goto done;
-    }
-  }
+  compare_with_cpu(full_label, &c, &result, o, lse, o_cpu, lse_cpu);
 done:
   free(o);
   free(o_again);
@@ -148,6 +216,8 @@ static padec_params base_params(void) {
 static void both(const char *label, const padec_params *p, int32_t batch, const int32_t *lens, uint64_t seed) {
   run_case(label, p, batch, lens, seed, 0);
   run_case(label, p, batch, lens, seed + 1, 1);
+  /* Split counts 1 (direct writes) to 9, varying with the case. */
+  run_grid_case(label, p, batch, lens, seed + 2, 1 + (int32_t)((seed * 7) % 9));
 }
 
 static uint64_t rng_state = 0x1234567887654321ull;

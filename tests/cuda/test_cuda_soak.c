@@ -45,6 +45,7 @@ typedef struct soak_case {
   int32_t batch;
   int32_t kv_lens[MAX_BATCH];
   padec_plan_options options;
+  int32_t grid_splits; /* > 0: the grid path with this many splits; 0: a plan with options */
   uint64_t seed;
 } soak_case;
 
@@ -52,6 +53,7 @@ typedef struct stats {
   int64_t cases, failed_cases, bad_elements, bad_lse;
   int64_t fp8, per_token, hnd, windowed, few_workers, split_plans, page1, page1024, q_len4;
   int64_t head_dim256, empty_sequences, group16, huge_windows;
+  int64_t batch_invariant, cost, grid;
 } stats;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -167,7 +169,12 @@ static void generate(int64_t index, soak_case *s) {
   s->options.partition_tokens = partition_kind == 0   ? 0
                                 : partition_kind == 1 ? 16 << below(&state, 11)
                                                       : 16 << below(&state, 3);
-  s->options.policy = PADEC_POLICY_EVEN;
+  /* Paths and policies: the persistent kernel under each host policy, and the grid path. */
+  const int32_t path = below(&state, 8);
+  s->options.policy = path == 5   ? PADEC_POLICY_BATCH_INVARIANT
+                      : path == 4 ? PADEC_POLICY_COST
+                                  : PADEC_POLICY_EVEN;
+  s->grid_splits = path >= 6 ? 1 + log_uniform(&state, 64) : 0;
   s->seed = next_random(&state);
 }
 
@@ -178,6 +185,18 @@ static void *alloc_or_die(size_t bytes) {
     exit(1);
   }
   return ptr;
+}
+
+static int run_cpu_grid(const padec_case *c, int32_t splits, int32_t partition_tokens, void *o,
+                        float *lse) {
+  padec_grid_layout layout;
+  if (padec_grid_layout_init(&c->params, c->batch, splits, partition_tokens, &layout) != PADEC_STATUS_OK)
+    return -1;
+  void *workspace = alloc_or_die(layout.workspace_bytes);
+  padec_tensors t = padec_case_tensors(c, o, lse);
+  const padec_status status = padec_cpu_run_grid(&c->params, &layout, &t, workspace, layout.workspace_bytes);
+  free(workspace);
+  return status == PADEC_STATUS_OK ? 0 : -1;
 }
 
 static int run_cpu(const padec_case *c, const padec_plan_options *options, void *o, float *lse,
@@ -242,7 +261,8 @@ static int64_t run_one(int64_t index, stats *local, int verbose) {
   memset(&gpu_result, 0, sizeof gpu_result);
 
   padec_case_poison(&c, o_cpu, lse_cpu);
-  if (run_cpu(&c, &options, o_cpu, lse_cpu, &split) != 0) {
+  if ((s.grid_splits ? run_cpu_grid(&c, s.grid_splits, options.partition_tokens, o_cpu, lse_cpu)
+                     : run_cpu(&c, &options, o_cpu, lse_cpu, &split)) != 0) {
     report(index, &c, &options, padec_last_message(), NULL);
     bad = -1;
     goto done;
@@ -257,7 +277,9 @@ static int64_t run_one(int64_t index, stats *local, int verbose) {
     bad += cpu_result.bad_elements + cpu_result.bad_lse;
   }
   if (!g_cpu_only) {
-    if (padec_gpu_run_case(&c, &options, o_gpu, lse_gpu, err, sizeof err) != 0) {
+    if ((s.grid_splits ? padec_gpu_run_case_grid(&c, s.grid_splits, options.partition_tokens, o_gpu,
+                                                 lse_gpu, err, sizeof err)
+                       : padec_gpu_run_case(&c, &options, o_gpu, lse_gpu, err, sizeof err)) != 0) {
       report(index, &c, &options, err, NULL);
       bad = -1;
       goto done;
@@ -293,6 +315,9 @@ static int64_t run_one(int64_t index, stats *local, int verbose) {
     }
   }
 
+  local->batch_invariant += !s.grid_splits && options.policy == PADEC_POLICY_BATCH_INVARIANT;
+  local->cost += !s.grid_splits && options.policy == PADEC_POLICY_COST;
+  local->grid += s.grid_splits > 0;
   local->fp8 += c.params.kv_dtype == PADEC_DTYPE_E4M3;
   local->per_token += c.params.fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN;
   local->hnd += c.params.kv_layout == PADEC_LAYOUT_HND;
@@ -411,10 +436,11 @@ int main(int argc, char **argv) {
          " HND, %" PRId64 " windowed (%" PRId64 " near INT32_MAX), %" PRId64
          " with workers < KV heads, %" PRId64 " plans with splits, %" PRId64 " page 1, %" PRId64
          " page 1024, %" PRId64 " q_len 4, %" PRId64 " head_dim 256, %" PRId64 " group 16, %" PRId64
-         " empty sequences\n",
+         " empty sequences, %" PRId64 " batch_invariant plans, %" PRId64 " cost plans, %" PRId64
+         " grid runs\n",
          st->fp8, st->per_token, st->hnd, st->windowed, st->huge_windows, st->few_workers,
          st->split_plans, st->page1, st->page1024, st->q_len4, st->head_dim256, st->group16,
-         st->empty_sequences);
+         st->empty_sequences, st->batch_invariant, st->cost, st->grid);
   printf("test_cuda_soak: %" PRId64 " cases (%s, seed %" PRIu64 ", %ld threads, %.1f s), %" PRId64
          " mismatches in %" PRId64 " failed cases\n",
          st->cases, g_cpu_only ? "CPU against the oracle only" : "GPU and CPU", g_base_seed,

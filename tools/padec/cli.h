@@ -25,7 +25,9 @@ enum {
   CLI_FLAG_CSV = 1u << 2,
   CLI_FLAG_DUMP = 1u << 3,
   CLI_FLAG_SEED = 1u << 4,
-  CLI_FLAG_DEVICE_PLAN = 1u << 5
+  CLI_FLAG_DEVICE_PLAN = 1u << 5,
+  CLI_FLAG_CALIBRATE = 1u << 6,
+  CLI_FLAG_COMPARE = 1u << 7
 };
 
 typedef struct cli_options {
@@ -41,6 +43,8 @@ typedef struct cli_options {
   int iterations; /* 0: the command's default */
   int csv;
   int device_plan; /* bench: time the device scheduler and the one-graph step instead */
+  int calibrate;   /* bench: fit the cost policy's model on the GPU instead */
+  int compare;     /* bench: every path and policy per workload, and `auto`'s pick */
   int dump;
   uint64_t seed;
   const char *only; /* substring filter on workload names, or NULL */
@@ -79,9 +83,10 @@ int64_t cli_total_tokens(const padec_workload *w);
  * asked for and is not available. why gets a short reason for the choice. */
 int cli_use_gpu(const cli_options *opt, char *why, size_t why_size);
 
-/* What run, check and bench start from: parsed options, the workloads and the backend. */
-/* "even" or "batch_invariant". */
+/* "even", "cost" or "batch_invariant". */
 const char *cli_policy_name(padec_policy policy);
+
+/* What run, check and bench start from: parsed options, the workloads and the backend. */
 
 typedef struct cli_session {
   cli_options opt;

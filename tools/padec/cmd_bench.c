@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "calibrate.h"
 #include "cli.h"
 #include "gpu.h"
 
@@ -123,11 +124,96 @@ static int bench_cpu(const cli_options *opt, const padec_workload *w, uint64_t s
   return rc;
 }
 
+/* `padec bench --calibrate`: the cost model fitted on the GPU (bench/calibrate.h). */
+static int bench_calibrate(const cli_options *opt) {
+  if (opt->file || opt->num_workload_lines > 0 || opt->only)
+    return cli_usage_error("bench", "--calibrate runs its own batches: give no FILE, --workload "
+                                    "or --only");
+  if (opt->backend == CLI_BACKEND_CPU)
+    return cli_usage_error("bench", "--calibrate measures the GPU: not with --backend cpu");
+  if (opt->device_plan || opt->csv)
+    return cli_usage_error("bench", "--calibrate goes with neither --device-plan nor --csv");
+  if (!padec_gpu_available()) {
+#ifdef PADEC_HAVE_CUDA
+    const char *why = "no CUDA device of compute capability 9.0 or newer";
+#else
+    const char *why = "padec was built without CUDA";
+#endif
+    fprintf(stderr, "padec bench: --calibrate needs a GPU: %s\n", why);
+    return CLI_EXIT_USAGE;
+  }
+  static padec_calibration calibration;
+  char err[1024] = "";
+  if (padec_gpu_calibrate(opt->workers, opt->iterations, &calibration, err, sizeof err) != 0) {
+    int measured = 0;
+    for (int i = 0; i < calibration.num_points; ++i) measured += calibration.points[i].measured;
+    if (measured) padec_calibration_print(stdout, &calibration); /* what was measured */
+    fprintf(stderr, "padec bench --calibrate: %s\n", err);
+    return CLI_EXIT_FAILURE;
+  }
+  padec_calibration_print(stdout, &calibration);
+  return CLI_EXIT_OK;
+}
+
+/* `padec bench --compare`: one GPU row per workload with every path and policy. */
+enum { COMPARE_COLUMNS = 4 };
+static const char *const compare_names[COMPARE_COLUMNS] = {"even", "batch_inv", "cost", "grid"};
+
+static void print_compare_header(void) {
+  printf("%-24s", "workload");
+  for (int k = 0; k < COMPARE_COLUMNS; ++k) printf(" %10s", compare_names[k]);
+  printf(" %6s %-22s %9s\n", "splits", "auto", "auto/best");
+}
+
+/* Runs the columns of one workload; prints its row, or returns -1 with err set. */
+static int bench_compare(const cli_options *opt, const padec_workload *w, int iterations,
+                         char *err, size_t err_size) {
+  double ratio[COMPARE_COLUMNS];
+  const padec_plan_options base = cli_plan_options(opt, &w->params, 1);
+  const int32_t grid_splits = padec_grid_recommended_splits(&w->params, w->batch, base.num_workers,
+                                                            base.partition_tokens);
+  for (int k = 0; k < COMPARE_COLUMNS; ++k) {
+    padec_gpu_bench_result result;
+    padec_plan_options options = base;
+    options.policy = k == 0 ? PADEC_POLICY_EVEN : k == 1 ? PADEC_POLICY_BATCH_INVARIANT : PADEC_POLICY_COST;
+    const int rc = k == 3 ? padec_gpu_bench_grid(w, grid_splits, base.partition_tokens, iterations,
+                                                 &result, err, err_size)
+                          : padec_gpu_bench(w, &options, iterations, &result, err, err_size);
+    if (rc != 0) return -1;
+    ratio[k] = result.effective_gbps / result.copy_gbps;
+  }
+  padec_choice choice;
+  if (padec_choose(&w->params, w->batch, w->kv_lens, base.num_workers, &choice) != PADEC_STATUS_OK) {
+    snprintf(err, err_size, "padec_choose: %s", padec_last_message());
+    return -1;
+  }
+  const int picked = choice.path == PADEC_PATH_GRID                        ? 3
+                     : choice.plan_options.policy == PADEC_POLICY_COST      ? 2
+                     : choice.plan_options.policy == PADEC_POLICY_BATCH_INVARIANT ? 1
+                                                                            : 0;
+  double best = ratio[0];
+  for (int k = 1; k < COMPARE_COLUMNS; ++k)
+    if (ratio[k] > best) best = ratio[k];
+  printf("%-24s", w->name);
+  for (int k = 0; k < COMPARE_COLUMNS; ++k) printf(" %10.3f", ratio[k]);
+  printf(" %6d %-22s %9.3f\n", grid_splits, compare_names[picked], ratio[picked] / best);
+  return 0;
+}
+
 int cli_cmd_bench(int argc, char **argv) {
   cli_session session;
   int ready;
   const unsigned flags = CLI_FLAG_BACKEND | CLI_FLAG_ITERATIONS | CLI_FLAG_CSV | CLI_FLAG_SEED |
-                         CLI_FLAG_DEVICE_PLAN;
+                         CLI_FLAG_DEVICE_PLAN | CLI_FLAG_CALIBRATE | CLI_FLAG_COMPARE;
+  {
+    /* --calibrate needs no workloads: handle it before the session loads them. */
+    cli_options first;
+    int rc = cli_parse_options("bench", flags, argc, argv, &first);
+    if (rc == CLI_EXIT_OK && first.calibrate && !first.help) rc = bench_calibrate(&first);
+    const int done = rc != CLI_EXIT_OK || (first.calibrate && !first.help);
+    cli_options_free(&first);
+    if (done) return rc;
+  }
   int rc = cli_session_open("bench", flags, argc, argv, &session, &ready);
   if (!ready) return rc;
   const cli_options opt = session.opt;
@@ -173,6 +259,20 @@ int cli_cmd_bench(int argc, char **argv) {
     padec_gpu_bench_result result;
     memset(&result, 0, sizeof result);
     int ok;
+    if (use_gpu && opt.compare) {
+      if (!header_done) {
+        printf("effective / copy per path and policy (copy measured in each run)\n");
+        print_compare_header();
+        header_done = 1;
+      }
+      if (bench_compare(&opt, &w, iterations, err, sizeof err) != 0) {
+        fprintf(stderr, "padec bench: %s: %s\n", w.name, err);
+        ++failures;
+      }
+      fflush(stdout);
+      padec_workload_free(&w);
+      continue;
+    }
     if (use_gpu && opt.device_plan) {
       padec_plan_options options = cli_plan_options(&opt, &w.params, 1);
       double plan_us = 0, graph_us = 0, host_us = 0;

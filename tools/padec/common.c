@@ -97,6 +97,16 @@ int cli_parse_options(const char *command, unsigned flags, int argc, char **argv
       opt->device_plan = 1;
       continue;
     }
+    if (strcmp(name, "--compare") == 0 && (flags & CLI_FLAG_COMPARE)) {
+      if (value) return cli_usage_error(command, "option '%s' takes no value", name);
+      opt->compare = 1;
+      continue;
+    }
+    if (strcmp(name, "--calibrate") == 0 && (flags & CLI_FLAG_CALIBRATE)) {
+      if (value) return cli_usage_error(command, "option '%s' takes no value", name);
+      opt->calibrate = 1;
+      continue;
+    }
     if (strcmp(name, "--dump") == 0 && (flags & CLI_FLAG_DUMP)) {
       if (value) return cli_usage_error(command, "option '%s' takes no value", name);
       opt->dump = 1;
@@ -130,11 +140,13 @@ int cli_parse_options(const char *command, unsigned flags, int argc, char **argv
     } else if (strcmp(name, "--policy") == 0) {
       if (strcmp(value, "even") == 0) {
         opt->policy = PADEC_POLICY_EVEN;
+      } else if (strcmp(value, "cost") == 0) {
+        opt->policy = PADEC_POLICY_COST;
       } else if (strcmp(value, "batch_invariant") == 0) {
         opt->policy = PADEC_POLICY_BATCH_INVARIANT;
       } else {
-        return cli_usage_error(command, "--policy %s: built are 'even' and 'batch_invariant'",
-                               value);
+        return cli_usage_error(
+            command, "--policy %s: built are 'even', 'cost' and 'batch_invariant'", value);
       }
     } else if (strcmp(name, "--scale-lengths") == 0) {
       if (parse_scale(value, &opt->scale) != 0)
@@ -472,5 +484,7 @@ void cli_session_close(cli_session *session) {
 }
 
 const char *cli_policy_name(padec_policy policy) {
-  return policy == PADEC_POLICY_BATCH_INVARIANT ? "batch_invariant" : "even";
+  return policy == PADEC_POLICY_BATCH_INVARIANT ? "batch_invariant"
+         : policy == PADEC_POLICY_COST          ? "cost"
+                                                : "even";
 }

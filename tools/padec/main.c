@@ -40,8 +40,10 @@ static const char common_help[] =
     "  --workers N          workers (persistent CTAs) of the plan. Default: the GPU's\n"
     "                       recommendation when a GPU is present, else 264 (2 per SM of an H100)\n"
     "  --partition T        tokens per partition, a power of two 16..16384 (default 256)\n"
-    "  --policy P           scheduling policy: even (default, the seed's) or batch_invariant\n"
-    "                       (split points fixed by each sequence alone)\n";
+    "  --policy P           scheduling policy: even (default, the seed's: equal partitions per\n"
+    "                       worker), cost (equal predicted time per worker: every work item and\n"
+    "                       every split costs a fixed start-up) or batch_invariant (split points\n"
+    "                       fixed by each sequence alone)\n";
 
 static const char run_help[] =
     "usage: padec run [FILE | --workload LINE]... [OPTIONS]\n"
@@ -78,7 +80,10 @@ static const char plan_help[] =
     "\n"
     "Builds the schedule of every workload on the host and prints per workload: work items,\n"
     "split sequences (merge groups), partial slots and rows, the load per worker in partitions\n"
-    "(min / mean / max, and max / mean), plan and workspace bytes.\n"
+    "(min / mean / max, and max / mean), plan and workspace bytes. Then, for the same workloads\n"
+    "and workers, the predicted time per worker of each policy side by side (even,\n"
+    "batch_invariant, cost): min / mean / max in us and max / mean, under the cost policy's\n"
+    "default model (padec_cost_model_default; docs/PERF.md says how far it is measured).\n"
     "\n"
     "options:\n"
     "  --dump               print the plans as JSON instead: the header counts, the layout, and\n"
@@ -103,6 +108,17 @@ static const char bench_help[] =
     "  --csv                comma-separated output with a header line\n"
     "  --device-plan        cuda: time the device scheduler, one graph replay of the whole step\n"
     "                       (device plan + decode), and host plan + upload + decode\n"
+    "  --compare            cuda: per workload, effective / copy of every path and policy (the\n"
+    "                       persistent kernel under even, batch_invariant and cost, the grid path\n"
+    "                       with its recommended splits) and of `auto`'s pick (padec_choose), with\n"
+    "                       auto / best\n"
+    "  --calibrate          cuda only: fit the cost policy's model (padec_cost_model) on this\n"
+    "                       GPU instead of timing workloads: synthetic batches in which every\n"
+    "                       worker gets k items of P partitions, whole or split, timed as above\n"
+    "                       (about 30 points, under a minute); prints the fitted constants, the\n"
+    "                       residuals and a line to paste as the new defaults. Takes --workers\n"
+    "                       (default: the GPU's recommendation) and --iterations (default 100)\n"
+    "                       and no workloads. Exit 2 without a GPU.\n"
     "  --scale-lengths F    multiply every kv_len and window by F in (0, 1]\n"
     "  --seed S             random seed (default 1)\n";
 

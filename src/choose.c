@@ -1,0 +1,53 @@
+/* `auto` (padec_choose): the path and policy for a batch, from its shape. */
+#include <string.h>
+
+#include "internal.h"
+
+/* A batch whose longest sequence has at least this many times the mean partitions is skewed: on
+ * the grid path without splits that sequence's blocks alone would set the time. */
+enum { SKEW_RATIO = 2 };
+
+padec_status padec_choose(const padec_params *params, int32_t batch, const int32_t *kv_lens,
+                          int32_t num_workers, padec_choice *choice) {
+  padec_status status = padec_params_validate(params);
+  if (status != PADEC_STATUS_OK) return status;
+  if (!choice) return padec__fail(PADEC_STATUS_NULL_POINTER, "choice is NULL");
+  if (batch < 0 || batch > (1 << 24))
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "batch = %d: need 0..16777216", batch);
+  if (num_workers < 1 || num_workers > 65536)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "num_workers = %d: need 1..65536", num_workers);
+  const padec_params p = padec__params_normalized(params);
+  const int32_t partition_tokens = 256;
+  int64_t total = 0, longest = 0;
+  if (kv_lens) {
+    for (int32_t b = 0; b < batch; ++b) {
+      if (kv_lens[b] < 0)
+        return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "kv_lens[%d] = %d is negative", b, kv_lens[b]);
+      const int64_t parts = padec_num_partitions(kv_lens[b], p.q_len, p.window_left, partition_tokens);
+      total += parts;
+      if (parts > longest) longest = parts;
+    }
+  }
+  padec_choice c;
+  memset(&c, 0, sizeof c);
+  c.path = PADEC_PATH_PERSISTENT;
+  c.partition_tokens = partition_tokens;
+  c.plan_options.num_workers = num_workers;
+  c.plan_options.partition_tokens = partition_tokens;
+  c.plan_options.policy = PADEC_POLICY_EVEN;
+  const int skewed = batch > 1 && total > 0 && longest * batch >= SKEW_RATIO * total;
+  /* Enough (sequence, KV head) blocks to give every CTA one: the grid path without splits needs
+   * no plan, no partials and no merge, and beat every plan on the H100 table where the lengths
+   * are even. Skewed, the longest sequence's block alone sets the time: a plan splits it. */
+  const int fills_device = (int64_t)batch * p.num_kv_heads >= num_workers;
+  c.grid_splits = padec_grid_recommended_splits(&p, batch, num_workers, partition_tokens);
+  if (fills_device && !(kv_lens && skewed)) {
+    c.path = PADEC_PATH_GRID;
+  } else if (kv_lens) {
+    /* Cost was level with or ahead of even everywhere but b1-32k-bf16 (3% behind). */
+    c.plan_options.policy = PADEC_POLICY_COST;
+  }
+  *choice = c;
+  padec__clear_message();
+  return PADEC_STATUS_OK;
+}

@@ -1,0 +1,99 @@
+/* The grid path's sizes and argument checks (the executors are in cpu/executor.c and
+ * cuda/launch.cu). */
+#include <string.h>
+
+#include "internal.h"
+
+enum { GRID_MAX_SPLITS = 1024, GRID_RECOMMENDED_MAX_SPLITS = 64 };
+
+static size_t align_up(size_t value, size_t alignment) {
+  return (value + alignment - 1) / alignment * alignment;
+}
+
+padec_status padec_grid_layout_init(const padec_params *params, int32_t batch, int32_t num_splits,
+                                    int32_t partition_tokens, padec_grid_layout *layout) {
+  padec_status status = padec_params_validate(params);
+  if (status != PADEC_STATUS_OK) return status;
+  if (!layout) return padec__fail(PADEC_STATUS_NULL_POINTER, "layout is NULL");
+  if (batch < 0 || batch > (1 << 24))
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "batch = %d: need 0..16777216", batch);
+  if (num_splits < 1 || num_splits > GRID_MAX_SPLITS)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "num_splits = %d: need 1..%d", num_splits,
+                       GRID_MAX_SPLITS);
+  const int32_t tokens = partition_tokens ? partition_tokens : 256;
+  if (tokens < 16 || tokens > 16384 || (tokens & (tokens - 1)) != 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "partition_tokens = %d: need a power of two 16..16384 (0 = 256)",
+                       partition_tokens);
+  const padec_params p = padec__params_normalized(params);
+  /* One CTA per block (a 1-D grid), and partial rows indexed in int32 by the merge. */
+  const int64_t blocks = (int64_t)batch * p.num_kv_heads * num_splits;
+  const int64_t partial_rows = num_splits > 1 ? (int64_t)batch * num_splits * p.q_len : 0;
+  if (blocks > INT32_MAX || partial_rows > INT32_MAX / 4)
+    return padec__fail(PADEC_STATUS_SIZE_OVERFLOW,
+                       "batch %d x %d KV heads x %d splits: more than 2^31 blocks or partial rows",
+                       batch, p.num_kv_heads, num_splits);
+  padec_grid_layout l;
+  memset(&l, 0, sizeof l);
+  l.batch = batch;
+  l.num_splits = num_splits;
+  l.num_kv_heads = p.num_kv_heads;
+  l.num_q_heads = p.num_q_heads;
+  l.head_dim = p.head_dim;
+  l.q_len = p.q_len;
+  l.partition_tokens = tokens;
+  l.params_key = padec__params_key(&p);
+  const size_t row_elems = (size_t)p.num_q_heads * (size_t)p.head_dim;
+  l.partial_o_offset = 0;
+  l.partial_lse_offset = align_up(sizeof(float) * row_elems * (size_t)partial_rows, 256);
+  l.merge_counters_offset =
+      align_up(l.partial_lse_offset + sizeof(float) * (size_t)p.num_q_heads * (size_t)partial_rows,
+               256);
+  const size_t counters = num_splits > 1 ? (size_t)batch * (size_t)p.num_kv_heads : 0;
+  l.workspace_bytes = align_up(l.merge_counters_offset + sizeof(int32_t) * counters, 256);
+  if (l.workspace_bytes == 0) l.workspace_bytes = 256;
+  *layout = l;
+  padec__clear_message();
+  return PADEC_STATUS_OK;
+}
+
+int32_t padec_grid_recommended_splits(const padec_params *params, int32_t batch,
+                                      int32_t num_workers, int32_t partition_tokens) {
+  if (padec_params_validate(params) != PADEC_STATUS_OK || batch <= 0 || num_workers <= 0) return 1;
+  const padec_params p = padec__params_normalized(params);
+  const int64_t blocks = (int64_t)batch * p.num_kv_heads;
+  int64_t splits = (num_workers + blocks - 1) / blocks;
+  if (splits > GRID_RECOMMENDED_MAX_SPLITS) splits = GRID_RECOMMENDED_MAX_SPLITS;
+  if (p.window_left > 0) {
+    const int64_t tokens = partition_tokens > 0 ? partition_tokens : 256;
+    /* The union of the queries' windows, plus one partition for its unaligned start. */
+    const int64_t spanned = ((int64_t)p.window_left + p.q_len + tokens - 1) / tokens + 1;
+    if (splits > spanned) splits = spanned;
+  }
+  return splits < 1 ? 1 : (int32_t)splits;
+}
+
+padec_status padec__check_grid_arguments(const padec_params *params,
+                                         const padec_grid_layout *layout,
+                                         const padec_tensors *tensors, const void *workspace,
+                                         size_t workspace_bytes) {
+  padec_status status = padec_params_validate(params);
+  if (status != PADEC_STATUS_OK) return status;
+  if (!layout) return padec__fail(PADEC_STATUS_NULL_POINTER, "layout is NULL");
+  if (!tensors) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors is NULL");
+  const padec_params p = padec__params_normalized(params);
+  status = padec__check_layout_shape(&p, "grid layout", layout->params_key, layout->num_q_heads,
+                                     layout->num_kv_heads, layout->head_dim, layout->q_len);
+  if (status != PADEC_STATUS_OK) return status;
+  if (layout->num_splits < 1 || layout->partition_tokens < 16)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "layout.num_splits = %d, partition_tokens = %d: not a layout from "
+                       "padec_grid_layout_init", layout->num_splits, layout->partition_tokens);
+  if (workspace_bytes < layout->workspace_bytes)
+    return padec__fail(PADEC_STATUS_WORKSPACE_TOO_SMALL, "workspace_bytes = %zu, need %zu",
+                       workspace_bytes, layout->workspace_bytes);
+  if (!workspace) return padec__fail(PADEC_STATUS_NULL_POINTER, "workspace is NULL");
+  if ((uintptr_t)workspace % 16 != 0)
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "workspace must be 16-byte aligned");
+  return padec__check_tensors(&p, layout->batch, tensors);
+}
