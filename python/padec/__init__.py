@@ -8,27 +8,35 @@
     o = padec.run_cpu(params, plan, q, k_pages, v_pages, page_indptr, page_indices, kv_lens)
 
 run_cpu takes numpy arrays (bf16 as uint16 bits) or CPU torch tensors; run_cuda takes torch CUDA
-tensors and runs on torch's current stream. torch is imported only by the CUDA path. The library
-is found through $PADEC_LIBRARY, then padec/_lib/libpadec.so, then build/libpadec.so of the
-source tree; every failure raises padec.Error with the status name and the library's message.
+tensors and runs on torch's current stream. torch is imported only by the CUDA path. The grid
+path (grid_layout, run_cpu_grid, run_cuda_grid) needs no plan; choose() picks the path and policy
+for a batch; merge_shards_cpu / merge_shards_cuda combine the shards of context-parallel decode
+(build_plan and the run functions take shard_starts= and seq_lens=). The library is found through
+$PADEC_LIBRARY, then padec/_lib/libpadec.so, then build/libpadec.so of the source tree; every
+failure raises padec.Error with the status name and the library's message.
 """
 
+from ._choose import Choice, choose
 from ._cuda import DeviceInfo, built_with_cuda, device_info, recommended_workers
 from ._errors import Error, Status
+from ._grid import GridLayout, grid_layout, grid_recommended_splits
 from ._library import library_path, library_version
 from ._params import DType, Fp8ScaleMode, Layout, Params, Policy
 from ._plan import (CostModel, Plan, PlanHeader, PlanLayout, build_plan, default_cost_model,
                     plan_layout)
-from ._run import run_cpu, run_cuda
+from ._run import (merge_shards_cpu, merge_shards_cuda, run_cpu, run_cpu_grid, run_cuda,
+                   run_cuda_grid)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Choice",
     "CostModel",
     "DType",
     "DeviceInfo",
     "Error",
     "Fp8ScaleMode",
+    "GridLayout",
     "Layout",
     "Params",
     "Plan",
@@ -38,12 +46,19 @@ __all__ = [
     "Status",
     "build_plan",
     "built_with_cuda",
+    "choose",
     "default_cost_model",
     "device_info",
+    "grid_layout",
+    "grid_recommended_splits",
     "library_path",
     "library_version",
+    "merge_shards_cpu",
+    "merge_shards_cuda",
     "plan_layout",
     "recommended_workers",
     "run_cpu",
+    "run_cpu_grid",
     "run_cuda",
+    "run_cuda_grid",
 ]

@@ -59,6 +59,21 @@ def recommended_workers(params: Params, device: int = 0) -> int:
     return workers.value
 
 
+def workers_or_recommended(params: Params, num_workers) -> int:
+    """num_workers as given, else recommended_workers(params) of CUDA device 0. Where that device
+    cannot be asked (no CUDA build, no device), Error BAD_ARGUMENT: num_workers is required."""
+    if num_workers is not None:
+        return num_workers
+    try:
+        return recommended_workers(params)
+    except Error as error:
+        if not Status.NOT_BUILT_WITH_CUDA <= error.status < Status.INTERNAL:
+            raise
+        raise Error(Status.BAD_ARGUMENT,
+                    "num_workers: not given, and no CUDA device can recommend one "
+                    f"({error.status_name}: {error.message}); pass num_workers") from error
+
+
 def device_index(device) -> int:
     """The index of a CUDA device given as a torch device, "cuda:N", N, or None (current)."""
     torch = import_torch()

@@ -122,10 +122,51 @@ class CTensors(ctypes.Structure):
         ("o_stride_token", ctypes.c_int64),
         ("o_stride_head", ctypes.c_int64),
         ("lse", ctypes.c_void_p),
-        # Context-parallel shards (padec_tensors.shard_starts / seq_lens); NULL here: the
-        # binding runs whole sequences.
+        # Context-parallel shards (padec_tensors.shard_starts / seq_lens); both NULL for whole
+        # sequences.
         ("shard_starts", ctypes.c_void_p),
         ("seq_lens", ctypes.c_void_p),
+    ]
+
+
+class CGridLayout(ctypes.Structure):
+    _fields_ = [
+        ("batch", ctypes.c_int32),
+        ("num_splits", ctypes.c_int32),
+        ("num_kv_heads", ctypes.c_int32),
+        ("num_q_heads", ctypes.c_int32),
+        ("head_dim", ctypes.c_int32),
+        ("q_len", ctypes.c_int32),
+        ("partition_tokens", ctypes.c_int32),
+        ("reserved_", ctypes.c_int32),
+        ("params_key", ctypes.c_uint64),
+        ("partial_o_offset", ctypes.c_size_t),
+        ("partial_lse_offset", ctypes.c_size_t),
+        ("merge_counters_offset", ctypes.c_size_t),
+        ("workspace_bytes", ctypes.c_size_t),
+    ]
+
+
+class CChoice(ctypes.Structure):
+    _fields_ = [
+        ("path", c_enum),  # padec_path: 0 persistent, 1 grid
+        ("plan_options", CPlanOptions),
+        ("grid_splits", ctypes.c_int32),
+        ("partition_tokens", ctypes.c_int32),
+    ]
+
+
+class CShardMergeTensors(ctypes.Structure):
+    # Addresses: host memory for padec_cpu_merge_shards, device memory for padec_cuda_merge_shards.
+    _fields_ = [
+        ("num_shards", ctypes.c_int32),
+        ("rows", ctypes.c_int32),
+        ("shard_o", ctypes.c_void_p),
+        ("shard_lse", ctypes.c_void_p),
+        ("o", ctypes.c_void_p),
+        ("o_stride_token", ctypes.c_int64),
+        ("o_stride_head", ctypes.c_int64),
+        ("lse", ctypes.c_void_p),
     ]
 
 
@@ -154,17 +195,33 @@ _PROTOTYPES = {
         c_enum, [_P(CParams), ctypes.c_int32, _P(CPlanOptions), _P(CPlanLayout)]),
     "padec_plan_build": (
         c_enum, [_P(CParams), _P(CPlanLayout), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
+    "padec_plan_build_shard": (
+        c_enum, [_P(CParams), _P(CPlanLayout), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                 ctypes.c_void_p, ctypes.c_size_t]),
     "padec_cost_model_default": (c_enum, [_P(CCostModel)]),
     "padec_plan_predict": (
         c_enum, [_P(CParams), _P(CPlanLayout), ctypes.c_void_p, _P(CCostModel), ctypes.c_void_p]),
     "padec_cpu_run": (
         c_enum, [_P(CParams), _P(CPlanLayout), ctypes.c_void_p, _P(CTensors), ctypes.c_void_p,
                  ctypes.c_size_t]),
+    "padec_grid_layout_init": (
+        c_enum, [_P(CParams), ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, _P(CGridLayout)]),
+    "padec_grid_recommended_splits": (
+        ctypes.c_int32, [_P(CParams), ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]),
+    "padec_choose": (
+        c_enum, [_P(CParams), ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, _P(CChoice)]),
+    "padec_cpu_run_grid": (
+        c_enum, [_P(CParams), _P(CGridLayout), _P(CTensors), ctypes.c_void_p, ctypes.c_size_t]),
+    "padec_cpu_merge_shards": (c_enum, [_P(CParams), _P(CShardMergeTensors)]),
     "padec_cuda_device_query": (c_enum, [ctypes.c_int32, _P(CDeviceInfo)]),
     "padec_cuda_recommended_workers": (c_enum, [_P(CParams), ctypes.c_int32, _P(ctypes.c_int32)]),
     "padec_cuda_run": (
         c_enum, [_P(CParams), _P(CPlanLayout), ctypes.c_void_p, _P(CTensors), ctypes.c_void_p,
                  ctypes.c_size_t, ctypes.c_void_p]),
+    "padec_cuda_run_grid": (
+        c_enum, [_P(CParams), _P(CGridLayout), _P(CTensors), ctypes.c_void_p, ctypes.c_size_t,
+                 ctypes.c_void_p]),
+    "padec_cuda_merge_shards": (c_enum, [_P(CParams), _P(CShardMergeTensors), ctypes.c_void_p]),
     "padec_cuda_upload_plan": (
         c_enum, [_P(CPlanLayout), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
 }

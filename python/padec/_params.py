@@ -120,3 +120,11 @@ class Params:
     def validate(self) -> None:
         """Checks the parameters on their own (padec_params_validate); raises Error."""
         check(lib().padec_params_validate(ctypes.byref(self.to_c())))
+
+
+def expect_params(params) -> Params:
+    """params itself if it is a Params; Error otherwise."""
+    if not isinstance(params, Params):
+        raise Error(Status.BAD_ARGUMENT,
+                    f"params: need a padec.Params, not {type(params).__name__}")
+    return params

@@ -1,5 +1,5 @@
-"""Plan sizing and building on the host (padec_plan_layout_init, padec_plan_build), and the
-upload of a plan to a CUDA device (padec_cuda_upload_plan)."""
+"""Plan sizing and building on the host (padec_plan_layout_init, padec_plan_build,
+padec_plan_build_shard), and the upload of a plan to a CUDA device (padec_cuda_upload_plan)."""
 
 from __future__ import annotations
 
@@ -134,37 +134,67 @@ def plan_layout(params: Params, batch: int, *, num_workers: int, partition_token
     return PlanLayout.from_c(layout)
 
 
-def _host_kv_lens(kv_lens) -> np.ndarray:
-    """kv_lens for planning as a contiguous int32 numpy array: a sequence of ints, a numpy array
-    or a CPU torch tensor. A CUDA tensor is refused: reading it would synchronise."""
-    if isinstance(kv_lens, np.ndarray) or is_torch_tensor(kv_lens):
-        describe("kv_lens", kv_lens).expect_device("cpu")
-    values = np.asarray(kv_lens)
-    if values.ndim != 1 or (values.size and values.dtype.kind not in "iu"):
+def host_lengths(values, name: str = "kv_lens") -> np.ndarray:
+    """Per-sequence integers for the host (kv_lens, shard_starts, seq_lens) as a new contiguous
+    int32 numpy array (a copy: the plan keeps it read-only, and the caller's array stays as it
+    was): a sequence of ints, a numpy array or a CPU torch tensor. A CUDA tensor is refused:
+    reading it would synchronise."""
+    if isinstance(values, np.ndarray) or is_torch_tensor(values):
+        describe(name, values).expect_device("cpu")
+    array = np.asarray(values)
+    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
         raise Error(Status.BAD_ARGUMENT,
-                    f"kv_lens: need a 1-D sequence of integers, got shape {list(values.shape)} "
-                    f"of {values.dtype}")
-    if values.size and (values.min() < -_INT32_MAX - 1 or values.max() > _INT32_MAX):
-        raise Error(Status.BAD_ARGUMENT, "kv_lens: values do not fit int32")
-    return np.ascontiguousarray(values, dtype=np.int32)
+                    f"{name}: need a 1-D sequence of integers, got shape {list(array.shape)} "
+                    f"of {array.dtype}")
+    if array.size and (array.min() < -_INT32_MAX - 1 or array.max() > _INT32_MAX):
+        raise Error(Status.BAD_ARGUMENT, f"{name}: values do not fit int32")
+    return np.array(array, dtype=np.int32, order="C")
+
+
+def check_shard_pair(shard_starts, seq_lens) -> bool:
+    """Whether shards are given; Error (NULL_POINTER, as the library says) for one without the
+    other."""
+    if (shard_starts is None) != (seq_lens is None):
+        given, missing = (("shard_starts", "seq_lens") if seq_lens is None
+                          else ("seq_lens", "shard_starts"))
+        raise Error(Status.NULL_POINTER,
+                    f"{missing}: None, but {given} is given (shard_starts and seq_lens go "
+                    "together)")
+    return shard_starts is not None
 
 
 def build_plan(params: Params, kv_lens, *, num_workers: int, partition_tokens: int = 0,
-               policy: Policy = Policy.EVEN, cost_model: CostModel | None = None) -> Plan:
+               policy: Policy = Policy.EVEN, cost_model: CostModel | None = None,
+               shard_starts=None, seq_lens=None) -> Plan:
     """Schedules a batch on the host (padec_plan_build) for kv_lens, the tokens of each sequence
     with its new query tokens included. The plan is valid for runs with the same head counts,
     head_dim, q_len and window, and kv_lens giving the same partitions; dtypes, KV layout, page
-    size and scales may change per run. Raises Error."""
-    lens = _host_kv_lens(kv_lens)
+    size and scales may change per run.
+
+    shard_starts, seq_lens: one shard of context-parallel decode (padec_plan_build_shard), both
+    or neither, [batch] integers like kv_lens: sequence b's kv_lens[b] tokens are positions
+    [shard_starts[b], shard_starts[b] + kv_lens[b]) of a sequence of seq_lens[b] tokens. Run the
+    plan with the same arrays. Raises Error."""
+    lens = host_lengths(kv_lens)
+    shards = {}
+    if check_shard_pair(shard_starts, seq_lens):
+        for name, value in (("shard_starts", shard_starts), ("seq_lens", seq_lens)):
+            shards[name] = host_lengths(value, name)
+            if len(shards[name]) != len(lens):
+                raise Error(Status.BAD_ARGUMENT,
+                            f"{name}: {len(shards[name])} values, need one per sequence "
+                            f"({len(lens)}, as kv_lens)")
     layout = plan_layout(params, len(lens), num_workers=num_workers,
                          partition_tokens=partition_tokens, policy=policy, cost_model=cost_model)
     layout_c = layout.to_c()
     data = aligned_empty(layout.plan_bytes, 16)
-    check(lib().padec_plan_build(ctypes.byref(params.to_c()), ctypes.byref(layout_c),
-                                 lens.ctypes.data, data.ctypes.data, data.nbytes))
-    data.flags.writeable = False
-    lens.flags.writeable = False
-    return Plan(params, layout, data, lens)
+    check(lib().padec_plan_build_shard(
+        ctypes.byref(params.to_c()), ctypes.byref(layout_c), lens.ctypes.data,
+        shards["shard_starts"].ctypes.data if shards else None,
+        shards["seq_lens"].ctypes.data if shards else None, data.ctypes.data, data.nbytes))
+    for array in (data, lens, *shards.values()):
+        array.flags.writeable = False
+    return Plan(params, layout, data, lens, **shards)
 
 
 class Plan:
@@ -172,14 +202,18 @@ class Plan:
 
     params: the Params it was built with; layout: its PlanLayout; data: the plan bytes, a
     read-only numpy uint8 array of layout.plan_bytes, 16-byte aligned; kv_lens: the int32 lengths
-    it was built for. The int32 metadata arrays are read-only numpy views (work_info, ...).
+    it was built for; shard_starts, seq_lens: the int32 shard arrays it was built for, or None.
+    The int32 metadata arrays are read-only numpy views (work_info, ...).
     """
 
-    def __init__(self, params: Params, layout: PlanLayout, data: np.ndarray, kv_lens: np.ndarray):
+    def __init__(self, params: Params, layout: PlanLayout, data: np.ndarray, kv_lens: np.ndarray,
+                 shard_starts: np.ndarray | None = None, seq_lens: np.ndarray | None = None):
         self.params = params
         self.layout = layout
         self.data = data
         self.kv_lens = kv_lens
+        self.shard_starts = shard_starts
+        self.seq_lens = seq_lens
         self._c_layout = layout.to_c()
         self._device_plans: dict[int, object] = {}
 

@@ -1,19 +1,22 @@
-"""Running a plan: run_cpu (padec_cpu_run) on numpy arrays or CPU torch tensors, run_cuda
-(padec_cuda_run) on CUDA torch tensors. Every argument is checked here (dtype, device, shape,
-strides, alignment) before the C call, which checks again."""
+"""Running a batch: a plan with run_cpu (padec_cpu_run) on numpy arrays or CPU torch tensors and
+run_cuda (padec_cuda_run) on CUDA torch tensors; the grid path with run_cpu_grid and run_cuda_grid
+(padec_cpu_run_grid, padec_cuda_run_grid), which take the same tensors. Every argument is checked
+here (dtype, device, shape, strides, alignment) before the C call, which checks again."""
 
 from __future__ import annotations
 
 import ctypes
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
 from ._cuda import import_torch
 from ._errors import Error, Status
-from ._library import CParams, CTensors, check, lib
-from ._params import DType, Fp8ScaleMode, Layout, Params
-from ._plan import Plan
+from ._grid import GridLayout
+from ._library import CParams, CShardMergeTensors, CTensors, check, lib
+from ._params import DType, Fp8ScaleMode, Layout, Params, expect_params
+from ._plan import Plan, _int32, check_shard_pair
 from ._tensors import NUMPY_DTYPES, Tensor, aligned_empty, describe, torch_dtype
 
 
@@ -44,21 +47,37 @@ def _empty(like: Tensor, shape: tuple[int, ...], dtype: DType):
     return np.empty(shape, dtype=NUMPY_DTYPES[dtype])
 
 
-def _bind(params: Params, plan: Plan, backend: str, q, k_pages, v_pages, page_indptr,
-          page_indices, kv_lens, o, lse, k_scales, v_scales, return_lse: bool) -> _Call:
-    if not isinstance(params, Params):
-        raise Error(Status.BAD_ARGUMENT,
-                    f"params: need a padec.Params, not {type(params).__name__}")
-    if not isinstance(plan, Plan):
-        raise Error(Status.BAD_ARGUMENT, f"plan: need a padec.Plan, not {type(plan).__name__}")
+class _Kind(NamedTuple):
+    """What a run function takes as its schedule, and how the messages name it."""
+
+    argument: str  # the argument's name
+    cls: type
+    noun: str
+    made: str  # "built" or "made"
+    suffix: str  # of the run functions' names
+
+
+_PLAN = _Kind("plan", Plan, "the plan", "built", "")
+_GRID = _Kind("layout", GridLayout, "the grid layout", "made", "_grid")
+
+
+def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pages, page_indptr,
+          page_indices, kv_lens, o, lse, k_scales, v_scales, return_lse: bool, shard_starts,
+          seq_lens) -> _Call:
+    """Checks the arguments of one run against params and the schedule (a Plan or a GridLayout,
+    as `kind` says) and binds them for C."""
+    expect_params(params)
+    if not isinstance(schedule, kind.cls):
+        raise Error(Status.BAD_ARGUMENT, f"{kind.argument}: need a padec.{kind.cls.__name__}, "
+                    f"not {type(schedule).__name__}")
     params.validate()
-    if _schedule_fields(params) != _schedule_fields(plan.params):
+    if _schedule_fields(params) != _schedule_fields(schedule.params):
         raise Error(Status.PLAN_MISMATCH,
-                    "the plan was built for num_q_heads, num_kv_heads, head_dim, q_len, "
-                    f"window_left = {_schedule_fields(plan.params)}; params give "
+                    f"{kind.noun} was {kind.made} for num_q_heads, num_kv_heads, head_dim, q_len, "
+                    f"window_left = {_schedule_fields(schedule.params)}; params give "
                     f"{_schedule_fields(params)}")
 
-    batch, q_len = plan.batch, params.q_len or 1
+    batch, q_len = schedule.batch, params.q_len or 1
     tokens, heads, dim = batch * q_len, params.num_q_heads, params.head_dim
     kv_heads, page_size = params.num_kv_heads, params.page_size
 
@@ -67,7 +86,8 @@ def _bind(params: Params, plan: Plan, backend: str, q, k_pages, v_pages, page_in
         qt.expect_device("cpu")
     elif not qt.device.startswith("cuda"):
         raise qt.fail(Status.BAD_ARGUMENT,
-                      f"is on {qt.device}: run_cuda needs CUDA tensors (run_cpu runs on the host)")
+                      f"is on {qt.device}: run_cuda{kind.suffix} needs CUDA tensors "
+                      f"(run_cpu{kind.suffix} runs on the host)")
     device = qt.device
 
     def tensor(name: str, value) -> Tensor:
@@ -77,7 +97,7 @@ def _bind(params: Params, plan: Plan, backend: str, q, k_pages, v_pages, page_in
 
     qt.expect_dtype(params.q_dtype, "params.q_dtype")
     qt.expect_shape((tokens, heads, dim),
-                    f"([batch * q_len, num_q_heads, head_dim]; the plan is for batch {batch})")
+                    f"([batch * q_len, num_q_heads, head_dim]; {kind.noun} is for batch {batch})")
     qt.expect_rows(writeable=False)
     qt.expect_aligned(qt.itemsize)
 
@@ -102,7 +122,12 @@ def _bind(params: Params, plan: Plan, backend: str, q, k_pages, v_pages, page_in
     if len(indices.shape) not in (1, 2):
         raise indices.fail(Status.BAD_ARGUMENT,
                            f"shape {list(indices.shape)}, need 1-D (CSR) or 2-D (a block table)")
-    for index in (indptr, indices, lens):
+    shards = {}
+    if check_shard_pair(shard_starts, seq_lens):
+        for name, value in (("shard_starts", shard_starts), ("seq_lens", seq_lens)):
+            shards[name] = tensor(name, value)
+            shards[name].expect_shape((batch,), "([batch])")
+    for index in (indptr, indices, lens, *shards.values()):
         index.expect_element("int32")
         index.expect_contiguous()
         index.expect_aligned(4)
@@ -155,26 +180,28 @@ def _bind(params: Params, plan: Plan, backend: str, q, k_pages, v_pages, page_in
         page_indptr=indptr.address, page_indices=indices.address, kv_lens=lens.address,
         k_scales=scales.get("k_scales"), v_scales=scales.get("v_scales"),
         o=ot.address, o_stride_token=ot.stride(0, heads * dim), o_stride_head=ot.stride(1, dim),
-        lse=lse_address)
+        lse=lse_address,
+        shard_starts=shards["shard_starts"].address if shards else None,
+        seq_lens=shards["seq_lens"].address if shards else None)
     return _Call(params.to_c(), c_tensors, device, o, lse)
 
 
-def _workspace(workspace, plan: Plan, device: str, alignment: int) -> Tensor:
+def _workspace(workspace, schedule, noun: str, device: str, alignment: int) -> Tensor:
     checked = describe("workspace", workspace)
     checked.expect_device(device)
     checked.expect_element("uint8")
     checked.expect_contiguous()
     checked.expect_writeable()
     checked.expect_aligned(alignment)
-    if checked.numel < plan.workspace_bytes:
+    if checked.numel < schedule.workspace_bytes:
         raise checked.fail(Status.WORKSPACE_TOO_SMALL,
-                           f"{checked.numel} bytes, the plan needs {plan.workspace_bytes}")
+                           f"{checked.numel} bytes, {noun} needs {schedule.workspace_bytes}")
     return checked
 
 
 def run_cpu(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_indices, kv_lens,
             o=None, lse=None, k_scales=None, v_scales=None, *, return_lse: bool = False,
-            workspace=None):
+            workspace=None, shard_starts=None, seq_lens=None):
     """Runs a plan on the CPU (padec_cpu_run) on numpy arrays or CPU torch tensors. New outputs
     are of q's kind. Single-threaded C; the GIL is released during the call.
 
@@ -189,17 +216,23 @@ def run_cpu(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_i
     float32 [num_pages, num_kv_heads, page_size] with Fp8ScaleMode.PER_TOKEN, one element with
     PER_TENSOR_DEVICE. workspace: uint8, plan.workspace_bytes or more; allocated if None.
 
+    shard_starts, seq_lens: one shard of context-parallel decode, both or neither, int32 [batch]
+    each, as the plan was built with (build_plan): the pages hold sequence b's positions
+    [shard_starts[b], shard_starts[b] + kv_lens[b]) of seq_lens[b] tokens, and the query tokens
+    sit at the end of the whole sequence. Run shards with o_dtype FP32 and the LSE, then combine
+    them with merge_shards_cpu.
+
     dtypes: bf16 as torch.bfloat16 or as its bits in uint16 (numpy has no bf16), fp16 as
     float16, fp32 as float32, fp8 e4m3 as torch.float8_e4m3fn or uint8.
 
     Returns o, or (o, lse) when lse is given or return_lse is set. Raises Error (status name and
     message) on a bad argument, before anything is written.
     """
-    call = _bind(params, plan, "cpu", q, k_pages, v_pages, page_indptr, page_indices, kv_lens, o,
-                 lse, k_scales, v_scales, return_lse)
+    call = _bind(params, plan, _PLAN, "cpu", q, k_pages, v_pages, page_indptr, page_indices,
+                 kv_lens, o, lse, k_scales, v_scales, return_lse, shard_starts, seq_lens)
     if workspace is None:
         workspace = aligned_empty(plan.workspace_bytes, 16)
-    space = _workspace(workspace, plan, "cpu", 16)
+    space = _workspace(workspace, plan, _PLAN.noun, "cpu", 16)
     check(lib().padec_cpu_run(ctypes.byref(call.params), ctypes.byref(plan._c_layout),
                               plan.data.ctypes.data, ctypes.byref(call.tensors), space.address,
                               space.numel))
@@ -208,23 +241,159 @@ def run_cpu(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_i
 
 def run_cuda(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_indices, kv_lens,
              o=None, lse=None, k_scales=None, v_scales=None, *, return_lse: bool = False,
-             workspace=None):
+             workspace=None, shard_starts=None, seq_lens=None):
     """Runs a plan on a CUDA device (padec_cuda_run): arguments and result as for run_cpu, all
     torch tensors on one CUDA device (the workspace 256-byte aligned). Runs on torch's current
     stream and never synchronises, so it can be captured in a CUDA graph; the plan is uploaded
-    on first use (Plan.to_device: call it before capturing). Page ids and kv_lens are device
-    data and are not checked; kv_lens must give the partitions the plan was built for.
+    on first use (Plan.to_device: call it before capturing). Page ids, kv_lens and the shard
+    arrays are device data and are not checked; kv_lens must give the partitions the plan was
+    built for.
     """
-    call = _bind(params, plan, "cuda", q, k_pages, v_pages, page_indptr, page_indices, kv_lens, o,
-                 lse, k_scales, v_scales, return_lse)
+    call = _bind(params, plan, _PLAN, "cuda", q, k_pages, v_pages, page_indptr, page_indices,
+                 kv_lens, o, lse, k_scales, v_scales, return_lse, shard_starts, seq_lens)
     torch = import_torch()
     with torch.cuda.device(q.device):
         stream = torch.cuda.current_stream()
         device_plan = plan.to_device(q.device)
         if workspace is None:
             workspace = torch.empty(plan.workspace_bytes, dtype=torch.uint8, device=q.device)
-        space = _workspace(workspace, plan, call.device, 256)
+        space = _workspace(workspace, plan, _PLAN.noun, call.device, 256)
         check(lib().padec_cuda_run(ctypes.byref(call.params), ctypes.byref(plan._c_layout),
                                    device_plan.data_ptr(), ctypes.byref(call.tensors),
                                    space.address, space.numel, stream.cuda_stream))
     return call.result()
+
+
+def run_cpu_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_indptr,
+                 page_indices, kv_lens, o=None, lse=None, k_scales=None, v_scales=None, *,
+                 return_lse: bool = False, workspace=None, shard_starts=None, seq_lens=None):
+    """Runs the grid path on the CPU (padec_cpu_run_grid): no plan, any lengths; the same blocks
+    and merge as run_cuda_grid. layout: from grid_layout for this batch. Tensors, outputs and
+    errors as for run_cpu (workspace: layout.workspace_bytes or more, 16-byte aligned)."""
+    call = _bind(params, layout, _GRID, "cpu", q, k_pages, v_pages, page_indptr, page_indices,
+                 kv_lens, o, lse, k_scales, v_scales, return_lse, shard_starts, seq_lens)
+    if workspace is None:
+        workspace = aligned_empty(layout.workspace_bytes, 16)
+    space = _workspace(workspace, layout, _GRID.noun, "cpu", 16)
+    check(lib().padec_cpu_run_grid(ctypes.byref(call.params), ctypes.byref(layout.to_c()),
+                                   ctypes.byref(call.tensors), space.address, space.numel))
+    return call.result()
+
+
+def run_cuda_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_indptr,
+                  page_indices, kv_lens, o=None, lse=None, k_scales=None, v_scales=None, *,
+                  return_lse: bool = False, workspace=None, shard_starts=None, seq_lens=None):
+    """Runs the grid path on a CUDA device (padec_cuda_run_grid): one launch over batch x
+    num_kv_heads x num_splits blocks (plus a memset of the merge counters when num_splits > 1),
+    on torch's current stream, never synchronising (capturable). Nothing is read from the
+    lengths on the host, so kv_lens may change between replays of a captured graph. Arguments
+    and result as for run_cuda (workspace: layout.workspace_bytes or more, 256-byte aligned)."""
+    call = _bind(params, layout, _GRID, "cuda", q, k_pages, v_pages, page_indptr, page_indices,
+                 kv_lens, o, lse, k_scales, v_scales, return_lse, shard_starts, seq_lens)
+    torch = import_torch()
+    with torch.cuda.device(q.device):
+        stream = torch.cuda.current_stream()
+        if workspace is None:
+            workspace = torch.empty(layout.workspace_bytes, dtype=torch.uint8, device=q.device)
+        space = _workspace(workspace, layout, _GRID.noun, call.device, 256)
+        check(lib().padec_cuda_run_grid(ctypes.byref(call.params), ctypes.byref(layout.to_c()),
+                                        ctypes.byref(call.tensors), space.address, space.numel,
+                                        stream.cuda_stream))
+    return call.result()
+
+
+def _bind_merge(params: Params, backend: str, shard_o, shard_lse, out, out_lse,
+                return_lse: bool) -> tuple[CParams, CShardMergeTensors, object, object]:
+    """Checks the arguments of a shard merge and binds them for C."""
+    expect_params(params).validate()
+    heads, dim = params.num_q_heads, params.head_dim
+    so = describe("shard_o", shard_o)
+    if backend == "cpu":
+        so.expect_device("cpu")
+    elif not so.device.startswith("cuda"):
+        raise so.fail(Status.BAD_ARGUMENT, f"is on {so.device}: merge_shards_cuda needs CUDA "
+                      "tensors (merge_shards_cpu merges on the host)")
+    device = so.device
+
+    def tensor(name: str, value) -> Tensor:
+        checked = describe(name, value)
+        checked.expect_device(device)
+        return checked
+
+    so.expect_element("float32")
+    if len(so.shape) != 4 or so.shape[2:] != (heads, dim):
+        raise so.fail(Status.BAD_ARGUMENT,
+                      f"shape {list(so.shape)}, need [R, rows, {heads}, {dim}] ([shards, "
+                      "batch * q_len, num_q_heads, head_dim])")
+    shards, rows = so.shape[0], _int32(so.shape[1], "shard_o: rows")
+    if shards < 1:
+        raise so.fail(Status.BAD_ARGUMENT, "has no shard (R = 0), need 1 or more")
+    _int32(shards, "shard_o: R")
+    sl = tensor("shard_lse", shard_lse)
+    sl.expect_element("float32")
+    sl.expect_shape((shards, rows, heads), "([R, rows, num_q_heads], as shard_o)")
+    for stacked in (so, sl):
+        stacked.expect_contiguous()
+        stacked.expect_aligned(4)
+
+    if out is None:
+        out = _empty(so, (rows, heads, dim), params.o_dtype)
+    ot = tensor("out", out)
+    ot.expect_dtype(params.o_dtype, "params.o_dtype")
+    ot.expect_shape((rows, heads, dim), "([rows, num_q_heads, head_dim])")
+    ot.expect_rows(writeable=True)
+    ot.expect_writeable()
+    ot.expect_aligned(ot.itemsize)
+
+    lse_address = None
+    if out_lse is None and return_lse:
+        out_lse = _empty(so, (rows, heads), DType.FP32)
+    if out_lse is not None:
+        lt = tensor("out_lse", out_lse)
+        lt.expect_element("float32")
+        lt.expect_shape((rows, heads), "([rows, num_q_heads])")
+        lt.expect_contiguous()
+        lt.expect_writeable()
+        lt.expect_aligned(4)
+        lse_address = lt.address
+
+    c_tensors = CShardMergeTensors(
+        num_shards=shards, rows=rows, shard_o=so.address, shard_lse=sl.address, o=ot.address,
+        o_stride_token=ot.stride(0, heads * dim), o_stride_head=ot.stride(1, dim),
+        lse=lse_address)
+    return params.to_c(), c_tensors, out, out_lse
+
+
+def merge_shards_cpu(params: Params, shard_o, shard_lse, out=None, out_lse=None, *,
+                     return_lse: bool = False):
+    """Combines the results of R shards of context-parallel decode on the host
+    (padec_cpu_merge_shards), with log-sum-exp weights in shard order 0..R-1: the same bytes on
+    every run. A row that no shard sees gets 0 and LSE -inf.
+
+    shard_o: float32 [R, rows, num_q_heads, head_dim], contiguous: each shard's o (a run with
+    o_dtype FP32), stacked; shard_lse: float32 [R, rows, num_q_heads], contiguous: their LSEs.
+    out: [rows, num_q_heads, head_dim] in params.o_dtype, any positive token and head strides;
+    allocated if None. out_lse: float32 [rows, num_q_heads]; allocated if None and return_lse.
+    Only params' head counts, head_dim and o_dtype matter here.
+
+    Returns out, or (out, out_lse) when out_lse is given or return_lse is set. Raises Error.
+    """
+    c_params, c_tensors, out, out_lse = _bind_merge(params, "cpu", shard_o, shard_lse, out,
+                                                    out_lse, return_lse)
+    check(lib().padec_cpu_merge_shards(ctypes.byref(c_params), ctypes.byref(c_tensors)))
+    return out if out_lse is None else (out, out_lse)
+
+
+def merge_shards_cuda(params: Params, shard_o, shard_lse, out=None, out_lse=None, *,
+                      return_lse: bool = False):
+    """merge_shards_cpu on a CUDA device (padec_cuda_merge_shards): all torch tensors on one
+    device; one launch on torch's current stream, never synchronising (capturable). The same
+    arithmetic and order as merge_shards_cpu."""
+    c_params, c_tensors, out, out_lse = _bind_merge(params, "cuda", shard_o, shard_lse, out,
+                                                    out_lse, return_lse)
+    torch = import_torch()
+    with torch.cuda.device(shard_o.device):
+        stream = torch.cuda.current_stream()
+        check(lib().padec_cuda_merge_shards(ctypes.byref(c_params), ctypes.byref(c_tensors),
+                                            stream.cuda_stream))
+    return out if out_lse is None else (out, out_lse)

@@ -197,3 +197,56 @@ def assert_close(o, lse, case: Case, *, atol: float = 2e-5) -> None:
         assert np.array_equal(np.isneginf(lse), np.isneginf(expected_lse))
         finite = np.isfinite(expected_lse)
         np.testing.assert_allclose(lse[finite], expected_lse[finite], rtol=1e-5, atol=atol)
+
+
+def shard_bounds(rng: np.random.Generator, kv_lens, num_shards: int) -> np.ndarray:
+    """int32 [num_shards + 1, batch] cut positions of context-parallel shards: shard r holds
+    positions [bounds[r, b], bounds[r + 1, b]) of sequence b. Random cuts, so some shards are
+    empty and some end inside a page or a partition."""
+    lens = np.asarray(kv_lens, dtype=np.int64)
+    cuts = np.sort(rng.integers(0, lens + 1, size=(num_shards - 1, len(lens))), axis=0)
+    return np.vstack([np.zeros((1, len(lens)), np.int64), cuts, lens[None, :]]).astype(np.int32)
+
+
+def shard_case(rng: np.random.Generator, case: Case, begin: np.ndarray, end: np.ndarray) -> Case:
+    """The shard of case that holds positions [begin[b], end[b]) of each sequence: the same q,
+    kv_lens = end - begin, and those tokens (and per-token scales) copied into a pool of its own,
+    its pages at random places and the rest poisoned as make_case does."""
+    p = case.params
+    shard = make_case(rng, p, np.asarray(end) - np.asarray(begin))
+    shard.q = case.q
+    if p.fp8_scale_mode == Fp8ScaleMode.PER_TENSOR_DEVICE:
+        shard.k_scales, shard.v_scales = case.k_scales, case.v_scales
+
+    def slots(of: Case, b: int, positions: np.ndarray):
+        pages = of.page_indices.reshape(-1)[of.page_indptr[b] + positions // p.page_size]
+        return pages, positions % p.page_size
+
+    for b in range(len(shard.kv_lens)):
+        positions = np.arange(int(begin[b]), int(end[b]))
+        (src_pages, src_slots), (dst_pages, dst_slots) = (slots(case, b, positions),
+                                                          slots(shard, b, positions - begin[b]))
+        for name in ("k_pages", "v_pages"):
+            source, target = getattr(case, name), getattr(shard, name)
+            if p.kv_layout == Layout.NHD:
+                target[dst_pages, dst_slots] = source[src_pages, src_slots]
+            else:
+                target[dst_pages, :, dst_slots] = source[src_pages, :, src_slots]
+        if p.fp8_scale_mode == Fp8ScaleMode.PER_TOKEN:
+            shard.k_scales[dst_pages, :, dst_slots] = case.k_scales[src_pages, :, src_slots]
+            shard.v_scales[dst_pages, :, dst_slots] = case.v_scales[src_pages, :, src_slots]
+    return shard
+
+
+def merge_reference(shard_o: np.ndarray, shard_lse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The log-sum-exp combination of stacked shard results in float64: [rows, heads, dim] and
+    [rows, heads]; 0 and -inf where every shard's LSE is -inf."""
+    lse = np.asarray(shard_lse, np.float64)
+    peak = lse.max(axis=0)
+    safe = np.where(np.isneginf(peak), 0.0, peak)
+    weights = np.exp(lse - safe)  # [R, rows, heads]; 0 for a shard that saw nothing
+    total = weights.sum(axis=0)
+    out = np.einsum("rth,rthd->thd", weights, np.asarray(shard_o, np.float64))
+    seen = total > 0
+    out = np.where(seen[..., None], out / np.where(seen, total, 1.0)[..., None], 0.0)
+    return out, np.where(seen, safe + np.log(np.where(seen, total, 1.0)), -np.inf)

@@ -1,5 +1,6 @@
 """run_cuda on torch CUDA tensors: against the float64 reference, inside CUDA graph capture, on
-torch's current stream, and bad inputs. Skipped without torch, a GPU, or a CUDA build."""
+torch's current stream, and bad inputs; run_cuda_grid, shards and merge_shards_cuda against
+their CPU versions. Skipped without torch, a GPU, or a CUDA build."""
 
 import dataclasses
 
@@ -8,7 +9,7 @@ import pytest
 
 import padec
 from padec import DType, Fp8ScaleMode, Layout, Status
-from reference import assert_close, make_case, random_values
+from reference import assert_close, make_case, random_values, shard_bounds, shard_case
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
@@ -238,3 +239,150 @@ def test_bad_inputs():
                                     fp8_scale_mode=Fp8ScaleMode.PER_TOKEN)
     expect_error(Status.BAD_SCALES, "k_scales: fp8_scale_mode PER_TOKEN needs it", per_token,
                  plan, **dict(inputs, k_pages=fp8_pool, v_pages=fp8_pool))
+
+
+# The grid path, shards and their merge, choose with device lengths.
+
+
+@pytest.mark.parametrize("splits", [1, 4, "recommended"])
+@pytest.mark.parametrize("q_len, window", [(1, 0), (3, 100)])
+@pytest.mark.parametrize("kv", ["bf16", "fp8-token", "fp8-tensor-device"])
+def test_grid_matches_run_cpu_grid(kv, q_len, window, splits):
+    params = padec.Params(num_q_heads=16, num_kv_heads=4, head_dim=128, page_size=16,
+                          o_dtype=DType.FP32, q_len=q_len, window_left=window, **KV_CONFIGS[kv])
+    case = make_case(np.random.default_rng([q_len, window, len(kv)]), params, LENS)
+    if splits == "recommended":
+        splits = padec.grid_recommended_splits(
+            params, len(LENS), padec.recommended_workers(params, torch.cuda.current_device()))
+    layout = padec.grid_layout(params, len(LENS), num_splits=splits, partition_tokens=64)
+    o = output(params, case.q.shape[0])
+    lse = torch.full(case.q.shape[:2], NAN, device="cuda")
+    result = padec.run_cuda_grid(params, layout, **gpu_inputs(case), o=o, lse=lse)
+    assert result[0] is o and result[1] is lse
+    cpu_o, cpu_lse = padec.run_cpu_grid(params, layout, *case.inputs, **case.scales,
+                                        return_lse=True)
+    np.testing.assert_allclose(host(o), cpu_o, atol=ATOL[DType.FP32])
+    np.testing.assert_allclose(host(lse), cpu_lse, atol=1e-4)
+    assert_close(host(o), host(lse), case, atol=ATOL[params.o_dtype])
+
+
+def test_grid_graph_replays_new_lengths():
+    """The grid path reads the lengths on the device only: a captured graph replays new lengths
+    with nothing rebuilt on the host."""
+    params = padec.Params(num_q_heads=16, num_kv_heads=4, head_dim=128, page_size=16,
+                          o_dtype=DType.BF16, q_len=2)
+    full = make_case(np.random.default_rng(12), params, [4000, 400, 1600])
+    inputs = gpu_inputs(full)
+    layout = padec.grid_layout(params, 3, num_splits=8)
+    workspace = torch.empty(layout.workspace_bytes, dtype=torch.uint8, device="cuda")
+    o = output(params, full.q.shape[0])
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        padec.run_cuda_grid(params, layout, **inputs, o=o, workspace=workspace)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        padec.run_cuda_grid(params, layout, **inputs, o=o, workspace=workspace)
+    for lens in ([1000, 3, 1499], [4000, 400, 1600], [2, 0, 17]):
+        lens = np.array(lens, np.int32)
+        inputs["kv_lens"].copy_(torch.from_numpy(lens))
+        o.fill_(NAN)
+        graph.replay()
+        assert_close(host(o), None, dataclasses.replace(full, kv_lens=lens),
+                     atol=ATOL[params.o_dtype])
+
+
+@pytest.mark.parametrize("grid", [False, True])
+@pytest.mark.parametrize("num_shards", [1, 3])
+def test_shards_and_merge_match_the_cpu(num_shards, grid):
+    """Each shard run on the GPU into its slot of the stacked partials, then merged on the GPU:
+    against the same steps on the CPU, and the merged output against the reference."""
+    params = padec.Params(num_q_heads=16, num_kv_heads=4, head_dim=128, page_size=16, q_len=2,
+                          window_left=700, kv_dtype=DType.E4M3,
+                          fp8_scale_mode=Fp8ScaleMode.PER_TOKEN, o_dtype=DType.BF16)
+    shard_params = dataclasses.replace(params, o_dtype=DType.FP32)
+    rng = np.random.default_rng([num_shards, int(grid)])
+    case = make_case(rng, params, LENS)
+    bounds = shard_bounds(rng, case.kv_lens, num_shards)
+    rows = case.q.shape[0]
+    gpu_o = torch.full((num_shards, rows, 16, 128), NAN, device="cuda")
+    gpu_lse = torch.full((num_shards, rows, 16), NAN, device="cuda")
+    cpu_o = np.full((num_shards, rows, 16, 128), np.nan, np.float32)
+    cpu_lse = np.full((num_shards, rows, 16), np.nan, np.float32)
+    seq_lens = gpu(case.kv_lens)
+    for r in range(num_shards):
+        shard = shard_case(rng, case, bounds[r], bounds[r + 1])
+        host_shards = dict(shard_starts=bounds[r], seq_lens=case.kv_lens)
+        device_shards = dict(shard_starts=gpu(bounds[r].copy()), seq_lens=seq_lens)
+        if grid:
+            layout = padec.grid_layout(params, len(LENS), num_splits=4, partition_tokens=64)
+            padec.run_cuda_grid(shard_params, layout, **gpu_inputs(shard), o=gpu_o[r],
+                                lse=gpu_lse[r], **device_shards)
+            padec.run_cpu_grid(shard_params, layout, *shard.inputs, **shard.scales, o=cpu_o[r],
+                               lse=cpu_lse[r], **host_shards)
+        else:
+            plan = padec.build_plan(params, shard.kv_lens, num_workers=132, **host_shards)
+            padec.run_cuda(shard_params, plan, **gpu_inputs(shard), o=gpu_o[r], lse=gpu_lse[r],
+                           **device_shards)
+            padec.run_cpu(shard_params, plan, *shard.inputs, **shard.scales, o=cpu_o[r],
+                          lse=cpu_lse[r], **host_shards)
+    np.testing.assert_allclose(host(gpu_o), cpu_o, atol=ATOL[DType.FP32])
+    np.testing.assert_allclose(host(gpu_lse), cpu_lse, atol=1e-4)
+    o, lse = padec.merge_shards_cuda(params, gpu_o, gpu_lse, return_lse=True)
+    assert o.device.type == "cuda" and o.dtype == torch.bfloat16
+    expected_o, expected_lse = padec.merge_shards_cpu(params, host(gpu_o), host(gpu_lse),
+                                                      return_lse=True)
+    assert np.array_equal(np.isneginf(host(lse)), np.isneginf(expected_lse))
+    finite = np.isfinite(expected_lse)
+    np.testing.assert_allclose(host(lse)[finite], expected_lse[finite], atol=1e-5)
+    assert_close(host(o), host(lse), case, atol=ATOL[params.o_dtype])
+    assert_close(expected_o, expected_lse, case, atol=ATOL[params.o_dtype])
+
+
+def test_merge_on_the_current_stream_is_deterministic():
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=128, page_size=16,
+                          o_dtype=DType.FP32)
+    shard_o = torch.randn(4, 33, 8, 128, device="cuda")
+    shard_lse = torch.randn(4, 33, 8, device="cuda")
+    shard_lse[2, 5] = float("-inf")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        first = padec.merge_shards_cuda(params, shard_o, shard_lse)
+        second = padec.merge_shards_cuda(params, shard_o, shard_lse)
+        same = torch.equal(first, second)
+    assert same
+    expected = padec.merge_shards_cpu(params, host(shard_o), host(shard_lse))
+    np.testing.assert_allclose(host(first), expected, atol=1e-5)
+
+
+def test_choose_with_lengths_on_the_device():
+    params = padec.Params(num_q_heads=32, num_kv_heads=8, head_dim=128, page_size=16)
+    workers = padec.recommended_workers(params, 0)
+    lens = torch.tensor([32768] * 2 + [256] * 62, dtype=torch.int32)
+    on_device = padec.choose(params, lens.cuda(), num_workers=workers)
+    assert on_device == padec.choose(params, batch=64, num_workers=workers)
+    assert padec.choose(params, lens).num_workers == workers
+
+
+def test_grid_and_merge_bad_inputs():
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16,
+                          o_dtype=DType.FP32)
+    case = make_case(np.random.default_rng(13), params, [100, 50])
+    inputs = gpu_inputs(case)
+    layout = padec.grid_layout(params, 2, num_splits=2)
+    device = inputs["q"].device
+    workspace = torch.empty(layout.workspace_bytes + 512, dtype=torch.uint8, device=device)[16:]
+    with pytest.raises(padec.Error, match="workspace: address"):
+        padec.run_cuda_grid(params, layout, **inputs, workspace=workspace)
+    with pytest.raises(padec.Error, match="seq_lens: None, but shard_starts is given"):
+        padec.run_cuda_grid(params, layout, **inputs, shard_starts=inputs["kv_lens"])
+    shard_o = torch.zeros(2, 2, 8, 64, device=device)
+    shard_lse = torch.zeros(2, 2, 8, device=device)
+    with pytest.raises(padec.Error, match=f"shard_lse: is on cpu, need {device}"):
+        padec.merge_shards_cuda(params, shard_o, shard_lse.cpu())
+    with pytest.raises(padec.Error, match=f"out: is on cpu, need {device}"):
+        padec.merge_shards_cuda(params, shard_o, shard_lse, out=torch.zeros(2, 8, 64))
+    with pytest.raises(padec.Error, match="merge_shards_cuda needs CUDA tensors"):
+        padec.merge_shards_cuda(params, shard_o.cpu(), shard_lse.cpu())

@@ -1,0 +1,73 @@
+"""`auto` (padec_choose): the path, policy and split count for a batch, from its shape."""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+
+from ._cuda import workers_or_recommended
+from ._errors import Error, Status
+from ._library import CChoice, check, lib
+from ._params import Params, Policy, expect_params
+from ._plan import _int32, host_lengths
+from ._tensors import describe, is_torch_tensor
+
+PATHS = ("persistent", "grid")  # padec_path by value
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """padec_choice: what choose() picked.
+
+    path "persistent": build_plan with num_workers, partition_tokens and policy, then run_cpu or
+    run_cuda. path "grid": grid_layout with num_splits=grid_splits and partition_tokens, then
+    run_cpu_grid or run_cuda_grid. policy is a Policy name ("even", "cost",
+    "batch_invariant"), which build_plan takes as it is; grid_splits is filled on both paths.
+    """
+
+    path: str
+    policy: str
+    num_workers: int
+    partition_tokens: int
+    grid_splits: int
+
+
+def choose(params: Params, kv_lens=None, num_workers: int | None = None, *,
+           batch: int | None = None) -> Choice:
+    """Picks the path and policy for a batch (padec_choose), by the rule of docs/PERF.md: the grid
+    path where batch x num_kv_heads fills num_workers and the lengths are not skewed, else a plan
+    (the cost policy when the lengths are known).
+
+    kv_lens: the tokens of each sequence, on the host (a sequence of ints, a numpy array or a CPU
+    torch tensor); a CUDA tensor, or None with `batch`, means the lengths live on the device
+    only, and the choice depends on the shape alone. num_workers: concurrent CTAs of the device;
+    None means recommended_workers(params) of CUDA device 0, and is required without one. batch:
+    the number of sequences, needed only without kv_lens (else it must agree). Deterministic.
+    Raises Error.
+    """
+    expect_params(params)
+    lens = None
+    if kv_lens is not None:
+        if is_torch_tensor(kv_lens) and kv_lens.device.type != "cpu":
+            shape = describe("kv_lens", kv_lens).shape
+            if len(shape) != 1:
+                raise Error(Status.BAD_ARGUMENT, f"kv_lens: shape {list(shape)}, need [batch]")
+            count = shape[0]
+        else:
+            lens = host_lengths(kv_lens)
+            count = len(lens)
+        if batch is not None and int(batch) != count:
+            raise Error(Status.BAD_ARGUMENT,
+                        f"batch = {batch}, but kv_lens has {count} sequences")
+        batch = count
+    elif batch is None:
+        raise Error(Status.BAD_ARGUMENT, "kv_lens and batch are both None: give one of them")
+    workers = _int32(workers_or_recommended(params, num_workers), "num_workers")
+    choice = CChoice()
+    check(lib().padec_choose(ctypes.byref(params.to_c()), _int32(batch, "batch"),
+                             None if lens is None else lens.ctypes.data, workers,
+                             ctypes.byref(choice)))
+    return Choice(path=PATHS[choice.path],
+                  policy=Policy(choice.plan_options.policy).name.lower(),
+                  num_workers=choice.plan_options.num_workers,
+                  partition_tokens=choice.partition_tokens, grid_splits=choice.grid_splits)

@@ -1,0 +1,121 @@
+"""choose (padec_choose, `auto`): the path and policy for a batch, what it gives runs as chosen,
+and its errors."""
+
+import numpy as np
+import pytest
+
+import padec
+from padec import DType, Policy, Status
+from reference import assert_close, make_case
+
+PARAMS = padec.Params(num_q_heads=32, num_kv_heads=8, head_dim=128, page_size=16)
+WORKERS = 132
+
+
+@pytest.mark.parametrize("lens, path, policy", [
+    ([1024] * 64, "grid", "even"),                   # 64 x 8 blocks fill 132 workers, even lengths
+    ([1000, 1100, 900] * 6, "grid", "even"),         # 18 x 8 = 144 >= 132, lengths near each other
+    ([1024] * 4, "persistent", "cost"),              # 32 blocks for 132 workers: a plan splits
+    ([32768] * 2 + [256] * 62, "persistent", "cost"),  # fills the device but skewed
+    ([4096] + [16] * 20, "persistent", "cost"),      # skewed and small
+])
+def test_paths_and_policies(lens, path, policy):
+    choice = padec.choose(PARAMS, lens, num_workers=WORKERS)
+    assert (choice.path, choice.policy) == (path, policy), choice
+    assert choice.num_workers == WORKERS and choice.partition_tokens == 256
+    assert choice.grid_splits == padec.grid_recommended_splits(PARAMS, len(lens), WORKERS, 256)
+
+
+def test_lengths_on_the_device_only():
+    """Without lengths the choice is by shape alone and never the host-only cost policy."""
+    assert padec.choose(PARAMS, batch=64, num_workers=WORKERS).path == "grid"
+    small = padec.choose(PARAMS, None, WORKERS, batch=4)
+    assert (small.path, small.policy) == ("persistent", "even")
+    assert small.grid_splits == 5  # ceil(132 / (4 x 8))
+    skewed = [32768] * 2 + [256] * 62
+    assert padec.choose(PARAMS, batch=len(skewed), num_workers=WORKERS).path == "grid"
+    assert padec.choose(PARAMS, skewed, num_workers=WORKERS).path == "persistent"
+
+
+def test_deterministic_and_lengths_of_any_kind():
+    lens = [300, 7, 4096, 0, 55]
+    choices = {padec.choose(PARAMS, value, num_workers=16, batch=5)
+               for value in (lens, tuple(lens), np.array(lens, np.int64),
+                             np.array(lens, np.int32))}
+    assert len(choices) == 1
+
+
+def test_window_caps_the_splits():
+    windowed = padec.Params(32, 8, 128, 16, window_left=300)
+    choice = padec.choose(windowed, batch=2, num_workers=WORKERS)
+    assert choice.grid_splits == padec.grid_recommended_splits(windowed, 2, WORKERS) == 3
+    assert padec.choose(PARAMS, batch=2, num_workers=WORKERS).grid_splits == 9
+
+
+def run_chosen(params, case, num_workers):
+    """What a caller of choose does: the plan or the grid path, as chosen."""
+    choice = padec.choose(params, case.kv_lens, num_workers=num_workers)
+    if choice.path == "grid":
+        layout = padec.grid_layout(params, len(case.kv_lens), num_splits=choice.grid_splits,
+                                   partition_tokens=choice.partition_tokens)
+        return choice, padec.run_cpu_grid(params, layout, *case.inputs, return_lse=True)
+    plan = padec.build_plan(params, case.kv_lens, num_workers=choice.num_workers,
+                            partition_tokens=choice.partition_tokens, policy=choice.policy)
+    assert plan.header.policy == Policy[choice.policy.upper()]
+    return choice, padec.run_cpu(params, plan, *case.inputs, return_lse=True)
+
+
+@pytest.mark.parametrize("lens, workers, path", [
+    ([300, 290, 310, 280], 8, "grid"),
+    ([600, 40, 35, 30], 8, "persistent"),
+    ([200, 300], 16, "persistent"),
+])
+def test_runs_as_chosen_match_the_reference(lens, workers, path):
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16, q_len=2,
+                          o_dtype=DType.FP32)
+    case = make_case(np.random.default_rng(len(lens) + workers), params, lens)
+    choice, (o, lse) = run_chosen(params, case, workers)
+    assert choice.path == path
+    assert_close(o, lse, case)
+
+
+def test_num_workers_defaults_to_the_device():
+    try:
+        expected = padec.recommended_workers(PARAMS)
+    except padec.Error as error:
+        assert error.status >= Status.NOT_BUILT_WITH_CUDA
+        with pytest.raises(padec.Error) as caught:
+            padec.choose(PARAMS, [100, 200])
+        assert caught.value.status == Status.BAD_ARGUMENT
+        assert "pass num_workers" in caught.value.message
+        assert error.status_name in caught.value.message
+        with pytest.raises(padec.Error, match="pass num_workers"):
+            padec.grid_recommended_splits(PARAMS, 2)
+    else:
+        assert padec.choose(PARAMS, [100, 200]).num_workers == expected
+
+
+@pytest.mark.parametrize("call, status, text", [
+    (lambda: padec.choose(PARAMS, num_workers=8), Status.BAD_ARGUMENT,
+     "kv_lens and batch are both None"),
+    (lambda: padec.choose(PARAMS, [1, 2], num_workers=8, batch=3), Status.BAD_ARGUMENT,
+     "batch = 3, but kv_lens has 2 sequences"),
+    (lambda: padec.choose(PARAMS, [10, -3], num_workers=8), Status.BAD_ARGUMENT,
+     "kv_lens[1] = -3 is negative"),
+    (lambda: padec.choose(PARAMS, [[1, 2]], num_workers=8), Status.BAD_ARGUMENT,
+     "1-D sequence of integers"),
+    (lambda: padec.choose(PARAMS, [10], num_workers=0), Status.BAD_ARGUMENT,
+     "num_workers = 0"),
+    (lambda: padec.choose(PARAMS, batch=-1, num_workers=8), Status.BAD_ARGUMENT, "batch = -1"),
+    (lambda: padec.choose(PARAMS, [10], num_workers=2**40), Status.BAD_ARGUMENT,
+     "num_workers = 1099511627776 does not fit int32"),
+    (lambda: padec.choose(padec.Params(8, 3, 64, 16), [10], num_workers=8),
+     Status.BAD_HEAD_COUNT, "num_q_heads = 8, num_kv_heads = 3"),
+    (lambda: padec.choose((8, 2, 64, 16), [10], num_workers=8), Status.BAD_ARGUMENT,
+     "params: need a padec.Params, not tuple"),
+])
+def test_errors(call, status, text):
+    with pytest.raises(padec.Error) as caught:
+        call()
+    assert (caught.value.status, caught.value.status_name) == (status, status.c_name)
+    assert text in caught.value.message, str(caught.value)
