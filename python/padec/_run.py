@@ -153,26 +153,9 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
                     f"k_scales/v_scales given with fp8_scale_mode {mode.name}: they are read "
                     "with PER_TOKEN or PER_TENSOR_DEVICE only")
 
-    if o is None:
-        o = _empty(qt, (tokens, heads, dim), params.o_dtype)
-    ot = tensor("o", o)
-    ot.expect_dtype(params.o_dtype, "params.o_dtype")
-    ot.expect_shape((tokens, heads, dim), "(the shape of q)")
-    ot.expect_rows(writeable=True)
-    ot.expect_writeable()
-    ot.expect_aligned(ot.itemsize)
-
-    lse_address = None
-    if lse is None and return_lse:
-        lse = _empty(qt, (tokens, heads), DType.FP32)
-    if lse is not None:
-        lt = tensor("lse", lse)
-        lt.expect_element("float32")
-        lt.expect_shape((tokens, heads), "([batch * q_len, num_q_heads])")
-        lt.expect_contiguous()
-        lt.expect_writeable()
-        lt.expect_aligned(4)
-        lse_address = lt.address
+    o, ot, lse, lse_address = _bind_outputs(params, tensor, qt, tokens, ("o", o), ("lse", lse),
+                                            return_lse, "(the shape of q)",
+                                            "([batch * q_len, num_q_heads])")
 
     c_tensors = CTensors(
         q=qt.address, q_stride_token=qt.stride(0, heads * dim), q_stride_head=qt.stride(1, dim),
@@ -302,6 +285,34 @@ def run_cuda_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_
     return call.result()
 
 
+def _bind_outputs(params: Params, tensor, like: Tensor, rows: int, o_arg, lse_arg,
+                  return_lse: bool, o_shape_text: str, lse_shape_text: str):
+    """Checks (or allocates, like `like`) the output [rows, heads, dim] and the optional LSE
+    [rows, heads] of a run or a merge. Returns (o, its Tensor, lse, lse address or None)."""
+    heads, dim = params.num_q_heads, params.head_dim
+    (o_name, o), (lse_name, lse) = o_arg, lse_arg
+    if o is None:
+        o = _empty(like, (rows, heads, dim), params.o_dtype)
+    ot = tensor(o_name, o)
+    ot.expect_dtype(params.o_dtype, "params.o_dtype")
+    ot.expect_shape((rows, heads, dim), o_shape_text)
+    ot.expect_rows(writeable=True)
+    ot.expect_writeable()
+    ot.expect_aligned(ot.itemsize)
+    lse_address = None
+    if lse is None and return_lse:
+        lse = _empty(like, (rows, heads), DType.FP32)
+    if lse is not None:
+        lt = tensor(lse_name, lse)
+        lt.expect_element("float32")
+        lt.expect_shape((rows, heads), lse_shape_text)
+        lt.expect_contiguous()
+        lt.expect_writeable()
+        lt.expect_aligned(4)
+        lse_address = lt.address
+    return o, ot, lse, lse_address
+
+
 def _bind_merge(params: Params, backend: str, shard_o, shard_lse, out, out_lse,
                 return_lse: bool) -> tuple[CParams, CShardMergeTensors, object, object]:
     """Checks the arguments of a shard merge and binds them for C."""
@@ -336,26 +347,10 @@ def _bind_merge(params: Params, backend: str, shard_o, shard_lse, out, out_lse,
         stacked.expect_contiguous()
         stacked.expect_aligned(4)
 
-    if out is None:
-        out = _empty(so, (rows, heads, dim), params.o_dtype)
-    ot = tensor("out", out)
-    ot.expect_dtype(params.o_dtype, "params.o_dtype")
-    ot.expect_shape((rows, heads, dim), "([rows, num_q_heads, head_dim])")
-    ot.expect_rows(writeable=True)
-    ot.expect_writeable()
-    ot.expect_aligned(ot.itemsize)
-
-    lse_address = None
-    if out_lse is None and return_lse:
-        out_lse = _empty(so, (rows, heads), DType.FP32)
-    if out_lse is not None:
-        lt = tensor("out_lse", out_lse)
-        lt.expect_element("float32")
-        lt.expect_shape((rows, heads), "([rows, num_q_heads])")
-        lt.expect_contiguous()
-        lt.expect_writeable()
-        lt.expect_aligned(4)
-        lse_address = lt.address
+    out, ot, out_lse, lse_address = _bind_outputs(params, tensor, so, rows, ("out", out),
+                                                  ("out_lse", out_lse), return_lse,
+                                                  "([rows, num_q_heads, head_dim])",
+                                                  "([rows, num_q_heads])")
 
     c_tensors = CShardMergeTensors(
         num_shards=shards, rows=rows, shard_o=so.address, shard_lse=sl.address, o=ot.address,
