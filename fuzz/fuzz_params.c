@@ -142,6 +142,8 @@ static padec_status expected_kv_status(const padec_params *p, int32_t batch, con
   if (indptr[0] != 0) return PADEC_STATUS_BAD_ARGUMENT;
   for (int32_t b = 0; b < batch; ++b) {
     if (indptr[b + 1] < indptr[b]) return PADEC_STATUS_BAD_ARGUMENT;
+    /* page_indices has indptr[batch] entries: pages ending past them are refused. */
+    if (indptr[b + 1] > indptr[batch]) return PADEC_STATUS_BAD_ARGUMENT;
     const int64_t capacity = (int64_t)(indptr[b + 1] - indptr[b]) * p->page_size;
     if (lens[b] < 0 || lens[b] > capacity) return PADEC_STATUS_KV_LEN_EXCEEDS_PAGES;
     for (int64_t t = 0; t < lens[b]; t += p->page_size) {
@@ -181,8 +183,8 @@ static void fuzz_block_table(const padec_params *params, const uint8_t *data, si
     take(&data, &size, &code, 1);
     indices[i] = code == 0xff ? INT32_MAX : code == 0xfe ? INT32_MIN : (int32_t)code - 4;
   }
-  /* The rules read page_indices only where page_indptr is monotone, so a table that is not stays
-   * inside indices[]; a negative indptr would be a caller's out-of-bounds table, not padec's. */
+  /* The rules read page_indices only below page_indptr[batch] and where page_indptr is monotone;
+   * a negative indptr would be a caller's out-of-bounds table, not padec's. */
   for (int32_t b = 0; b <= batch; ++b)
     if (indptr[b] < 0) indptr[b] = 0;
 

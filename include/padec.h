@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define PADEC_VERSION_MAJOR 0
-#define PADEC_VERSION_MINOR 1
+#define PADEC_VERSION_MINOR 2
 #define PADEC_VERSION_PATCH 0
 #define PADEC_VERSION_NUMBER \
   (PADEC_VERSION_MAJOR * 10000 + PADEC_VERSION_MINOR * 100 + PADEC_VERSION_PATCH)
@@ -320,7 +320,7 @@ typedef struct padec_grid_layout {
 
 /* Fills *layout. Errors: NULL_POINTER, the params errors, BAD_ARGUMENT (batch outside
  * 0..2^24, num_splits outside 1..1024, partition_tokens not a power of two 16..16384, 0 = 256),
- * SIZE_OVERFLOW (more than 2^31 blocks or partial rows). */
+ * SIZE_OVERFLOW (more than 2^31 - 1 blocks, or more than 2^29 partial rows). */
 padec_status padec_grid_layout_init(const padec_params *params, int32_t batch, int32_t num_splits,
                                     int32_t partition_tokens, padec_grid_layout *layout);
 
@@ -385,8 +385,10 @@ typedef struct padec_tensors {
    * The query tokens keep their positions seq_lens[b] - q_len + i, so the causal rule and the
    * window apply as in the unsharded sequence. kv_lens[b] may be 0 (nothing of b on this shard).
    * Need 0 <= shard_starts[b] and shard_starts[b] + kv_lens[b] <= seq_lens[b]. Give the plan the
-   * same arrays (padec_plan_build_shard). Run with o_dtype FP32 and lse set, then combine the
-   * shards with padec_cpu_merge_shards or padec_cuda_merge_shards. */
+   * same arrays (padec_plan_build_shard). The merge (padec_cpu_merge_shards,
+   * padec_cuda_merge_shards) weighs each shard by its LSE, so set lse; and it takes fp32
+   * partials: run shards with o_dtype FP32 (a 16-bit o would add its rounding before the merge,
+   * and the merge does not read it). Neither is enforced here. */
   const int32_t *shard_starts; /* [batch] */
   const int32_t *seq_lens;     /* [batch] */
 } padec_tensors;
@@ -417,7 +419,7 @@ typedef struct padec_shard_merge_tensors {
 /* Combines R shard results with log-sum-exp weights, shards in rank order 0..R-1 (deterministic:
  * the same bytes on every run and every rank). A row that no shard sees gets output 0 and LSE
  * -inf. The same arithmetic as the merge of split work items. Errors: the params errors,
- * NULL_POINTER, MISALIGNED_POINTER (shard_o, shard_lse, lse: 4 bytes; o: its dtype),
+ * NULL_POINTER, MISALIGNED_POINTER (shard_o: 16 bytes; shard_lse, lse: 4 bytes; o: its dtype),
  * BAD_ARGUMENT (num_shards < 1, rows < 0, or shard_o * R beyond 2^62 bytes). */
 padec_status padec_cpu_merge_shards(const padec_params *params,
                                     const padec_shard_merge_tensors *tensors);

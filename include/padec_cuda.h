@@ -37,8 +37,10 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
 /* Runs a plan on the GPU, on `stream`: the persistent decode kernel, then the merge kernel.
  * `plan` is the plan buffer in device memory (uploaded by the caller, e.g. with
  * padec_cuda_upload_plan); every tensor pointer is device memory; `workspace` is device memory
- * of layout->workspace_bytes or more, 256-byte aligned. Validates the host-side arguments
- * (pointers, alignment, params against the layout) before any launch; on error launches nothing.
+ * of layout->workspace_bytes or more, 16-byte aligned. Validates the host-side arguments
+ * (pointers, alignment, params against the layout) before any launch; on error launches nothing;
+ * an error an earlier CUDA call left pending is reported (CUDA_ERROR) before anything is
+ * launched.
  * Never allocates, never synchronises, never reads device memory from the host, so it can be
  * captured in a CUDA graph. Page ids and kv_lens are device data and are not checked here (see
  * padec_validate_kv_host). Errors: the params errors, NULL_POINTER, MISALIGNED_POINTER,
@@ -79,7 +81,7 @@ padec_status padec_cuda_validate_kv(const padec_params *params, int32_t batch,
  * (sequence, KV head) to finish merging its splits; plus a memset of the merge counters when
  * num_splits > 1. Needs no plan and reads the lengths only on the device. Same contract as
  * padec_cuda_run: validates host-side arguments first, never allocates, never synchronises,
- * capturable. workspace: device memory, layout->workspace_bytes, 256-byte aligned. */
+ * capturable. workspace: device memory, layout->workspace_bytes, 16-byte aligned (checked). */
 padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_layout *layout,
                                  const padec_tensors *tensors, void *workspace,
                                  size_t workspace_bytes, struct CUstream_st *stream);

@@ -51,10 +51,12 @@ typedef enum padec__kv_check {
   PADEC__KV_OK = 0,
   PADEC__KV_INDPTR_START = 1, /* values: page_indptr[0] (sequence 0) */
   PADEC__KV_INDPTR_ORDER = 2, /* page_indptr[b], page_indptr[b + 1] */
-  PADEC__KV_LEN = 3,          /* kv_lens[b], pages of b, tokens those pages hold */
-  PADEC__KV_SHARD_START = 4,  /* shard_starts[b] */
-  PADEC__KV_SHARD_END = 5,    /* shard_starts[b], kv_lens[b], seq_lens[b] */
-  PADEC__KV_PAGE_ID = 6       /* slot in page_indices, the page id there, num_pages */
+  PADEC__KV_INDPTR_END = 3,   /* page_indptr[b + 1], page_indptr[batch], batch: b's pages end past
+                                 page_indices (a later entry of page_indptr falls) */
+  PADEC__KV_LEN = 4,          /* kv_lens[b], pages of b, tokens those pages hold */
+  PADEC__KV_SHARD_START = 5,  /* shard_starts[b] */
+  PADEC__KV_SHARD_END = 6,    /* shard_starts[b], kv_lens[b], seq_lens[b] */
+  PADEC__KV_PAGE_ID = 7       /* slot in page_indices, the page id there, num_pages */
 } padec__kv_check;
 
 typedef struct padec__kv_fault {
@@ -111,6 +113,11 @@ padec_status padec__check_run_arguments(const padec_params *params,
 /* Argument checks of the shard merge, shared by the CPU and CUDA entries. */
 padec_status padec__check_shard_merge(const padec_params *params,
                                       const padec_shard_merge_tensors *tensors);
+
+/* CUDA builds: before a CUDA entry point enqueues anything, fails (CUDA_ERROR, naming `entry`)
+ * if an earlier CUDA call on this thread left an error pending, and clears it. Otherwise the
+ * cudaGetLastError after this call's own launch would blame it on a launch that did happen. */
+padec_status padec__cuda_check_no_pending_error(const char *entry);
 
 /* CUDA builds: 1 makes padec_cuda_run use the stand-alone merge kernel instead of merging in
  * the decode kernel (tests cover both). Not thread-safe; tests only. */

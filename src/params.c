@@ -239,6 +239,11 @@ padec_status padec__kv_fault_report(const padec__kv_fault *fault) {
     case PADEC__KV_INDPTR_ORDER:
       return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "page_indptr[%d] = %d < page_indptr[%d] = %d",
                          b + 1, (int)v[1], b, (int)v[0]);
+    case PADEC__KV_INDPTR_END:
+      return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                         "sequence %d: page_indptr[%d] = %d is past page_indptr[%d] = %d, the "
+                         "length of page_indices",
+                         b, b + 1, (int)v[0], (int)v[2], (int)v[1]);
     case PADEC__KV_LEN:
       return padec__fail(PADEC_STATUS_KV_LEN_EXCEEDS_PAGES,
                          "sequence %d: kv_len = %lld but its %d pages hold %lld tokens", b,
@@ -291,16 +296,24 @@ padec_status padec_validate_kv_host(const padec_params *params, int32_t batch,
   padec_status status = padec__check_kv_arguments(params, batch, tensors);
   if (status != PADEC_STATUS_OK || batch == 0) return status;
   const padec_tensors *t = tensors;
+  /* Argument errors before data errors, as padec_cuda_validate_kv orders them. */
+  status = check_shard_pair(t);
+  if (status != PADEC_STATUS_OK) return status;
   if (t->page_indptr[0] != 0)
     return padec__kv_fault_report(&(padec__kv_fault){
         .check = PADEC__KV_INDPTR_START, .sequence = 0, .values = {t->page_indptr[0]}});
-  status = check_shard_pair(t);
-  if (status != PADEC_STATUS_OK) return status;
   for (int32_t b = 0; b < batch; ++b) {
     int32_t first = t->page_indptr[b], last = t->page_indptr[b + 1];
     if (last < first)
       return padec__kv_fault_report(&(padec__kv_fault){
           .check = PADEC__KV_INDPTR_ORDER, .sequence = b, .values = {first, last}});
+    /* page_indices has page_indptr[batch] entries: a sequence whose pages end past them (a later
+     * entry of page_indptr falls) is refused before any of its page ids is read. */
+    if (last > t->page_indptr[batch])
+      return padec__kv_fault_report(
+          &(padec__kv_fault){.check = PADEC__KV_INDPTR_END,
+                             .sequence = b,
+                             .values = {last, t->page_indptr[batch], batch}});
     int64_t len = t->kv_lens[b];
     int64_t capacity = (int64_t)(last - first) * params->page_size;
     if (len < 0 || len > capacity)
@@ -342,9 +355,12 @@ padec_status padec__check_shard_merge(const padec_params *params,
     if (!t->shard_lse) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.shard_lse is NULL");
     if (!t->o) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.o is NULL");
   }
-  if (!aligned(t->shard_o, 4) || !aligned(t->shard_lse, 4) || !aligned(t->lse, 4))
+  /* The GPU merge reads shard_o rows as float4 (float2 at head_dim 64). */
+  if (!aligned(t->shard_o, 16))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.shard_o must be 16-byte aligned");
+  if (!aligned(t->shard_lse, 4) || !aligned(t->lse, 4))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
-                       "tensors.shard_o, shard_lse and lse must be 4-byte aligned");
+                       "tensors.shard_lse and lse must be 4-byte aligned");
   const size_t o_align = (size_t)padec__dtype_bytes(params->o_dtype);
   if (!aligned(t->o, o_align))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.o must be %zu-byte aligned",

@@ -345,7 +345,8 @@ def _bind_merge(params: Params, backend: str, shard_o, shard_lse, out, out_lse,
     sl.expect_shape((shards, rows, heads), "([R, rows, num_q_heads], as shard_o)")
     for stacked in (so, sl):
         stacked.expect_contiguous()
-        stacked.expect_aligned(4)
+    so.expect_aligned(16)  # the GPU merge reads its rows as float4
+    sl.expect_aligned(4)
 
     out, ot, out_lse, lse_address = _bind_outputs(params, tensor, so, rows, ("out", out),
                                                   ("out_lse", out_lse), return_lse,

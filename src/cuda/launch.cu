@@ -175,10 +175,21 @@ static padec_decode_params fill_decode_params(const padec_params *normalized,
   return d;
 }
 
+extern "C" padec_status padec__cuda_check_no_pending_error(const char *entry) {
+  const cudaError_t pending = cudaGetLastError();
+  if (pending == cudaSuccess) return PADEC_STATUS_OK;
+  return padec__fail(PADEC_STATUS_CUDA_ERROR,
+                     "%s: an earlier CUDA call on this thread failed and its error is pending: %s "
+                     "(%s); nothing was launched", entry, cudaGetErrorName(pending),
+                     cudaGetErrorString(pending));
+}
+
 /* The decode launch of both paths: the kernel instance, its shared-memory attribute, the memset
  * of the merge counters when splits merge in the kernel, and `ctas` CTAs. */
 static padec_status launch_decode(const padec_params &normalized, const padec_decode_params &d,
                                   int64_t ctas, bool clear_counters, cudaStream_t s) {
+  const padec_status pending = padec__cuda_check_no_pending_error("decode");
+  if (pending != PADEC_STATUS_OK) return pending;
   const DecodeInstance decode = select_decode(normalized.head_dim, normalized.kv_dtype,
                                               normalized.q_len * (normalized.num_q_heads / normalized.num_kv_heads));
   if (!decode.kernel) return padec__fail(PADEC_STATUS_INTERNAL, "no kernel instance for head_dim %d", normalized.head_dim);
@@ -336,6 +347,8 @@ padec_status padec_cuda_merge_shards(const padec_params *params,
   d.lse = t->lse;
   d.num_q_heads = p.num_q_heads;
   d.head_dim = p.head_dim;
+  status = padec__cuda_check_no_pending_error("padec_cuda_merge_shards");
+  if (status != PADEC_STATUS_OK) return status;
   const dim3 grid(t->rows, (p.num_q_heads + 3) / 4);
   merge<<<grid, 128, 0, reinterpret_cast<cudaStream_t>(stream)>>>(d);
   const cudaError_t error = cudaGetLastError();

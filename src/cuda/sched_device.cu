@@ -367,6 +367,8 @@ extern "C" padec_status padec_cuda_plan_build(const padec_params *params,
   args.partition_tokens = layout->partition_tokens;
   args.policy = layout->policy;
   const int ctas = layout->num_kv_heads < kMaxCtas ? layout->num_kv_heads : kMaxCtas;
+  const padec_status pending = padec__cuda_check_no_pending_error("padec_cuda_plan_build");
+  if (pending != PADEC_STATUS_OK) return pending;
   plan_even_kernel<<<ctas, kThreads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(args);
   const cudaError_t error = cudaGetLastError();
   if (error != cudaSuccess)

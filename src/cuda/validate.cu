@@ -14,8 +14,9 @@
  *      sequence by binary search); smallest key of a used slot with a bad page id into page_key;
  *   3. one thread: the smaller key, decoded into a padec__kv_fault with the values the message
  *      names, re-read from the arrays.
- * Step 2 reads no page slot that a broken page_indptr could place outside page_indices, and no
- * slot past a sequence's kv_len (padding pages are never read, as on the host). A sequence of
+ * Step 2 reads no page slot outside page_indices (its sequences' pages end at or before
+ * page_indptr[batch], its documented length, or step 1 refused them), and no slot past a
+ * sequence's kv_len (padding pages are never read, as on the host). A sequence of
  * millions of pages is spread over the whole grid instead of one thread.
  */
 #include <cuda_runtime.h>
@@ -73,6 +74,7 @@ __device__ int32_t first_failed_check(const ValidateArgs &a, int32_t b) {
   if (b == 0 && a.page_indptr[0] != 0) return PADEC__KV_INDPTR_START;
   const int64_t first = a.page_indptr[b], last = a.page_indptr[b + 1];
   if (last < first) return PADEC__KV_INDPTR_ORDER;
+  if (last > a.page_indptr[a.batch]) return PADEC__KV_INDPTR_END;
   const int64_t len = a.kv_lens[b];
   if (len < 0 || len > (last - first) * a.page_size) return PADEC__KV_LEN;
   if (a.shard_starts) {
@@ -145,6 +147,11 @@ static __global__ void report_kernel(const __grid_constant__ ValidateArgs a) {
       case PADEC__KV_INDPTR_ORDER:
         f.values[0] = a.page_indptr[b];
         f.values[1] = a.page_indptr[b + 1];
+        break;
+      case PADEC__KV_INDPTR_END:
+        f.values[0] = a.page_indptr[b + 1];
+        f.values[1] = a.page_indptr[a.batch];
+        f.values[2] = a.batch;
         break;
       case PADEC__KV_LEN: {
         const int64_t pages = static_cast<int64_t>(a.page_indptr[b + 1]) - a.page_indptr[b];
@@ -219,6 +226,8 @@ extern "C" padec_status padec_cuda_validate_kv(const padec_params *params, int32
   a.page_size = params->page_size;
   a.scratch = scratch;
 
+  status = padec__cuda_check_no_pending_error("padec_cuda_validate_kv");
+  if (status != PADEC_STATUS_OK) return status;
   error = cudaMemsetAsync(&scratch->sequence_key, 0xff, 2 * sizeof(unsigned long long), s);
   if (error != cudaSuccess) return validate_cuda_fail(error, "cudaMemsetAsync(keys)");
   const int64_t sequence_blocks = (static_cast<int64_t>(batch) + kThreads - 1) / kThreads;

@@ -35,7 +35,7 @@ static struct {
   int unseen_shards;                     /* kv_len > 0, yet no query sees any of it */
   int partly_seen_shards;                /* some query rows see the shard, others none */
   int reused_tables, copied_tables;
-  int policy_even, policy_batch_invariant;
+  int policy_even, policy_batch_invariant, policy_cost, grid_runs;
   int strided_merges;
   /* Params seen: kv dtype and scale mode (bf16, fp16, e4m3 x 4 modes), o dtype, head_dim,
    * layout, q_len, windows. */
@@ -85,8 +85,12 @@ static void count_case(const shard_case *sc, const float *shard_lse) {
   g_count.q_lens[p->q_len - 1] += 1;
   g_count.windowed += p->window_left > 0;
   for (int32_t r = 0; r < R; ++r) {
-    if (sc->options[r].policy == PADEC_POLICY_EVEN)
+    if (sc->grid_splits[r] > 0)
+      g_count.grid_runs += 1;
+    else if (sc->options[r].policy == PADEC_POLICY_EVEN)
       g_count.policy_even += 1;
+    else if (sc->options[r].policy == PADEC_POLICY_COST)
+      g_count.policy_cost += 1;
     else
       g_count.policy_batch_invariant += 1;
   }
@@ -233,6 +237,7 @@ static void check_single_shard(int cases, int32_t token_budget) {
       die("shard_case_random");
     char label[64];
     snprintf(label, sizeof label, "R=1 against the single run, case %d", n);
+    sc.grid_splits[0] = 0; /* the plan the single run uses */
     const padec_case *whole = &sc.whole;
     padec_plan_layout layout, shard_layout;
     if (padec_plan_layout_init(&whole->params, whole->batch, &sc.options[0], &layout) !=
@@ -376,6 +381,8 @@ static void check_merge_errors(void) {
   MERGE_CASE("merge: o NULL", o, NULL, 0, PADEC_STATUS_NULL_POINTER);
   MERGE_CASE("merge: shard_o misaligned", shard_o,
              (const float *)(const void *)((const char *)shard_o + 2), 0,
+             PADEC_STATUS_MISALIGNED_POINTER);
+  MERGE_CASE("merge: shard_o one float off 16 bytes", shard_o, shard_o + 1, 0,
              PADEC_STATUS_MISALIGNED_POINTER);
   MERGE_CASE("merge: shard_lse misaligned", shard_lse,
              (const float *)(const void *)((const char *)shard_lse + 1), 0,
@@ -604,6 +611,8 @@ int main(int argc, char **argv) {
       {"copied block tables", g_count.copied_tables},
       {"even plans", g_count.policy_even},
       {"batch_invariant plans", g_count.policy_batch_invariant},
+      {"cost plans", g_count.policy_cost},
+      {"grid-path shard runs", g_count.grid_runs},
       {"strided merges", g_count.strided_merges},
   };
   if (cases_per_count >= 5) {

@@ -305,19 +305,21 @@ static int check_merge_errors(const shard_case *sc, device_case *d, cudaStream_t
   struct CUstream_st *s = (struct CUstream_st *)stream;
   const padec_shard_merge_tensors good =
       shard_case_merge_tensors(sc, d->shard_o, d->shard_lse, d->o, d->lse);
-  padec_shard_merge_tensors bad[6];
-  const padec_status want[6] = {PADEC_STATUS_BAD_ARGUMENT, PADEC_STATUS_BAD_ARGUMENT,
+  padec_shard_merge_tensors bad[7];
+  const padec_status want[7] = {PADEC_STATUS_BAD_ARGUMENT, PADEC_STATUS_BAD_ARGUMENT,
                                 PADEC_STATUS_NULL_POINTER, PADEC_STATUS_NULL_POINTER,
-                                PADEC_STATUS_MISALIGNED_POINTER, PADEC_STATUS_MISALIGNED_POINTER};
-  for (int i = 0; i < 6; ++i) bad[i] = good;
+                                PADEC_STATUS_MISALIGNED_POINTER, PADEC_STATUS_MISALIGNED_POINTER,
+                                PADEC_STATUS_MISALIGNED_POINTER};
+  for (int i = 0; i < 7; ++i) bad[i] = good;
   bad[0].num_shards = 0;
   bad[1].rows = -1;
   bad[2].shard_o = NULL;
   bad[3].o = NULL;
   bad[4].shard_lse = (const float *)(const void *)((const char *)d->shard_lse + 2);
   bad[5].o = (char *)d->o + 1;
+  bad[6].shard_o = (const float *)d->shard_o + 1; /* 4-byte aligned, not 16: the float4 loads */
   int rc = 0;
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < 7; ++i) {
     const padec_status got = padec_cuda_merge_shards(p, &bad[i], s);
     const padec_status cpu = padec_cpu_merge_shards(p, &bad[i]); /* validation only: refused */
     if (got != want[i] || cpu != want[i]) {
@@ -329,6 +331,16 @@ static int check_merge_errors(const shard_case *sc, device_case *d, cudaStream_t
   if (padec_cuda_merge_shards(NULL, &good, s) != PADEC_STATUS_NULL_POINTER ||
       padec_cuda_merge_shards(p, NULL, s) != PADEC_STATUS_NULL_POINTER) {
     fprintf(stderr, "FAIL: padec_cuda_merge_shards with NULL params or tensors\n");
+    rc = -1;
+  }
+  CUDA_OK(cudaGetLastError());
+  /* An error an earlier CUDA call left pending is reported, and nothing is launched; the next
+   * call runs. */
+  void *huge = NULL;
+  if (cudaMalloc(&huge, (size_t)1 << 62) == cudaSuccess) cudaFree(huge);
+  if (padec_cuda_merge_shards(p, &good, s) != PADEC_STATUS_CUDA_ERROR ||
+      strstr(padec_last_message(), "pending") == NULL) {
+    fprintf(stderr, "FAIL: a pending CUDA error was not reported: %s\n", padec_last_message());
     rc = -1;
   }
   CUDA_OK(cudaGetLastError());

@@ -234,6 +234,7 @@ static void compare(const char *label, const table *t, int want) {
 enum fault_kind {
   FAULT_INDPTR_START,
   FAULT_INDPTR_ORDER,
+  FAULT_INDPTR_END,
   FAULT_LEN_NEGATIVE,
   FAULT_LEN_MIN,
   FAULT_LEN_PAST_PAGES,
@@ -249,7 +250,8 @@ enum fault_kind {
 };
 
 static const char *const kFaultNames[FAULT_KINDS] = {
-    "page_indptr[0] = 1",         "page_indptr decreasing",   "kv_len -1",
+    "page_indptr[0] = 1",         "page_indptr decreasing",   "pages past page_indices",
+    "kv_len -1",
     "kv_len INT32_MIN",           "kv_len one past its pages", "kv_len INT32_MAX",
     "page id num_pages",          "page id -1",               "page id INT32_MIN",
     "page id INT32_MAX",          "last used page slot -1",   "shard start -1",
@@ -267,6 +269,11 @@ static int apply_fault(table *t, int32_t b, int kind) {
       return PADEC_STATUS_BAD_ARGUMENT;
     case FAULT_INDPTR_ORDER:
       t->page_indptr[b + 1] = t->page_indptr[b] - 1;
+      return PADEC_STATUS_BAD_ARGUMENT;
+    case FAULT_INDPTR_END:
+      /* b's pages end past page_indptr[batch] (and b + 1's start after they end). */
+      if (b + 1 >= t->batch) return -1;
+      t->page_indptr[b + 1] = t->page_indptr[t->batch] + 1000;
       return PADEC_STATUS_BAD_ARGUMENT;
     case FAULT_LEN_NEGATIVE:
       t->kv_lens[b] = -1;

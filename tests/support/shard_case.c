@@ -90,7 +90,9 @@ static padec_plan_options draw_options(uint64_t *state, const padec_params *p) {
       break;
   }
   o.partition_tokens = 16 << below(state, 7);
-  o.policy = below(state, 2) ? PADEC_POLICY_BATCH_INVARIANT : PADEC_POLICY_EVEN;
+  const uint32_t policy = below(state, 3);
+  o.policy = policy == 0 ? PADEC_POLICY_EVEN : policy == 1 ? PADEC_POLICY_BATCH_INVARIANT
+                                                           : PADEC_POLICY_COST;
   return o;
 }
 
@@ -124,6 +126,7 @@ int shard_case_init(shard_case *sc, const padec_params *params, int32_t batch,
   sc->bounds = malloc(sizeof(int32_t) * per_shard * (size_t)(R + 1));
   sc->shards = calloc((size_t)R, sizeof(padec_case));
   sc->options = calloc((size_t)R, sizeof(padec_plan_options));
+  sc->grid_splits = calloc((size_t)R, sizeof(int32_t));
   sc->table_kind = malloc(sizeof(int32_t) * per_shard * (size_t)R);
   sc->kv_lens = malloc(sizeof(int32_t) * per_shard * (size_t)R);
   sc->shard_starts = malloc(sizeof(int32_t) * per_shard * (size_t)R);
@@ -131,7 +134,7 @@ int shard_case_init(shard_case *sc, const padec_params *params, int32_t batch,
   sc->page_indptr = malloc(sizeof(int32_t) * ((size_t)batch + 1) * (size_t)R);
   int32_t *rows = malloc(sizeof(int32_t) * per_shard * (size_t)R); /* table rows of (r, b) */
   int32_t *extra = malloc(sizeof(int32_t) * per_shard * (size_t)R);
-  if (!sc->bounds || !sc->shards || !sc->options || !sc->table_kind || !sc->kv_lens ||
+  if (!sc->bounds || !sc->shards || !sc->options || !sc->grid_splits || !sc->table_kind || !sc->kv_lens ||
       !sc->shard_starts || !sc->seq_lens || !sc->page_indptr || !rows || !extra) {
     free(rows);
     free(extra);
@@ -149,7 +152,11 @@ int shard_case_init(shard_case *sc, const padec_params *params, int32_t batch,
     for (int32_t r = 1; r < R; ++r) cut[r] = draw_cut(&state, mode, r, R, len, p);
     qsort(cut + 1, (size_t)(R > 1 ? R - 1 : 0), sizeof(int32_t), compare_int32);
   }
-  for (int32_t r = 0; r < R; ++r) sc->options[r] = draw_options(&state, p);
+  for (int32_t r = 0; r < R; ++r) {
+    sc->options[r] = draw_options(&state, p);
+    /* One shard in four runs on the grid path (on the CPU), with 1 to 8 splits. */
+    sc->grid_splits[r] = below(&state, 4) == 0 ? 1 + (int32_t)below(&state, 8) : 0;
+  }
 
   /* Table kinds and sizes. */
   int64_t fresh_pages = 0, total_rows = 0;
@@ -363,6 +370,7 @@ void shard_case_free(shard_case *sc) {
   free(sc->bounds);
   free(sc->shards);
   free(sc->options);
+  free(sc->grid_splits);
   free(sc->table_kind);
   free(sc->kv_lens);
   free(sc->shard_starts);
@@ -397,6 +405,19 @@ padec_status shard_case_plan(const shard_case *sc, int32_t r, padec_plan_layout 
 }
 
 padec_status shard_case_run_cpu(const shard_case *sc, int32_t r, float *o, float *lse) {
+  const padec_case *v = &sc->shards[r];
+  if (sc->grid_splits[r] > 0) {
+    padec_grid_layout grid;
+    padec_status status = padec_grid_layout_init(&v->params, v->batch, sc->grid_splits[r],
+                                                 sc->options[r].partition_tokens, &grid);
+    if (status != PADEC_STATUS_OK) return status;
+    void *workspace = alloc_aligned(grid.workspace_bytes);
+    if (!workspace) return PADEC_STATUS_INTERNAL;
+    const padec_tensors t = padec_case_tensors(v, o, lse);
+    status = padec_cpu_run_grid(&v->params, &grid, &t, workspace, grid.workspace_bytes);
+    free(workspace);
+    return status;
+  }
   padec_plan_layout layout;
   void *plan = NULL, *workspace = NULL;
   padec_status status = shard_case_plan(sc, r, &layout, &plan);
@@ -449,5 +470,8 @@ void shard_case_print(FILE *stream, const char *label, const shard_case *sc) {
   for (int32_t r = 0; r < R; ++r)
     fprintf(stream, "  shard %d: num_workers %d partition_tokens %d policy %s\n", r,
             sc->options[r].num_workers, sc->options[r].partition_tokens,
-            sc->options[r].policy == PADEC_POLICY_BATCH_INVARIANT ? "batch_invariant" : "even");
+            sc->grid_splits[r] > 0 ? "grid path"
+            : sc->options[r].policy == PADEC_POLICY_BATCH_INVARIANT ? "batch_invariant"
+            : sc->options[r].policy == PADEC_POLICY_COST            ? "cost"
+                                                                    : "even");
 }

@@ -38,6 +38,8 @@ typedef struct shard_case {
    * kv_lens. */
   padec_case *shards;
   padec_plan_options *options; /* [num_shards]: each shard's own plan options */
+  int32_t *grid_splits;        /* [num_shards]: > 0: shard_case_run_cpu runs the grid path with
+                                  this many splits (and options' partition size) instead */
   int32_t *table_kind;         /* [num_shards][batch]: SHARD_TABLE_* */
   /* The pool every shard reads (whole's pages, then fresh ones) and its per-token scales. */
   void *k_pages, *v_pages;
@@ -50,8 +52,8 @@ typedef struct shard_case {
 } shard_case;
 
 /* Builds the whole case (padec_case_init with seed), the cuts, the tables and random per-shard
- * options (worker counts 1..300 and forced splits, partitions 16..1024, the even and the
- * batch-invariant policy), all drawn from seed. Returns 0, or -1 on a bad argument or an
+ * options (worker counts 1..300 and forced splits, partitions 16..1024, the even, batch-invariant
+ * and cost policies; one shard in four on the grid path for the CPU), all drawn from seed. Returns 0, or -1 on a bad argument or an
  * allocation failure. */
 int shard_case_init(shard_case *sc, const padec_params *params, int32_t batch,
                     const int32_t *seq_lens, int32_t num_shards, uint64_t seed);
@@ -74,7 +76,7 @@ padec_status shard_case_plan(const shard_case *sc, int32_t r, padec_plan_layout 
                              void **plan);
 
 /* Shard r on the CPU executor: its plan, then padec_cpu_run into o and lse (fp32, one shard's
- * elements each). Returns the library's status. */
+ * elements each), or padec_cpu_run_grid where grid_splits[r] > 0. Returns the library's status. */
 padec_status shard_case_run_cpu(const shard_case *sc, int32_t r, float *o, float *lse);
 
 /* Merge tensors over stacked shard results ([R] x one shard's elements) into o and lse (packed). */

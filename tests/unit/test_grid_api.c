@@ -114,6 +114,7 @@ static void run_errors(void) {
   RESET();
   expect("NULL tensors", padec_cpu_run_grid(&c.params, &layout, NULL, ws, layout.workspace_bytes),
          PADEC_STATUS_NULL_POINTER, "tensors");
+  UNTOUCHED("NULL tensors");
   RESET();
   expect("misaligned workspace", padec_cpu_run_grid(&c.params, &layout, &t, ws + 4, layout.workspace_bytes),
          PADEC_STATUS_MISALIGNED_POINTER, "workspace");

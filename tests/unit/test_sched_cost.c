@@ -248,7 +248,10 @@ static void test_bad_models(void) {
   /* A layout whose cost fields were changed by hand: refused, the plan untouched. */
   padec_plan_options o = {8, 0, PADEC_POLICY_COST, NULL};
   padec_plan_layout good;
-  if (padec_plan_layout_init(&p, 3, &o, &good) != PADEC_STATUS_OK) return;
+  if (padec_plan_layout_init(&p, 3, &o, &good) != PADEC_STATUS_OK) {
+    CHECK(0, "layout: %s", padec_last_message());
+    return;
+  }
   const int32_t fields[][3] = {{0, 10, 10}, {70000, 10, 10}, {1024, -1, 0}, {1024, 0, -1},
                                {1024, (1 << 30) + 1, 0}};
   void *plan = alloc_aligned(good.plan_bytes);
@@ -277,7 +280,10 @@ static void test_predict(void) {
   for (int policy = 0; policy < 3; ++policy) {
     padec_plan_options o = {37, 64, (padec_policy)policy, NULL};
     padec_plan_layout l;
-    if (padec_plan_layout_init(&p, 9, &o, &l) != PADEC_STATUS_OK) continue;
+    if (padec_plan_layout_init(&p, 9, &o, &l) != PADEC_STATUS_OK) {
+    CHECK(0, "layout: %s", padec_last_message());
+    continue;
+  }
     void *plan = alloc_aligned(l.plan_bytes);
     if (padec_plan_build(&p, &l, lens, plan, l.plan_bytes) != PADEC_STATUS_OK) {
       CHECK(0, "build: %s", padec_last_message());
@@ -417,7 +423,10 @@ static void test_shards(void) {
   padec_plan_layout layouts[2];
   for (int k = 0; k < 2; ++k) {
     padec_plan_options o = {13, 256, k ? PADEC_POLICY_COST : PADEC_POLICY_EVEN, NULL};
-    if (padec_plan_layout_init(&p, 6, &o, &layouts[k]) != PADEC_STATUS_OK) return;
+    if (padec_plan_layout_init(&p, 6, &o, &layouts[k]) != PADEC_STATUS_OK) {
+    CHECK(0, "layout: %s", padec_last_message());
+    return;
+  }
     plans[k] = alloc_aligned(layouts[k].plan_bytes);
     CHECK(padec_plan_build_shard(&p, &layouts[k], kv_lens, starts, seq_lens, plans[k],
                                  layouts[k].plan_bytes) == PADEC_STATUS_OK,
@@ -458,7 +467,10 @@ static void test_device_scheduler_refuses(void) {
   padec_params p = make_params(2, 4, 128, PADEC_DTYPE_BF16);
   padec_plan_options o = {8, 0, PADEC_POLICY_COST, NULL};
   padec_plan_layout l;
-  if (padec_plan_layout_init(&p, 4, &o, &l) != PADEC_STATUS_OK) return;
+  if (padec_plan_layout_init(&p, 4, &o, &l) != PADEC_STATUS_OK) {
+    CHECK(0, "layout: %s", padec_last_message());
+    return;
+  }
   /* The policy is checked before any device call; the pointers are never dereferenced. */
   void *fake_plan = (void *)(uintptr_t)4096;
   const int32_t *fake_lens = (const int32_t *)(uintptr_t)8192;

@@ -135,6 +135,21 @@ static void test_validate_kv_host(void) {
          NULL);
   t.num_pages = (int64_t)1 << 40; /* pools of more than 2^31 pages are fine */
   expect("num_pages 2^40", padec_validate_kv_host(&p, 4, &t), PADEC_STATUS_OK, NULL);
+
+  /* A sequence whose pages end past page_indices (page_indptr[batch] entries) is refused before
+   * its page ids are read: here 1000 slots of a 5-entry array (ASan catches a read). */
+  int32_t *short_indices = malloc(sizeof(int32_t) * 5);
+  if (!short_indices) exit(1);
+  for (int i = 0; i < 5; ++i) short_indices[i] = i;
+  int32_t past_indptr[3] = {0, 1000, 5};
+  int32_t past_lens[2] = {16000, 0};
+  padec_tensors past = t;
+  past.page_indptr = past_indptr;
+  past.page_indices = short_indices;
+  past.kv_lens = past_lens;
+  expect("pages past page_indices", padec_validate_kv_host(&p, 2, &past), PADEC_STATUS_BAD_ARGUMENT,
+         "page_indptr[1] = 1000 is past page_indptr[2] = 5");
+  free(short_indices);
 }
 
 /* A plan built for lengths with other partition counts is refused before anything is written. */
