@@ -100,6 +100,7 @@ typedef struct run_options {
   int iters;
   int32_t batch;
   int32_t lens[MAX_BATCH];
+  int32_t window; /* sliding window in tokens, 0 for none */
 } run_options;
 
 /* ---- host data ------------------------------------------------------------------------------- */
@@ -171,7 +172,7 @@ static int make_batch(const run_options *opt, host_batch *hb) {
   p->kv_dtype = PADEC_DTYPE_BF16;
   p->o_dtype = PADEC_DTYPE_BF16;
   p->q_len = 2;
-  p->window_left = 3000;
+  p->window_left = opt->window;
   hb->batch = opt->batch;
   hb->rows = opt->batch * p->q_len;
   hb->seq_lens = opt->lens;
@@ -809,10 +810,11 @@ static int count_gpus(void) {
 
 static int usage(const char *argv0, int code) {
   fprintf(code ? stderr : stdout,
-          "usage: %s [--ranks N] [--lens L1,L2,...] [--bench [--iters N]]\n"
+          "usage: %s [--ranks N] [--lens L1,L2,...] [--window W] [--bench [--iters N]]\n"
           "  --ranks N  one process per GPU on GPUs 0..N-1, N <= %d (default: every GPU, at least 2)\n"
           "  --lens     sequence lengths in tokens, query tokens included, at most %d of them\n"
           "             (default 4099,1000,3,0,12000,517,2,64)\n"
+          "  --window W sliding window in tokens, 0 for none (default 3000)\n"
           "  --bench    also time the step (median of --iters runs, default 200)\n",
           argv0, MAX_RANKS, MAX_BATCH);
   return code;
@@ -856,6 +858,7 @@ int main(int argc, char **argv) {
   static const int32_t default_lens[] = {4099, 1000, 3, 0, 12000, 517, 2, 64};
   opt.batch = (int32_t)(sizeof default_lens / sizeof default_lens[0]);
   memcpy(opt.lens, default_lens, sizeof default_lens);
+  opt.window = 3000;
   for (int i = 1; i < argc; ++i) {
     long v = 0;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return usage(argv[0], 0);
@@ -864,6 +867,9 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[i], "--ranks") == 0 && i + 1 < argc) {
       if (parse_int(argv[++i], 1, MAX_RANKS, &v)) return bad_argument(argv[0], "--ranks", argv[i]);
       opt.ranks = (int)v;
+    } else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc) {
+      if (parse_int(argv[++i], 0, INT32_MAX, &v)) return bad_argument(argv[0], "--window", argv[i]);
+      opt.window = (int32_t)v;
     } else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) {
       if (parse_int(argv[++i], 1, 1000000, &v)) return bad_argument(argv[0], "--iters", argv[i]);
       opt.iters = (int)v;
