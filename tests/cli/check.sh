@@ -35,5 +35,17 @@ out=$("$padec" check --scale-lengths 1/16 \
 rc=$?
 [[ $rc -eq 0 ]] && grep -q ' PASS$' <<<"$out" || { fail "check (auto backend) exited $rc"; echo "$out"; }
 
+# --policy auto: padec_choose's pick per workload, named on each row, and it must PASS: the grid
+# path where every (sequence, KV head) fills a worker with even lengths, a cost plan when skewed.
+out=$("$padec" check --backend cpu --policy auto --workers 16 \
+  --workload 'name=even q_heads=8 kv_heads=2 head_dim=64 page=16 kv=bf16 q_len=2 lens=300x8' \
+  --workload 'name=skew q_heads=8 kv_heads=2 head_dim=64 page=16 kv=bf16 lens=4000,30x7' 2>&1)
+rc=$?
+[[ $rc -eq 0 ]] || fail "check --policy auto exited $rc"
+grep -q '^even .* PASS \[auto: grid, 1 split\]$' <<<"$out" || fail "check --policy auto: even batch not on the grid path"
+grep -q '^skew .* PASS \[auto: cost\]$' <<<"$out" || fail "check --policy auto: skewed batch not under cost"
+grep -q 'policy auto' <<<"$out" || fail "check --policy auto: the header does not say auto"
+[[ $rc -eq 0 ]] || echo "$out"
+
 if ((failures)); then exit 1; fi
 echo "check: ok"

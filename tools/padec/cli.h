@@ -45,6 +45,7 @@ typedef struct cli_options {
   int device_plan; /* bench: time the device scheduler and the one-graph step instead */
   int calibrate;   /* bench: fit the cost policy's model on the GPU instead */
   int compare;     /* bench: every path and policy per workload, and `auto`'s pick */
+  int policy_auto; /* --policy auto: padec_choose picks the path and policy per workload */
   int dump;
   uint64_t seed;
   const char *only; /* substring filter on workload names, or NULL */
@@ -109,6 +110,20 @@ int32_t cli_workers(const cli_options *opt, const padec_params *params, int gpu_
 padec_plan_options cli_plan_options(const cli_options *opt, const padec_params *params,
                                     int gpu_present);
 
+/* How one workload runs: a plan with these options, or (grid_splits > 0) the grid path. */
+typedef struct cli_choice {
+  padec_plan_options options;
+  int32_t grid_splits;
+} cli_choice;
+/* The plan options of cli_plan_options; under --policy auto, padec_choose's pick for this batch
+ * (its host lengths and the worker count) instead. */
+cli_choice cli_choose(const cli_options *opt, const padec_params *params, int32_t batch,
+                      const int32_t *kv_lens, int gpu_present);
+/* "even", "cost", "batch_invariant" or "grid, N splits", into buf. */
+const char *cli_choice_name(const cli_choice *choice, char *buf, size_t size);
+/* The policy line of a command's header: --policy's name, or "auto". */
+const char *cli_policy_label(const cli_options *opt);
+
 /* A host plan and its workspace, aligned as padec_cpu_run needs. */
 typedef struct cli_plan {
   padec_plan_layout layout;
@@ -122,11 +137,12 @@ int cli_plan_make(const padec_params *params, int32_t batch, const int32_t *kv_l
 padec_status cli_plan_rebuild(const padec_params *params, const int32_t *kv_lens, cli_plan *plan);
 void cli_plan_free(cli_plan *plan);
 
-/* Runs case c once on the GPU (padec_gpu_run_case) or the CPU (a host plan, then padec_cpu_run),
- * o and lse poisoned first. seconds: wall time of padec_cpu_run, or of the whole
- * padec_gpu_run_case (upload, plan, run, download). Returns 0, or -1 with err set. */
-int cli_execute(const padec_case *c, int use_gpu, const padec_plan_options *options, void *o,
-                float *lse, double *seconds, char *err, size_t err_size);
+/* Runs case c once as choice says, on the GPU (padec_gpu_run_case or padec_gpu_run_case_grid) or
+ * the CPU (a host plan and padec_cpu_run, or padec_cpu_run_grid), o and lse poisoned first.
+ * seconds: wall time of the CPU run, or of the whole GPU call (upload, plan, run, download).
+ * Returns 0, or -1 with err set. */
+int cli_execute(const padec_case *c, int use_gpu, const cli_choice *choice, void *o, float *lse,
+                double *seconds, char *err, size_t err_size);
 /* Output buffers of a case: o (o_bytes) and lse ([num_tokens][num_q_heads] floats). */
 int cli_alloc_outputs(const padec_case *c, void **o, float **lse);
 int64_t cli_lse_count(const padec_case *c);

@@ -61,6 +61,17 @@ static void print_row(const bench_row *r, int csv, int gpu) {
          r->effective_gbps, copy, eff_copy);
 }
 
+/* Min, median and effective bandwidth of a CPU row from its run times (seconds; sorted here). */
+static void fill_times(bench_row *row, const padec_workload *w, double *times,
+                       int iterations) {
+  row->min_us = times[0] * 1e6;
+  for (int i = 1; i < iterations; ++i)
+    if (times[i] * 1e6 < row->min_us) row->min_us = times[i] * 1e6;
+  row->median_us = cli_median(times, iterations) * 1e6;
+  row->effective_gbps = (double)padec_workload_bytes(w) / (row->median_us * 1e3);
+  row->iterations = iterations;
+}
+
 /* One workload on the CPU: plan build times, then padec_cpu_run after one warm-up. */
 static int bench_cpu(const cli_options *opt, const padec_workload *w, uint64_t seed,
                      int gpu_present, int iterations, bench_row *row, char *err, size_t err_size) {
@@ -69,7 +80,8 @@ static int bench_cpu(const cli_options *opt, const padec_workload *w, uint64_t s
     snprintf(err, err_size, "could not build the case (out of memory?)");
     return -1;
   }
-  padec_plan_options options = cli_plan_options(opt, &c.params, gpu_present);
+  const cli_choice choice = cli_choose(opt, &c.params, c.batch, c.kv_lens, gpu_present);
+  const padec_plan_options options = choice.options;
   row->workers = options.num_workers;
   cli_plan plan;
   void *o = NULL;
@@ -83,7 +95,16 @@ static int bench_cpu(const cli_options *opt, const padec_workload *w, uint64_t s
     padec_case_free(&c);
     return -1;
   }
-  if (cli_plan_make(&c.params, c.batch, c.kv_lens, &options, &plan, err, err_size) == 0) {
+  if (choice.grid_splits > 0) {
+    /* The grid path has no plan: time padec_cpu_run_grid alone (cli_execute's seconds). */
+    rc = 0;
+    for (int i = -1; i < iterations && rc == 0; ++i) {
+      double seconds = 0.0;
+      rc = cli_execute(&c, 0, &choice, o, lse, &seconds, err, err_size);
+      if (i >= 0) times[i] = seconds;
+    }
+    if (rc == 0) fill_times(row, w, times, iterations);
+  } else if (cli_plan_make(&c.params, c.batch, c.kv_lens, &options, &plan, err, err_size) == 0) {
     rc = 0;
     for (int i = 0; i < plan_runs && rc == 0; ++i) {
       double start = cli_now_seconds();
@@ -107,14 +128,7 @@ static int bench_cpu(const cli_options *opt, const padec_workload *w, uint64_t s
       }
       if (i >= 0) times[i] = seconds;
     }
-    if (rc == 0) {
-      row->min_us = times[0] * 1e6;
-      for (int i = 1; i < iterations; ++i)
-        if (times[i] * 1e6 < row->min_us) row->min_us = times[i] * 1e6;
-      row->median_us = cli_median(times, iterations) * 1e6;
-      row->effective_gbps = (double)padec_workload_bytes(w) / (row->median_us * 1e3);
-      row->iterations = iterations;
-    }
+    if (rc == 0) fill_times(row, w, times, iterations);
     cli_plan_free(&plan);
   }
   free(times);
@@ -233,7 +247,7 @@ int cli_cmd_bench(int argc, char **argv) {
         "padec bench: %d workload%s from %s; backend %s; %d iterations; lengths x%s; "
         "partition %d; policy %s\n",
         count, count == 1 ? "" : "s", source, backend, iterations, scale,
-        opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_name(opt.policy));
+        opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_label(&opt));
     if (use_gpu)
       printf(
           "median_us: decode + merge, CUDA events, cold L2; GB/s: bytes that must move / "
@@ -290,9 +304,12 @@ int cli_cmd_bench(int argc, char **argv) {
       continue;
     }
     if (use_gpu) {
-      padec_plan_options options = cli_plan_options(&opt, &w.params, 1);
-      row.workers = options.num_workers;
-      ok = padec_gpu_bench(&w, &options, iterations, &result, err, sizeof err) == 0;
+      const cli_choice choice = cli_choose(&opt, &w.params, w.batch, w.kv_lens, 1);
+      row.workers = choice.options.num_workers;
+      ok = (choice.grid_splits > 0
+                ? padec_gpu_bench_grid(&w, choice.grid_splits, choice.options.partition_tokens,
+                                       iterations, &result, err, sizeof err)
+                : padec_gpu_bench(&w, &choice.options, iterations, &result, err, sizeof err)) == 0;
       if (ok) {
         row.iterations = result.iterations;
         row.plan_us = result.plan_us;

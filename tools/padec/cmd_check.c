@@ -19,7 +19,7 @@ int cli_cmd_check(int argc, char **argv) {
   int gpu_present = use_gpu || padec_gpu_available();
   printf("padec check: %d workload%s from %s; backend %s; partition %d; policy %s\n", count,
          count == 1 ? "" : "s", source, backend, opt.partition_tokens ? opt.partition_tokens : 256,
-         cli_policy_name(opt.policy));
+         cli_policy_label(&opt));
   if (opt.scale > 0.0) {
     char scale[32];
     cli_format_scale(opt.scale, scale, sizeof scale);
@@ -52,7 +52,8 @@ int cli_cmd_check(int argc, char **argv) {
       ++failures;
       continue;
     }
-    padec_plan_options options = cli_plan_options(&opt, &c.params, gpu_present);
+    const cli_choice choice = cli_choose(&opt, &c.params, c.batch, c.kv_lens, gpu_present);
+    const padec_plan_options options = choice.options;
     void *o = NULL;
     float *lse = NULL;
     double seconds = 0.0;
@@ -61,16 +62,18 @@ int cli_cmd_check(int argc, char **argv) {
     memset(&result, 0, sizeof result);
     int ran = cli_alloc_outputs(&c, &o, &lse) == 0;
     if (!ran) snprintf(err, sizeof err, "out of memory for the outputs");
-    if (ran) ran = cli_execute(&c, use_gpu, &options, o, lse, &seconds, err, sizeof err) == 0;
+    if (ran) ran = cli_execute(&c, use_gpu, &choice, o, lse, &seconds, err, sizeof err) == 0;
     if (ran && padec_check_output(&c, o, lse, &result) != 0) {
       snprintf(err, sizeof err, "the oracle could not run");
       ran = 0;
     }
     if (ran) {
-      printf("%-24s %6s %6d %10lld %8d %11.3e %11.3e %11.3e %11.3e  %s\n", w.name, scale, w.batch,
-             (long long)cli_total_tokens(&w), options.num_workers, result.max_abs_err,
+      char pick[48] = "";
+      if (opt.policy_auto) cli_choice_name(&choice, pick, sizeof pick);
+      printf("%-24s %6s %6d %10lld %8d %11.3e %11.3e %11.3e %11.3e  %s%s%s%s\n", w.name, scale,
+             w.batch, (long long)cli_total_tokens(&w), options.num_workers, result.max_abs_err,
              result.tolerance, result.max_lse_err, result.lse_tolerance,
-             result.pass ? "PASS" : "FAIL");
+             result.pass ? "PASS" : "FAIL", pick[0] ? " [auto: " : "", pick, pick[0] ? "]" : "");
       if (!result.pass) {
         ++failures;
         char label[160];

@@ -21,7 +21,7 @@ int cli_cmd_run(int argc, char **argv) {
   cli_format_scale(opt.scale > 0.0 ? opt.scale : 1.0, scale, sizeof scale);
   printf("padec run: %d workload%s from %s; backend %s; lengths x%s; partition %d; policy %s\n",
          count, count == 1 ? "" : "s", source, backend, scale,
-         opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_name(opt.policy));
+         opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_label(&opt));
   printf("%-24s %6s %10s %9s %8s %12s  %s\n", "workload", "batch", "kv_tokens", "MB_moved",
          "workers", use_gpu ? "ms_with_copy" : "ms", "output");
 
@@ -41,13 +41,14 @@ int cli_cmd_run(int argc, char **argv) {
       ++failures;
       continue;
     }
-    padec_plan_options options = cli_plan_options(&opt, &c.params, gpu_present);
+    const cli_choice choice = cli_choose(&opt, &c.params, c.batch, c.kv_lens, gpu_present);
+    const padec_plan_options options = choice.options;
     void *o = NULL;
     float *lse = NULL;
     double seconds = 0.0;
     int ok = cli_alloc_outputs(&c, &o, &lse) == 0;
     if (!ok) snprintf(err, sizeof err, "out of memory for the outputs");
-    if (ok) ok = cli_execute(&c, use_gpu, &options, o, lse, &seconds, err, sizeof err) == 0;
+    if (ok) ok = cli_execute(&c, use_gpu, &choice, o, lse, &seconds, err, sizeof err) == 0;
     if (ok) {
       int64_t bad_o =
           cli_count_nonfinite(o, c.params.o_dtype, cli_lse_count(&c) * c.params.head_dim);
@@ -60,9 +61,12 @@ int cli_cmd_run(int argc, char **argv) {
       } else {
         snprintf(status, sizeof status, "ok (no NaN/Inf)");
       }
-      printf("%-24s %6d %10lld %9.1f %8d %12.3f  %s\n", w.name, w.batch,
+      char pick[48] = "";
+      if (opt.policy_auto) cli_choice_name(&choice, pick, sizeof pick);
+      printf("%-24s %6d %10lld %9.1f %8d %12.3f  %s%s%s%s\n", w.name, w.batch,
              (long long)cli_total_tokens(&w), (double)padec_workload_bytes(&w) / 1e6,
-             options.num_workers, seconds * 1e3, status);
+             options.num_workers, seconds * 1e3, status, pick[0] ? " [auto: " : "", pick,
+             pick[0] ? "]" : "");
     } else {
       printf("%-24s %6d %10lld %9.1f %8d %12s  FAILED: %s\n", w.name, w.batch,
              (long long)cli_total_tokens(&w), (double)padec_workload_bytes(&w) / 1e6,

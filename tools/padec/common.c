@@ -144,9 +144,12 @@ int cli_parse_options(const char *command, unsigned flags, int argc, char **argv
         opt->policy = PADEC_POLICY_COST;
       } else if (strcmp(value, "batch_invariant") == 0) {
         opt->policy = PADEC_POLICY_BATCH_INVARIANT;
+      } else if (strcmp(value, "auto") == 0) {
+        opt->policy = PADEC_POLICY_EVEN;
+        opt->policy_auto = 1;
       } else {
         return cli_usage_error(
-            command, "--policy %s: built are 'even', 'cost' and 'batch_invariant'", value);
+            command, "--policy %s: built are 'even', 'cost', 'batch_invariant' and 'auto'", value);
       }
     } else if (strcmp(name, "--scale-lengths") == 0) {
       if (parse_scale(value, &opt->scale) != 0)
@@ -427,15 +430,76 @@ int cli_alloc_outputs(const padec_case *c, void **o, float **lse) {
   return 0;
 }
 
-int cli_execute(const padec_case *c, int use_gpu, const padec_plan_options *options, void *o,
-                float *lse, double *seconds, char *err, size_t err_size) {
+cli_choice cli_choose(const cli_options *opt, const padec_params *params, int32_t batch,
+                      const int32_t *kv_lens, int gpu_present) {
+  cli_choice choice;
+  memset(&choice, 0, sizeof choice);
+  choice.options = cli_plan_options(opt, params, gpu_present);
+  if (!opt->policy_auto) return choice;
+  padec_choice picked;
+  /* On bad params the run itself reports the error: keep the plain options. */
+  if (padec_choose(params, batch, kv_lens, choice.options.num_workers, &picked) != PADEC_STATUS_OK)
+    return choice;
+  if (picked.path == PADEC_PATH_GRID)
+    choice.grid_splits = picked.grid_splits;
+  else
+    choice.options.policy = picked.plan_options.policy;
+  return choice;
+}
+
+const char *cli_choice_name(const cli_choice *choice, char *buf, size_t size) {
+  if (choice->grid_splits > 0)
+    snprintf(buf, size, "grid, %d split%s", choice->grid_splits, choice->grid_splits > 1 ? "s" : "");
+  else
+    snprintf(buf, size, "%s", cli_policy_name(choice->options.policy));
+  return buf;
+}
+
+const char *cli_policy_label(const cli_options *opt) {
+  return opt->policy_auto ? "auto" : cli_policy_name(opt->policy);
+}
+
+/* The grid path of cli_execute on the CPU. */
+static int execute_grid_cpu(const padec_case *c, const cli_choice *choice, void *o, float *lse,
+                            double *seconds, char *err, size_t err_size) {
+  padec_grid_layout layout;
+  if (padec_grid_layout_init(&c->params, c->batch, choice->grid_splits,
+                             choice->options.partition_tokens, &layout) != PADEC_STATUS_OK) {
+    snprintf(err, err_size, "grid layout: %s", padec_last_message());
+    return -1;
+  }
+  void *workspace = cli_aligned_alloc(256, layout.workspace_bytes);
+  if (!workspace) {
+    snprintf(err, err_size, "out of memory for the workspace");
+    return -1;
+  }
+  padec_tensors tensors = padec_case_tensors(c, o, lse);
+  const double start = cli_now_seconds();
+  const padec_status status =
+      padec_cpu_run_grid(&c->params, &layout, &tensors, workspace, layout.workspace_bytes);
+  *seconds = cli_now_seconds() - start;
+  free(workspace);
+  if (status != PADEC_STATUS_OK) {
+    snprintf(err, err_size, "padec_cpu_run_grid: %s", padec_last_message());
+    return -1;
+  }
+  return 0;
+}
+
+int cli_execute(const padec_case *c, int use_gpu, const cli_choice *choice, void *o, float *lse,
+                double *seconds, char *err, size_t err_size) {
+  const padec_plan_options *options = &choice->options;
   padec_case_poison(c, o, lse);
   if (use_gpu) {
     double start = cli_now_seconds();
-    int rc = padec_gpu_run_case(c, options, o, lse, err, err_size);
+    int rc = choice->grid_splits > 0
+                 ? padec_gpu_run_case_grid(c, choice->grid_splits, options->partition_tokens, o,
+                                           lse, err, err_size)
+                 : padec_gpu_run_case(c, options, o, lse, err, err_size);
     *seconds = cli_now_seconds() - start;
     return rc;
   }
+  if (choice->grid_splits > 0) return execute_grid_cpu(c, choice, o, lse, seconds, err, err_size);
   cli_plan plan;
   if (cli_plan_make(&c->params, c->batch, c->kv_lens, options, &plan, err, err_size) != 0)
     return -1;

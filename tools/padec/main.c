@@ -42,8 +42,9 @@ static const char common_help[] =
     "  --partition T        tokens per partition, a power of two 16..16384 (default 256)\n"
     "  --policy P           scheduling policy: even (default, the seed's: equal partitions per\n"
     "                       worker), cost (equal predicted time per worker: every work item and\n"
-    "                       every split costs a fixed start-up) or batch_invariant (split points\n"
-    "                       fixed by each sequence alone)\n";
+    "                       every split costs a fixed start-up), batch_invariant (split points\n"
+    "                       fixed by each sequence alone) or auto (padec_choose picks the path\n"
+    "                       and policy per workload, the grid path included; rows name the pick)\n";
 
 static const char run_help[] =
     "usage: padec run [FILE | --workload LINE]... [OPTIONS]\n"
