@@ -45,6 +45,12 @@ rc=$?
 grep -q '^even .* PASS \[auto: grid, 1 split\]$' <<<"$out" || fail "check --policy auto: even batch not on the grid path"
 grep -q '^skew .* PASS \[auto: cost\]$' <<<"$out" || fail "check --policy auto: skewed batch not under cost"
 grep -q 'policy auto' <<<"$out" || fail "check --policy auto: the header does not say auto"
+# padec plan under auto: the grid pick has no plan and says so; the cost pick shows its plan.
+plan=$("$padec" plan --policy auto --workers 16 \
+  --workload 'name=even q_heads=8 kv_heads=2 head_dim=64 page=16 kv=bf16 lens=300x8' \
+  --workload 'name=skew q_heads=8 kv_heads=2 head_dim=64 page=16 kv=bf16 lens=4000,30x7' 2>&1)
+grep -q '^even .*auto: the grid path, 1 split' <<<"$plan" || fail "plan --policy auto: no grid line"
+grep -q '^skew  *8  *16 ' <<<"$plan" || fail "plan --policy auto: no plan row for the skewed batch"
 [[ $rc -eq 0 ]] || echo "$out"
 
 if ((failures)); then exit 1; fi

@@ -191,7 +191,7 @@ int cli_cmd_plan(int argc, char **argv) {
         opt.workers > 0 ? "from --workers"
         : gpu_present   ? "recommended for the GPU"
                         : "264 (no GPU: 2 per SM of an H100)",
-        scale, opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_name(opt.policy));
+        scale, opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_label(&opt));
     printf("%-24s %6s %7s %6s %6s %6s %7s %7s %21s %6s %9s %11s\n", "workload", "batch", "workers",
            "parts", "works", "split", "p_slots", "p_rows", "load min/mean/max", "max/mn", "plan_B",
            "workspace_B");
@@ -205,7 +205,16 @@ int cli_cmd_plan(int argc, char **argv) {
       ++failures;
       continue;
     }
-    padec_plan_options options = cli_plan_options(&opt, &w.params, gpu_present);
+    const cli_choice choice = cli_choose(&opt, &w.params, w.batch, w.kv_lens, gpu_present);
+    const padec_plan_options options = choice.options;
+    if (choice.grid_splits > 0) {
+      /* --policy auto picked the grid path: there is no plan to show. */
+      if (!opt.dump)
+        printf("%-24s %6d  auto: the grid path, %d split%s a (sequence, KV head), no plan\n",
+               w.name, w.batch, choice.grid_splits, choice.grid_splits > 1 ? "s" : "");
+      padec_workload_free(&w);
+      continue;
+    }
     cli_plan plan;
     padec_plan_view view;
     if (cli_plan_make(&w.params, w.batch, w.kv_lens, &options, &plan, err, sizeof err) != 0) {
