@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "test_support.h"
 
 enum { MAX_BATCH = 32 };
 
@@ -323,11 +324,7 @@ static void hard_combinations(void) {
 static uint64_t g_rng = 0x6d617472697831ull;
 
 static uint32_t random_below(uint32_t bound) {
-  uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
-  return (uint32_t)(z % bound);
+  return (uint32_t)(test_splitmix64(&g_rng) % bound);
 }
 
 static int32_t random_length(const padec_params *p) {

@@ -21,30 +21,16 @@
 
 #include "gpu.h"
 #include "padec_cuda.h"
+#include "test_support.h"
 
 static int g_failures;
 static int g_cases;
-
-#define CUDA_OK(call)                                                                    \
-  do {                                                                                   \
-    cudaError_t error_ = (call);                                                         \
-    if (error_ != cudaSuccess) {                                                         \
-      fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,               \
-              cudaGetErrorString(error_));                                               \
-      exit(1);                                                                           \
-    }                                                                                    \
-  } while (0)
 
 #define GUARD_BYTES 256
 #define POISON 0xab
 
 static uint64_t g_rng = 0x0123456789abcdefull;
-static uint64_t next_u64(void) {
-  uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+static uint64_t next_u64(void) { return test_splitmix64(&g_rng); }
 static int32_t below(int32_t n) { return n <= 0 ? 0 : (int32_t)(next_u64() % (uint64_t)n); }
 
 static void *host_alloc(size_t bytes) {

@@ -30,18 +30,9 @@
 #include "gpu.h"
 #include "harness.h"
 #include "padec_cuda.h"
+#include "test_support.h"
 
 enum { MAX_SHARDS = 8 };
-
-#define CUDA_OK(call)                                                                    \
-  do {                                                                                   \
-    cudaError_t error_ = (call);                                                         \
-    if (error_ != cudaSuccess) {                                                         \
-      fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,               \
-              cudaGetErrorString(error_));                                               \
-      exit(1);                                                                           \
-    }                                                                                    \
-  } while (0)
 
 static int g_cases, g_failures, g_strided;
 

@@ -33,6 +33,7 @@
 
 #include "gpu.h"
 #include "harness.h"
+#include "test_support.h"
 
 enum { MAX_BATCH = 24 };
 /* KV elements times query rows a case may touch: sum(kv_len) x q_len x num_q_heads x head_dim.
@@ -71,12 +72,7 @@ static double now_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static uint64_t next_random(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+static uint64_t next_random(uint64_t *state) { return test_splitmix64(state); }
 
 static int32_t below(uint64_t *state, int32_t bound) {
   return (int32_t)(next_random(state) % (uint64_t)bound);

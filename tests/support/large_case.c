@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 
 #include "common/numerics.h"
+#include "test_support.h"
 
 static int fail(char *err, size_t err_size, int code, const char *format, ...) {
   if (err && err_size) {
@@ -21,12 +22,7 @@ static int fail(char *err, size_t err_size, int code, const char *format, ...) {
   return code;
 }
 
-static uint64_t next_random(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+static uint64_t next_random(uint64_t *state) { return test_splitmix64(state); }
 
 /* Uniform in [-1, 1) on a grid of 2^-23. */
 static float uniform_signed(uint64_t *state) {

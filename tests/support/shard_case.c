@@ -5,13 +5,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "test_support.h"
 
-static uint64_t next_random(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+static uint64_t next_random(uint64_t *state) { return test_splitmix64(state); }
 
 /* Uniform in [0, bound); 0 for bound <= 0. */
 static int32_t below(uint64_t *state, int64_t bound) {

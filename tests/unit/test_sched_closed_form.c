@@ -17,6 +17,7 @@
 
 #include "cuda/sched_device_math.h"
 #include "padec.h"
+#include "test_support.h"
 
 static int failures = 0;
 
@@ -132,12 +133,7 @@ static int emulate_device_plan(const padec_params *params, const padec_plan_layo
 }
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint64_t next_u64(void) {
-  uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+static uint64_t next_u64(void) { return test_splitmix64(&rng); }
 static int32_t below(int32_t n) { return n <= 0 ? 0 : (int32_t)(next_u64() % (uint64_t)n); }
 
 static int g_cases = 0;

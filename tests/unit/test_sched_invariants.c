@@ -51,18 +51,14 @@
 #include <string.h>
 
 #include "padec.h"
+#include "test_support.h"
 
 /* ---- random numbers (splitmix64) ----------------------------------------------------------- */
 typedef struct rng {
   uint64_t state;
 } rng;
 
-static uint64_t rng_next(rng *r) {
-  uint64_t z = (r->state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+static uint64_t rng_next(rng *r) { return test_splitmix64(&r->state); }
 
 /* Uniform in [lo, hi]. */
 static int32_t rng_range(rng *r, int32_t lo, int32_t hi) {

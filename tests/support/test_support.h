@@ -1,0 +1,31 @@
+/* Helpers shared by the test programs (header only). */
+#ifndef PADEC_TEST_SUPPORT_H
+#define PADEC_TEST_SUPPORT_H
+
+#include <stdint.h>
+
+/* splitmix64: the tests' random stream; *state advances by one step a call. */
+static inline uint64_t test_splitmix64(uint64_t *state) {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* CUDA tests (include cuda_runtime_api.h first): a failed runtime call ends the test with its name,
+ * place and error. */
+#ifdef __CUDA_RUNTIME_API_H__
+#include <stdio.h>
+#include <stdlib.h>
+#define CUDA_OK(call)                                                                    \
+  do {                                                                                   \
+    cudaError_t error_ = (call);                                                         \
+    if (error_ != cudaSuccess) {                                                         \
+      fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call,               \
+              cudaGetErrorString(error_));                                               \
+      exit(1);                                                                           \
+    }                                                                                    \
+  } while (0)
+#endif
+
+#endif /* PADEC_TEST_SUPPORT_H */
