@@ -6,10 +6,6 @@
 
 enum { GRID_MAX_SPLITS = 1024, GRID_RECOMMENDED_MAX_SPLITS = 64 };
 
-static size_t align_up(size_t value, size_t alignment) {
-  return (value + alignment - 1) / alignment * alignment;
-}
-
 padec_status padec_grid_layout_init(const padec_params *params, int32_t batch, int32_t num_splits,
                                     int32_t partition_tokens, padec_grid_layout *layout) {
   padec_status status = padec_params_validate(params);
@@ -20,11 +16,9 @@ padec_status padec_grid_layout_init(const padec_params *params, int32_t batch, i
   if (num_splits < 1 || num_splits > GRID_MAX_SPLITS)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "num_splits = %d: need 1..%d", num_splits,
                        GRID_MAX_SPLITS);
-  const int32_t tokens = partition_tokens ? partition_tokens : 256;
-  if (tokens < 16 || tokens > 16384 || (tokens & (tokens - 1)) != 0)
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
-                       "partition_tokens = %d: need a power of two 16..16384 (0 = 256)",
-                       partition_tokens);
+  int32_t tokens;
+  status = padec__partition_tokens(partition_tokens, "partition_tokens", &tokens);
+  if (status != PADEC_STATUS_OK) return status;
   const padec_params p = padec__params_normalized(params);
   /* One CTA per block (a 1-D grid), and partial rows indexed in int32 by the merge. */
   const int64_t blocks = (int64_t)batch * p.num_kv_heads * num_splits;
@@ -44,15 +38,12 @@ padec_status padec_grid_layout_init(const padec_params *params, int32_t batch, i
   l.q_len = p.q_len;
   l.partition_tokens = tokens;
   l.params_key = padec__params_key(&p);
-  const size_t row_elems = (size_t)p.num_q_heads * (size_t)p.head_dim;
-  l.partial_o_offset = 0;
-  l.partial_lse_offset = align_up(sizeof(float) * row_elems * (size_t)partial_rows, 256);
-  l.merge_counters_offset =
-      align_up(l.partial_lse_offset + sizeof(float) * (size_t)p.num_q_heads * (size_t)partial_rows,
-               256);
   const size_t counters = num_splits > 1 ? (size_t)batch * (size_t)p.num_kv_heads : 0;
-  l.workspace_bytes = align_up(l.merge_counters_offset + sizeof(int32_t) * counters, 256);
-  if (l.workspace_bytes == 0) l.workspace_bytes = 256;
+  const padec_workspace_offsets w = padec__workspace_offsets(&p, partial_rows, counters);
+  l.partial_o_offset = 0;
+  l.partial_lse_offset = w.partial_lse;
+  l.merge_counters_offset = w.merge_counters;
+  l.workspace_bytes = w.bytes;
   *layout = l;
   padec__clear_message();
   return PADEC_STATUS_OK;

@@ -35,6 +35,21 @@ padec_params padec__params_normalized(const padec_params *params);
 int32_t padec__shard_num_partitions(int32_t kv_len, int32_t query_end, int32_t q_len,
                                     int32_t window_left, int32_t partition_tokens);
 
+/* The partition size of a layout: `requested`, or 256 for 0; BAD_ARGUMENT naming `name` unless a
+ * power of two 16..16384. Shared by the plan and grid layouts. */
+padec_status padec__partition_tokens(int32_t requested, const char *name, int32_t *tokens);
+
+/* Where the partial results and merge counters go in a workspace (the plan's and the grid
+ * path's): partial_o at 0 ([partial_rows][q heads][head_dim] floats), then partial_lse, then
+ * `counters` int32, each 256-byte aligned; the whole at least 256 bytes. */
+typedef struct padec_workspace_offsets {
+  size_t partial_lse;
+  size_t merge_counters;
+  size_t bytes;
+} padec_workspace_offsets;
+padec_workspace_offsets padec__workspace_offsets(const padec_params *normalized,
+                                                 int64_t partial_rows, size_t counters);
+
 /* Fingerprint of the fields that shape a plan and its buffers. */
 uint64_t padec__params_key(const padec_params *params);
 

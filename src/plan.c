@@ -32,6 +32,28 @@ static size_t align_up(size_t value, size_t alignment) {
   return (value + alignment - 1) / alignment * alignment;
 }
 
+padec_status padec__partition_tokens(int32_t requested, const char *name, int32_t *tokens) {
+  const int32_t t = requested ? requested : 256;
+  if (t < 16 || t > 16384 || (t & (t - 1)) != 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "%s = %d: need a power of two 16..16384 (0 = 256)", name, requested);
+  *tokens = t;
+  return PADEC_STATUS_OK;
+}
+
+padec_workspace_offsets padec__workspace_offsets(const padec_params *normalized,
+                                                 int64_t partial_rows, size_t counters) {
+  const padec_params *p = normalized;
+  const size_t row_elems = (size_t)p->num_q_heads * (size_t)p->head_dim;
+  padec_workspace_offsets w;
+  w.partial_lse = align_up(sizeof(float) * row_elems * (size_t)partial_rows, 256);
+  w.merge_counters =
+      align_up(w.partial_lse + sizeof(float) * (size_t)p->num_q_heads * (size_t)partial_rows, 256);
+  w.bytes = align_up(w.merge_counters + sizeof(int32_t) * counters, 256);
+  if (w.bytes == 0) w.bytes = 256;
+  return w;
+}
+
 padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
                                     const padec_plan_options *options, padec_plan_layout *layout) {
   padec_status status = padec_params_validate(params);
@@ -43,12 +65,10 @@ padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
   if (options->num_workers < 1 || options->num_workers > 65536)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "options.num_workers = %d: need 1..65536",
                        options->num_workers);
-  int32_t partition_tokens = options->partition_tokens ? options->partition_tokens : 256;
-  if (partition_tokens < 16 || partition_tokens > 16384 ||
-      (partition_tokens & (partition_tokens - 1)) != 0)
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
-                       "options.partition_tokens = %d: need a power of two 16..16384 (0 = 256)",
-                       options->partition_tokens);
+  int32_t partition_tokens;
+  status = padec__partition_tokens(options->partition_tokens, "options.partition_tokens",
+                                   &partition_tokens);
+  if (status != PADEC_STATUS_OK) return status;
   if (options->policy != PADEC_POLICY_EVEN && options->policy != PADEC_POLICY_COST &&
       options->policy != PADEC_POLICY_BATCH_INVARIANT)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
@@ -103,14 +123,12 @@ padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
   offset = align_up(offset + sizeof(int32_t) * ((size_t)batch + 1), 16);
   l.plan_bytes = offset;
 
-  size_t row_elems = (size_t)p.num_q_heads * (size_t)p.head_dim;
+  const padec_workspace_offsets w =
+      padec__workspace_offsets(&p, partial_rows, (size_t)batch * (size_t)p.num_kv_heads);
   l.partial_o_offset = 0;
-  l.partial_lse_offset = align_up(sizeof(float) * row_elems * (size_t)partial_rows, 256);
-  l.merge_counters_offset =
-      align_up(l.partial_lse_offset + sizeof(float) * (size_t)p.num_q_heads * (size_t)partial_rows, 256);
-  l.workspace_bytes = align_up(
-      l.merge_counters_offset + sizeof(int32_t) * (size_t)batch * (size_t)p.num_kv_heads, 256);
-  if (l.workspace_bytes == 0) l.workspace_bytes = 256;
+  l.partial_lse_offset = w.partial_lse;
+  l.merge_counters_offset = w.merge_counters;
+  l.workspace_bytes = w.bytes;
   *layout = l;
   padec__clear_message();
   return PADEC_STATUS_OK;
