@@ -138,6 +138,28 @@ struct BenchProblem {
   padec_tensors tensors;
 };
 
+/* PADEC_BENCH_FLUSH: how the L2 is made cold before each timed iteration. read (the default): a
+ * kernel reads a 256 MiB buffer, leaving L2 cold and clean; memset: a 256 MiB memset, cold and
+ * dirty (the usual recipe, for comparison); none: no flush (warm L2 and instruction caches). */
+enum class Flush { Read, Memset, None };
+
+Flush flush_mode() {
+  const char *mode = getenv("PADEC_BENCH_FLUSH");
+  if (mode && strcmp(mode, "memset") == 0) return Flush::Memset;
+  if (mode && strcmp(mode, "none") == 0) return Flush::None;
+  return Flush::Read;
+}
+
+cudaError_t flush_l2(const BenchProblem &bp, const cudaDeviceProp &prop, Flush flush, int iteration,
+                     cudaStream_t stream) {
+  if (flush == Flush::None) return cudaSuccess;
+  if (flush == Flush::Memset) return cudaMemsetAsync(bp.flush.ptr, iteration & 0xff, bp.flush.bytes, stream);
+  read_flush<<<prop.multiProcessorCount * 4, 512, 0, stream>>>(static_cast<const uint4 *>(bp.flush.ptr),
+                                                               bp.flush.bytes / sizeof(uint4),
+                                                               static_cast<unsigned *>(bp.flush.ptr));
+  return cudaGetLastError();
+}
+
 int setup_bench_problem(const padec_workload *workload, BenchProblem &bp, const ErrorSink &sink) {
   const padec_params &p = workload->params;
   const int32_t batch = workload->batch;
@@ -344,25 +366,13 @@ int time_launches(const padec_workload *workload, BenchProblem &bp, int iteratio
   cudaDeviceProp prop;
   int result = -1;
   const size_t copy_bytes = (size_t)1 << 30;
-  /* PADEC_BENCH_FLUSH=memset flushes with a memset instead (L2 left dirty), for comparison. */
-  const char *flush_mode = getenv("PADEC_BENCH_FLUSH");
-  const bool memset_flush = flush_mode && strcmp(flush_mode, "memset") == 0;
-  /* PADEC_BENCH_FLUSH=none: no flush (warm L2, warm instruction caches), for comparison. */
-  const bool no_flush = flush_mode && strcmp(flush_mode, "none") == 0;
+  const Flush flush = flush_mode();
   if (iterations < 50) iterations = 50;
   GPU_CHECK(cudaGetDeviceProperties(&prop, 0));
   GPU_CHECK(cudaEventCreate(&start));
   GPU_CHECK(cudaEventCreate(&stop));
   for (int i = 0; i < iterations + 5; ++i) {
-    if (no_flush) {
-    } else if (memset_flush) {
-      GPU_CHECK(cudaMemsetAsync(bp.flush.ptr, i & 0xff, bp.flush.bytes, nullptr)); /* cold, dirty L2 */
-    } else {
-      read_flush<<<prop.multiProcessorCount * 4, 512>>>(static_cast<const uint4 *>(bp.flush.ptr),
-                                                        bp.flush.bytes / sizeof(uint4),
-                                                        static_cast<unsigned *>(bp.flush.ptr)); /* cold, clean L2 */
-      GPU_CHECK(cudaGetLastError());
-    }
+    GPU_CHECK(flush_l2(bp, prop, flush, i, nullptr));
     GPU_CHECK(cudaEventRecord(start, nullptr));
     if (launch() != 0) goto fail;
     GPU_CHECK(cudaEventRecord(stop, nullptr));
@@ -495,9 +505,7 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
   cudaError_t capture_error = cudaSuccess;
   int result = -1;
   cudaDeviceProp prop;
-  /* PADEC_BENCH_FLUSH=none: no flush before the timed steps (warm L2), as padec_gpu_bench. */
-  const char *flush_mode = getenv("PADEC_BENCH_FLUSH");
-  const bool no_flush = flush_mode && strcmp(flush_mode, "none") == 0;
+  const Flush flush = flush_mode();
   if (iterations < 20) iterations = 20;
 
   if (padec_plan_layout_init(&p, batch, options, &layout) != PADEC_STATUS_OK)
@@ -563,10 +571,7 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
   GPU_CHECK(cudaGraphUpload(exec, stream));
 
   for (int i = 0; i < iterations + 5; ++i) {
-    if (!no_flush)
-      read_flush<<<prop.multiProcessorCount * 4, 512, 0, stream>>>(
-          static_cast<const uint4 *>(bp.flush.ptr), bp.flush.bytes / sizeof(uint4), static_cast<unsigned *>(bp.flush.ptr));
-    GPU_CHECK(cudaGetLastError());
+    GPU_CHECK(flush_l2(bp, prop, flush, i, stream));
     GPU_CHECK(cudaStreamSynchronize(stream));
     const double t0 = host_seconds();
     GPU_CHECK(cudaGraphLaunch(exec, stream));
@@ -576,10 +581,7 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
 
   /* The same step planned on the host. */
   for (int i = 0; i < iterations + 5; ++i) {
-    if (!no_flush)
-      read_flush<<<prop.multiProcessorCount * 4, 512, 0, stream>>>(
-          static_cast<const uint4 *>(bp.flush.ptr), bp.flush.bytes / sizeof(uint4), static_cast<unsigned *>(bp.flush.ptr));
-    GPU_CHECK(cudaGetLastError());
+    GPU_CHECK(flush_l2(bp, prop, flush, i, stream));
     GPU_CHECK(cudaStreamSynchronize(stream));
     const double t0 = host_seconds();
     if (padec_plan_build(&p, &layout, workload->kv_lens, host_plan, layout.plan_bytes) != PADEC_STATUS_OK ||

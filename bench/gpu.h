@@ -61,8 +61,8 @@ int padec_gpu_bench_grid(const padec_workload *workload, int32_t num_splits, int
  *   host_plan_plus_decode_us the same step planned on the host: padec_plan_build (the lengths
  *                            already on the host), padec_cuda_upload_plan from pinned memory and
  *                            padec_cuda_run, host wall-clock until the stream is idle.
- * Both steps start from a cold, clean L2 (the read flush of padec_gpu_bench, outside the timed
- * region; PADEC_BENCH_FLUSH=none leaves it warm). Before timing, the device plan is checked
+ * Both steps start from a cold L2, flushed as padec_gpu_bench does (PADEC_BENCH_FLUSH), outside
+ * the timed region. Before timing, the device plan is checked
  * against the host plan (memcmp); a difference is an error. Any output pointer may be NULL.
  * Returns 0, or -1 with a message in err. */
 int padec_gpu_bench_device_plan(const padec_workload *workload, const padec_plan_options *options,
