@@ -71,6 +71,26 @@ static void compare_with_cpu(const char *label, const padec_case *c, const padec
   }
 }
 
+/* The checks of one GPU output that need no CPU run: every element against the oracle (result
+ * filled), and a second run's bytes equal to the first's. Returns 0, or -1 after reporting. */
+static int check_gpu_output(const char *label, const padec_case *c, const void *o, const float *lse,
+                            const void *o_again, const float *lse_again, padec_check_result *result) {
+  const size_t lse_bytes = sizeof(float) * (size_t)c->num_tokens * (size_t)c->params.num_q_heads;
+  if (padec_check_output(c, o, lse, result) != 0 || !result->pass) {
+    fprintf(stderr, "FAIL %s: GPU output against the oracle\n", label);
+    padec_check_print(stderr, label, c, result);
+    g_failures += 1;
+    return -1;
+  }
+  if (memcmp(o, o_again, c->o_bytes) != 0 || memcmp(lse, lse_again, lse_bytes) != 0) {
+    fprintf(stderr, "FAIL %s: two runs differ (not deterministic)\n", label);
+    padec_check_print(stderr, label, c, result);
+    g_failures += 1;
+    return -1;
+  }
+  return 0;
+}
+
 /* The grid path on the GPU: against the oracle, deterministic, and against the CPU grid path. */
 static void run_grid_case(const char *label, const padec_params *params, int32_t batch,
                           const int32_t *lens, uint64_t seed, int32_t num_splits) {
@@ -96,17 +116,7 @@ static void run_grid_case(const char *label, const padec_params *params, int32_t
     g_failures += 1;
     goto done;
   }
-  if (padec_check_output(&c, o, lse, &result) != 0 || !result.pass) {
-    fprintf(stderr, "FAIL %s: GPU output against the oracle\n", full_label);
-    padec_check_print(stderr, full_label, &c, &result);
-    g_failures += 1;
-    goto done;
-  }
-  if (memcmp(o, o_again, c.o_bytes) != 0 || memcmp(lse, lse_again, sizeof(float) * lse_count) != 0) {
-    fprintf(stderr, "FAIL %s: two runs differ (not deterministic)\n", full_label);
-    g_failures += 1;
-    goto done;
-  }
+  if (check_gpu_output(full_label, &c, o, lse, o_again, lse_again, &result) != 0) goto done;
   if (padec_grid_layout_init(&c.params, c.batch, num_splits, 16, &layout) != PADEC_STATUS_OK) {
     fprintf(stderr, "FAIL %s: grid layout: %s\n", full_label, padec_last_message());
     g_failures += 1;
@@ -171,18 +181,7 @@ static void run_case(const char *label, const padec_params *params, int32_t batc
     }
   }
   padec_check_result result;
-  if (padec_check_output(&c, o, lse, &result) != 0 || !result.pass) {
-    fprintf(stderr, "FAIL %s: GPU output against the oracle\n", full_label);
-    padec_check_print(stderr, full_label, &c, &result);
-    g_failures += 1;
-    goto done;
-  }
-  if (memcmp(o, o_again, c.o_bytes) != 0 || memcmp(lse, lse_again, sizeof(float) * lse_count) != 0) {
-    fprintf(stderr, "FAIL %s: two runs of one plan differ (not deterministic)\n", full_label);
-    padec_check_print(stderr, full_label, &c, &result);
-    g_failures += 1;
-    goto done;
-  }
+  if (check_gpu_output(full_label, &c, o, lse, o_again, lse_again, &result) != 0) goto done;
   if (run_cpu(&c, &options, o_cpu, lse_cpu) != 0) {
     fprintf(stderr, "FAIL %s: CPU executor: %s\n", full_label, padec_last_message());
     g_failures += 1;
