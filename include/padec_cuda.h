@@ -78,8 +78,8 @@ padec_status padec_cuda_validate_kv(const padec_params *params, int32_t batch,
 
 /* Runs the grid path on the GPU, on `stream` (see padec_grid_layout): one launch of the decode
  * kernel over batch x num_kv_heads x num_splits blocks, each CTA one block, the last block of a
- * (sequence, KV head) to finish merging its splits; plus a memset of the merge counters when
- * num_splits > 1. Needs no plan and reads the lengths only on the device. Same contract as
+ * (sequence, KV head) to finish merging its splits; plus a small kernel that clears the merge
+ * counters when num_splits > 1 (the decode launch overlaps it). Needs no plan and reads the lengths only on the device. Same contract as
  * padec_cuda_run: validates host-side arguments first, never allocates, never synchronises,
  * capturable. workspace: device memory, layout->workspace_bytes, 16-byte aligned (checked). */
 padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_layout *layout,
@@ -120,7 +120,7 @@ padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void 
  * PADEC_FP8_SCALE_PER_TENSOR_DEVICE). Capture, on one stream:
  *     padec_cuda_plan_build(params, &layout, kv_lens, plan, layout.plan_bytes, stream);
  *     padec_cuda_run(params, &layout, plan, &tensors, workspace, layout.workspace_bytes, stream);
- * (padec_cuda_run adds the memset of its merge counters and the decode and merge kernels), then
+ * (padec_cuda_run adds the kernel that clears its merge counters and the decode and merge kernels), then
  * instantiate once. Before each replay, write the step's inputs into the same buffers (on the
  * stream, or before it): kv_lens, page_indptr and page_indices, q, the device scales. A replay
  * plans from those lengths and decodes with them; nothing is re-captured. The graph holds

@@ -4,8 +4,9 @@
  * A work item (one sequence, one KV head, a range of partitions) is processed in segments of 8
  * query rows (16 when the KV head has more than 8 rows: q_len x group). A segment streams the
  * item's K/V tokens through shared memory with cp.async (3 stages of 32 KiB: 64 bf16 tokens or
- * 128 fp8 tokens of head_dim 128), gathering rows through the page table; the next segment's
- * first tiles are issued before this one's combine and epilogue. KV tokens sit on the M side
+ * 128 fp8 tokens of head_dim 128), gathering rows through the page table. The loads form one
+ * stream over all of the worker's segments: the next segment's first tiles are issued while
+ * this one's last tiles are consumed, and are in flight during its combine and epilogue. KV tokens sit on the M side
  * of m16n8k16 tensor-core MMAs and the query rows on N, so every K/V byte is read once for the
  * whole GQA group. Each of the 4 warps owns a quarter of every tile's tokens and keeps its own
  * online-softmax state; the four states are combined in shared memory at the end of the
@@ -196,7 +197,7 @@ __device__ __forceinline__ void store_output(void *base, int64_t index, int dtyp
 /*
  * One warp merges one (output row, q head) of a reduce group: the splits' LSEs give the weights
  * (lanes fetch 32 at a time), then every lane walks the splits in slot order, the same additions
- * in the same order on every run, with several row loads in flight. Partials are read with
+ * in the same order on every run, with up to 16 row loads in flight. Partials are read with
  * ld.global.cg: other CTAs wrote them during this launch, so L1 may not hold them.
  */
 __device__ __forceinline__ int64_t merge_source_row(const padec_decode_params &p, int s,
@@ -210,9 +211,12 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
                                                int slot_end, int row_offset, int out_row,
                                                int head, int lane) {
   float max_lse = -INFINITY;
+  float first_lse = -INFINITY; /* this lane's slot of the first 32, kept for the second pass */
   for (int s = slot_begin + lane; s < slot_end; s += 32) {
     const int64_t prow = merge_source_row(p, s, row_offset);
-    max_lse = fmaxf(max_lse, __ldcg(p.partial_lse + prow * p.num_q_heads + head));
+    const float lse = __ldcg(p.partial_lse + prow * p.num_q_heads + head);
+    if (s < slot_begin + 32) first_lse = lse;
+    max_lse = fmaxf(max_lse, lse);
   }
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) max_lse = fmaxf(max_lse, __shfl_xor_sync(0xffffffffu, max_lse, off));
@@ -229,11 +233,13 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
       float lane_weight = 0.f;
       if (s < slot_end) {
         lane_row = merge_source_row(p, s, row_offset);
-        const float lse = __ldcg(p.partial_lse + (int64_t)lane_row * p.num_q_heads + head);
+        const float lse = base == slot_begin ? first_lse : __ldcg(p.partial_lse + (int64_t)lane_row * p.num_q_heads + head);
         lane_weight = lse == -INFINITY ? 0.f : expf(lse - max_lse);
       }
       const int count = slot_end - base < 32 ? slot_end - base : 32;
-#pragma unroll 8
+      /* 16 rows in flight (8 at head_dim 256, against spills): the merge sits on the critical
+       * path at the end of a launch. */
+#pragma unroll(HeadDim <= 128 ? 16 : 8)
       for (int k = 0; k < count; ++k) {
         const float weight = __shfl_sync(0xffffffffu, lane_weight, k);
         const int64_t prow = __shfl_sync(0xffffffffu, lane_row, k);
@@ -323,15 +329,20 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int64_t token_stride = (int64_t)(p.layout_hnd ? 1 : p.num_kv_heads) * HeadDim * Cfg::kElemBytes;
   const int64_t head_stride = (int64_t)(p.layout_hnd ? p.page_size : 1) * HeadDim * Cfg::kElemBytes;
 
+  /* The K/V tokens one segment streams: [token_begin, token_end) of a sequence's pages, one KV
+   * head, in num_tiles tiles. */
+  struct Stream {
+    int token_begin, token_end, num_tiles, kv_head;
+    const int32_t *pages;
+    int64_t kv_head_offset;
+  };
   /* A segment is one pass (up to kRows query rows) over one work item's tokens. */
   struct Segment {
     bool valid;
     int work, pass_row;
-    int b, partial_loc, qo_start, q_head_start, kv_head;
+    int b, partial_loc, qo_start, q_head_start;
     int query_end; /* query positions end here, counted from the first cached token */
-    int token_begin, token_end, num_tiles;
-    const int32_t *pages;
-    int64_t kv_head_offset;
+    Stream s;
   };
   /* The grid path: this CTA is the one work item (sequence, KV head, split) of its index. */
   const bool grid = p.grid_splits > 0;
@@ -341,6 +352,10 @@ __global__ void __launch_bounds__(kThreads, 2)
     g.valid = work < work_end;
     g.work = work;
     g.pass_row = 0;
+    g.b = g.partial_loc = g.qo_start = g.q_head_start = g.query_end = 0;
+    g.s.token_begin = g.s.token_end = g.s.num_tiles = g.s.kv_head = 0;
+    g.s.pages = p.page_indices;
+    g.s.kv_head_offset = 0;
     if (!g.valid) return g;
     int4 w1 = make_int4(0, 0, 0, 0);
     int split = 0;
@@ -348,8 +363,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       split = blockIdx.x % p.grid_splits;
       const int sequence_head = blockIdx.x / p.grid_splits;
       g.b = sequence_head / p.num_kv_heads;
-      g.kv_head = sequence_head % p.num_kv_heads;
-      g.q_head_start = g.kv_head * p.group;
+      g.s.kv_head = sequence_head % p.num_kv_heads;
+      g.q_head_start = g.s.kv_head * p.group;
       g.partial_loc = p.grid_splits > 1 ? (g.b * p.grid_splits + split) * p.q_len : -1;
       g.qo_start = g.b * p.q_len;
     } else {
@@ -359,7 +374,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       g.partial_loc = w0.y;
       g.qo_start = w0.z;
       g.q_head_start = w1.w & 0xffff;
-      g.kv_head = g.q_head_start / p.group;
+      g.s.kv_head = g.q_head_start / p.group;
     }
     const int kv_len = p.kv_lens[g.b];
     g.query_end = p.seq_lens ? p.seq_lens[g.b] - p.shard_starts[g.b] : kv_len;
@@ -381,17 +396,17 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
     /* Clamped to kv_len, positions fit in int32 (kv_len is an int32 token count). */
     const int64_t begin = (first_partition + local) * T;
-    g.token_begin = begin < kv_len ? (int)begin : kv_len;
+    g.s.token_begin = begin < kv_len ? (int)begin : kv_len;
     /* No row sees a token before the first window: don't load the partition's head. */
-    if (p.window_left > 0 && (int64_t)g.query_end - p.q_len - p.window_left > g.token_begin)
-      g.token_begin = (int)min((int64_t)g.query_end - p.q_len - p.window_left, (int64_t)kv_len);
+    if (p.window_left > 0 && (int64_t)g.query_end - p.q_len - p.window_left > g.s.token_begin)
+      g.s.token_begin = (int)min((int64_t)g.query_end - p.q_len - p.window_left, (int64_t)kv_len);
     const int64_t item_end = (first_partition + local + count) * (int64_t)T;
-    g.token_end = item_end < kv_len ? (int)item_end : kv_len;
-    g.num_tiles = g.token_end > g.token_begin
-                      ? (g.token_end - g.token_begin + Cfg::kTileTokens - 1) / Cfg::kTileTokens
-                      : 0;
-    g.pages = p.page_indices + p.page_indptr[g.b];
-    g.kv_head_offset = (int64_t)g.kv_head * head_stride;
+    g.s.token_end = item_end < kv_len ? (int)item_end : kv_len;
+    g.s.num_tiles = g.s.token_end > g.s.token_begin
+                        ? (g.s.token_end - g.s.token_begin + Cfg::kTileTokens - 1) / Cfg::kTileTokens
+                        : 0;
+    g.s.pages = p.page_indices + p.page_indptr[g.b];
+    g.s.kv_head_offset = (int64_t)g.s.kv_head * head_stride;
     return g;
   };
   auto next_segment = [&](const Segment &g) {
@@ -403,63 +418,99 @@ __global__ void __launch_bounds__(kThreads, 2)
     return load_segment(g.work + 1);
   };
 
-  /* ---- the cp.async pipeline ------------------------------------------------------------- */
+  /* ---- the cp.async pipeline: one stream of tiles over all of the worker's segments --------
+   * The producer runs up to kStages - 1 tiles ahead of the consumer and crosses into the next
+   * segment while the current one's last tiles are still being consumed, so the worker's loads
+   * do not stop at an item boundary. Each issued tile is one commit group, and the n-th tile
+   * of the worker (issued and consumed in the same order) sits in stage n % kStages. Outside the
+   * consumer's tile loop at most kStages - 1 tiles are in the pipeline, so the stage of the
+   * last consumed tile is free: the combine uses it. */
   const int my_chunk = tid % Cfg::kChunksPerRow;
   const int my_first_token = tid / Cfg::kChunksPerRow;
   typedef int32_t PageIds[Cfg::kTokensPerThread];
-  auto load_page_ids = [&](const Segment &g, int tile, PageIds &ids) {
+  auto load_page_ids = [&](const Stream &g, int tile, PageIds &ids) {
 #pragma unroll
     for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
       const int pos = g.token_begin + tile * Cfg::kTileTokens + my_first_token + i * Cfg::kTokenStride;
       ids[i] = (tile < g.num_tiles && pos < g.token_end) ? __ldg(g.pages + (pos >> page_shift)) : 0;
     }
   };
-  auto issue_tile = [&](const Segment &g, int tile, const PageIds &ids) {
-    if (tile < g.num_tiles) {
-      const int stage = tile % Cfg::kStages;
-      uint8_t *k_dst = pipe + stage * Cfg::kStageBytes;
-      uint8_t *v_dst = k_dst + Cfg::kTileBytes;
-      float *k_scale_dst = scales + stage * 2 * Cfg::kTileTokens;
+  auto issue_tile = [&](const Stream &g, int tile, int stage, const PageIds &ids) {
+    uint8_t *k_dst = pipe + stage * Cfg::kStageBytes;
+    uint8_t *v_dst = k_dst + Cfg::kTileBytes;
+    float *k_scale_dst = scales + stage * 2 * Cfg::kTileTokens;
 #pragma unroll
-      for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
-        const int token = my_first_token + i * Cfg::kTokenStride;
-        const int pos = g.token_begin + tile * Cfg::kTileTokens + token;
-        const bool valid = pos < g.token_end;
-        const int in_page = pos & page_mask;
-        const int64_t offset =
-            valid ? ids[i] * page_stride + (int64_t)in_page * token_stride + g.kv_head_offset : 0;
-        const uint32_t dst = token * Cfg::kPitch + ((my_chunk ^ swizzle(token)) << 4);
-        cp_async_16(smem_u32(k_dst + dst), p.k_pages + offset + my_chunk * 16, valid);
-        cp_async_16(smem_u32(v_dst + dst), p.v_pages + offset + my_chunk * 16, valid);
-        if (per_token && my_chunk == 0) {
-          const int64_t s = valid ? ((int64_t)ids[i] * p.num_kv_heads + g.kv_head) * p.page_size + in_page : 0;
-          cp_async_4(smem_u32(k_scale_dst + token), p.k_scales + s, valid);
-          cp_async_4(smem_u32(k_scale_dst + Cfg::kTileTokens + token), p.v_scales + s, valid);
-        }
+    for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
+      const int token = my_first_token + i * Cfg::kTokenStride;
+      const int pos = g.token_begin + tile * Cfg::kTileTokens + token;
+      const bool valid = pos < g.token_end;
+      const int in_page = pos & page_mask;
+      const int64_t offset =
+          valid ? ids[i] * page_stride + (int64_t)in_page * token_stride + g.kv_head_offset : 0;
+      const uint32_t dst = token * Cfg::kPitch + ((my_chunk ^ swizzle(token)) << 4);
+      cp_async_16(smem_u32(k_dst + dst), p.k_pages + offset + my_chunk * 16, valid);
+      cp_async_16(smem_u32(v_dst + dst), p.v_pages + offset + my_chunk * 16, valid);
+      if (per_token && my_chunk == 0) {
+        const int64_t s = valid ? ((int64_t)ids[i] * p.num_kv_heads + g.kv_head) * p.page_size + in_page : 0;
+        cp_async_4(smem_u32(k_scale_dst + token), p.k_scales + s, valid);
+        cp_async_4(smem_u32(k_scale_dst + Cfg::kTileTokens + token), p.v_scales + s, valid);
       }
     }
     cp_async_commit();
   };
-  static_assert(Cfg::kStages == 2 || Cfg::kStages == 3, "the prologue issues one or two tiles");
-  PageIds page_ids;
-  /* Issues a segment's first kStages - 1 tiles into stages 0 .. kStages - 2 (their page ids are
-   * fetched together, so the two loads overlap) and fetches the page ids of the next tile. */
-  auto prologue = [&](const Segment &g) {
-    PageIds second_ids;
-    load_page_ids(g, 0, page_ids);
-    if (Cfg::kStages == 3) load_page_ids(g, 1, second_ids);
-    issue_tile(g, 0, page_ids);
-    if (Cfg::kStages == 3) issue_tile(g, 1, second_ids);
-    load_page_ids(g, Cfg::kStages - 1, page_ids);
-  };
+  static_assert(Cfg::kStages == 2 || Cfg::kStages == 3, "the waits below know two depths");
 
   Segment cur = load_segment(grid ? 0 : p.work_indptr[blockIdx.x]);
-  if (cur.valid) prologue(cur);
+  Segment nxt = cur;
+  nxt.valid = false; /* loaded once cur's first tiles are in flight */
+  /* The producer's position: tile producer_tile of cur's stream, or of nxt's. */
+  bool producer_on_next = false;
+  int producer_tile = 0;
+  int issued = 0, consumed = 0; /* tiles of this worker */
+  auto producer_stream = [&]() {
+    const Stream g = producer_on_next ? nxt.s : cur.s;
+    return g;
+  };
+  auto producer_has_tile = [&]() { return producer_tile < producer_stream().num_tiles; };
+  /* Hands the producer over to nxt once cur's tiles are all issued; true if it moved. */
+  auto producer_settle = [&]() {
+    if (producer_on_next || !nxt.valid || producer_tile < cur.s.num_tiles) return false;
+    producer_on_next = true;
+    producer_tile = 0;
+    return true;
+  };
+  PageIds page_ids; /* of the producer's next tile, fetched one tile ahead */
+  auto issue_next = [&]() {
+    issue_tile(producer_stream(), producer_tile, issued % Cfg::kStages, page_ids);
+    ++issued;
+    ++producer_tile;
+    producer_settle();
+    load_page_ids(producer_stream(), producer_tile, page_ids);
+  };
+  /* The prologue: cur's first kStages - 1 tiles go out before anything else is fetched (the
+   * page ids of two tiles together), then nxt's metadata, then the rest up to kStages - 1. */
+  if (Cfg::kStages == 3 && cur.s.num_tiles >= 2) {
+    PageIds second_ids;
+    load_page_ids(cur.s, 0, page_ids);
+    load_page_ids(cur.s, 1, second_ids);
+    issue_tile(cur.s, 0, 0, page_ids);
+    issue_tile(cur.s, 1, 1, second_ids);
+    issued = producer_tile = 2;
+  } else if (cur.s.num_tiles >= 1) {
+    load_page_ids(cur.s, 0, page_ids);
+    issue_tile(cur.s, 0, 0, page_ids);
+    issued = producer_tile = 1;
+  }
+  if (cur.valid) nxt = next_segment(cur);
+  producer_settle();
+  load_page_ids(producer_stream(), producer_tile, page_ids);
+  while (issued < Cfg::kStages - 1 && producer_has_tile()) issue_next();
+
   while (cur.valid) {
     const int pass_row = cur.pass_row;
     const int partial_loc = cur.partial_loc, qo_start = cur.qo_start;
     const int q_head_start = cur.q_head_start, query_end = cur.query_end;
-    const int token_begin = cur.token_begin, token_end = cur.token_end, num_tiles = cur.num_tiles;
+    const int token_begin = cur.s.token_begin, token_end = cur.s.token_end, num_tiles = cur.s.num_tiles;
     /* ---- stage the pass's query rows in the permuted k order ------------------------- */
     for (int r = warp; r < kRows; r += kWarps) {
       const int row = pass_row + r;
@@ -540,13 +591,24 @@ __global__ void __launch_bounds__(kThreads, 2)
       row_sum[nt][0] = row_sum[nt][1] = 0.f;
     }
 
-    for (int tile = 0; tile < num_tiles; ++tile) {
-      cp_async_wait<Cfg::kStages - 2>();
-      __syncthreads(); /* tile is visible to all; the stage refilled below is free */
-      issue_tile(cur, tile + Cfg::kStages - 1, page_ids);
-      load_page_ids(cur, tile + Cfg::kStages, page_ids);
+    for (int tile = 0; tile < num_tiles; ++tile, ++consumed) {
+      if (issued == consumed) {
+        /* The pipeline ran dry: the producer had reached the end of a short nxt and could not
+         * see the segment after it. Once every warp is past the last combine, refill it as the
+         * prologue does. */
+        __syncthreads();
+        for (int i = 0; i < Cfg::kStages - 1 && producer_has_tile(); ++i) issue_next();
+      }
+      /* Tile `consumed` is commit group `consumed`; the groups issued after it may stay in flight. */
+      if (Cfg::kStages == 3 && issued - consumed >= 2) {
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads(); /* the tile is visible to all; the previous tile's stage is free */
+      while (issued < consumed + Cfg::kStages && producer_has_tile()) issue_next();
 
-      const int stage = tile % Cfg::kStages;
+      const int stage = consumed % Cfg::kStages;
       const uint8_t *k_tile = pipe + stage * Cfg::kStageBytes;
       const uint8_t *v_tile = k_tile + Cfg::kTileBytes;
       const float *k_tok_scale = scales + stage * 2 * Cfg::kTileTokens;
@@ -757,16 +819,19 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
       }
     }
-    cp_async_wait<0>();
-    __syncthreads(); /* the pipeline is drained */
+    __syncthreads(); /* every warp is done with the last tile, whose stage takes the combine */
 
-    /* The next segment's first tiles load while this one is combined, written and merged. */
-    const Segment next = next_segment(cur);
-    if (next.valid) prologue(next);
+    /* The consumer moves on; the producer, already in nxt's tiles, moves into the one after. */
+    const int finished_work = cur.work, finished_b = cur.b, finished_kv_head = cur.s.kv_head;
+    cur = nxt;
+    if (cur.valid) nxt = next_segment(cur);
+    if (producer_on_next) {
+      producer_on_next = false;
+      if (producer_settle()) load_page_ids(producer_stream(), producer_tile, page_ids);
+    }
 
     /* ---- combine the four warps' states and write ----------------------------------------- */
-    /* The last stage is free until the next segment's first loop iteration. */
-    float *combine = reinterpret_cast<float *>(pipe + (Cfg::kStages - 1) * Cfg::kStageBytes);
+    float *combine = reinterpret_cast<float *>(pipe + (consumed + Cfg::kStages - 1) % Cfg::kStages * Cfg::kStageBytes);
     const float acc_unscale = ldexpf(1.f, -v_exponent);
 #pragma unroll
     for (int nt = 0; nt < NTiles; ++nt)
@@ -849,14 +914,16 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
 
     /* ---- fused merge: the last split of a group (for this KV head) to finish merges it ------ */
-    if (partial_loc >= 0 && p.fused_merge && next.work != cur.work) {
+    if (partial_loc >= 0 && p.fused_merge && cur.work != finished_work) {
       __threadfence(); /* this CTA's partials are visible device-wide before it checks in */
       __syncthreads();
       if (tid == 0) {
+        /* The counters were cleared by the grid this launch may overlap (launch.cu). */
+        asm volatile("griddepcontrol.wait;\n" ::: "memory");
         /* A grid block's group is its sequence, with grid_splits slots from b * grid_splits. */
-        const int group = grid ? cur.b : find_group(p, partial_loc / p.q_len);
+        const int group = grid ? finished_b : find_group(p, partial_loc / p.q_len);
         const int splits = grid ? p.grid_splits : p.reduce_indptr[group + 1] - p.reduce_indptr[group];
-        const int arrived = atomicAdd(p.merge_counters + (int64_t)group * p.num_kv_heads + cur.kv_head, 1) + 1;
+        const int arrived = atomicAdd(p.merge_counters + (int64_t)group * p.num_kv_heads + finished_kv_head, 1) + 1;
         *merge_flag = arrived == splits ? group : -1;
       }
       __syncthreads();
@@ -871,7 +938,6 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
       }
     }
-    cur = next;
   }
 }
 

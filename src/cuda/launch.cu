@@ -31,6 +31,17 @@ __global__ void __launch_bounds__(128) merge_kernel(const __grid_constant__ pade
   merge_row_warp<HeadDim>(p, slot_begin, slot_end, row_offset, row, head, threadIdx.x & 31);
 }
 
+/*
+ * Zeroes the fused merge's arrival counters. It releases the decode launch behind it at once
+ * (a programmatic dependent launch): the decode's CTAs start, fetch metadata and stream K/V
+ * while this grid runs, and wait for it only before their first counter atomic.
+ */
+__global__ void __launch_bounds__(256) clear_merge_counters(int32_t *counters, int64_t count) {
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+    counters[i] = 0;
+}
+
 /* The shard merge: one warp per (query row, q head) combines the R stacked shard results, in rank
  * order, with the arithmetic of the split merge. */
 template <int HeadDim>
@@ -184,8 +195,9 @@ extern "C" padec_status padec__cuda_check_no_pending_error(const char *entry) {
                      cudaGetErrorString(pending));
 }
 
-/* The decode launch of both paths: the kernel instance, its shared-memory attribute, the memset
- * of the merge counters when splits merge in the kernel, and `ctas` CTAs. */
+/* The decode launch of both paths: the kernel instance, its shared-memory attribute, the
+ * clearing of the merge counters when splits merge in the kernel (the decode then launches as
+ * its programmatic dependent), and `ctas` CTAs. */
 static padec_status launch_decode(const padec_params &normalized, const padec_decode_params &d,
                                   int64_t ctas, bool clear_counters, cudaStream_t s) {
   const padec_status pending = padec__cuda_check_no_pending_error("decode");
@@ -198,11 +210,25 @@ static padec_status launch_decode(const padec_params &normalized, const padec_de
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, decode.smem_bytes);
   if (error != cudaSuccess) return cuda_fail(error, "cudaFuncSetAttribute(decode)");
   if (clear_counters) {
-    error = cudaMemsetAsync(d.merge_counters, 0, sizeof(int32_t) * (size_t)d.batch * normalized.num_kv_heads, s);
-    if (error != cudaSuccess) return cuda_fail(error, "cudaMemsetAsync(merge counters)");
+    const int64_t count = (int64_t)d.batch * normalized.num_kv_heads;
+    const int64_t blocks = (count + 255) / 256 < 256 ? (count + 255) / 256 : 256;
+    clear_merge_counters<<<(unsigned)blocks, 256, 0, s>>>(d.merge_counters, count);
+    error = cudaGetLastError();
+    if (error != cudaSuccess) return cuda_fail(error, "merge counter clear launch");
   }
-  decode.kernel<<<(unsigned)ctas, kThreads, decode.smem_bytes, s>>>(d);
-  error = cudaGetLastError();
+  cudaLaunchConfig_t config;
+  memset(&config, 0, sizeof config);
+  config.gridDim = dim3((unsigned)ctas);
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = decode.smem_bytes;
+  config.stream = s;
+  cudaLaunchAttribute overlap;
+  memset(&overlap, 0, sizeof overlap);
+  overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &overlap;
+  config.numAttrs = clear_counters ? 1 : 0;
+  error = cudaLaunchKernelEx(&config, decode.kernel, d);
   if (error != cudaSuccess) return cuda_fail(error, "decode kernel launch");
   return PADEC_STATUS_OK;
 }
