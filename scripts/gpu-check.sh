@@ -2,7 +2,7 @@
 # One call on a GPU machine: build with CUDA, run the GPU tests (full matrix, then a short subset
 # under compute-sanitizer memcheck and racecheck) and the benchmark table.
 # Usage: scripts/gpu-check.sh [build] [test] [sanitize] [soak] [calibrate] [compare] [bench]
-#        [profile] ...   (default: build test sanitize bench)
+#        [profile] [durations] ...   (default: build test sanitize bench)
 # Logs go to $OUT (or ./gpu-out) so that they come back from a remote run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +68,17 @@ if has profile; then
       ./$build/padec bench --backend cuda --workload "$line" >"$out/ncu-$w.txt" 2>&1
     echo "== ncu $w"
     grep -E "DRAM Throughput|Memory Throughput|Duration|Achieved Occupancy|Theoretical Occupancy|Registers Per|Stall|Warp Cycles Per Issued|Issue Slots|Block Limit" "$out/ncu-$w.txt" | head -24
+  done
+fi
+if has durations; then
+  # Each kernel's own duration (ncu, clocks left alone, caches flushed before each kernel), to
+  # set against the event-timed median of the whole run: the difference is launch overhead.
+  for w in b1-32k-bf16 b1-32k-fp8 g8-b128-2k-fp8 b256-1k-fp8; do
+    line=$(grep "^name=$w " bench/workloads.txt)
+    ncu --clock-control none --metrics gpu__time_duration.sum --kernel-name regex:'decode_kernel|clear_merge' \
+      --launch-skip 20 --launch-count 6 ./$build/padec bench --backend cuda --workload "$line" \
+      >"$out/durations-$w.txt" 2>&1
+    echo "== $w: $(grep -E 'gpu__time_duration' "$out/durations-$w.txt" | awk '{print $NF}' | tr '\n' ' ')us"
   done
 fi
 if has bench; then
