@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cuda/decode_params.h"
 #include "gpu.h"
 #include "internal.h"
 #include "padec_cuda.h"
@@ -353,7 +354,64 @@ extern "C" int padec_gpu_run_case_grid(const padec_case *c, int32_t num_splits, 
   return download_case(c, d, o, lse, sink);
 }
 
+const char *const padec_gpu_trace_point_names[PADEC_GPU_TRACE_POINTS] = {
+    "entry", "issued", "first_tile", "last_tile", "written", "merged", "exit"};
+
+static bool g_bench_trace;
+
+extern "C" void padec_gpu_bench_set_trace(int on) { g_bench_trace = on != 0; }
+
 namespace {
+
+static_assert((int)PADEC_GPU_TRACE_POINTS <= (int)PADEC_TRACE_EVENTS, "a CTA's stamps fit its stride");
+
+/* One launch from a cold L2 with the kernel's timeline stamps on; summarises them in out. */
+template <class Launch>
+int trace_launch(BenchProblem &bp, const cudaDeviceProp &prop, Flush flush, Launch launch,
+                 padec_gpu_trace *out, const ErrorSink &sink) {
+  const int64_t max_ctas = (int64_t)1 << 16;
+  const size_t count = (size_t)max_ctas * PADEC_TRACE_EVENTS;
+  std::vector<uint64_t> stamps(count);
+  std::vector<double> times;
+  DeviceBuffer d_stamps;
+  uint64_t first = UINT64_MAX;
+  int rc;
+  GPU_CHECK(d_stamps.alloc(count * sizeof(uint64_t)));
+  GPU_CHECK(cudaMemset(d_stamps.ptr, 0, count * sizeof(uint64_t)));
+  GPU_CHECK(flush_l2(bp, prop, flush, 0, nullptr));
+  padec__cuda_set_trace(static_cast<uint64_t *>(d_stamps.ptr), max_ctas);
+  rc = launch();
+  padec__cuda_set_trace(nullptr, 0);
+  if (rc != 0) return -1;
+  GPU_CHECK(cudaDeviceSynchronize());
+  GPU_CHECK(cudaMemcpy(stamps.data(), d_stamps.ptr, count * sizeof(uint64_t), cudaMemcpyDeviceToHost));
+  memset(out, 0, sizeof *out);
+  for (int64_t cta = 0; cta < max_ctas; ++cta) {
+    const uint64_t entry = stamps[(size_t)cta * PADEC_TRACE_EVENTS + PADEC_TRACE_ENTRY];
+    if (entry == 0) continue;
+    out->ctas += 1;
+    first = std::min(first, entry);
+  }
+  if (out->ctas == 0) return report(sink, "traced launch: no CTA wrote its stamps (more than %lld CTAs?)",
+                                    (long long)max_ctas);
+  for (int point = 0; point < PADEC_GPU_TRACE_POINTS; ++point) {
+    times.clear();
+    for (int64_t cta = 0; cta < max_ctas; ++cta) {
+      const uint64_t stamp = stamps[(size_t)cta * PADEC_TRACE_EVENTS + point];
+      if (stamp != 0) times.push_back((double)(stamp - first) * 1e-3);
+    }
+    out->reached[point] = (int64_t)times.size();
+    if (times.empty()) continue;
+    std::sort(times.begin(), times.end());
+    out->min_us[point] = times.front();
+    out->median_us[point] = times[times.size() / 2];
+    out->max_us[point] = times.back();
+  }
+  return 0;
+fail:
+  padec__cuda_set_trace(nullptr, 0);
+  return -1;
+}
 
 /* Times `launch` (one decode, on the legacy stream) `iterations` times after 5 warm-ups, each
  * from a cold L2, with CUDA events; then the copy ceiling; fills out. */
@@ -381,6 +439,8 @@ int time_launches(const padec_workload *workload, BenchProblem &bp, int iteratio
     GPU_CHECK(cudaEventElapsedTime(&ms, start, stop));
     if (i >= 5) times.push_back(ms * 1e3);
   }
+  memset(out, 0, sizeof *out);
+  if (g_bench_trace && trace_launch(bp, prop, flush, launch, &out->trace, sink) != 0) goto fail;
 
   /* The ceiling: a device-to-device copy, bytes read plus bytes written. */
   GPU_CHECK(d_copy_a.alloc(copy_bytes));
@@ -396,7 +456,6 @@ int time_launches(const padec_workload *workload, BenchProblem &bp, int iteratio
     if (i >= 2) copy_times.push_back(ms * 1e-3);
   }
 
-  memset(out, 0, sizeof *out);
   out->median_us = median(times);
   out->min_us = *std::min_element(times.begin(), times.end());
   out->copy_gbps = 2.0 * (double)copy_bytes / median(copy_times) / 1e9;

@@ -29,6 +29,21 @@ int padec_gpu_run_case(const padec_case *c, const padec_plan_options *options, v
 int padec_gpu_run_case_grid(const padec_case *c, int32_t num_splits, int32_t partition_tokens,
                             void *o, float *lse, char *err, size_t err_size);
 
+/* The points of a decode CTA's timeline (src/cuda/decode_params.h, padec_trace_event): entry,
+ * first tiles issued, first tile landed, last tile consumed, output or partial written, group
+ * merged, exit. */
+enum { PADEC_GPU_TRACE_POINTS = 7 };
+extern const char *const padec_gpu_trace_point_names[PADEC_GPU_TRACE_POINTS];
+
+/* One traced launch: per point, over the CTAs that reached it, the time since the first CTA's
+ * entry (microseconds, %globaltimer). */
+typedef struct padec_gpu_trace {
+  int64_t ctas; /* CTAs that ran; 0: not traced */
+  int64_t reached[PADEC_GPU_TRACE_POINTS];
+  double min_us[PADEC_GPU_TRACE_POINTS], median_us[PADEC_GPU_TRACE_POINTS],
+      max_us[PADEC_GPU_TRACE_POINTS];
+} padec_gpu_trace;
+
 typedef struct padec_gpu_bench_result {
   double median_us;       /* decode + merge, cold L2, CUDA events */
   double min_us;
@@ -37,7 +52,13 @@ typedef struct padec_gpu_bench_result {
   double effective_gbps;  /* padec_workload_bytes / median */
   int iterations;
   char device[128];
+  padec_gpu_trace trace;  /* filled when padec_gpu_bench_set_trace(1) */
 } padec_gpu_bench_result;
+
+/* 1: after timing, padec_gpu_bench and padec_gpu_bench_grid run one more launch from a cold L2
+ * with the decode kernel's timeline stamps on (padec__cuda_set_trace) and summarise them in
+ * result->trace. The stamps cost a few instructions per segment; the timed runs are untraced. */
+void padec_gpu_bench_set_trace(int on);
 
 /* Benchmarks one workload: median over `iterations` (at least 50) with a cold L2 (a read of
  * 256 MiB between iterations, outside the timed region, which leaves L2 clean; the environment

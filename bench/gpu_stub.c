@@ -37,6 +37,11 @@ int padec_gpu_run_case_grid(const padec_case *c, int32_t num_splits, int32_t par
   return fail(err, err_size);
 }
 
+const char *const padec_gpu_trace_point_names[PADEC_GPU_TRACE_POINTS] = {
+    "entry", "issued", "first_tile", "last_tile", "written", "merged", "exit"};
+
+void padec_gpu_bench_set_trace(int on) { (void)on; }
+
 int padec_gpu_bench_grid(const padec_workload *workload, int32_t num_splits, int32_t partition_tokens,
                          int iterations, padec_gpu_bench_result *result, char *err, size_t err_size) {
   (void)workload;

@@ -196,8 +196,9 @@ __device__ __forceinline__ void store_output(void *base, int64_t index, int dtyp
 
 /*
  * One warp merges one (output row, q head) of a reduce group: the splits' LSEs give the weights
- * (lanes fetch 32 at a time), then every lane walks the splits in slot order, the same additions
- * in the same order on every run, with up to 16 row loads in flight. Partials are read with
+ * (up to 64 splits, each lane fetches the rows and LSEs of two slots in one go), then every lane
+ * walks the splits in slot order, the same additions in the same order on every run, with up
+ * to 16 row loads in flight. Partials are read with
  * ld.global.cg: other CTAs wrote them during this launch, so L1 may not hold them.
  */
 __device__ __forceinline__ int64_t merge_source_row(const padec_decode_params &p, int s,
@@ -210,55 +211,73 @@ template <int HeadDim>
 __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int slot_begin,
                                                int slot_end, int row_offset, int out_row,
                                                int head, int lane) {
-  float max_lse = -INFINITY;
-  float first_lse = -INFINITY; /* this lane's slot of the first 32, kept for the second pass */
-  for (int s = slot_begin + lane; s < slot_end; s += 32) {
-    const int64_t prow = merge_source_row(p, s, row_offset);
-    const float lse = __ldcg(p.partial_lse + prow * p.num_q_heads + head);
-    if (s < slot_begin + 32) first_lse = lse;
-    max_lse = fmaxf(max_lse, lse);
-  }
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) max_lse = fmaxf(max_lse, __shfl_xor_sync(0xffffffffu, max_lse, off));
-
   constexpr int kPerLane = HeadDim / 32;
   float out[kPerLane];
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) out[i] = 0.f;
   float weight_sum = 0.f;
-  if (max_lse != -INFINITY) {
-    for (int base = slot_begin; base < slot_end; base += 32) {
-      const int s = base + lane;
-      int64_t lane_row = 0;
-      float lane_weight = 0.f;
-      if (s < slot_end) {
-        lane_row = merge_source_row(p, s, row_offset);
-        const float lse = base == slot_begin ? first_lse : __ldcg(p.partial_lse + (int64_t)lane_row * p.num_q_heads + head);
-        lane_weight = lse == -INFINITY ? 0.f : expf(lse - max_lse);
-      }
-      const int count = slot_end - base < 32 ? slot_end - base : 32;
-      /* 16 rows in flight (8 at head_dim 256, against spills): the merge sits on the critical
-       * path at the end of a launch. */
+  /* Adds `count` (<= 32) consecutive slots whose partial row and weight lane k holds, in order. */
+  auto accumulate = [&](int count, int64_t lane_row, float lane_weight) {
+    /* 16 rows in flight (8 at head_dim 256, against spills): the merge sits on the critical
+     * path at the end of a launch. */
 #pragma unroll(HeadDim <= 128 ? 16 : 8)
-      for (int k = 0; k < count; ++k) {
-        const float weight = __shfl_sync(0xffffffffu, lane_weight, k);
-        const int64_t prow = __shfl_sync(0xffffffffu, lane_row, k);
-        weight_sum += weight;
-        const float *src = p.partial_o + (prow * p.num_q_heads + head) * HeadDim + lane * kPerLane;
-        if constexpr (kPerLane % 4 == 0) {
+    for (int k = 0; k < count; ++k) {
+      const float weight = __shfl_sync(0xffffffffu, lane_weight, k);
+      const int64_t prow = __shfl_sync(0xffffffffu, lane_row, k);
+      weight_sum += weight;
+      const float *src = p.partial_o + (prow * p.num_q_heads + head) * HeadDim + lane * kPerLane;
+      if constexpr (kPerLane % 4 == 0) {
 #pragma unroll
-          for (int i = 0; i < kPerLane; i += 4) {
-            const float4 v = __ldcg(reinterpret_cast<const float4 *>(src + i));
-            out[i] += weight * v.x;
-            out[i + 1] += weight * v.y;
-            out[i + 2] += weight * v.z;
-            out[i + 3] += weight * v.w;
-          }
-        } else {
-          const float2 v = __ldcg(reinterpret_cast<const float2 *>(src));
-          out[0] += weight * v.x;
-          out[1] += weight * v.y;
+        for (int i = 0; i < kPerLane; i += 4) {
+          const float4 v = __ldcg(reinterpret_cast<const float4 *>(src + i));
+          out[i] += weight * v.x;
+          out[i + 1] += weight * v.y;
+          out[i + 2] += weight * v.z;
+          out[i + 3] += weight * v.w;
         }
+      } else {
+        const float2 v = __ldcg(reinterpret_cast<const float2 *>(src));
+        out[0] += weight * v.x;
+        out[1] += weight * v.y;
+      }
+    }
+  };
+  auto warp_max = [&](float value) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, off));
+    return value;
+  };
+  const int slots = slot_end - slot_begin;
+  float max_lse = -INFINITY;
+  if (slots <= 64) {
+    /* Every lane holds the rows and LSEs of slots lane and lane + 32: one round of row lookups
+     * and one of LSE loads, then the partial rows. */
+    const bool has0 = lane < slots, has1 = lane + 32 < slots;
+    const int64_t row0 = has0 ? merge_source_row(p, slot_begin + lane, row_offset) : 0;
+    const int64_t row1 = has1 ? merge_source_row(p, slot_begin + 32 + lane, row_offset) : 0;
+    const float lse0 = has0 ? __ldcg(p.partial_lse + row0 * p.num_q_heads + head) : -INFINITY;
+    const float lse1 = has1 ? __ldcg(p.partial_lse + row1 * p.num_q_heads + head) : -INFINITY;
+    max_lse = warp_max(fmaxf(lse0, lse1));
+    if (max_lse != -INFINITY) {
+      accumulate(slots < 32 ? slots : 32, row0, lse0 == -INFINITY ? 0.f : expf(lse0 - max_lse));
+      if (slots > 32) accumulate(slots - 32, row1, lse1 == -INFINITY ? 0.f : expf(lse1 - max_lse));
+    }
+  } else {
+    /* Any number of splits: the LSEs twice, 32 slots at a time. */
+    for (int s = slot_begin + lane; s < slot_end; s += 32)
+      max_lse = fmaxf(max_lse, __ldcg(p.partial_lse + merge_source_row(p, s, row_offset) * p.num_q_heads + head));
+    max_lse = warp_max(max_lse);
+    if (max_lse != -INFINITY) {
+      for (int base = slot_begin; base < slot_end; base += 32) {
+        const int s = base + lane;
+        int64_t lane_row = 0;
+        float lane_weight = 0.f;
+        if (s < slot_end) {
+          lane_row = merge_source_row(p, s, row_offset);
+          const float lse = __ldcg(p.partial_lse + lane_row * p.num_q_heads + head);
+          lane_weight = lse == -INFINITY ? 0.f : expf(lse - max_lse);
+        }
+        accumulate(slot_end - base < 32 ? slot_end - base : 32, lane_row, lane_weight);
       }
     }
   }
@@ -311,6 +330,14 @@ __global__ void __launch_bounds__(kThreads, 2)
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int quad = lane & 3, lane_row = lane >> 2;
+  auto trace = [&](int event) {
+    if (p.trace && tid == 0) {
+      uint64_t now;
+      asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(now));
+      p.trace[(int64_t)blockIdx.x * PADEC_TRACE_EVENTS + event] = now;
+    }
+  };
+  trace(PADEC_TRACE_ENTRY);
   const bool per_token = p.scale_mode == 3;
   float k_scale = p.k_scale, v_scale = p.v_scale;
   if (p.scale_mode == 2) {
@@ -501,6 +528,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     issue_tile(cur.s, 0, 0, page_ids);
     issued = producer_tile = 1;
   }
+  trace(PADEC_TRACE_ISSUED);
   if (cur.valid) nxt = next_segment(cur);
   producer_settle();
   load_page_ids(producer_stream(), producer_tile, page_ids);
@@ -606,6 +634,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         cp_async_wait<0>();
       }
       __syncthreads(); /* the tile is visible to all; the previous tile's stage is free */
+      if (consumed == 0) trace(PADEC_TRACE_FIRST_TILE);
       while (issued < consumed + Cfg::kStages && producer_has_tile()) issue_next();
 
       const int stage = consumed % Cfg::kStages;
@@ -820,6 +849,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
     }
     __syncthreads(); /* every warp is done with the last tile, whose stage takes the combine */
+    trace(PADEC_TRACE_LAST_TILE);
 
     /* The consumer moves on; the producer, already in nxt's tiles, moves into the one after. */
     const int finished_work = cur.work, finished_b = cur.b, finished_kv_head = cur.s.kv_head;
@@ -913,6 +943,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
     }
 
+    trace(PADEC_TRACE_WRITTEN);
+
     /* ---- fused merge: the last split of a group (for this KV head) to finish merges it ------ */
     if (partial_loc >= 0 && p.fused_merge && cur.work != finished_work) {
       __threadfence(); /* this CTA's partials are visible device-wide before it checks in */
@@ -936,9 +968,14 @@ __global__ void __launch_bounds__(kThreads, 2)
           const int qi = r / p.group;
           merge_row_warp<HeadDim>(p, slot_begin, slot_end, qi, qo_start + qi, q_head_start + r % p.group, lane);
         }
+        if (p.trace) {
+          __syncthreads(); /* every warp's rows are written */
+          trace(PADEC_TRACE_MERGED);
+        }
       }
     }
   }
+  trace(PADEC_TRACE_EXIT);
 }
 
 }  // namespace padec_cuda

@@ -35,6 +35,22 @@ struct padec_decode_params {
   int32_t scale_mode;        /* padec_fp8_scale_mode */
   float k_scale, v_scale;    /* per-tensor values (mode PER_TENSOR; 1 otherwise) */
   float score_scale_log2;    /* softmax_scale * log2(e) */
+  /* NULL, or [CTAs][PADEC_TRACE_EVENTS] %globaltimer stamps (ns) that thread 0 of each CTA writes
+   * at the points of padec_trace_event (the benchmark's timeline; padec__cuda_set_trace). */
+  uint64_t *trace;
+};
+
+/* The points of a decode CTA's life that a traced launch stamps. A stamp written per segment
+ * keeps the last segment's. */
+enum padec_trace_event {
+  PADEC_TRACE_ENTRY = 0,       /* first instruction */
+  PADEC_TRACE_ISSUED = 1,      /* cur's first tiles are issued (its metadata chain is behind) */
+  PADEC_TRACE_FIRST_TILE = 2,  /* the first tile has landed and every warp may read it */
+  PADEC_TRACE_LAST_TILE = 3,   /* a segment's last tile is consumed */
+  PADEC_TRACE_WRITTEN = 4,     /* a segment's output or partial is written */
+  PADEC_TRACE_MERGED = 5,      /* this CTA merged a group (0 if it never did) */
+  PADEC_TRACE_EXIT = 6,
+  PADEC_TRACE_EVENTS = 8       /* stride per CTA */
 };
 
 #endif /* PADEC_CUDA_DECODE_PARAMS_H */

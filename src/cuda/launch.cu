@@ -108,6 +108,15 @@ static int g_separate_merge;
 
 extern "C" void padec__cuda_set_separate_merge(int separate) { g_separate_merge = separate; }
 
+/* The benchmark's timeline buffer: launches of at most g_trace_ctas CTAs stamp it. */
+static uint64_t *g_trace;
+static int64_t g_trace_ctas;
+
+extern "C" void padec__cuda_set_trace(uint64_t *device_stamps, int64_t max_ctas) {
+  g_trace = device_stamps;
+  g_trace_ctas = device_stamps ? max_ctas : 0;
+}
+
 static padec_status cuda_fail(cudaError_t error, const char *what) {
   return padec__fail(PADEC_STATUS_CUDA_ERROR, "%s: %s (%s)", what, cudaGetErrorName(error),
                      cudaGetErrorString(error));
@@ -209,6 +218,8 @@ static padec_status launch_decode(const padec_params &normalized, const padec_de
   cudaError_t error = cudaFuncSetAttribute(reinterpret_cast<const void *>(decode.kernel),
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, decode.smem_bytes);
   if (error != cudaSuccess) return cuda_fail(error, "cudaFuncSetAttribute(decode)");
+  padec_decode_params traced = d;
+  traced.trace = ctas <= g_trace_ctas ? g_trace : nullptr;
   if (clear_counters) {
     const int64_t count = (int64_t)d.batch * normalized.num_kv_heads;
     const int64_t blocks = (count + 255) / 256 < 256 ? (count + 255) / 256 : 256;
@@ -216,19 +227,17 @@ static padec_status launch_decode(const padec_params &normalized, const padec_de
     error = cudaGetLastError();
     if (error != cudaSuccess) return cuda_fail(error, "merge counter clear launch");
   }
-  cudaLaunchConfig_t config;
-  memset(&config, 0, sizeof config);
+  cudaLaunchConfig_t config = {};
   config.gridDim = dim3((unsigned)ctas);
   config.blockDim = dim3(kThreads);
   config.dynamicSmemBytes = decode.smem_bytes;
   config.stream = s;
-  cudaLaunchAttribute overlap;
-  memset(&overlap, 0, sizeof overlap);
+  cudaLaunchAttribute overlap = {};
   overlap.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   overlap.val.programmaticStreamSerializationAllowed = 1;
   config.attrs = &overlap;
   config.numAttrs = clear_counters ? 1 : 0;
-  error = cudaLaunchKernelEx(&config, decode.kernel, d);
+  error = cudaLaunchKernelEx(&config, decode.kernel, traced);
   if (error != cudaSuccess) return cuda_fail(error, "decode kernel launch");
   return PADEC_STATUS_OK;
 }

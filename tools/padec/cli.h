@@ -27,7 +27,8 @@ enum {
   CLI_FLAG_SEED = 1u << 4,
   CLI_FLAG_DEVICE_PLAN = 1u << 5,
   CLI_FLAG_CALIBRATE = 1u << 6,
-  CLI_FLAG_COMPARE = 1u << 7
+  CLI_FLAG_COMPARE = 1u << 7,
+  CLI_FLAG_TRACE = 1u << 8
 };
 
 typedef struct cli_options {
@@ -45,6 +46,7 @@ typedef struct cli_options {
   int device_plan; /* bench: time the device scheduler and the one-graph step instead */
   int calibrate;   /* bench: fit the cost policy's model on the GPU instead */
   int compare;     /* bench: every path and policy per workload, and `auto`'s pick */
+  int trace;       /* bench: the decode kernel's timeline of one more launch per workload */
   int policy_auto; /* --policy auto: padec_choose picks the path and policy per workload */
   int dump;
   uint64_t seed;

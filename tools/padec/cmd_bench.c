@@ -61,6 +61,17 @@ static void print_row(const bench_row *r, int csv, int gpu) {
          r->effective_gbps, copy, eff_copy);
 }
 
+/* A traced launch's timeline: per point, min / median / max over the CTAs that reached it. */
+static void print_trace(const padec_gpu_trace *t) {
+  printf("  timeline of one launch, %lld CTAs, us from the first CTA's entry (min / median / max):\n",
+         (long long)t->ctas);
+  for (int point = 0; point < PADEC_GPU_TRACE_POINTS; ++point) {
+    if (t->reached[point] == 0) continue;
+    printf("    %-11s %6lld CTAs %9.2f %9.2f %9.2f\n", padec_gpu_trace_point_names[point],
+           (long long)t->reached[point], t->min_us[point], t->median_us[point], t->max_us[point]);
+  }
+}
+
 /* Min, median and effective bandwidth of a CPU row from its run times (seconds; sorted here). */
 static void fill_times(bench_row *row, const padec_workload *w, double *times,
                        int iterations) {
@@ -218,7 +229,8 @@ int cli_cmd_bench(int argc, char **argv) {
   cli_session session;
   int ready;
   const unsigned flags = CLI_FLAG_BACKEND | CLI_FLAG_ITERATIONS | CLI_FLAG_CSV | CLI_FLAG_SEED |
-                         CLI_FLAG_DEVICE_PLAN | CLI_FLAG_CALIBRATE | CLI_FLAG_COMPARE;
+                         CLI_FLAG_DEVICE_PLAN | CLI_FLAG_CALIBRATE | CLI_FLAG_COMPARE |
+                         CLI_FLAG_TRACE;
   {
     /* --calibrate needs no workloads: handle it before the session loads them. */
     cli_options first;
@@ -236,6 +248,12 @@ int cli_cmd_bench(int argc, char **argv) {
   const char *source = session.source;
   const char *backend = session.backend;
   const int use_gpu = session.use_gpu;
+  if (opt.trace && (!use_gpu || opt.csv || opt.compare || opt.device_plan)) {
+    cli_session_close(&session);
+    return cli_usage_error("bench", "--trace needs the cuda backend and goes with none of --csv, "
+                                    "--compare, --device-plan");
+  }
+  padec_gpu_bench_set_trace(opt.trace);
   int gpu_present = use_gpu || padec_gpu_available();
   int iterations = opt.iterations > 0 ? opt.iterations : (use_gpu ? 100 : 5);
   /* The GPU harness takes its median over at least 50 iterations. */
@@ -330,6 +348,7 @@ int cli_cmd_bench(int argc, char **argv) {
     }
     if (ok) {
       print_row(&row, opt.csv, use_gpu);
+      if (use_gpu && result.trace.ctas > 0) print_trace(&result.trace);
     } else {
       fprintf(stderr, "padec bench: %s: %s\n", w.name, err);
       ++failures;

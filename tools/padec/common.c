@@ -97,6 +97,11 @@ int cli_parse_options(const char *command, unsigned flags, int argc, char **argv
       opt->device_plan = 1;
       continue;
     }
+    if (strcmp(name, "--trace") == 0 && (flags & CLI_FLAG_TRACE)) {
+      if (value) return cli_usage_error(command, "option '%s' takes no value", name);
+      opt->trace = 1;
+      continue;
+    }
     if (strcmp(name, "--compare") == 0 && (flags & CLI_FLAG_COMPARE)) {
       if (value) return cli_usage_error(command, "option '%s' takes no value", name);
       opt->compare = 1;
