@@ -620,14 +620,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
 
     for (int tile = 0; tile < num_tiles; ++tile, ++consumed) {
-      if (issued == consumed) {
-        /* The pipeline ran dry: the producer had reached the end of a short nxt and could not
-         * see the segment after it. Once every warp is past the last combine, refill it as the
-         * prologue does. */
-        __syncthreads();
-        for (int i = 0; i < Cfg::kStages - 1 && producer_has_tile(); ++i) issue_next();
-      }
-      /* Tile `consumed` is commit group `consumed`; the groups issued after it may stay in flight. */
+      /* Tile `consumed` is commit group `consumed` (issued: the prologue and the refill at each
+       * move keep it so); the groups issued after it may stay in flight. */
       if (Cfg::kStages == 3 && issued - consumed >= 2) {
         cp_async_wait<1>();
       } else {
@@ -635,7 +629,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
       __syncthreads(); /* the tile is visible to all; the previous tile's stage is free */
       if (consumed == 0) trace(PADEC_TRACE_FIRST_TILE);
-      while (issued < consumed + Cfg::kStages && producer_has_tile()) issue_next();
+      /* One tile in, one out: the stage refilled is the previous tile's. */
+      if (issued < consumed + Cfg::kStages && producer_has_tile()) issue_next();
 
       const int stage = consumed % Cfg::kStages;
       const uint8_t *k_tile = pipe + stage * Cfg::kStageBytes;
@@ -859,6 +854,10 @@ __global__ void __launch_bounds__(kThreads, 2)
       producer_on_next = false;
       if (producer_settle()) load_page_ids(producer_stream(), producer_tile, page_ids);
     }
+    /* A short nxt may have stalled the producer (it cannot see past nxt): refill up to kStages - 1
+     * tiles, as the prologue does. Every warp is past the last tile, and the stage the combine
+     * takes below stays free. Outside a stall this issues nothing. */
+    while (issued < consumed + Cfg::kStages - 1 && producer_has_tile()) issue_next();
 
     /* ---- combine the four warps' states and write ----------------------------------------- */
     float *combine = reinterpret_cast<float *>(pipe + (consumed + Cfg::kStages - 1) % Cfg::kStages * Cfg::kStageBytes);
