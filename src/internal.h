@@ -139,8 +139,9 @@ padec_status padec__cuda_check_no_pending_error(const char *entry);
 void padec__cuda_set_separate_merge(int separate);
 
 /* CUDA builds: decode launches of at most max_ctas CTAs write padec_trace_event stamps
- * (src/cuda/decode_params.h) to device_stamps, [max_ctas][PADEC_TRACE_EVENTS] uint64; NULL turns
- * it off. Not thread-safe; the benchmark's timeline only. */
+ * (src/cuda/decode_params.h) to device_stamps, [max_ctas][PADEC_TRACE_EVENTS] uint64, which the
+ * caller zeroes first (a point a CTA never reaches keeps its zero); NULL turns it off. Not
+ * thread-safe; the benchmark's timeline only. */
 void padec__cuda_set_trace(uint64_t *device_stamps, int64_t max_ctas);
 
 #ifdef __cplusplus

@@ -48,7 +48,8 @@ enum padec_trace_event {
   PADEC_TRACE_FIRST_TILE = 2,  /* the first tile has landed and every warp may read it */
   PADEC_TRACE_LAST_TILE = 3,   /* a segment's last tile is consumed */
   PADEC_TRACE_WRITTEN = 4,     /* a segment's output or partial is written */
-  PADEC_TRACE_MERGED = 5,      /* this CTA merged a group (0 if it never did) */
+  PADEC_TRACE_MERGED = 5,      /* this CTA merged a group (left as the caller set it, zero, if
+                                  it never did) */
   PADEC_TRACE_EXIT = 6,
   PADEC_TRACE_EVENTS = 8       /* stride per CTA */
 };
