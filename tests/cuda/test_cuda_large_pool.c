@@ -21,28 +21,18 @@
 #include <string.h>
 
 #include "../support/large_case.h"
+#include "test_support.h"
 #include "gpu.h"
 #include "padec_cuda.h"
 
-static int g_failures;
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                     \
-      fprintf(stderr, __VA_ARGS__);                                                                \
-      fprintf(stderr, "\n");                                                                       \
-      g_failures += 1;                                                                             \
-    }                                                                                              \
-  } while (0)
 
 /* A CUDA call that must succeed; on failure the case is abandoned (goto done). */
-#define CUDA_OK(call)                                                                              \
+#define CASE_CUDA_OK(call)                                                                         \
   do {                                                                                             \
     cudaError_t error_ = (call);                                                                   \
     if (error_ != cudaSuccess) {                                                                   \
       fprintf(stderr, "%s: %s failed: %s\n", label, #call, cudaGetErrorString(error_));            \
-      g_failures += 1;                                                                             \
+      test_failures += 1;                                                                          \
       goto done;                                                                                   \
     }                                                                                              \
   } while (0)
@@ -110,22 +100,22 @@ static void run_options(const char *label, const large_case *lc, const padec_pla
   CHECK(status == PADEC_STATUS_OK, "%s: build: %s", label, padec_last_message());
   if (status != PADEC_STATUS_OK) goto done;
 
-  CUDA_OK(cudaMalloc(&d_plan, layout.plan_bytes));
-  CUDA_OK(cudaMalloc(&d_workspace, layout.workspace_bytes));
-  CUDA_OK(cudaMalloc(&d_o, lc->o_view_bytes));
-  CUDA_OK(cudaMalloc(&d_lse, sizeof(float) * rows));
-  CUDA_OK(cudaMalloc(&d_indptr, sizeof(int32_t) * ((size_t)c->batch + 1)));
-  CUDA_OK(cudaMalloc(&d_indices, sizeof(int32_t) * (size_t)c->page_indptr[c->batch]));
-  CUDA_OK(cudaMalloc(&d_lens, sizeof(int32_t) * (size_t)c->batch));
-  CUDA_OK(cudaMemcpy(d_indptr, c->page_indptr, sizeof(int32_t) * ((size_t)c->batch + 1),
+  CASE_CUDA_OK(cudaMalloc(&d_plan, layout.plan_bytes));
+  CASE_CUDA_OK(cudaMalloc(&d_workspace, layout.workspace_bytes));
+  CASE_CUDA_OK(cudaMalloc(&d_o, lc->o_view_bytes));
+  CASE_CUDA_OK(cudaMalloc(&d_lse, sizeof(float) * rows));
+  CASE_CUDA_OK(cudaMalloc(&d_indptr, sizeof(int32_t) * ((size_t)c->batch + 1)));
+  CASE_CUDA_OK(cudaMalloc(&d_indices, sizeof(int32_t) * (size_t)c->page_indptr[c->batch]));
+  CASE_CUDA_OK(cudaMalloc(&d_lens, sizeof(int32_t) * (size_t)c->batch));
+  CASE_CUDA_OK(cudaMemcpy(d_indptr, c->page_indptr, sizeof(int32_t) * ((size_t)c->batch + 1),
                      cudaMemcpyHostToDevice));
-  CUDA_OK(cudaMemcpy(d_indices, c->page_indices, sizeof(int32_t) * (size_t)c->page_indptr[c->batch],
+  CASE_CUDA_OK(cudaMemcpy(d_indices, c->page_indices, sizeof(int32_t) * (size_t)c->page_indptr[c->batch],
                      cudaMemcpyHostToDevice));
-  CUDA_OK(
+  CASE_CUDA_OK(
       cudaMemcpy(d_lens, c->kv_lens, sizeof(int32_t) * (size_t)c->batch, cudaMemcpyHostToDevice));
-  CUDA_OK(cudaMemset(d_o, 0xff, lc->o_view_bytes));
-  CUDA_OK(cudaMemset(d_lse, 0xff, sizeof(float) * rows));
-  CUDA_OK(cudaMemset(d_workspace, 0xff, layout.workspace_bytes));
+  CASE_CUDA_OK(cudaMemset(d_o, 0xff, lc->o_view_bytes));
+  CASE_CUDA_OK(cudaMemset(d_lse, 0xff, sizeof(float) * rows));
+  CASE_CUDA_OK(cudaMemset(d_workspace, 0xff, layout.workspace_bytes));
   status = padec_cuda_upload_plan(&layout, host_plan, d_plan, NULL);
   CHECK(status == PADEC_STATUS_OK, "%s: upload: %s", label, padec_last_message());
   if (status != PADEC_STATUS_OK) goto done;
@@ -142,15 +132,15 @@ static void run_options(const char *label, const large_case *lc, const padec_pla
   status = padec_cuda_run(p, &layout, d_plan, &t, d_workspace, layout.workspace_bytes, NULL);
   CHECK(status == PADEC_STATUS_OK, "%s: padec_cuda_run: %s", label, padec_last_message());
   if (status != PADEC_STATUS_OK) goto done;
-  CUDA_OK(cudaDeviceSynchronize());
-  CUDA_OK(cudaGetLastError());
+  CASE_CUDA_OK(cudaDeviceSynchronize());
+  CASE_CUDA_OK(cudaGetLastError());
   for (int64_t tok = 0; tok < c->num_tokens; ++tok)
     for (int32_t h = 0; h < p->num_q_heads; ++h)
-      CUDA_OK(
+      CASE_CUDA_OK(
           cudaMemcpy((char *)o_gpu + (size_t)(tok * row_elems + (int64_t)h * p->head_dim) * o_elem,
                      (const char *)d_o + (size_t)(tok * ost + h * osh) * o_elem,
                      (size_t)p->head_dim * o_elem, cudaMemcpyDeviceToHost));
-  CUDA_OK(cudaMemcpy(lse_gpu, d_lse, sizeof(float) * rows, cudaMemcpyDeviceToHost));
+  CASE_CUDA_OK(cudaMemcpy(lse_gpu, d_lse, sizeof(float) * rows, cudaMemcpyDeviceToHost));
 
   padec_check_result gpu_result;
   int rc = padec_check_output(c, o_gpu, lse_gpu, &gpu_result);
@@ -236,7 +226,7 @@ static int run_spec(const large_spec *s, uint64_t seed) {
   CHECK(max_element >= s->min_element, "%s: reaches element %" PRId64 " only", label, max_element);
 
   size_t free_bytes = 0, total_bytes = 0;
-  CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  CASE_CUDA_OK(cudaMemGetInfo(&free_bytes, &total_bytes));
   const size_t need = 2 * c->pool_bytes + 2 * c->scales_bytes + lc.q_view_bytes + lc.o_view_bytes +
                       ((size_t)1 << 30);
   if (need > free_bytes) {
@@ -244,22 +234,22 @@ static int run_spec(const large_spec *s, uint64_t seed) {
            (double)free_bytes / 0x1p30);
     goto done;
   }
-  CUDA_OK(cudaMalloc((void **)&d_k, c->pool_bytes));
-  CUDA_OK(cudaMalloc((void **)&d_v, c->pool_bytes));
-  CUDA_OK(cudaMemset(d_k, 0xff, c->pool_bytes));
-  CUDA_OK(cudaMemset(d_v, 0xff, c->pool_bytes));
+  CASE_CUDA_OK(cudaMalloc((void **)&d_k, c->pool_bytes));
+  CASE_CUDA_OK(cudaMalloc((void **)&d_v, c->pool_bytes));
+  CASE_CUDA_OK(cudaMemset(d_k, 0xff, c->pool_bytes));
+  CASE_CUDA_OK(cudaMemset(d_v, 0xff, c->pool_bytes));
   if (c->scales_bytes) {
-    CUDA_OK(cudaMalloc((void **)&d_ks, c->scales_bytes));
-    CUDA_OK(cudaMalloc((void **)&d_vs, c->scales_bytes));
-    CUDA_OK(cudaMemset(d_ks, 0xff, c->scales_bytes));
-    CUDA_OK(cudaMemset(d_vs, 0xff, c->scales_bytes));
+    CASE_CUDA_OK(cudaMalloc((void **)&d_ks, c->scales_bytes));
+    CASE_CUDA_OK(cudaMalloc((void **)&d_vs, c->scales_bytes));
+    CASE_CUDA_OK(cudaMemset(d_ks, 0xff, c->scales_bytes));
+    CASE_CUDA_OK(cudaMemset(d_vs, 0xff, c->scales_bytes));
     if (!lc.page_scales_bytes) { /* the device-pointer per-tensor scales: one float each */
-      CUDA_OK(cudaMemcpy(d_ks, c->k_scales, sizeof(float), cudaMemcpyHostToDevice));
-      CUDA_OK(cudaMemcpy(d_vs, c->v_scales, sizeof(float), cudaMemcpyHostToDevice));
+      CASE_CUDA_OK(cudaMemcpy(d_ks, c->k_scales, sizeof(float), cudaMemcpyHostToDevice));
+      CASE_CUDA_OK(cudaMemcpy(d_vs, c->v_scales, sizeof(float), cudaMemcpyHostToDevice));
     }
   }
-  CUDA_OK(upload_pages(&lc, d_k, d_v, (char *)d_ks, (char *)d_vs));
-  CUDA_OK(cudaMalloc((void **)&d_q, lc.q_view_bytes));
+  CASE_CUDA_OK(upload_pages(&lc, d_k, d_v, (char *)d_ks, (char *)d_vs));
+  CASE_CUDA_OK(cudaMalloc((void **)&d_q, lc.q_view_bytes));
   if (lc.q_view != c->q) { /* strided: copy the rows only */
     const padec_params *p = &c->params;
     const size_t eb = dtype_bytes(p->q_dtype);
@@ -269,11 +259,11 @@ static int run_spec(const large_spec *s, uint64_t seed) {
     for (int64_t tok = 0; tok < c->num_tokens; ++tok)
       for (int32_t h = 0; h < p->num_q_heads; ++h) {
         const size_t at = (size_t)(tok * qst + h * qsh) * eb;
-        CUDA_OK(cudaMemcpy(d_q + at, (const char *)lc.q_view + at, (size_t)p->head_dim * eb,
+        CASE_CUDA_OK(cudaMemcpy(d_q + at, (const char *)lc.q_view + at, (size_t)p->head_dim * eb,
                            cudaMemcpyHostToDevice));
       }
   } else {
-    CUDA_OK(cudaMemcpy(d_q, c->q, c->q_bytes, cudaMemcpyHostToDevice));
+    CASE_CUDA_OK(cudaMemcpy(d_q, c->q, c->q_bytes, cudaMemcpyHostToDevice));
   }
 
   {
@@ -320,8 +310,8 @@ int main(int argc, char **argv) {
   printf("test_cuda_large_pool: %d cases\n", count);
   for (int i = 0; i < count; ++i)
     if (!specs[i].host_only) ran += run_spec(&specs[i], 0x1a76e100u + (uint64_t)i);
-  if (g_failures) {
-    fprintf(stderr, "test_cuda_large_pool: %d check(s) failed\n", g_failures);
+  if (test_failures) {
+    fprintf(stderr, "test_cuda_large_pool: %d check(s) failed\n", test_failures);
     return 1;
   }
   if (ran == 0) {

@@ -3,6 +3,20 @@
 #define PADEC_TEST_SUPPORT_H
 
 #include <stdint.h>
+#include <stdio.h>
+
+/* CHECK(cond, format, ...): a failed condition is reported with its place and a message and
+ * counted in test_failures; the test goes on and returns non-zero at the end if any failed. */
+static int test_failures __attribute__((unused));
+#define CHECK(cond, ...)                                                                 \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
+      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);          \
+      fprintf(stderr, __VA_ARGS__);                                                      \
+      fprintf(stderr, "\n");                                                             \
+      test_failures += 1;                                                                \
+    }                                                                                    \
+  } while (0)
 
 /* splitmix64: the tests' random stream; *state advances by one step a call. */
 static inline uint64_t test_splitmix64(uint64_t *state) {

@@ -11,18 +11,8 @@
 #include <string.h>
 
 #include "harness.h"
+#include "test_support.h"
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                     \
-      fprintf(stderr, __VA_ARGS__);                                                                \
-      fprintf(stderr, "\n");                                                                       \
-      failures += 1;                                                                               \
-    }                                                                                              \
-  } while (0)
 
 /* ---- the log callback ------------------------------------------------------------------------ */
 
@@ -727,8 +717,8 @@ int main(void) {
   test_run_scale_errors();
 
   padec_set_log_callback(NULL, NULL);
-  if (failures) {
-    fprintf(stderr, "test_api_errors: %d check(s) failed\n", failures);
+  if (test_failures) {
+    fprintf(stderr, "test_api_errors: %d check(s) failed\n", test_failures);
     return 1;
   }
   printf("test_api_errors: all checks passed\n");

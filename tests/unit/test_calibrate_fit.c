@@ -14,18 +14,8 @@
 
 #include "calibrate.h"
 #include "gpu.h"
+#include "test_support.h"
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                     \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                                          \
-      fprintf(stderr, "\n");                                                 \
-      failures += 1;                                                         \
-    }                                                                        \
-  } while (0)
 
 static padec_calibration calibration;
 
@@ -166,8 +156,8 @@ int main(void) {
   test_design(16);
   test_fit();
   test_no_gpu();
-  if (failures) {
-    fprintf(stderr, "test_calibrate_fit: %d failure(s)\n", failures);
+  if (test_failures) {
+    fprintf(stderr, "test_calibrate_fit: %d failure(s)\n", test_failures);
     return 1;
   }
   fprintf(stderr, "test_calibrate_fit: ok\n");

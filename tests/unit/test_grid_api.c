@@ -9,18 +9,8 @@
 #include <string.h>
 
 #include "harness.h"
+#include "test_support.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);  \
-      fprintf(stderr, __VA_ARGS__);                                             \
-      fprintf(stderr, "\n");                                                    \
-      failures += 1;                                                            \
-    }                                                                           \
-  } while (0)
 
 static void expect(const char *what, padec_status got, padec_status want, const char *needle) {
   CHECK(got == want, "%s: got %s, want %s (%s)", what, padec_status_name(got),
@@ -159,8 +149,8 @@ int main(void) {
   layout_errors();
   run_errors();
   recommended_splits();
-  if (failures) {
-    fprintf(stderr, "test_grid_api: %d failures\n", failures);
+  if (test_failures) {
+    fprintf(stderr, "test_grid_api: %d failures\n", test_failures);
     return 1;
   }
   printf("test_grid_api: passed\n");

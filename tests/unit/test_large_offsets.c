@@ -17,18 +17,8 @@
 #include <string.h>
 
 #include "../support/large_case.h"
+#include "test_support.h"
 
-static int g_failures;
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                     \
-      fprintf(stderr, __VA_ARGS__);                                                                \
-      fprintf(stderr, "\n");                                                                       \
-      g_failures += 1;                                                                             \
-    }                                                                                              \
-  } while (0)
 
 
 
@@ -192,8 +182,8 @@ int main(void) {
     printf("test_large_offsets: no sparse mapping of several GiB is allowed here: skipped\n");
     return 77;
   }
-  if (g_failures) {
-    fprintf(stderr, "test_large_offsets: %d check(s) failed\n", g_failures);
+  if (test_failures) {
+    fprintf(stderr, "test_large_offsets: %d check(s) failed\n", test_failures);
     return 1;
   }
   printf("test_large_offsets: %d of %d cases passed (%d skipped)\n", ran, count, count - ran);

@@ -19,18 +19,8 @@
 
 #include "padec.h"
 #include "padec_cuda.h"
+#include "test_support.h"
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                     \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                                          \
-      fprintf(stderr, "\n");                                                 \
-      failures += 1;                                                         \
-    }                                                                        \
-  } while (0)
 
 static padec_params make_params(int32_t kv_heads, int32_t group, int32_t head_dim,
                                 padec_dtype kv_dtype) {
@@ -493,8 +483,8 @@ int main(void) {
   test_uniform_batches();
   test_shards();
   test_device_scheduler_refuses();
-  if (failures) {
-    fprintf(stderr, "test_sched_cost: %d failure(s)\n", failures);
+  if (test_failures) {
+    fprintf(stderr, "test_sched_cost: %d failure(s)\n", test_failures);
     return 1;
   }
   fprintf(stderr, "test_sched_cost: ok\n");

@@ -15,18 +15,8 @@
 #include <string.h>
 
 #include "padec.h"
+#include "test_support.h"
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                  \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                                       \
-      fprintf(stderr, "\n");                                              \
-      failures += 1;                                                      \
-    }                                                                     \
-  } while (0)
 
 static void check_array(const char *what, const int32_t *got, const int32_t *want, int32_t n) {
   for (int32_t i = 0; i < n; ++i) {
@@ -36,7 +26,7 @@ static void check_array(const char *what, const int32_t *got, const int32_t *wan
       fprintf(stderr, "\n  want:");
       for (int32_t j = 0; j < n; ++j) fprintf(stderr, " %d", want[j]);
       fprintf(stderr, "\n");
-      failures += 1;
+      test_failures += 1;
       return;
     }
   }
@@ -194,8 +184,8 @@ static void example_2(void) {
 int main(void) {
   example_1();
   example_2();
-  if (failures) {
-    fprintf(stderr, "test_sched_seed_example: %d failure(s)\n", failures);
+  if (test_failures) {
+    fprintf(stderr, "test_sched_seed_example: %d failure(s)\n", test_failures);
     return 1;
   }
   fprintf(stderr, "test_sched_seed_example: ok\n");

@@ -21,18 +21,8 @@
 
 #include "harness.h"
 #include "padec_cuda.h"
+#include "test_support.h"
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (!(cond)) {                                                                                 \
-      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);                     \
-      fprintf(stderr, __VA_ARGS__);                                                                \
-      fprintf(stderr, "\n");                                                                       \
-      failures += 1;                                                                               \
-    }                                                                                              \
-  } while (0)
 
 static void expect(const char *what, padec_status got, padec_status want, const char *needle) {
   CHECK(got == want, "%s: got %s, want %s (%s)", what, padec_status_name(got),
@@ -301,8 +291,8 @@ int main(void) {
   test_validate_kv_host();
   test_plan_for_other_lengths();
   test_cuda_entry_points();
-  if (failures) {
-    fprintf(stderr, "test_validation: %d check(s) failed\n", failures);
+  if (test_failures) {
+    fprintf(stderr, "test_validation: %d check(s) failed\n", test_failures);
     return 1;
   }
   printf("test_validation: all checks passed\n");
