@@ -135,9 +135,17 @@ __global__ void fill_float(float *data, size_t count, float value) {
  * scales as the mode needs (1/256 each), the outputs, and the 256 MiB buffer the L2 flush
  * reads; `tensors` points at them. */
 struct BenchProblem {
-  DeviceBuffer q, k, v, indptr, indices, lens, o, lse, k_scales, v_scales, flush;
+  DeviceBuffer q, k, v, indptr, indices, lens, o, lse, k_scales, v_scales, flush, merge_counters;
   padec_tensors tensors;
 };
+
+/* PADEC_BENCH_COUNTERS: the merge counters a benchmarked run uses. kept (the default): a
+ * self-resetting array zeroed once (padec_tensors.merge_counters), so a run is one launch;
+ * workspace: NULL, the workspace's counters and the kernel that clears them before each run. */
+bool bench_kept_counters() {
+  const char *mode = getenv("PADEC_BENCH_COUNTERS");
+  return !(mode && strcmp(mode, "workspace") == 0);
+}
 
 /* PADEC_BENCH_FLUSH: how the L2 is made cold before each timed iteration. read (the default): a
  * kernel reads a 256 MiB buffer, leaving L2 cold and clean; memset: a 256 MiB memset, cold and
@@ -182,6 +190,8 @@ int setup_bench_problem(const padec_workload *workload, BenchProblem &bp, const 
   GPU_CHECK(bp.lens.alloc(sizeof(int32_t) * batch));
   GPU_CHECK(bp.o.alloc(tokens * p.num_q_heads * p.head_dim * dtype_bytes(p.o_dtype)));
   GPU_CHECK(bp.lse.alloc(sizeof(float) * tokens * p.num_q_heads));
+  GPU_CHECK(bp.merge_counters.alloc(sizeof(int32_t) * (size_t)batch * p.num_kv_heads));
+  GPU_CHECK(cudaMemset(bp.merge_counters.ptr, 0, bp.merge_counters.bytes));
   GPU_CHECK(bp.flush.alloc((size_t)256 << 20));
   GPU_CHECK(cudaMemset(bp.flush.ptr, 1, bp.flush.bytes));
   fill_random<<<1024, 256>>>(static_cast<uint8_t *>(bp.q.ptr), bp.q.bytes, 2, 1);
@@ -210,6 +220,7 @@ int setup_bench_problem(const padec_workload *workload, BenchProblem &bp, const 
   bp.tensors.v_scales = static_cast<const float *>(bp.v_scales.ptr);
   bp.tensors.o = bp.o.ptr;
   bp.tensors.lse = static_cast<float *>(bp.lse.ptr);
+  bp.tensors.merge_counters = bench_kept_counters() ? static_cast<int32_t *>(bp.merge_counters.ptr) : nullptr;
   return 0;
 fail:
   return -1;
@@ -292,6 +303,30 @@ fail:
   return -1;
 }
 
+/* padec_gpu_set_kept_counters: the array, its entries, and whether runs use it. */
+bool g_use_kept_counters;
+int32_t *g_kept_counters;
+int64_t g_kept_counter_count;
+
+/* Points d.tensors.merge_counters at the kept array (grown to `count` entries and zeroed when
+ * smaller) when runs use it. */
+int attach_kept_counters(int64_t count, CaseBuffers &d, const ErrorSink &sink) {
+  if (!g_use_kept_counters) return 0;
+  if (count > g_kept_counter_count) {
+    const int64_t grown = count > 4096 ? count : 4096;
+    if (g_kept_counters) GPU_CHECK(cudaFree(g_kept_counters));
+    g_kept_counters = nullptr;
+    g_kept_counter_count = 0;
+    GPU_CHECK(cudaMalloc(&g_kept_counters, sizeof(int32_t) * (size_t)grown));
+    GPU_CHECK(cudaMemset(g_kept_counters, 0, sizeof(int32_t) * (size_t)grown));
+    g_kept_counter_count = grown;
+  }
+  d.tensors.merge_counters = g_kept_counters;
+  return 0;
+fail:
+  return -1;
+}
+
 /* Waits for the run, then downloads o and (when asked) lse. */
 int download_case(const padec_case *c, const CaseBuffers &d, void *o, float *lse, const ErrorSink &sink) {
   GPU_CHECK(cudaDeviceSynchronize());
@@ -323,7 +358,9 @@ extern "C" int padec_gpu_run_case(const padec_case *c, const padec_plan_options 
     report(sink, "plan build: %s", padec_last_message());
     goto fail;
   }
-  if (upload_case(c, lse != nullptr, layout.workspace_bytes, d, sink) != 0) goto fail;
+  if (upload_case(c, lse != nullptr, layout.workspace_bytes, d, sink) != 0 ||
+      attach_kept_counters((int64_t)c->batch * c->params.num_kv_heads, d, sink) != 0)
+    goto fail;
   GPU_CHECK(d_plan.alloc(layout.plan_bytes));
   if (padec_cuda_upload_plan(&layout, host_plan, d_plan.ptr, nullptr) != PADEC_STATUS_OK) {
     report(sink, "upload: %s", padec_last_message());
@@ -347,11 +384,29 @@ extern "C" int padec_gpu_run_case_grid(const padec_case *c, int32_t num_splits, 
   CaseBuffers d;
   if (padec_grid_layout_init(&c->params, c->batch, num_splits, partition_tokens, &layout) != PADEC_STATUS_OK)
     return report(sink, "grid layout: %s", padec_last_message());
-  if (upload_case(c, lse != nullptr, layout.workspace_bytes, d, sink) != 0) return -1;
+  if (upload_case(c, lse != nullptr, layout.workspace_bytes, d, sink) != 0 ||
+      attach_kept_counters((int64_t)c->batch * c->params.num_kv_heads, d, sink) != 0)
+    return -1;
   if (padec_cuda_run_grid(&c->params, &layout, &d.tensors, d.ws.ptr, layout.workspace_bytes, nullptr) !=
       PADEC_STATUS_OK)
     return report(sink, "padec_cuda_run_grid: %s", padec_last_message());
   return download_case(c, d, o, lse, sink);
+}
+
+extern "C" void padec_gpu_set_kept_counters(int on) { g_use_kept_counters = on != 0; }
+
+extern "C" int padec_gpu_kept_counters_zero(char *err, size_t err_size) {
+  ErrorSink sink{err, err_size};
+  std::vector<int32_t> counters((size_t)g_kept_counter_count);
+  if (g_kept_counter_count == 0) return 1;
+  GPU_CHECK(cudaDeviceSynchronize());
+  GPU_CHECK(cudaMemcpy(counters.data(), g_kept_counters, sizeof(int32_t) * counters.size(),
+                       cudaMemcpyDeviceToHost));
+  for (const int32_t counter : counters)
+    if (counter != 0) return 0;
+  return 1;
+fail:
+  return -1;
 }
 
 const char *const padec_gpu_trace_point_names[PADEC_GPU_TRACE_POINTS] = {

@@ -29,6 +29,16 @@ int padec_gpu_run_case(const padec_case *c, const padec_plan_options *options, v
 int padec_gpu_run_case_grid(const padec_case *c, int32_t num_splits, int32_t partition_tokens,
                             void *o, float *lse, char *err, size_t err_size);
 
+/* 1: the two run_case functions pass self-resetting merge counters (padec_tensors.merge_counters):
+ * one device array kept across runs and cases, zeroed only when it is first allocated or grown,
+ * so each run relies on the runs before it to have left it zero. 0 (the default): NULL, the
+ * workspace's counters and their clearing kernel. Not for concurrent runs from several threads. */
+void padec_gpu_set_kept_counters(int on);
+
+/* Whether every entry of the kept counter array is zero, as every completed run must leave it:
+ * 1 yes (or no array yet), 0 no, -1 on a CUDA error (message in err). */
+int padec_gpu_kept_counters_zero(char *err, size_t err_size);
+
 /* The points of a decode CTA's timeline (src/cuda/decode_params.h, padec_trace_event): entry,
  * first tiles issued, first tile landed, last tile consumed, output or partial written, group
  * merged, exit. */

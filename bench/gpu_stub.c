@@ -37,6 +37,10 @@ int padec_gpu_run_case_grid(const padec_case *c, int32_t num_splits, int32_t par
   return fail(err, err_size);
 }
 
+void padec_gpu_set_kept_counters(int on) { (void)on; }
+
+int padec_gpu_kept_counters_zero(char *err, size_t err_size) { return fail(err, err_size); }
+
 const char *const padec_gpu_trace_point_names[PADEC_GPU_TRACE_POINTS] = {
     "entry", "issued", "first_tile", "last_tile", "written", "merged", "exit"};
 

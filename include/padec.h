@@ -391,6 +391,17 @@ typedef struct padec_tensors {
    * and the merge does not read it). Neither is enforced here. */
   const int32_t *shard_starts; /* [batch] */
   const int32_t *seq_lens;     /* [batch] */
+  /* Optional, for GPU runs (the CPU executors do not use it). Device memory, int32, at least
+   * batch * num_kv_heads entries, 4-byte aligned: the arrival counters of the merge that the last
+   * split of a group runs inside the decode kernel. They must be zero before the first run that
+   * uses them (cudaMemset once, after allocation); the CTA that merges a group sets its counter
+   * back to zero, so every run that completes leaves them all zero, for the next run, a CUDA
+   * graph replay, or the other path (padec_cuda_run and padec_cuda_run_grid index them the same
+   * way). A run with splits is then one kernel launch. Size them for the largest batch and keep
+   * one array per stream: two runs in flight at once must not share it. After a kernel fault
+   * (a CUDA error from the stream) zero them again. NULL: the counters live in the workspace and
+   * a small kernel clears them before each run with splits (one more launch). */
+  int32_t *merge_counters;
 } padec_tensors;
 
 /* Runs a plan on the CPU: every work item computes its partial (or the final output for direct

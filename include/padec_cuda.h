@@ -34,8 +34,9 @@ padec_status padec_cuda_device_query(int32_t device, padec_cuda_device_info *inf
 padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t device,
                                             int32_t *num_workers);
 
-/* Runs a plan on the GPU, on `stream`: the persistent decode kernel, then the merge kernel.
- * `plan` is the plan buffer in device memory (uploaded by the caller, e.g. with
+/* Runs a plan on the GPU, on `stream`: the persistent decode kernel, whose last split of each
+ * group merges it. With tensors->merge_counters (zeroed once; see padec_tensors) that is the
+ * only launch; without, a small kernel clears the workspace's counters first. `plan` is the plan buffer in device memory (uploaded by the caller, e.g. with
  * padec_cuda_upload_plan); every tensor pointer is device memory; `workspace` is device memory
  * of layout->workspace_bytes or more, 16-byte aligned. Validates the host-side arguments
  * (pointers, alignment, params against the layout) before any launch; on error launches nothing;
@@ -78,8 +79,10 @@ padec_status padec_cuda_validate_kv(const padec_params *params, int32_t batch,
 
 /* Runs the grid path on the GPU, on `stream` (see padec_grid_layout): one launch of the decode
  * kernel over batch x num_kv_heads x num_splits blocks, each CTA one block, the last block of a
- * (sequence, KV head) to finish merging its splits; plus a small kernel that clears the merge
- * counters when num_splits > 1 (the decode launch overlaps it). Needs no plan and reads the lengths only on the device. Same contract as
+ * (sequence, KV head) to finish merging its splits. When num_splits > 1 and
+ * tensors->merge_counters is NULL, a small kernel clears the workspace's merge counters first (the
+ * decode launch overlaps it); with merge_counters it is one launch. Needs no plan and reads the
+ * lengths only on the device. Same contract as
  * padec_cuda_run: validates host-side arguments first, never allocates, never synchronises,
  * capturable. workspace: device memory, layout->workspace_bytes, 16-byte aligned (checked). */
 padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_layout *layout,
@@ -120,7 +123,8 @@ padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void 
  * PADEC_FP8_SCALE_PER_TENSOR_DEVICE). Capture, on one stream:
  *     padec_cuda_plan_build(params, &layout, kv_lens, plan, layout.plan_bytes, stream);
  *     padec_cuda_run(params, &layout, plan, &tensors, workspace, layout.workspace_bytes, stream);
- * (padec_cuda_run adds the kernel that clears its merge counters and the decode and merge kernels), then
+ * (padec_cuda_run adds the decode kernel, and before it a kernel that clears the merge counters
+ * unless tensors.merge_counters gives self-resetting ones), then
  * instantiate once. Before each replay, write the step's inputs into the same buffers (on the
  * stream, or before it): kv_lens, page_indptr and page_indices, q, the device scales. A replay
  * plans from those lengths and decodes with them; nothing is re-captured. The graph holds

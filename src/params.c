@@ -197,6 +197,8 @@ padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
   if (!aligned(t->k_pages, 16) || !aligned(t->v_pages, 16))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
                        "tensors.k_pages and tensors.v_pages must be 16-byte aligned");
+  if (!aligned(t->merge_counters, 4))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.merge_counters must be 4-byte aligned");
   if (!aligned(t->lse, 4))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.lse must be 4-byte aligned");
   const padec_status status = padec__check_kv_arrays(t);

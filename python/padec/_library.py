@@ -126,6 +126,9 @@ class CTensors(ctypes.Structure):
         # sequences.
         ("shard_starts", ctypes.c_void_p),
         ("seq_lens", ctypes.c_void_p),
+        # Self-resetting merge counters for GPU runs (padec_tensors.merge_counters); NULL: the
+        # workspace's, cleared by one more launch each run.
+        ("merge_counters", ctypes.c_void_p),
     ]
 
 

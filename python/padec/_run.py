@@ -169,6 +169,24 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
     return _Call(params.to_c(), c_tensors, device, o, lse)
 
 
+def _bind_merge_counters(call: _Call, merge_counters, schedule, params: Params) -> None:
+    """Sets the C tensors' self-resetting merge counters (padec_tensors.merge_counters): int32,
+    contiguous, on the run's device, batch * num_kv_heads entries or more."""
+    if merge_counters is None:
+        return
+    counters = describe("merge_counters", merge_counters)
+    counters.expect_device(call.device)
+    counters.expect_element("int32")
+    counters.expect_contiguous()
+    counters.expect_writeable()
+    counters.expect_aligned(4)
+    need = schedule.batch * params.num_kv_heads
+    if counters.numel < need:
+        raise counters.fail(Status.BAD_ARGUMENT,
+                            f"{counters.numel} entries, need batch * num_kv_heads = {need}")
+    call.tensors.merge_counters = counters.address
+
+
 def _workspace(workspace, schedule, noun: str, device: str, alignment: int) -> Tensor:
     checked = describe("workspace", workspace)
     checked.expect_device(device)
@@ -224,16 +242,21 @@ def run_cpu(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_i
 
 def run_cuda(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_indices, kv_lens,
              o=None, lse=None, k_scales=None, v_scales=None, *, return_lse: bool = False,
-             workspace=None, shard_starts=None, seq_lens=None):
+             workspace=None, shard_starts=None, seq_lens=None, merge_counters=None):
     """Runs a plan on a CUDA device (padec_cuda_run): arguments and result as for run_cpu, all
     torch tensors on one CUDA device (the workspace 256-byte aligned). Runs on torch's current
     stream and never synchronises, so it can be captured in a CUDA graph; the plan is uploaded
     on first use (Plan.to_device: call it before capturing). Page ids, kv_lens and the shard
     arrays are device data and are not checked; kv_lens must give the partitions the plan was
     built for.
+
+    merge_counters: optional int32 tensor of batch * num_kv_heads entries or more, zeroed once
+    (torch.zeros) and kept for every later run on this stream: each run leaves it zero, and a
+    run with splits is then one kernel launch instead of two (padec_tensors.merge_counters).
     """
     call = _bind(params, plan, _PLAN, "cuda", q, k_pages, v_pages, page_indptr, page_indices,
                  kv_lens, o, lse, k_scales, v_scales, return_lse, shard_starts, seq_lens)
+    _bind_merge_counters(call, merge_counters, plan, params)
     torch = import_torch()
     with torch.cuda.device(q.device):
         stream = torch.cuda.current_stream()
@@ -265,14 +288,18 @@ def run_cpu_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_i
 
 def run_cuda_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_indptr,
                   page_indices, kv_lens, o=None, lse=None, k_scales=None, v_scales=None, *,
-                  return_lse: bool = False, workspace=None, shard_starts=None, seq_lens=None):
+                  return_lse: bool = False, workspace=None, shard_starts=None, seq_lens=None,
+                  merge_counters=None):
     """Runs the grid path on a CUDA device (padec_cuda_run_grid): one launch over batch x
-    num_kv_heads x num_splits blocks (plus a memset of the merge counters when num_splits > 1),
-    on torch's current stream, never synchronising (capturable). Nothing is read from the
-    lengths on the host, so kv_lens may change between replays of a captured graph. Arguments
-    and result as for run_cuda (workspace: layout.workspace_bytes or more, 256-byte aligned)."""
+    num_kv_heads x num_splits blocks (plus a kernel that clears the merge counters when
+    num_splits > 1 and no merge_counters are given), on torch's current stream, never
+    synchronising (capturable). Nothing is read from the lengths on the host, so kv_lens may
+    change between replays of a captured graph. Arguments and result as for run_cuda
+    (workspace: layout.workspace_bytes or more, 256-byte aligned; merge_counters as there, and
+    the same tensor may serve both run_cuda and run_cuda_grid)."""
     call = _bind(params, layout, _GRID, "cuda", q, k_pages, v_pages, page_indptr, page_indices,
                  kv_lens, o, lse, k_scales, v_scales, return_lse, shard_starts, seq_lens)
+    _bind_merge_counters(call, merge_counters, layout, params)
     torch = import_torch()
     with torch.cuda.device(q.device):
         stream = torch.cuda.current_stream()

@@ -949,12 +949,16 @@ __global__ void __launch_bounds__(kThreads, 2)
       __threadfence(); /* this CTA's partials are visible device-wide before it checks in */
       __syncthreads();
       if (tid == 0) {
-        /* The counters were cleared by the grid this launch may overlap (launch.cu). */
+        /* Workspace counters were cleared by the grid this launch may overlap (launch.cu). */
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
         /* A grid block's group is its sequence, with grid_splits slots from b * grid_splits. */
         const int group = grid ? finished_b : find_group(p, partial_loc / p.q_len);
         const int splits = grid ? p.grid_splits : p.reduce_indptr[group + 1] - p.reduce_indptr[group];
-        const int arrived = atomicAdd(p.merge_counters + (int64_t)group * p.num_kv_heads + finished_kv_head, 1) + 1;
+        int32_t *counter = p.merge_counters + (int64_t)group * p.num_kv_heads + finished_kv_head;
+        const int arrived = atomicAdd(counter, 1) + 1;
+        /* The last arrival owns the counter now: no other CTA of this launch touches it, and
+         * the next launch on the stream sees the zero (padec_tensors.merge_counters). */
+        if (arrived == splits) *counter = 0;
         *merge_flag = arrived == splits ? group : -1;
       }
       __syncthreads();

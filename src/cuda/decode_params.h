@@ -16,7 +16,8 @@ struct padec_decode_params {
   int64_t o_stride_token, o_stride_head; /* elements */
   float *lse;                            /* may be NULL */
   float *partial_o, *partial_lse;
-  int32_t *merge_counters;  /* [batch][num_kv_heads], zero at launch (fused merge only) */
+  int32_t *merge_counters;  /* [batch][num_kv_heads], zero at launch, zero again when every
+                               group has merged (fused merge only) */
   int32_t fused_merge;      /* 1: the last CTA of a group merges it; 0: the merge kernel does */
   int32_t grid_splits;      /* 0: run the plan's work lists; > 0: the grid path (padec.h), CTA i
                                is split i % grid_splits of (sequence, KV head) i / grid_splits */

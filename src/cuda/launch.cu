@@ -157,7 +157,8 @@ static padec_decode_params fill_decode_params(const padec_params *normalized,
   char *work = static_cast<char *>(workspace);
   d.partial_o = reinterpret_cast<float *>(work + shape.partial_o_offset);
   d.partial_lse = reinterpret_cast<float *>(work + shape.partial_lse_offset);
-  d.merge_counters = reinterpret_cast<int32_t *>(work + shape.merge_counters_offset);
+  d.merge_counters = t->merge_counters ? t->merge_counters
+                                       : reinterpret_cast<int32_t *>(work + shape.merge_counters_offset);
   if (shape.plan_layout) {
     const padec_plan_layout *layout = shape.plan_layout;
     const char *plan_bytes = static_cast<const char *>(shape.plan);
@@ -205,8 +206,9 @@ extern "C" padec_status padec__cuda_check_no_pending_error(const char *entry) {
 }
 
 /* The decode launch of both paths: the kernel instance, its shared-memory attribute, the
- * clearing of the merge counters when splits merge in the kernel (the decode then launches as
- * its programmatic dependent), and `ctas` CTAs. */
+ * clearing of the workspace's merge counters when splits merge in the kernel and the caller gave
+ * no self-resetting counters (the decode then launches as its programmatic dependent), and
+ * `ctas` CTAs. */
 static padec_status launch_decode(const padec_params &normalized, const padec_decode_params &d,
                                   int64_t ctas, bool clear_counters, cudaStream_t s) {
   const padec_status pending = padec__cuda_check_no_pending_error("decode");
@@ -256,7 +258,8 @@ padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_la
                        layout->num_splits};
   const padec_decode_params d = fill_decode_params(&normalized, shape, tensors, workspace);
   const int64_t ctas = (int64_t)layout->batch * normalized.num_kv_heads * layout->num_splits;
-  status = launch_decode(normalized, d, ctas, layout->num_splits > 1, reinterpret_cast<cudaStream_t>(stream));
+  status = launch_decode(normalized, d, ctas, layout->num_splits > 1 && !tensors->merge_counters,
+                         reinterpret_cast<cudaStream_t>(stream));
   if (status != PADEC_STATUS_OK) return status;
   padec__clear_message();
   return PADEC_STATUS_OK;
@@ -343,7 +346,8 @@ padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout 
                        layout->partial_lse_offset, layout->merge_counters_offset, layout, plan, 0};
   const padec_decode_params d = fill_decode_params(&normalized, shape, tensors, workspace);
   cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
-  status = launch_decode(normalized, d, layout->num_workers, d.fused_merge && layout->max_partial_slots > 0, s);
+  const bool clear_counters = d.fused_merge && layout->max_partial_slots > 0 && !tensors->merge_counters;
+  status = launch_decode(normalized, d, layout->num_workers, clear_counters, s);
   if (status != PADEC_STATUS_OK) return status;
   if (!d.fused_merge && layout->max_partial_slots > 0) {
     const decode_fn merge = select_merge(normalized.head_dim);

@@ -6,7 +6,9 @@
  * buffers are copied into the captured device buffers (allocated once at their largest sizes);
  * its output is checked against the oracle with the tolerance rule, its padding sequences
  * (kv_len 0) must give exact zero rows and LSE -inf, and the plan the graph built on the device
- * must equal the host plan of the replay's lengths. Outputs are poisoned before every replay.
+ * must equal the host plan of the replay's lengths. Outputs are poisoned before every replay. Two
+ * of the three configurations give self-resetting merge counters (padec_tensors.merge_counters,
+ * zeroed once), which every replay must leave zero; the third uses the workspace's.
  *
  * Usage: test_cuda_graph [--quick]   (--quick: 3 replays per configuration)
  * Exit 77 without a Hopper GPU.
@@ -48,6 +50,7 @@ typedef struct config {
   padec_plan_options options;
   int32_t max_batch;
   int32_t max_len; /* tokens per sequence, at most */
+  int kept_counters; /* 1: padec_tensors.merge_counters, zeroed once before the capture */
 } config;
 
 static void run_config(const config *cfg, int replays) {
@@ -75,7 +78,8 @@ static void run_config(const config *cfg, int replays) {
   const int device_scales = p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE;
 
   void *d_q, *d_k, *d_v, *d_indptr, *d_indices, *d_lens, *d_o, *d_lse, *d_plan, *d_ws;
-  void *d_ks = NULL, *d_vs = NULL;
+  void *d_ks = NULL, *d_vs = NULL, *d_counters = NULL;
+  const size_t counter_bytes = sizeof(int32_t) * (size_t)batch * (size_t)p->num_kv_heads;
   CUDA_OK(cudaMalloc(&d_q, q_bytes));
   CUDA_OK(cudaMalloc(&d_k, (size_t)max_pages * page_bytes));
   CUDA_OK(cudaMalloc(&d_v, (size_t)max_pages * page_bytes));
@@ -89,6 +93,10 @@ static void run_config(const config *cfg, int replays) {
   if (device_scales) {
     CUDA_OK(cudaMalloc(&d_ks, sizeof(float)));
     CUDA_OK(cudaMalloc(&d_vs, sizeof(float)));
+  }
+  if (cfg->kept_counters) {
+    CUDA_OK(cudaMalloc(&d_counters, counter_bytes));
+    CUDA_OK(cudaMemset(d_counters, 0, counter_bytes));
   }
   /* Capture-time contents do not matter (the graph reads them at replay), but keep them valid. */
   CUDA_OK(cudaMemset(d_lens, 0, sizeof(int32_t) * (size_t)batch));
@@ -107,6 +115,7 @@ static void run_config(const config *cfg, int replays) {
   t.v_scales = (const float *)d_vs;
   t.o = d_o;
   t.lse = (float *)d_lse;
+  t.merge_counters = (int32_t *)d_counters;
 
   cudaStream_t stream;
   cudaGraph_t graph;
@@ -181,6 +190,18 @@ static void run_config(const config *cfg, int replays) {
       fprintf(stderr, "FAIL %s: the plan built in the graph differs from the host plan\n", label);
       g_failures += 1;
     }
+    if (d_counters) {
+      /* Every replay must leave the counters zero for the next one. */
+      int32_t *counters = host_alloc(counter_bytes);
+      CUDA_OK(cudaMemcpy(counters, d_counters, counter_bytes, cudaMemcpyDeviceToHost));
+      for (size_t i = 0; i < counter_bytes / sizeof(int32_t); ++i)
+        if (counters[i] != 0) {
+          fprintf(stderr, "FAIL %s: merge counter %zu is %d after the replay\n", label, i, counters[i]);
+          g_failures += 1;
+          break;
+        }
+      free(counters);
+    }
     padec_check_result result;
     if (padec_check_output(&c, o, lse, &result) != 0 || !result.pass) {
       fprintf(stderr, "FAIL %s: output against the oracle\n", label);
@@ -205,7 +226,7 @@ static void run_config(const config *cfg, int replays) {
   CUDA_OK(cudaGraphExecDestroy(exec));
   CUDA_OK(cudaGraphDestroy(graph));
   CUDA_OK(cudaStreamDestroy(stream));
-  void *buffers[] = {d_q, d_k, d_v, d_indptr, d_indices, d_lens, d_o, d_lse, d_plan, d_ws, d_ks, d_vs};
+  void *buffers[] = {d_q, d_k, d_v, d_indptr, d_indices, d_lens, d_o, d_lse, d_plan, d_ws, d_ks, d_vs, d_counters};
   for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; ++i)
     if (buffers[i]) CUDA_OK(cudaFree(buffers[i]));
   free(lens);
@@ -245,6 +266,7 @@ int main(int argc, char **argv) {
   configs[0].options = (padec_plan_options){2 * 40 + 1, 16, PADEC_POLICY_EVEN};
   configs[0].max_batch = 16;
   configs[0].max_len = 3000;
+  configs[0].kept_counters = 1;
   /* The same with the recommended workers and default partitions. */
   configs[1] = configs[0];
   configs[1].label = "e4m3 device scales, recommended workers";
@@ -252,6 +274,7 @@ int main(int argc, char **argv) {
                                             PADEC_POLICY_EVEN};
   configs[1].max_batch = 48;
   configs[1].max_len = 6000;
+  configs[1].kept_counters = 0;
   /* bf16, q_len 3, a window, HND pages of 32, fp32 output, group 8. */
   configs[2].label = "bf16 q_len 3, window, HND";
   configs[2].params = base_params();
@@ -264,6 +287,7 @@ int main(int argc, char **argv) {
   configs[2].options = (padec_plan_options){2 * 24, 64, PADEC_POLICY_EVEN};
   configs[2].max_batch = 12;
   configs[2].max_len = 4000;
+  configs[2].kept_counters = 1;
   for (int i = 0; i < 3; ++i) run_config(&configs[i], quick ? 3 : 12);
   printf("%d graph replays checked, %d failures\n", g_replays, g_failures);
   return g_failures ? 1 : 0;

@@ -3,10 +3,11 @@
  * matrix: every axis swept against a base case plus a seeded random sample of combinations, each
  * with forced splits (many workers, 16-token partitions) and without (one worker per KV head).
  * Outputs are poisoned on the device first; every element must meet the tolerance; two runs of
- * the same plan must give identical bytes, and the merge fused into the decode kernel must give
- * the same bytes as the stand-alone merge kernel. Under the batch_invariant policy a sequence's
- * rows must not change with its neighbours or the worker count. Exit 77 where there is no
- * Hopper GPU.
+ * the same plan must give identical bytes (the second with self-resetting merge counters kept
+ * across cases, which must all be zero at the end), and the merge fused into the decode kernel
+ * must give the same bytes as the stand-alone merge kernel. Under the batch_invariant policy a
+ * sequence's rows must not change with its neighbours or the worker count. Exit 77 where there
+ * is no Hopper GPU.
  *
  * `--short` runs a small subset (for compute-sanitizer).
  */
@@ -91,6 +92,18 @@ static int check_gpu_output(const char *label, const padec_case *c, const void *
   return 0;
 }
 
+/* The second run of a case, whose bytes must equal the first's: with the harness's kept merge
+ * counters (padec_tensors.merge_counters), which every earlier case's second run used and must
+ * have left zero, where the first run had the workspace's counters and their clearing kernel. */
+static int run_again_with_kept_counters(int grid, const padec_case *c, const padec_plan_options *options,
+                                        int32_t num_splits, void *o, float *lse, char *err, size_t err_size) {
+  padec_gpu_set_kept_counters(1);
+  const int rc = grid ? padec_gpu_run_case_grid(c, num_splits, 16, o, lse, err, err_size)
+                      : padec_gpu_run_case(c, options, o, lse, err, err_size);
+  padec_gpu_set_kept_counters(0);
+  return rc;
+}
+
 /* The grid path on the GPU: against the oracle, deterministic, and against the CPU grid path. */
 static void run_grid_case(const char *label, const padec_params *params, int32_t batch,
                           const int32_t *lens, uint64_t seed, int32_t num_splits) {
@@ -111,7 +124,7 @@ static void run_grid_case(const char *label, const padec_params *params, int32_t
   padec_grid_layout layout;
   void *workspace = NULL;
   if (padec_gpu_run_case_grid(&c, num_splits, 16, o, lse, err, sizeof err) != 0 ||
-      padec_gpu_run_case_grid(&c, num_splits, 16, o_again, lse_again, err, sizeof err) != 0) {
+      run_again_with_kept_counters(1, &c, NULL, num_splits, o_again, lse_again, err, sizeof err) != 0) {
     fprintf(stderr, "FAIL %s: %s\n", full_label, err);
     g_failures += 1;
     goto done;
@@ -162,7 +175,7 @@ static void run_case(const char *label, const padec_params *params, int32_t batc
   snprintf(full_label, sizeof full_label, "%s%s", label, split ? " [split]" : " [direct]");
   g_cases += 1;
   if (padec_gpu_run_case(&c, &options, o, lse, err, sizeof err) != 0 ||
-      padec_gpu_run_case(&c, &options, o_again, lse_again, err, sizeof err) != 0) {
+      run_again_with_kept_counters(0, &c, &options, 0, o_again, lse_again, err, sizeof err) != 0) {
     fprintf(stderr, "FAIL %s: %s\n", full_label, err);
     padec_check_print(stderr, full_label, &c, NULL);
     g_failures += 1;
@@ -379,6 +392,15 @@ int main(int argc, char **argv) {
     q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
     q.o_dtype = PADEC_DTYPE_FP32;
     check_batch_invariance(&q, 301);
+  }
+  {
+    char err[512];
+    const int zero = padec_gpu_kept_counters_zero(err, sizeof err);
+    if (zero != 1) {
+      fprintf(stderr, "FAIL: the kept merge counters are not all zero after the last run%s%s\n",
+              zero < 0 ? ": " : "", zero < 0 ? err : "");
+      g_failures += 1;
+    }
   }
   printf("%d GPU cases, %d failures\n", g_cases, g_failures);
   return g_failures ? 1 : 0;

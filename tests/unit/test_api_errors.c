@@ -422,6 +422,11 @@ static void test_run_pointer_errors(fixture *f) {
   bad = fixture_tensors(f);
   bad.lse = (float *)(void *)((char *)f->lse + 2);
   expect_run_tensors("run lse misaligned", f, &bad, PADEC_STATUS_MISALIGNED_POINTER, "lse");
+  int32_t counters[4];
+  bad = fixture_tensors(f);
+  bad.merge_counters = (int32_t *)(void *)((char *)counters + 2);
+  expect_run_tensors("run merge_counters misaligned", f, &bad, PADEC_STATUS_MISALIGNED_POINTER,
+                     "tensors.merge_counters");
 
   unsigned char *pool_copy = alloc_padded(f->c.pool_bytes);
   memcpy(pool_copy + 8, f->c.k_pages, f->c.pool_bytes);
