@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: build with CUDA, run the GPU tests (full matrix, then a short subset
 # under compute-sanitizer memcheck and racecheck) and the benchmark table.
-# Usage: scripts/gpu-check.sh [build] [test] [sanitize] [soak] [calibrate] [compare] [bench]
-#        [profile] [durations] ...   (default: build test sanitize bench)
+# Usage: scripts/gpu-check.sh [build] [test] [sanitize] [soak] [python] [calibrate] [compare]
+#        [bench] [profile] [durations] ...   (default: build test sanitize bench)
 # Logs go to $OUT (or ./gpu-out) so that they come back from a remote run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +52,12 @@ if has soak; then
     >"$out/soak.log" 2>&1 || status=1
   grep -E "FAIL" "$out/soak.log" | head -5
   tail -2 "$out/soak.log"
+fi
+if has python; then
+  # The Python package's CUDA tests (torch on the GPU) against this build's library.
+  PADEC_LIBRARY="$PWD/$build/libpadec.so" python3 -m pytest -q python/tests/test_cuda.py \
+    >"$out/pytest-cuda.log" 2>&1 || status=1
+  tail -3 "$out/pytest-cuda.log"
 fi
 if has calibrate; then
   ./$build/padec bench --calibrate 2>&1 | tee "$out/calibrate.txt" | tail -30 || status=1

@@ -266,6 +266,27 @@ def test_grid_matches_run_cpu_grid(kv, q_len, window, splits):
     assert_close(host(o), host(lse), case, atol=ATOL[params.o_dtype])
 
 
+def test_one_counter_array_serves_plan_and_grid_runs():
+    """merge_counters, zeroed once, through plan runs with splits and a grid run with splits:
+    each run is right and leaves the array zero for the next."""
+    params = padec.Params(num_q_heads=16, num_kv_heads=4, head_dim=128, page_size=16,
+                          o_dtype=DType.FP32)
+    case = make_case(np.random.default_rng(13), params, LENS)
+    inputs = gpu_inputs(case)
+    counters = torch.zeros(len(LENS) * params.num_kv_heads, dtype=torch.int32, device="cuda")
+    for workers in (132, 1000, 7):
+        plan = padec.build_plan(params, case.kv_lens, num_workers=workers, partition_tokens=16)
+        o = padec.run_cuda(params, plan, **inputs, merge_counters=counters)
+        assert_close(host(o), None, case, atol=ATOL[params.o_dtype])
+        assert int(counters.abs().sum()) == 0
+    layout = padec.grid_layout(params, len(LENS), num_splits=5, partition_tokens=64)
+    o = padec.run_cuda_grid(params, layout, **inputs, merge_counters=counters)
+    assert_close(host(o), None, case, atol=ATOL[params.o_dtype])
+    assert int(counters.abs().sum()) == 0
+    with pytest.raises(padec.Error, match="merge_counters"):
+        padec.run_cuda(params, plan, **inputs, merge_counters=counters[:-1])
+
+
 def test_grid_graph_replays_new_lengths():
     """The grid path reads the lengths on the device only: a captured graph replays new lengths
     with nothing rebuilt on the host."""
