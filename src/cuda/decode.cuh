@@ -290,12 +290,21 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
 }
 
 /* The reduce group of a split item: partial rows are slot * q_len in every padec schedule, and
- * reduce_indptr is non-decreasing, so the group is the last g with reduce_indptr[g] <= slot. */
-__device__ __forceinline__ int find_group(const padec_decode_params &p, int slot) {
-  int lo = 0, hi = p.batch;
+ * reduce_indptr is non-decreasing, so the group is the last g with reduce_indptr[g] <= slot.
+ * A warp searches 32 points of the range at once, so a batch of up to 32 groups takes one round
+ * of loads and 1024 two (a binary search took one dependent load per halving, on the critical
+ * path of the launch's last merges). Every lane returns the group. */
+__device__ __forceinline__ int find_group_warp(const padec_decode_params &p, int slot, int lane) {
+  int lo = 0, hi = p.batch; /* reduce_indptr[lo] <= slot (reduce_indptr[0] is 0); group <= hi */
   while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (p.reduce_indptr[mid] <= slot) lo = mid; else hi = mid - 1;
+    const int step = (hi - lo + 31) >> 5;
+    const int g = lo + (lane + 1) * step;
+    const bool at_or_below = g <= hi && __ldg(p.reduce_indptr + g) <= slot;
+    /* reduce_indptr is non-decreasing: the lanes that hold are a prefix. */
+    const int holding = __popc(__ballot_sync(0xffffffffu, at_or_below));
+    const int next_hi = lo + (holding + 1) * step - 1;
+    lo += holding * step;
+    if (next_hi < hi) hi = next_hi;
   }
   return lo;
 }
@@ -948,11 +957,12 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (partial_loc >= 0 && p.fused_merge && cur.work != finished_work) {
       __threadfence(); /* this CTA's partials are visible device-wide before it checks in */
       __syncthreads();
+      /* A grid block's group is its sequence, with grid_splits slots from b * grid_splits. */
+      const int found_group = grid || warp != 0 ? finished_b : find_group_warp(p, partial_loc / p.q_len, lane);
       if (tid == 0) {
         /* Workspace counters were cleared by the grid this launch may overlap (launch.cu). */
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
-        /* A grid block's group is its sequence, with grid_splits slots from b * grid_splits. */
-        const int group = grid ? finished_b : find_group(p, partial_loc / p.q_len);
+        const int group = found_group;
         const int splits = grid ? p.grid_splits : p.reduce_indptr[group + 1] - p.reduce_indptr[group];
         int32_t *counter = p.merge_counters + (int64_t)group * p.num_kv_heads + finished_kv_head;
         const int arrived = atomicAdd(counter, 1) + 1;
