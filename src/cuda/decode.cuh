@@ -207,29 +207,10 @@ __device__ __forceinline__ int64_t merge_source_row(const padec_decode_params &p
                               : s * p.shard_rows + row_offset;
 }
 
-/* The partial rows of the first two slots a lane serves in merge_row_warp (slots slot_begin +
- * lane and slot_begin + 32 + lane, without the row offset; 0 where absent or where the group
- * has more than 64 splits). Plan data, not partials: the fused merge fetches them before it
- * checks in, so that the merging CTA's first loads after the check-in are the LSEs. */
-struct MergeSlotRows {
-  int64_t first, second;
-};
-
-__device__ __forceinline__ MergeSlotRows merge_slot_rows(const padec_decode_params &p, int slot_begin,
-                                                         int slot_end, int lane) {
-  const int slots = slot_end - slot_begin;
-  MergeSlotRows rows = {0, 0};
-  if (slots <= 64) {
-    if (lane < slots) rows.first = merge_source_row(p, slot_begin + lane, 0);
-    if (lane + 32 < slots) rows.second = merge_source_row(p, slot_begin + 32 + lane, 0);
-  }
-  return rows;
-}
-
 template <int HeadDim>
 __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int slot_begin,
-                                               int slot_end, const MergeSlotRows &slot_rows,
-                                               int row_offset, int out_row, int head, int lane) {
+                                               int slot_end, int row_offset, int out_row,
+                                               int head, int lane) {
   constexpr int kPerLane = HeadDim / 32;
   float out[kPerLane];
 #pragma unroll
@@ -269,11 +250,11 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
   const int slots = slot_end - slot_begin;
   float max_lse = -INFINITY;
   if (slots <= 64) {
-    /* Every lane holds the rows and LSEs of slots lane and lane + 32 (the rows looked up by
-     * merge_slot_rows): one round of LSE loads, then the partial rows. */
+    /* Every lane holds the rows and LSEs of slots lane and lane + 32: one round of row lookups
+     * and one of LSE loads, then the partial rows. */
     const bool has0 = lane < slots, has1 = lane + 32 < slots;
-    const int64_t row0 = has0 ? slot_rows.first + row_offset : 0;
-    const int64_t row1 = has1 ? slot_rows.second + row_offset : 0;
+    const int64_t row0 = has0 ? merge_source_row(p, slot_begin + lane, row_offset) : 0;
+    const int64_t row1 = has1 ? merge_source_row(p, slot_begin + 32 + lane, row_offset) : 0;
     const float lse0 = has0 ? __ldcg(p.partial_lse + row0 * p.num_q_heads + head) : -INFINITY;
     const float lse1 = has1 ? __ldcg(p.partial_lse + row1 * p.num_q_heads + head) : -INFINITY;
     max_lse = warp_max(fmaxf(lse0, lse1));
@@ -976,18 +957,13 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (partial_loc >= 0 && p.fused_merge && cur.work != finished_work) {
       __threadfence(); /* this CTA's partials are visible device-wide before it checks in */
       __syncthreads();
-      /* A grid block's group is its sequence, with grid_splits slots from b * grid_splits. Every
-       * warp finds the group, its slots and their rows (plan data, L2 hits) while thread 0's
-       * check-in is in flight, so that a merging warp starts with the LSE loads. */
-      const int item_group = grid ? finished_b : find_group_warp(p, partial_loc / p.q_len, lane);
-      const int slot_begin = grid ? item_group * p.grid_splits : p.reduce_indptr[item_group];
-      const int slot_end = grid ? slot_begin + p.grid_splits : p.reduce_indptr[item_group + 1];
-      const MergeSlotRows slot_rows = merge_slot_rows(p, slot_begin, slot_end, lane);
+      /* A grid block's group is its sequence, with grid_splits slots from b * grid_splits. */
+      const int found_group = grid || warp != 0 ? finished_b : find_group_warp(p, partial_loc / p.q_len, lane);
       if (tid == 0) {
         /* Workspace counters were cleared by the grid this launch may overlap (launch.cu). */
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
-        const int group = item_group;
-        const int splits = slot_end - slot_begin;
+        const int group = found_group;
+        const int splits = grid ? p.grid_splits : p.reduce_indptr[group + 1] - p.reduce_indptr[group];
         int32_t *counter = p.merge_counters + (int64_t)group * p.num_kv_heads + finished_kv_head;
         const int arrived = atomicAdd(counter, 1) + 1;
         /* The last arrival owns the counter now: no other CTA of this launch touches it, and
@@ -999,10 +975,11 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int group = *merge_flag;
       if (group >= 0) {
         __threadfence();
+        const int slot_begin = grid ? group * p.grid_splits : p.reduce_indptr[group];
+        const int slot_end = grid ? slot_begin + p.grid_splits : p.reduce_indptr[group + 1];
         for (int r = warp; r < p.rows; r += kWarps) {
           const int qi = r / p.group;
-          merge_row_warp<HeadDim>(p, slot_begin, slot_end, slot_rows, qi, qo_start + qi,
-                                  q_head_start + r % p.group, lane);
+          merge_row_warp<HeadDim>(p, slot_begin, slot_end, qi, qo_start + qi, q_head_start + r % p.group, lane);
         }
         if (p.trace) {
           __syncthreads(); /* every warp's rows are written */

@@ -28,9 +28,7 @@ __global__ void __launch_bounds__(128) merge_kernel(const __grid_constant__ pade
   if (row >= p.reduce_final_map[2 * group + 1]) return;
   const int head = blockIdx.z * 4 + (threadIdx.x >> 5);
   if (head >= p.num_q_heads) return;
-  const int lane = threadIdx.x & 31;
-  merge_row_warp<HeadDim>(p, slot_begin, slot_end, merge_slot_rows(p, slot_begin, slot_end, lane), row_offset,
-                          row, head, lane);
+  merge_row_warp<HeadDim>(p, slot_begin, slot_end, row_offset, row, head, threadIdx.x & 31);
 }
 
 /*
@@ -51,8 +49,7 @@ __global__ void __launch_bounds__(128) merge_shards_kernel(const __grid_constant
   const int row = blockIdx.x;
   const int head = blockIdx.y * 4 + (threadIdx.x >> 5);
   if (head >= p.num_q_heads) return;
-  const int lane = threadIdx.x & 31;
-  merge_row_warp<HeadDim>(p, 0, p.batch, merge_slot_rows(p, 0, p.batch, lane), row, row, head, lane);
+  merge_row_warp<HeadDim>(p, 0, p.batch, row, row, head, threadIdx.x & 31);
 }
 
 typedef void (*decode_fn)(padec_decode_params);
