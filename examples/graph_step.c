@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
   const size_t row_elems = (size_t)params.num_q_heads * params.head_dim;
   const size_t q_bytes = MAX_BATCH * row_elems * 2, o_bytes = MAX_BATCH * row_elems * 2;
 
-  void *d_q, *d_k, *d_v, *d_o, *d_plan, *d_ws;
+  void *d_q, *d_k, *d_v, *d_o, *d_plan, *d_ws, *d_counters;
   int32_t *d_indptr, *d_indices, *d_lens;
   float *d_scales; /* [0]: K scale, [1]: V scale */
   CUDA_OK(cudaMalloc(&d_q, q_bytes));
@@ -102,6 +102,11 @@ int main(int argc, char **argv) {
   CUDA_OK(cudaMalloc((void **)&d_scales, 2 * sizeof(float)));
   CUDA_OK(cudaMalloc(&d_plan, layout.plan_bytes));
   CUDA_OK(cudaMalloc(&d_ws, layout.workspace_bytes));
+  /* Merge counters that every run leaves zero: zeroed once here, and each replay is one launch
+   * for the decode (no counter-clearing kernel). */
+  const size_t counter_bytes = sizeof(int32_t) * (size_t)MAX_BATCH * (size_t)params.num_kv_heads;
+  CUDA_OK(cudaMalloc(&d_counters, counter_bytes));
+  CUDA_OK(cudaMemset(d_counters, 0, counter_bytes));
 
   /* Contents: q about 0.75 (bf16 0x3f3f), K 0.5 and V 1.0 in e4m3; a 2-D block table (sequence b
    * owns pages [b * pages_per_seq, (b + 1) * pages_per_seq)). */
@@ -133,8 +138,9 @@ int main(int argc, char **argv) {
   tensors.k_scales = d_scales;
   tensors.v_scales = d_scales + 1;
   tensors.o = d_o;
+  tensors.merge_counters = d_counters;
 
-  /* Capture once: the device plan, then the decode (with its merge-counter memset). */
+  /* Capture once: the device plan, then the decode. */
   cudaStream_t stream;
   CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   struct CUstream_st *s = (struct CUstream_st *)stream;
@@ -203,7 +209,7 @@ int main(int argc, char **argv) {
   cudaFreeHost(lens);
   cudaFreeHost(scales);
   free(o);
-  void *buffers[] = {d_q, d_k, d_v, d_o, d_indptr, d_indices, d_lens, d_scales, d_plan, d_ws};
+  void *buffers[] = {d_q, d_k, d_v, d_o, d_indptr, d_indices, d_lens, d_scales, d_plan, d_ws, d_counters};
   for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; ++i) cudaFree(buffers[i]);
   return bad;
 }
