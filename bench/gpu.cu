@@ -397,8 +397,8 @@ extern "C" void padec_gpu_set_kept_counters(int on) { g_use_kept_counters = on !
 
 extern "C" int padec_gpu_kept_counters_zero(char *err, size_t err_size) {
   ErrorSink sink{err, err_size};
-  std::vector<int32_t> counters((size_t)g_kept_counter_count);
   if (g_kept_counter_count == 0) return 1;
+  std::vector<int32_t> counters((size_t)g_kept_counter_count);
   GPU_CHECK(cudaDeviceSynchronize());
   GPU_CHECK(cudaMemcpy(counters.data(), g_kept_counters, sizeof(int32_t) * counters.size(),
                        cudaMemcpyDeviceToHost));

@@ -36,9 +36,10 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
 
 /* Runs a plan on the GPU, on `stream`: the persistent decode kernel, whose last split of each
  * group merges it. With tensors->merge_counters (zeroed once; see padec_tensors) that is the
- * only launch; without, a small kernel clears the workspace's counters first. `plan` is the plan buffer in device memory (uploaded by the caller, e.g. with
- * padec_cuda_upload_plan); every tensor pointer is device memory; `workspace` is device memory
- * of layout->workspace_bytes or more, 16-byte aligned. Validates the host-side arguments
+ * only launch; without, a small kernel clears the workspace's counters first. `plan` is the
+ * plan buffer in device memory (uploaded by the caller, e.g. with padec_cuda_upload_plan);
+ * every tensor pointer is device memory; `workspace` is device memory of
+ * layout->workspace_bytes or more, 16-byte aligned. Validates the host-side arguments
  * (pointers, alignment, params against the layout) before any launch; on error launches nothing;
  * an error an earlier CUDA call left pending is reported (CUDA_ERROR) before anything is
  * launched.
@@ -80,11 +81,11 @@ padec_status padec_cuda_validate_kv(const padec_params *params, int32_t batch,
 /* Runs the grid path on the GPU, on `stream` (see padec_grid_layout): one launch of the decode
  * kernel over batch x num_kv_heads x num_splits blocks, each CTA one block, the last block of a
  * (sequence, KV head) to finish merging its splits. When num_splits > 1 and
- * tensors->merge_counters is NULL, a small kernel clears the workspace's merge counters first (the
- * decode launch overlaps it); with merge_counters it is one launch. Needs no plan and reads the
- * lengths only on the device. Same contract as
- * padec_cuda_run: validates host-side arguments first, never allocates, never synchronises,
- * capturable. workspace: device memory, layout->workspace_bytes, 16-byte aligned (checked). */
+ * tensors->merge_counters is NULL, a small kernel clears the workspace's merge counters first
+ * (the decode launch overlaps it); with merge_counters it is one launch. Needs no plan and reads
+ * the lengths only on the device. Same contract as padec_cuda_run: validates host-side
+ * arguments first, never allocates, never synchronises, capturable. workspace: device memory,
+ * layout->workspace_bytes, 16-byte aligned (checked). */
 padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_layout *layout,
                                  const padec_tensors *tensors, void *workspace,
                                  size_t workspace_bytes, struct CUstream_st *stream);
