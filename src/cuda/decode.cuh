@@ -38,14 +38,17 @@
 
 namespace padec_cuda {
 
-enum KvKind { KV_BF16 = 0, KV_F16 = 1, KV_E4M3 = 2 };
+/* The cache's element type; fp8 caches with per-token scales are a kind of their own, so that the
+ * other instances carry no scale loads (predicated off, they would still take issue slots in the
+ * tile loop). */
+enum KvKind { KV_BF16 = 0, KV_F16 = 1, KV_E4M3 = 2, KV_E4M3_PER_TOKEN = 3 };
 
 constexpr int kThreads = 128;
 constexpr int kWarps = 4;
 
 template <int HeadDim, int Kind, int NTiles>
 struct DecodeConfig {
-  static constexpr int kElemBytes = Kind == KV_E4M3 ? 1 : 2;
+  static constexpr int kElemBytes = Kind >= KV_E4M3 ? 1 : 2;
   static constexpr int kRowBytes = HeadDim * kElemBytes;
   static constexpr int kPitch = kRowBytes < 128 ? 128 : kRowBytes; /* swizzle needs 8 chunks */
   static constexpr int kChunksPerRow = kRowBytes / 16;
@@ -133,11 +136,19 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
                : "r"(addr));
 }
 
-/* Two e4m3 bytes (low byte first) to f16x2, exactly. */
-__device__ __forceinline__ uint32_t e4m3x2_to_f16x2(uint32_t two_bytes) {
+/* Bytes 0 and 1 (Low) or 2 and 3 (High) of an e4m3 word to f16x2, exactly. The half is named
+ * inside the asm so that the conversion reads it in place (a shift in C++ costs an instruction
+ * per pair). */
+__device__ __forceinline__ uint32_t e4m3x2_low_to_f16x2(uint32_t word) {
   uint32_t out;
-  const uint16_t in = static_cast<uint16_t>(two_bytes);
-  asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(out) : "h"(in));
+  asm("{ .reg .b16 low, high; mov.b32 {low, high}, %1; cvt.rn.f16x2.e4m3x2 %0, low; }\n"
+      : "=r"(out) : "r"(word));
+  return out;
+}
+__device__ __forceinline__ uint32_t e4m3x2_high_to_f16x2(uint32_t word) {
+  uint32_t out;
+  asm("{ .reg .b16 low, high; mov.b32 {low, high}, %1; cvt.rn.f16x2.e4m3x2 %0, high; }\n"
+      : "=r"(out) : "r"(word));
   return out;
 }
 
@@ -165,6 +176,16 @@ __device__ __forceinline__ float2 unpack2(uint32_t bits) {
   } else {
     return __half22float2(*reinterpret_cast<const __half2 *>(&bits));
   }
+}
+
+/* 2^x by the special-function unit, results below 2^-126 flushed to zero. exp2f is the same
+ * approximation plus a denormal-range fix-up of three instructions a call, 30 a warp and tile in
+ * the tile loop. A probability or rescale below 2^-126 of the row's maximum is below every
+ * output's rounding. -inf gives 0. */
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
 }
 
 /* Transposes the warp's 8x8 matrix of 16-bit elements held in the standard fragment layout. */
@@ -347,7 +368,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
   };
   trace(PADEC_TRACE_ENTRY);
-  const bool per_token = p.scale_mode == 3;
+  constexpr bool per_token = Kind == KV_E4M3_PER_TOKEN;
   float k_scale = p.k_scale, v_scale = p.v_scale;
   if (p.scale_mode == 2) {
     k_scale = __ldg(p.k_scales);
@@ -471,25 +492,46 @@ __global__ void __launch_bounds__(kThreads, 2)
       ids[i] = (tile < g.num_tiles && pos < g.token_end) ? __ldg(g.pages + (pos >> page_shift)) : 0;
     }
   };
+  /* This thread's chunk of token row my_first_token + i * kTokenStride, in bytes from a tile's
+   * start. With a token stride of 8 or more every row of the thread has the same swizzle, so the
+   * rows differ by a constant the copies carry as an immediate. */
+  const uint32_t my_row_dst = my_first_token * Cfg::kPitch + ((my_chunk ^ swizzle(my_first_token)) << 4);
+  auto row_dst = [&](int i) -> uint32_t {
+    if constexpr (Cfg::kTokenStride % 8 == 0) {
+      return my_row_dst + i * Cfg::kTokenStride * Cfg::kPitch;
+    } else {
+      const int token = my_first_token + i * Cfg::kTokenStride;
+      return token * Cfg::kPitch + ((my_chunk ^ swizzle(token)) << 4);
+    }
+  };
+  /* A page is at most 2 GiB (1024 tokens x 4096 KV heads x 256 dims x 2 bytes: params.c caps
+   * the heads at 4096), so offsets within one fit in 32 bits and a row's offset is one 32 x 32 ->
+   * 64-bit multiply-add, on the issue path of every cp.async. */
+  static_assert(1024LL * 4096 * 256 * 2 <= UINT32_MAX, "a page's byte offsets fit in 32 bits");
+  const uint32_t page_bytes = (uint32_t)page_stride, row_bytes = (uint32_t)token_stride;
   auto issue_tile = [&](const Stream &g, int tile, int stage, const PageIds &ids) {
-    uint8_t *k_dst = pipe + stage * Cfg::kStageBytes;
-    uint8_t *v_dst = k_dst + Cfg::kTileBytes;
-    float *k_scale_dst = scales + stage * 2 * Cfg::kTileTokens;
+    const uint32_t k_dst = smem_u32(pipe + stage * Cfg::kStageBytes);
+    const int pos0 = g.token_begin + tile * Cfg::kTileTokens + my_first_token;
+    const uint8_t *k_src = p.k_pages + g.kv_head_offset + my_chunk * 16;
+    const uint8_t *v_src = p.v_pages + g.kv_head_offset + my_chunk * 16;
+    /* Rows past the stream's end copy nothing (src-size 0); their page id is 0. */
 #pragma unroll
     for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
-      const int token = my_first_token + i * Cfg::kTokenStride;
-      const int pos = g.token_begin + tile * Cfg::kTileTokens + token;
-      const bool valid = pos < g.token_end;
-      const int in_page = pos & page_mask;
-      const int64_t offset =
-          valid ? ids[i] * page_stride + (int64_t)in_page * token_stride + g.kv_head_offset : 0;
-      const uint32_t dst = token * Cfg::kPitch + ((my_chunk ^ swizzle(token)) << 4);
-      cp_async_16(smem_u32(k_dst + dst), p.k_pages + offset + my_chunk * 16, valid);
-      cp_async_16(smem_u32(v_dst + dst), p.v_pages + offset + my_chunk * 16, valid);
-      if (per_token && my_chunk == 0) {
-        const int64_t s = valid ? ((int64_t)ids[i] * p.num_kv_heads + g.kv_head) * p.page_size + in_page : 0;
-        cp_async_4(smem_u32(k_scale_dst + token), p.k_scales + s, valid);
-        cp_async_4(smem_u32(k_scale_dst + Cfg::kTileTokens + token), p.v_scales + s, valid);
+      const int pos = pos0 + i * Cfg::kTokenStride;
+      const uint64_t offset = (uint64_t)(uint32_t)ids[i] * page_bytes + (uint32_t)(pos & page_mask) * row_bytes;
+      const uint32_t dst = k_dst + row_dst(i);
+      cp_async_16(dst, k_src + offset, pos < g.token_end);
+      cp_async_16(dst + Cfg::kTileBytes, v_src + offset, pos < g.token_end);
+    }
+    if (per_token && my_chunk == 0) {
+      float *k_scale_dst = scales + stage * 2 * Cfg::kTileTokens;
+#pragma unroll
+      for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
+        const int token = my_first_token + i * Cfg::kTokenStride;
+        const int pos = pos0 + i * Cfg::kTokenStride;
+        const int64_t s = ((int64_t)ids[i] * p.num_kv_heads + g.kv_head) * p.page_size + (pos & page_mask);
+        cp_async_4(smem_u32(k_scale_dst + token), p.k_scales + s, pos < g.token_end);
+        cp_async_4(smem_u32(k_scale_dst + Cfg::kTileTokens + token), p.v_scales + s, pos < g.token_end);
       }
     }
     cp_async_commit();
@@ -611,6 +653,18 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
     }
 
+    /* Every live row of the pass sees [all_visible_begin, all_visible_end): a warp whose tokens
+     * of a tile lie inside skips the mask (the rows' visible ranges move with row / group). */
+    int all_visible_begin, all_visible_end;
+    {
+      const int last_row = (pass_row + kRows < p.rows ? pass_row + kRows : p.rows) - 1;
+      const int first_last = query_end - p.q_len + pass_row / p.group;
+      const int last_last = query_end - p.q_len + last_row / p.group;
+      all_visible_end = first_last + 1 < token_end ? first_last + 1 : token_end;
+      const int64_t lo = p.window_left > 0 ? (int64_t)last_last - p.window_left : 0;
+      all_visible_begin = lo > token_begin ? (int)lo : token_begin;
+    }
+
     /* O^T accumulators: dim m-tile dt, row n-tile nt. */
     float acc[HeadDim / 16][NTiles][4];
 #pragma unroll
@@ -650,12 +704,21 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int tile_pos0 = token_begin + tile * Cfg::kTileTokens + warp_token0;
 
       /* ---- S^T = K Q^T: this warp's tokens on M, query rows on N ------------------------ */
-      float s[Cfg::kMTiles][NTiles][4];
+      /* With one m-tile and one n-tile a warp's scores are one chain of dependent MMAs; two
+       * chains (even and odd k-steps, added at the end) halve its latency. */
+      constexpr int kChains = Cfg::kMTiles * NTiles == 1 && Cfg::kKStepsPerChunk % 2 == 0 ? 2 : 1;
+      float s_chain[kChains][Cfg::kMTiles][NTiles][4];
 #pragma unroll
-      for (int mt = 0; mt < Cfg::kMTiles; ++mt)
+      for (int c = 0; c < kChains; ++c)
 #pragma unroll
-        for (int nt = 0; nt < NTiles; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
-#pragma unroll 1
+        for (int mt = 0; mt < Cfg::kMTiles; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < NTiles; ++nt)
+            s_chain[c][mt][nt][0] = s_chain[c][mt][nt][1] = s_chain[c][mt][nt][2] = s_chain[c][mt][nt][3] = 0.f;
+      /* Unrolled up to head_dim 128, so that ptxas can move the next chunk's loads ahead of this
+       * one's MMAs (with the two chains: b256-1k-bf16 0.89 -> 0.95); head_dim 256 stays rolled,
+       * against spills. */
+#pragma unroll(HeadDim <= 128 ? 8 : 1)
       for (int cg = 0; cg < Cfg::kKSteps / Cfg::kKStepsPerChunk; ++cg) {
         uint4 k_chunk[Cfg::kMTiles][2];
 #pragma unroll
@@ -685,11 +748,11 @@ __global__ void __launch_bounds__(kThreads, 2)
             const uint32_t *w_lo = reinterpret_cast<const uint32_t *>(&k_chunk[mt][0]);
             const uint32_t *w_hi = reinterpret_cast<const uint32_t *>(&k_chunk[mt][1]);
             uint32_t a[4];
-            if constexpr (Kind == KV_E4M3) {
-              a[0] = e4m3x2_to_f16x2(w_lo[sub]);
-              a[1] = e4m3x2_to_f16x2(w_hi[sub]);
-              a[2] = e4m3x2_to_f16x2(w_lo[sub] >> 16);
-              a[3] = e4m3x2_to_f16x2(w_hi[sub] >> 16);
+            if constexpr (Kind >= KV_E4M3) {
+              a[0] = e4m3x2_low_to_f16x2(w_lo[sub]);
+              a[1] = e4m3x2_low_to_f16x2(w_hi[sub]);
+              a[2] = e4m3x2_high_to_f16x2(w_lo[sub]);
+              a[3] = e4m3x2_high_to_f16x2(w_hi[sub]);
             } else {
               a[0] = w_lo[2 * sub];
               a[1] = w_hi[2 * sub];
@@ -698,36 +761,57 @@ __global__ void __launch_bounds__(kThreads, 2)
             }
 #pragma unroll
             for (int nt = 0; nt < NTiles; ++nt) {
-              mma16816<kBf16Mma>(s[mt][nt], a, b[nt][0], b[nt][1]);
-              if (q_split) mma16816<kBf16Mma>(s[mt][nt], a, b_lo[nt][0], b_lo[nt][1]);
+              mma16816<kBf16Mma>(s_chain[sub % kChains][mt][nt], a, b[nt][0], b[nt][1]);
+              if (q_split) mma16816<kBf16Mma>(s_chain[sub % kChains][mt][nt], a, b_lo[nt][0], b_lo[nt][1]);
             }
           }
         }
       }
 
+      float s[Cfg::kMTiles][NTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < Cfg::kMTiles; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < NTiles; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][nt][e] = kChains == 1 ? s_chain[0][mt][nt][e] : s_chain[0][mt][nt][e] + s_chain[kChains - 1][mt][nt][e];
+
       /* ---- scale, mask, online softmax (element e: token lane_row + 8 (e >> 1), row 2 quad + (e & 1)) */
-      float tile_max[NTiles][2];
 #pragma unroll
       for (int nt = 0; nt < NTiles; ++nt) {
         const float mult[2] = {row_multiplier[8 * nt + 2 * quad], row_multiplier[8 * nt + 2 * quad + 1]};
-        tile_max[nt][0] = tile_max[nt][1] = -INFINITY;
 #pragma unroll
-        for (int mt = 0; mt < Cfg::kMTiles; ++mt) {
+        for (int mt = 0; mt < Cfg::kMTiles; ++mt)
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            const int r = e & 1;
-            const int token = 16 * mt + lane_row + 8 * (e >> 1);
-            const int pos = tile_pos0 + token;
-            float v = s[mt][nt][e] * mult[r];
-            if (per_token) v *= k_tok_scale[warp_token0 + token];
-            v = (pos >= visible_lo[nt][r] && pos < visible_hi[nt][r]) ? v : -INFINITY;
-            s[mt][nt][e] = v;
-            tile_max[nt][r] = fmaxf(tile_max[nt][r], v);
+            s[mt][nt][e] *= mult[e & 1];
+            if constexpr (per_token) s[mt][nt][e] *= k_tok_scale[warp_token0 + 16 * mt + lane_row + 8 * (e >> 1)];
           }
-        }
+      }
+      /* After the scaling, so that a zero scale cannot turn a masked -inf into NaN. */
+      if (tile_pos0 < all_visible_begin || tile_pos0 + Cfg::kWarpTokens > all_visible_end) {
+#pragma unroll
+        for (int nt = 0; nt < NTiles; ++nt)
+#pragma unroll
+          for (int mt = 0; mt < Cfg::kMTiles; ++mt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int r = e & 1;
+              const int pos = tile_pos0 + 16 * mt + lane_row + 8 * (e >> 1);
+              if (pos < visible_lo[nt][r] || pos >= visible_hi[nt][r]) s[mt][nt][e] = -INFINITY;
+            }
+      }
+      float tile_max[NTiles][2];
+#pragma unroll
+      for (int nt = 0; nt < NTiles; ++nt) {
+        tile_max[nt][0] = tile_max[nt][1] = -INFINITY;
+#pragma unroll
+        for (int mt = 0; mt < Cfg::kMTiles; ++mt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) tile_max[nt][e & 1] = fmaxf(tile_max[nt][e & 1], s[mt][nt][e]);
       }
       float v_multiplier = 1.f, v_exponent_step = 1.f;
-      if (per_token) {
+      if constexpr (per_token) {
         float vmax = 0.f;
 #pragma unroll
         for (int mt = 0; mt < Cfg::kMTiles; ++mt)
@@ -755,7 +839,7 @@ __global__ void __launch_bounds__(kThreads, 2)
           m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 16));
           const float new_max = fmaxf(row_max[nt][r], m);
           base[nt][r] = new_max == -INFINITY ? 0.f : new_max; /* a fully masked row stays at 0 */
-          rescale[nt][r] = exp2f(row_max[nt][r] - base[nt][r]);
+          rescale[nt][r] = exp2_ftz(row_max[nt][r] - base[nt][r]);
           row_max[nt][r] = new_max;
           row_sum[nt][r] *= rescale[nt][r];
         }
@@ -785,9 +869,9 @@ __global__ void __launch_bounds__(kThreads, 2)
           float prob[4];
 #pragma unroll
           for (int e = 0; e < 4; ++e) {
-            prob[e] = exp2f(s[mt][nt][e] - base[nt][e & 1]);
+            prob[e] = exp2_ftz(s[mt][nt][e] - base[nt][e & 1]);
             row_sum[nt][e & 1] += prob[e];
-            if (per_token) prob[e] *= v_tok_scale[warp_token0 + 16 * mt + lane_row + 8 * (e >> 1)] * v_multiplier;
+            if constexpr (per_token) prob[e] *= v_tok_scale[warp_token0 + 16 * mt + lane_row + 8 * (e >> 1)] * v_multiplier;
           }
           const uint32_t top = pack2<kBf16Mma>(prob[0], prob[1]);
           const uint32_t bottom = pack2<kBf16Mma>(prob[2], prob[3]);
@@ -828,15 +912,15 @@ __global__ void __launch_bounds__(kThreads, 2)
           for (int j = 0; j < Cfg::kDimTilesPerPiece; ++j) {
             const int dt = q * Cfg::kDimTilesPerPiece + j;
             uint32_t a[4];
-            if constexpr (Kind == KV_E4M3) {
+            if constexpr (Kind >= KV_E4M3) {
               /* dims 2j, 2j + 1 of the piece are bytes 2 (j % 2), +1 of word j / 2 */
               const uint32_t sel = (j & 1) ? 0x7362u : 0x5140u;
               const uint32_t top = prmt(rows[0][j >> 1], rows[1][j >> 1], sel);
               const uint32_t bottom = prmt(rows[2][j >> 1], rows[3][j >> 1], sel);
-              a[0] = e4m3x2_to_f16x2(top);
-              a[1] = e4m3x2_to_f16x2(top >> 16);
-              a[2] = e4m3x2_to_f16x2(bottom);
-              a[3] = e4m3x2_to_f16x2(bottom >> 16);
+              a[0] = e4m3x2_low_to_f16x2(top);
+              a[1] = e4m3x2_high_to_f16x2(top);
+              a[2] = e4m3x2_low_to_f16x2(bottom);
+              a[3] = e4m3x2_high_to_f16x2(bottom);
             } else {
               a[0] = prmt(rows[0][j], rows[1][j], 0x5410u);
               a[1] = prmt(rows[0][j], rows[1][j], 0x7632u);

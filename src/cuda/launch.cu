@@ -64,10 +64,16 @@ DecodeInstance instance() {
   return DecodeInstance{decode_kernel<HeadDim, Kind, NTiles>, DecodeConfig<HeadDim, Kind, NTiles>::kSmemBytes};
 }
 
-/* The one selection function: the decode instance for (head_dim, kv dtype, query rows per KV
- * head). Up to 8 rows fit one n8 tile; more take two (16 rows a pass, in passes beyond 16). */
-static DecodeInstance select_decode(int head_dim, padec_dtype kv_dtype, int rows) {
-  const int kind = kv_dtype == PADEC_DTYPE_BF16 ? KV_BF16 : kv_dtype == PADEC_DTYPE_FP16 ? KV_F16 : KV_E4M3;
+/* The one selection function: the decode instance for the parameters' head_dim, cache kind
+ * (dtype, and for fp8 whether the scales are per token) and query rows per KV head. Up to 8 rows
+ * fit one n8 tile; more take two (16 rows a pass, in passes beyond 16). */
+static DecodeInstance select_decode(const padec_params &normalized) {
+  const int head_dim = normalized.head_dim;
+  const int rows = normalized.q_len * (normalized.num_q_heads / normalized.num_kv_heads);
+  const int kind = normalized.kv_dtype == PADEC_DTYPE_BF16   ? KV_BF16
+                   : normalized.kv_dtype == PADEC_DTYPE_FP16 ? KV_F16
+                   : normalized.fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN ? KV_E4M3_PER_TOKEN
+                                                                            : KV_E4M3;
   const bool wide = rows > 8;
 #define PADEC_SELECT_KIND_(D, K) \
   return wide ? instance<D, K, 2>() : instance<D, K, 1>();
@@ -75,7 +81,8 @@ static DecodeInstance select_decode(int head_dim, padec_dtype kv_dtype, int rows
   if (head_dim == D) {                                  \
     if (kind == KV_BF16) PADEC_SELECT_KIND_(D, KV_BF16) \
     if (kind == KV_F16) PADEC_SELECT_KIND_(D, KV_F16)   \
-    PADEC_SELECT_KIND_(D, KV_E4M3)                      \
+    if (kind == KV_E4M3) PADEC_SELECT_KIND_(D, KV_E4M3) \
+    PADEC_SELECT_KIND_(D, KV_E4M3_PER_TOKEN)            \
   }
   PADEC_SELECT_(64)
   PADEC_SELECT_(128)
@@ -213,8 +220,7 @@ static padec_status launch_decode(const padec_params &normalized, const padec_de
                                   int64_t ctas, bool clear_counters, cudaStream_t s) {
   const padec_status pending = padec__cuda_check_no_pending_error("decode");
   if (pending != PADEC_STATUS_OK) return pending;
-  const DecodeInstance decode = select_decode(normalized.head_dim, normalized.kv_dtype,
-                                              normalized.q_len * (normalized.num_q_heads / normalized.num_kv_heads));
+  const DecodeInstance decode = select_decode(normalized);
   if (!decode.kernel) return padec__fail(PADEC_STATUS_INTERNAL, "no kernel instance for head_dim %d", normalized.head_dim);
   /* Idempotent and cheap; needed once per kernel before a launch above 48 KiB. */
   cudaError_t error = cudaFuncSetAttribute(reinterpret_cast<const void *>(decode.kernel),
@@ -300,8 +306,7 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
   status = padec_cuda_device_query(device, &info);
   if (status != PADEC_STATUS_OK) return status;
   const padec_params normalized = padec__params_normalized(params);
-  DecodeInstance inst = select_decode(normalized.head_dim, normalized.kv_dtype,
-                                      normalized.q_len * (normalized.num_q_heads / normalized.num_kv_heads));
+  DecodeInstance inst = select_decode(normalized);
   cudaError_t error = cudaFuncSetAttribute(reinterpret_cast<const void *>(inst.kernel),
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, inst.smem_bytes);
   if (error != cudaSuccess) return cuda_fail(error, "cudaFuncSetAttribute");
