@@ -199,8 +199,8 @@ __device__ __forceinline__ float bf16_bits_to_float(uint32_t bits16) {
   return __uint_as_float(bits16 << 16);
 }
 
-__device__ __forceinline__ float load_input(const void *base, int64_t index, int dtype) {
-  const uint16_t bits = static_cast<const uint16_t *>(base)[index];
+/* A bf16 (dtype 0) or fp16 input element's bits as a float. */
+__device__ __forceinline__ float input_bits_to_float(uint16_t bits, int dtype) {
   if (dtype == 0) return bf16_bits_to_float(bits);
   return __half2float(__ushort_as_half(bits));
 }
@@ -585,23 +585,49 @@ __global__ void __launch_bounds__(kThreads, 2)
   load_page_ids(producer_stream(), producer_tile, page_ids);
   while (issued < Cfg::kStages - 1 && producer_has_tile()) issue_next();
 
+  /* A pass's query rows as loaded (16-bit values): this warp's rows warp, warp + 4, ... For fp8
+   * caches up to head_dim 128 the next segment's are loaded when the consumer moves on, before
+   * the combine and the epilogue, so that their latency is spent there and not at the next
+   * segment's start, where the fp8 consumer, the slower side of its pipeline, would wait
+   * (b256-1k-fp8 and skew-b64-fp8 +5 to 7% on an H200). bf16 caches, whose loads are the slower
+   * side, lost up to 4% with it (the registers held through the merge); at head_dim 256 those
+   * registers spill. */
+  constexpr bool kPrefetchQ = Kind >= KV_E4M3 && HeadDim <= 128;
+  constexpr int kWarpQRows = kRows / kWarps;
+  static_assert(kRows % kWarps == 0, "every warp stages as many query rows");
+  typedef uint16_t QRows[kWarpQRows][HeadDim / 32];
+  auto load_q = [&](const Segment &g, QRows &bits) {
+#pragma unroll
+    for (int rr = 0; rr < kWarpQRows; ++rr) {
+      const int row = g.pass_row + warp + rr * kWarps;
+      const bool live = row < p.rows;
+      const int qi = live ? row / p.group : 0;
+      const int head = g.q_head_start + (live ? row % p.group : 0);
+      const int64_t base = (int64_t)(g.qo_start + qi) * p.q_stride_token + head * p.q_stride_head;
+#pragma unroll
+      for (int i = 0; i < HeadDim / 32; ++i)
+        bits[rr][i] = live ? static_cast<const uint16_t *>(p.q)[base + lane + 32 * i] : 0;
+    }
+  };
+  QRows q_rows;
+  bool q_rows_loaded = false;
+
   while (cur.valid) {
     const int pass_row = cur.pass_row;
     const int partial_loc = cur.partial_loc, qo_start = cur.qo_start;
     const int q_head_start = cur.q_head_start, query_end = cur.query_end;
     const int token_begin = cur.s.token_begin, token_end = cur.s.token_end, num_tiles = cur.s.num_tiles;
     /* ---- stage the pass's query rows in the permuted k order ------------------------- */
-    for (int r = warp; r < kRows; r += kWarps) {
-      const int row = pass_row + r;
-      const bool live = row < p.rows;
-      const int qi = live ? row / p.group : 0;
-      const int head = q_head_start + (live ? row % p.group : 0);
-      const int64_t base = (int64_t)(qo_start + qi) * p.q_stride_token + head * p.q_stride_head;
+    if (!q_rows_loaded) load_q(cur, q_rows);
+    q_rows_loaded = false;
+#pragma unroll
+    for (int rr = 0; rr < kWarpQRows; ++rr) {
+      const int r = warp + rr * kWarps;
       float values[HeadDim / 32];
       float amax = 0.f;
 #pragma unroll
       for (int i = 0; i < HeadDim / 32; ++i) {
-        values[i] = live ? load_input(p.q, base + lane + 32 * i, p.q_dtype) : 0.f;
+        values[i] = input_bits_to_float(q_rows[rr][i], p.q_dtype);
         amax = fmaxf(amax, fabsf(values[i]));
       }
 #pragma unroll
@@ -942,7 +968,13 @@ __global__ void __launch_bounds__(kThreads, 2)
     /* The consumer moves on; the producer, already in nxt's tiles, moves into the one after. */
     const int finished_work = cur.work, finished_b = cur.b, finished_kv_head = cur.s.kv_head;
     cur = nxt;
-    if (cur.valid) nxt = next_segment(cur);
+    if (cur.valid) {
+      nxt = next_segment(cur);
+      if constexpr (kPrefetchQ) {
+        load_q(cur, q_rows);
+        q_rows_loaded = true;
+      }
+    }
     if (producer_on_next) {
       producer_on_next = false;
       if (producer_settle()) load_page_ids(producer_stream(), producer_tile, page_ids);
