@@ -275,6 +275,8 @@ void padec_calibration_print(FILE *stream, const padec_calibration *c) {
           "new defaults: paste over the default_model line of src/sched/cost.c (and record them in "
           "docs/PERF.md):\n"
           "static const padec_cost_model default_model = {%.1f, %.1f, %.1f}; /* padec bench "
-          "--calibrate: %s, %d workers */\n",
-          f->partition_ns, item, split, c->device[0] ? c->device : "(no device)", c->num_workers);
+          "--calibrate: %s, %d workers */\n"
+          "or try them first: padec bench --policy cost --cost-model %.1f,%.1f,%.1f\n",
+          f->partition_ns, item, split, c->device[0] ? c->device : "(no device)", c->num_workers,
+          f->partition_ns, item, split);
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # padec plan: the summary over the repository's workloads file (and the predicted time per worker
-# of every policy, side by side), --policy cost, and --dump as valid JSON with the six metadata
-# buffers, consistent with the header counts.
+# of every policy, side by side), --policy cost (with and without --cost-model), and --dump as
+# valid JSON with the six metadata buffers, consistent with the header counts.
 set -u
 padec=${1:?usage: plan_dump.sh PADEC_BINARY SOURCE_DIR}
 src=${2:?usage: plan_dump.sh PADEC_BINARY SOURCE_DIR}
@@ -22,6 +22,19 @@ out=$(cd "$src" && "$padec" plan --workers 264 --policy cost) || fail "plan --po
 grep -q "policy cost" <<<"$out" || fail "plan --policy cost does not say so"
 rows=$(grep -cE '^[a-z0-9].* [0-9]+ +264 ' <<<"$out")
 [[ $rows -eq $expected ]] || { fail "plan --policy cost printed $rows rows for $expected workloads"; echo "$out"; }
+
+# --cost-model: the cost plan follows the given model (a large item_ns gathers a skewed batch's
+# short sequences into fewer items than the default does) and the predicted table says so.
+skew='name=skew q_heads=8 kv_heads=2 head_dim=64 page=16 kv=bf16 lens=4000,30x7'
+works() { grep -E '^skew +8 ' <<<"$1" | awk '{print $5}'; }
+default_plan=$("$padec" plan --policy cost --workers 16 --workload "$skew") || fail "plan --policy cost (skew) exited $?"
+given_plan=$("$padec" plan --policy cost --workers 16 --cost-model 5000,20000,30000 --workload "$skew") ||
+  fail "plan --cost-model exited $?"
+grep -q 'under the given cost model (--cost-model 5000,20000,30000)' <<<"$given_plan" ||
+  fail "plan --cost-model: the predicted table does not name the given model"
+[[ -n "$(works "$default_plan")" && -n "$(works "$given_plan")" &&
+  $(works "$given_plan") -lt $(works "$default_plan") ]] ||
+  { fail "plan --cost-model: work items $(works "$given_plan") against $(works "$default_plan") by default"; echo "$given_plan"; }
 
 command -v python3 >/dev/null || { echo "python3 not found: skipping the JSON part"; exit 77; }
 json=$(mktemp)

@@ -25,6 +25,11 @@ expect_usage "--backend gpu" check --backend gpu
 expect_usage "--partition 100" plan --partition 100
 expect_usage "--dump" bench --dump
 expect_usage "--policy greedy" plan --policy greedy
+expect_usage "--cost-model 1,2" plan --cost-model 1,2
+expect_usage "--cost-model 0,2,3" plan --cost-model 0,2,3
+expect_usage "--cost-model 1,-2,3" bench --cost-model 1,-2,3
+expect_usage "--cost-model 1,inf,3" run --cost-model 1,inf,3
+expect_usage "--cost-model 1,2,3x" check --cost-model 1,2,3x
 expect_usage "--calibrate" bench --calibrate --workload "$good lens=5"
 expect_usage "--calibrate" bench --calibrate --backend cpu
 expect_usage "--calibrate" plan --calibrate

@@ -10,18 +10,18 @@ typedef struct plan_stats {
   int32_t busy_workers;                   /* workers with at least one item */
 } plan_stats;
 
-/* Predicted time per worker of a plan under the default cost model, in us. */
+/* Predicted time per worker of a plan under a cost model (NULL: the default), in us. */
 typedef struct predicted_load {
   int ok;
   double min_us, mean_us, max_us;
 } predicted_load;
 
 static predicted_load predict_plan(const padec_params *params, const padec_plan_layout *layout,
-                                   const void *plan) {
+                                   const void *plan, const padec_cost_model *model) {
   predicted_load r;
   memset(&r, 0, sizeof r);
   double *ns = (double *)malloc(sizeof(double) * (size_t)layout->num_workers);
-  if (ns && padec_plan_predict(params, layout, plan, NULL, ns) == PADEC_STATUS_OK) {
+  if (ns && padec_plan_predict(params, layout, plan, model, ns) == PADEC_STATUS_OK) {
     double sum = 0.0;
     r.min_us = ns[0];
     for (int32_t c = 0; c < layout->num_workers; ++c) {
@@ -49,7 +49,7 @@ static predicted_load predict_policy(const padec_workload *w, padec_plan_options
   void *plan = cli_aligned_alloc(64, layout.plan_bytes);
   if (plan && padec_plan_build(&w->params, &layout, w->kv_lens, plan, layout.plan_bytes) ==
                   PADEC_STATUS_OK)
-    r = predict_plan(&w->params, &layout, plan);
+    r = predict_plan(&w->params, &layout, plan, options.cost_model);
   free(plan);
   return r;
 }
@@ -230,7 +230,7 @@ int cli_cmd_plan(int argc, char **argv) {
       plan_stats s = compute_stats(&view, options.num_workers);
       const padec_plan_header *h = view.header;
       if (opt.dump) {
-        const predicted_load predicted = predict_plan(&w.params, &plan.layout, plan.plan);
+        const predicted_load predicted = predict_plan(&w.params, &plan.layout, plan.plan, options.cost_model);
         dump_plan(&w, &plan, &view, &s, &predicted, dumped++ == 0);
       } else {
         double mean = (double)s.load_total / options.num_workers;
@@ -256,8 +256,13 @@ int cli_cmd_plan(int argc, char **argv) {
     /* Every policy side by side, for the same workloads and workers. */
     static const padec_policy policies[3] = {PADEC_POLICY_EVEN, PADEC_POLICY_BATCH_INVARIANT,
                                              PADEC_POLICY_COST};
-    printf("\npredicted time per worker under the default cost model (padec_cost_model_default): "
-           "min/mean/max us, max/mean\n");
+    if (opt.has_cost_model)
+      printf("\npredicted time per worker under the given cost model (--cost-model %g,%g,%g): "
+             "min/mean/max us, max/mean\n",
+             opt.cost_model.partition_ns, opt.cost_model.item_ns, opt.cost_model.split_ns);
+    else
+      printf("\npredicted time per worker under the default cost model (padec_cost_model_default): "
+             "min/mean/max us, max/mean\n");
     printf("%-24s", "workload");
     for (int k = 0; k < 3; ++k) printf(" %-32s", cli_policy_name(policies[k]));
     printf("\n");

@@ -51,6 +51,26 @@ static int parse_scale(const char *text, double *value) {
   return 0;
 }
 
+/* "PARTITION_NS,ITEM_NS,SPLIT_NS", the constants `padec bench --calibrate` prints: finite, the
+ * first above 0 and the others at least 0 (padec_cost_model's ranges). */
+static int parse_cost_model(const char *text, padec_cost_model *model) {
+  double v[3];
+  const char *at = text;
+  for (int k = 0; k < 3; ++k) {
+    char *end = NULL;
+    errno = 0;
+    v[k] = strtod(at, &end);
+    if (errno != 0 || end == at || !isfinite(v[k])) return -1;
+    if (*end != (k < 2 ? ',' : '\0')) return -1;
+    at = end + 1;
+  }
+  if (!(v[0] > 0.0) || v[1] < 0.0 || v[2] < 0.0) return -1;
+  model->partition_ns = v[0];
+  model->item_ns = v[1];
+  model->split_ns = v[2];
+  return 0;
+}
+
 int cli_parse_options(const char *command, unsigned flags, int argc, char **argv,
                       cli_options *opt) {
   memset(opt, 0, sizeof *opt);
@@ -120,6 +140,7 @@ int cli_parse_options(const char *command, unsigned flags, int argc, char **argv
 
     int known = strcmp(name, "--workload") == 0 || strcmp(name, "--workers") == 0 ||
                 strcmp(name, "--partition") == 0 || strcmp(name, "--policy") == 0 ||
+                strcmp(name, "--cost-model") == 0 ||
                 strcmp(name, "--scale-lengths") == 0 || strcmp(name, "--only") == 0 ||
                 (strcmp(name, "--backend") == 0 && (flags & CLI_FLAG_BACKEND)) ||
                 (strcmp(name, "--iterations") == 0 && (flags & CLI_FLAG_ITERATIONS)) ||
@@ -156,6 +177,14 @@ int cli_parse_options(const char *command, unsigned flags, int argc, char **argv
         return cli_usage_error(
             command, "--policy %s: built are 'even', 'cost', 'batch_invariant' and 'auto'", value);
       }
+    } else if (strcmp(name, "--cost-model") == 0) {
+      if (parse_cost_model(value, &opt->cost_model) != 0)
+        return cli_usage_error(command,
+                               "--cost-model %s: need PARTITION_NS,ITEM_NS,SPLIT_NS, finite, the "
+                               "first above 0 and the others at least 0 (as padec bench "
+                               "--calibrate prints them)",
+                               value);
+      opt->has_cost_model = 1;
     } else if (strcmp(name, "--scale-lengths") == 0) {
       if (parse_scale(value, &opt->scale) != 0)
         return cli_usage_error(
@@ -339,6 +368,7 @@ padec_plan_options cli_plan_options(const cli_options *opt, const padec_params *
   options.num_workers = cli_workers(opt, params, gpu_present);
   options.partition_tokens = opt->partition_tokens;
   options.policy = opt->policy;
+  if (opt->has_cost_model) options.cost_model = &opt->cost_model;
   return options;
 }
 

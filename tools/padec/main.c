@@ -44,7 +44,10 @@ static const char common_help[] =
     "                       worker), cost (equal predicted time per worker: every work item and\n"
     "                       every split costs a fixed start-up), batch_invariant (split points\n"
     "                       fixed by each sequence alone) or auto (padec_choose picks the path\n"
-    "                       and policy per workload, the grid path included; rows name the pick)\n";
+    "                       and policy per workload, the grid path included; rows name the pick)\n"
+    "  --cost-model P,I,S   the cost policy's model (padec_cost_model) in ns: partition_ns,\n"
+    "                       item_ns, split_ns, as `padec bench --calibrate` fits them on a GPU\n"
+    "                       (default: padec_cost_model_default)\n";
 
 static const char run_help[] =
     "usage: padec run [FILE | --workload LINE]... [OPTIONS]\n"
