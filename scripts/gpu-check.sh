@@ -2,7 +2,7 @@
 # One call on a GPU machine: build with CUDA, run the GPU tests (full matrix, then a short subset
 # under compute-sanitizer memcheck and racecheck) and the benchmark table.
 # Usage: scripts/gpu-check.sh [build] [test] [sanitize] [soak] [python] [calibrate] [compare]
-#        [bench] [profile] [durations] ...   (default: build test sanitize bench)
+#        [bench] [profile] [stalls] [durations] ...   (default: build test sanitize bench)
 # Logs go to $OUT (or ./gpu-out) so that they come back from a remote run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -74,6 +74,27 @@ if has profile; then
       ./$build/padec bench --backend cuda --workload "$line" >"$out/ncu-$w.txt" 2>&1
     echo "== ncu $w"
     grep -E "DRAM Throughput|Memory Throughput|Duration|Achieved Occupancy|Theoretical Occupancy|Registers Per|Stall|Warp Cycles Per Issued|Issue Slots|Block Limit" "$out/ncu-$w.txt" | head -24
+  done
+fi
+if has stalls; then
+  # Why the tile loop waits: per issued instruction, the cycles a warp spends in each stall
+  # reason, with the instructions executed, the issue-slot use and the DRAM throughput (ncu,
+  # clocks left alone) of one decode launch per workload. docs/PERF.md reads these.
+  metrics=""
+  for r in barrier long_scoreboard short_scoreboard wait math_pipe_throttle mio_throttle \
+    lg_throttle dispatch_stall not_selected selected no_instruction branch_resolving membar; do
+    metrics="$metrics,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio"
+  done
+  metrics="${metrics#,},smsp__inst_executed.sum,smsp__issue_active.avg.pct_of_peak_sustained_active"
+  metrics="$metrics,gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed"
+  for w in b64-4k-fp8 b64-4k-bf16 b256-1k-fp8 g8-b128-2k-fp8; do
+    line=$(grep "^name=$w " bench/workloads.txt)
+    ncu --clock-control none --kernel-name regex:decode_kernel --launch-skip 3 --launch-count 1 \
+      --metrics "$metrics" ./$build/padec bench --backend cuda --policy auto --iterations 50 \
+      --workload "$line" >"$out/stalls-$w.txt" 2>&1
+    echo "== $w: $(grep -E 'smsp__|gpu__|dram__' "$out/stalls-$w.txt" |
+      sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' |
+      awk '{printf "%s %s, ", $1, $NF}')"
   done
 fi
 if has durations; then
