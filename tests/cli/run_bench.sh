@@ -36,5 +36,14 @@ rc=$?
 grep -q '^small-fp8 ' <<<"$out" || { fail "bench --only fp8 has no small-fp8 row"; echo "$out"; }
 if grep -q '^small-bf16 ' <<<"$out"; then fail "bench --only fp8 ran small-bf16"; fi
 
+# A fitted cost model reaches the cost plans of run and bench (the plans themselves: plan_dump.sh).
+for cmd in run "bench --backend cpu --iterations 1"; do
+  # shellcheck disable=SC2086
+  out=$("$padec" $cmd --policy cost --cost-model 11400,3900,2000 --only bf16 "$file" 2>&1)
+  rc=$?
+  [[ $rc -eq 0 ]] && grep -q '^small-bf16 ' <<<"$out" ||
+    { fail "$cmd --policy cost --cost-model exited $rc"; echo "$out"; }
+done
+
 if ((failures)); then exit 1; fi
 echo "run_bench: ok"
