@@ -265,6 +265,14 @@ static int parse_pairs(char *text, padec_workload *w, char *err, size_t err_size
   }
   if (padec_params_validate(&w->params) != PADEC_STATUS_OK)
     return fail(err, err_size, "invalid parameters: %s", padec_last_message());
+  /* A parsed workload can be planned under the even and cost policies with any worker count:
+   * their work items (at most num_kv_heads x batch + workers) are indexed in int32, and the
+   * widest plan, 65536 workers, has the most. */
+  const padec_plan_options widest = {65536, 0, PADEC_POLICY_EVEN, NULL};
+  padec_plan_layout layout;
+  if (padec_plan_layout_init(&w->params, w->batch, &widest, &layout) != PADEC_STATUS_OK)
+    return fail(err, err_size, "lens: %d sequences x kv_heads=%d are more than a plan holds (%s)",
+                w->batch, w->params.num_kv_heads, padec_last_message());
   return 0;
 }
 

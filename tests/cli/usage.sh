@@ -46,6 +46,9 @@ expect_usage "q_len=5" check --workload "$good lens=10 q_len=5"
 expect_usage "q_len=0" check --workload "$good lens=10 q_len=0"
 expect_usage "lens" plan --workload "$good"
 expect_usage "lens=1,,2" plan --workload "$good lens=1,,2"
+# More (sequence, KV head) pairs than a plan's int32 work index holds (found by the fuzzer).
+expect_usage "more than a plan holds" plan \
+  --workload 'name=big q_heads=32 kv_heads=32 head_dim=128 page=16 kv=fp8 lens=32768x11102420,14'
 expect_usage "lens=5x" plan --workload "$good lens=5x"
 expect_usage "lens=-3" plan --workload "$good lens=-3"
 expect_usage "colour" plan --workload "$good lens=5 colour=red"
