@@ -256,13 +256,11 @@ int cli_cmd_plan(int argc, char **argv) {
     /* Every policy side by side, for the same workloads and workers. */
     static const padec_policy policies[3] = {PADEC_POLICY_EVEN, PADEC_POLICY_BATCH_INVARIANT,
                                              PADEC_POLICY_COST};
+    char model[96] = "the default cost model (padec_cost_model_default)";
     if (opt.has_cost_model)
-      printf("\npredicted time per worker under the given cost model (--cost-model %g,%g,%g): "
-             "min/mean/max us, max/mean\n",
-             opt.cost_model.partition_ns, opt.cost_model.item_ns, opt.cost_model.split_ns);
-    else
-      printf("\npredicted time per worker under the default cost model (padec_cost_model_default): "
-             "min/mean/max us, max/mean\n");
+      snprintf(model, sizeof model, "the given cost model (--cost-model %g,%g,%g)",
+               opt.cost_model.partition_ns, opt.cost_model.item_ns, opt.cost_model.split_ns);
+    printf("\npredicted time per worker under %s: min/mean/max us, max/mean\n", model);
     printf("%-24s", "workload");
     for (int k = 0; k < 3; ++k) printf(" %-32s", cli_policy_name(policies[k]));
     printf("\n");
