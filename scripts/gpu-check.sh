@@ -2,7 +2,7 @@
 # One call on a GPU machine: build with CUDA, run the GPU tests (full matrix, then a short subset
 # under compute-sanitizer memcheck and racecheck) and the benchmark table.
 # Usage: scripts/gpu-check.sh [build] [test] [sanitize] [soak] [python] [calibrate] [compare]
-#        [bench] [profile] [stalls] [durations] ...   (default: build test sanitize bench)
+#        [bench] [profile] [stalls] [durations] [probes] ...   (default: build test sanitize bench)
 # Logs go to $OUT (or ./gpu-out) so that they come back from a remote run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -107,6 +107,10 @@ if has durations; then
       >"$out/durations-$w.txt" 2>&1
     echo "== $w: $(grep -E 'gpu__time_duration' "$out/durations-$w.txt" | awk '{print $NF}' | tr '\n' ' ')us"
   done
+fi
+if has probes; then
+  # Conversion and reference instruction rates per SM and clock (docs/PERF.md, the fp8 loop).
+  ./$build/probe_conversion_rate | tee "$out/probe-conversion-rate.txt" || status=1
 fi
 if has bench; then
   ./$build/padec bench --backend cuda bench/workloads.txt 2>&1 | tee "$out/bench.txt"
