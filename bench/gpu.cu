@@ -104,8 +104,9 @@ __global__ void read_flush(const uint4 *data, size_t count, unsigned *sink) {
 }
 
 /* The benchmarks' block table: each sequence's pages (exactly what its kv_len needs), scattered
- * over the pool by a fixed permutation, as a long-running server ends up with. Returns the page
- * count; indptr has batch + 1 entries. */
+ * over the pool by a fixed permutation, as a long-running server ends up with. With
+ * PADEC_BENCH_PAGES=contiguous the pages are laid out in order instead (a fresh server), to
+ * tell what the scatter costs. Returns the page count; indptr has batch + 1 entries. */
 int64_t scattered_block_table(const padec_workload *workload, std::vector<int32_t> &indptr,
                               std::vector<int32_t> &indices) {
   const int32_t page_size = workload->params.page_size;
@@ -115,6 +116,8 @@ int64_t scattered_block_table(const padec_workload *workload, std::vector<int32_
   const int64_t num_pages = indptr[workload->batch];
   indices.resize(num_pages > 0 ? num_pages : 1);
   for (int64_t i = 0; i < num_pages; ++i) indices[i] = (int32_t)i;
+  const char *pages = getenv("PADEC_BENCH_PAGES");
+  if (pages && strcmp(pages, "contiguous") == 0) return num_pages;
   uint64_t state = 0x2545f4914f6cdd1dull;
   for (int64_t i = num_pages - 1; i > 0; --i) {
     state ^= state << 13;
