@@ -69,22 +69,19 @@ bool check(cudaError_t error, const char *what) {
   return false;
 }
 
+/* Times one form with the caller's two events (created once), every CUDA call checked. */
 template <int F>
 bool measure(const char *name, int instructions, uint32_t *sink, int blocks, int threads, int sms,
-             int clock_khz) {
+             int clock_khz, cudaEvent_t start, cudaEvent_t stop) {
   const int iterations = 4096;
   chains<F><<<blocks, threads>>>(sink, 16); /* warm-up */
-  cudaEvent_t start, stop;
-  if (!check(cudaEventCreate(&start), "cudaEventCreate") || !check(cudaEventCreate(&stop), "cudaEventCreate"))
-    return false;
-  cudaEventRecord(start);
+  if (!check(cudaGetLastError(), name) || !check(cudaEventRecord(start), "cudaEventRecord")) return false;
   chains<F><<<blocks, threads>>>(sink, iterations);
-  cudaEventRecord(stop);
-  if (!check(cudaEventSynchronize(stop), name) || !check(cudaGetLastError(), name)) return false;
+  if (!check(cudaGetLastError(), name) || !check(cudaEventRecord(stop), "cudaEventRecord") ||
+      !check(cudaEventSynchronize(stop), name))
+    return false;
   float ms = 0.f;
-  cudaEventElapsedTime(&ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  if (!check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime")) return false;
   const double forms = (double)blocks * threads * iterations * kChains;
   const double cycles = ms * 1e-3 * clock_khz * 1e3;
   printf("%-34s %8.3f ms %8.1f per SM and clock (%d instruction%s each)\n", name, ms,
@@ -101,13 +98,19 @@ int main() {
   if (!check(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0), "clock rate")) return 2;
   const int sms = prop.multiProcessorCount, threads = 512, blocks = sms * 4;
   uint32_t *sink = nullptr;
-  if (!check(cudaMalloc(&sink, (size_t)blocks * threads * sizeof(uint32_t)), "cudaMalloc")) return 2;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  if (!check(cudaMalloc(&sink, (size_t)blocks * threads * sizeof(uint32_t)), "cudaMalloc") ||
+      !check(cudaEventCreate(&start), "cudaEventCreate") || !check(cudaEventCreate(&stop), "cudaEventCreate"))
+    return 2;
   printf("%s: %d SMs, %d MHz (the rate assumes this clock)\n", prop.name, sms, clock_khz / 1000);
-  const bool ok = measure<kCvt>("cvt e4m3x2 -> f16x2", 1, sink, blocks, threads, sms, clock_khz) &&
-                  measure<kIntegerOps>("integer e4m3x2 -> f16x2 (x 2^-8)", 4, sink, blocks, threads, sms, clock_khz) &&
-                  measure<kHfma2>("fma.rn.f16x2", 1, sink, blocks, threads, sms, clock_khz) &&
-                  measure<kLop3>("lop3.b32", 1, sink, blocks, threads, sms, clock_khz) &&
-                  measure<kFmul>("mul.f32", 1, sink, blocks, threads, sms, clock_khz);
+  const bool ok =
+      measure<kCvt>("cvt e4m3x2 -> f16x2", 1, sink, blocks, threads, sms, clock_khz, start, stop) &&
+      measure<kIntegerOps>("integer e4m3x2 -> f16x2 (x 2^-8)", 4, sink, blocks, threads, sms, clock_khz, start, stop) &&
+      measure<kHfma2>("fma.rn.f16x2", 1, sink, blocks, threads, sms, clock_khz, start, stop) &&
+      measure<kLop3>("lop3.b32", 1, sink, blocks, threads, sms, clock_khz, start, stop) &&
+      measure<kFmul>("mul.f32", 1, sink, blocks, threads, sms, clock_khz, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
   cudaFree(sink);
   return ok ? 0 : 1;
 }
