@@ -237,30 +237,58 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) out[i] = 0.f;
   float weight_sum = 0.f;
-  /* Adds `count` (<= 32) consecutive slots whose partial row and weight lane k holds, in order. */
-  auto accumulate = [&](int count, int64_t lane_row, float lane_weight) {
-    /* 16 rows in flight (8 at head_dim 256, against spills): the merge sits on the critical
-     * path at the end of a launch. */
-#pragma unroll(HeadDim <= 128 ? 16 : 8)
-    for (int k = 0; k < count; ++k) {
-      const float weight = __shfl_sync(0xffffffffu, lane_weight, k);
-      const int64_t prow = __shfl_sync(0xffffffffu, lane_row, k);
-      weight_sum += weight;
-      const float *src = p.partial_o + (prow * p.num_q_heads + head) * HeadDim + lane * kPerLane;
-      if constexpr (kPerLane % 4 == 0) {
+  /* Adds consecutive slots whose partial row and weight lane k holds, in order, a batch at a
+   * time: a batch's loads all leave before the first is used (written as one loop, ptxas kept
+   * two in flight), one L2 round trip a batch, since the merge sits on the critical path at the
+   * end of a launch. 16 rows a batch, 8 at head_dim 256 (against spills). */
+  constexpr int kBatch = HeadDim <= 128 ? 16 : 8;
+  constexpr int kVectors = kPerLane % 4 == 0 ? kPerLane / 4 : 1;
+  struct Batch {
+    float4 rows[kBatch][kVectors];
+  };
+  /* Slots [first, first + kBatch) of the lanes' `count` (<= 32); rows past count read nothing. */
+  auto load_batch = [&](Batch &batch, int first, int count, int64_t lane_row) {
 #pragma unroll
-        for (int i = 0; i < kPerLane; i += 4) {
-          const float4 v = __ldcg(reinterpret_cast<const float4 *>(src + i));
-          out[i] += weight * v.x;
-          out[i + 1] += weight * v.y;
-          out[i + 2] += weight * v.z;
-          out[i + 3] += weight * v.w;
+    for (int j = 0; j < kBatch; ++j) {
+      const int k = first + j;
+      const int64_t prow = __shfl_sync(0xffffffffu, lane_row, k & 31);
+      const float *src = p.partial_o + (prow * p.num_q_heads + head) * HeadDim + lane * kPerLane;
+#pragma unroll
+      for (int v = 0; v < kVectors; ++v) {
+        if (k >= count) {
+          batch.rows[j][v] = make_float4(0.f, 0.f, 0.f, 0.f);
+        } else if constexpr (kPerLane % 4 == 0) {
+          batch.rows[j][v] = __ldcg(reinterpret_cast<const float4 *>(src) + v);
+        } else {
+          const float2 pair = __ldcg(reinterpret_cast<const float2 *>(src));
+          batch.rows[j][v] = make_float4(pair.x, pair.y, 0.f, 0.f);
         }
-      } else {
-        const float2 v = __ldcg(reinterpret_cast<const float2 *>(src));
-        out[0] += weight * v.x;
-        out[1] += weight * v.y;
       }
+    }
+  };
+  auto add_batch = [&](const Batch &batch, int first, int count, float lane_weight) {
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const float weight = __shfl_sync(0xffffffffu, lane_weight, (first + j) & 31);
+      if (first + j >= count) break;
+      weight_sum += weight;
+#pragma unroll
+      for (int v = 0; v < kVectors; ++v) {
+        out[4 * v] += weight * batch.rows[j][v].x;
+        out[4 * v + 1] += weight * batch.rows[j][v].y;
+        if constexpr (kPerLane % 4 == 0) {
+          out[4 * v + 2] += weight * batch.rows[j][v].z;
+          out[4 * v + 3] += weight * batch.rows[j][v].w;
+        }
+      }
+    }
+  };
+  /* Slots [first, count) of the lanes' `count` (<= 32). */
+  auto accumulate = [&](int first, int count, int64_t lane_row, float lane_weight) {
+    for (; first < count; first += kBatch) {
+      Batch batch;
+      load_batch(batch, first, count, lane_row);
+      add_batch(batch, first, count, lane_weight);
     }
   };
   auto warp_max = [&](float value) {
@@ -271,17 +299,23 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
   const int slots = slot_end - slot_begin;
   float max_lse = -INFINITY;
   if (slots <= 64) {
-    /* Every lane holds the rows and LSEs of slots lane and lane + 32: one round of row lookups
-     * and one of LSE loads, then the partial rows. */
+    /* Every lane holds the rows and LSEs of slots lane and lane + 32: one round of row lookups,
+     * one of LSE loads and the first partial rows, then the other partial rows. */
     const bool has0 = lane < slots, has1 = lane + 32 < slots;
     const int64_t row0 = has0 ? merge_source_row(p, slot_begin + lane, row_offset) : 0;
     const int64_t row1 = has1 ? merge_source_row(p, slot_begin + 32 + lane, row_offset) : 0;
+    /* The first batch of partial rows leaves with the LSEs: its addresses do not need them. */
+    const int count0 = slots < 32 ? slots : 32;
+    Batch head_batch;
+    load_batch(head_batch, 0, count0, row0);
     const float lse0 = has0 ? __ldcg(p.partial_lse + row0 * p.num_q_heads + head) : -INFINITY;
     const float lse1 = has1 ? __ldcg(p.partial_lse + row1 * p.num_q_heads + head) : -INFINITY;
     max_lse = warp_max(fmaxf(lse0, lse1));
     if (max_lse != -INFINITY) {
-      accumulate(slots < 32 ? slots : 32, row0, lse0 == -INFINITY ? 0.f : expf(lse0 - max_lse));
-      if (slots > 32) accumulate(slots - 32, row1, lse1 == -INFINITY ? 0.f : expf(lse1 - max_lse));
+      const float weight0 = lse0 == -INFINITY ? 0.f : expf(lse0 - max_lse);
+      add_batch(head_batch, 0, count0, weight0);
+      accumulate(kBatch, count0, row0, weight0);
+      if (slots > 32) accumulate(0, slots - 32, row1, lse1 == -INFINITY ? 0.f : expf(lse1 - max_lse));
     }
   } else {
     /* Any number of splits: the LSEs twice, 32 slots at a time. */
@@ -298,7 +332,7 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
           const float lse = __ldcg(p.partial_lse + lane_row * p.num_q_heads + head);
           lane_weight = lse == -INFINITY ? 0.f : expf(lse - max_lse);
         }
-        accumulate(slot_end - base < 32 ? slot_end - base : 32, lane_row, lane_weight);
+        accumulate(0, slot_end - base < 32 ? slot_end - base : 32, lane_row, lane_weight);
       }
     }
   }
