@@ -349,12 +349,22 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
  * A warp searches 32 points of the range at once, so a batch of up to 32 groups takes one round
  * of loads and 1024 two (a binary search took one dependent load per halving, on the critical
  * path of the launch's last merges). Every lane returns the group. */
-__device__ __forceinline__ int find_group_warp(const padec_decode_params &p, int slot, int lane) {
+__device__ __forceinline__ int group_probe_load(const padec_decode_params &p, int lane) {
+  const int g = (lane + 1) * ((p.batch + 31) >> 5);
+  return g <= p.batch ? __ldg(p.reduce_indptr + g) : INT_MAX;
+}
+
+/* `probe` is the lane's group_probe_load, the first round's load, so that a caller can have it
+ * in flight long before the search. */
+__device__ __forceinline__ int find_group_warp(const padec_decode_params &p, int slot, int lane, int probe) {
   int lo = 0, hi = p.batch; /* reduce_indptr[lo] <= slot (reduce_indptr[0] is 0); group <= hi */
+  bool first_round = true;
   while (lo < hi) {
     const int step = (hi - lo + 31) >> 5;
     const int g = lo + (lane + 1) * step;
-    const bool at_or_below = g <= hi && __ldg(p.reduce_indptr + g) <= slot;
+    const int value = first_round ? probe : (g <= hi ? __ldg(p.reduce_indptr + g) : INT_MAX);
+    first_round = false;
+    const bool at_or_below = g <= hi && value <= slot;
     /* reduce_indptr is non-decreasing: the lanes that hold are a prefix. */
     const int holding = __popc(__ballot_sync(0xffffffffu, at_or_below));
     const int next_hi = lo + (holding + 1) * step - 1;
@@ -362,6 +372,25 @@ __device__ __forceinline__ int find_group_warp(const padec_decode_params &p, int
     if (next_hi < hi) hi = next_hi;
   }
   return lo;
+}
+
+/* The slot range [x, y) of `group` (warp-wide, every lane gets it). Up to 32 groups the probe
+ * holds every reduce_indptr[g], g >= 1, in lane g - 1: no load. */
+__device__ __forceinline__ int2 group_slots_warp(const padec_decode_params &p, int group, int probe) {
+  if (p.batch <= 32) {
+    const int end = __shfl_sync(0xffffffffu, probe, group & 31);
+    const int begin = __shfl_sync(0xffffffffu, probe, (group - 1) & 31);
+    return make_int2(group > 0 ? begin : 0, end);
+  }
+  return make_int2(__ldg(p.reduce_indptr + group), __ldg(p.reduce_indptr + group + 1));
+}
+
+/* Release (the CTA's earlier writes, ordered before by a block barrier) and acquire (the
+ * arrivals before it, for the reads after the next block barrier) at device scope, in one. */
+__device__ __forceinline__ int atomic_add_acq_rel(int32_t *address, int32_t value) {
+  int32_t old;
+  asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], %2;\n" : "=r"(old) : "l"(address), "r"(value) : "memory");
+  return old;
 }
 
 /* Byte offset within a V row of piece q of lane row n (PV's A fragments): with 16-byte pieces,
@@ -390,7 +419,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   float *row_multiplier = reinterpret_cast<float *>(q_lo + Cfg::kQBytes); /* [kRows] */
   float *warp_row_max = row_multiplier + kRows;                            /* [4][kRows] */
   float *warp_row_sum = warp_row_max + kWarps * kRows;                     /* [4][kRows] */
-  int *merge_flag = reinterpret_cast<int *>(warp_row_sum + kWarps * kRows);
+  /* The fused merge's claim: the group this CTA merges (-1: none), then its slot range. */
+  int *merge_claim = reinterpret_cast<int *>(warp_row_sum + kWarps * kRows); /* [3] */
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int quad = lane & 3, lane_row = lane >> 2;
@@ -1002,6 +1032,10 @@ __global__ void __launch_bounds__(kThreads, 2)
     /* The consumer moves on; the producer, already in nxt's tiles, moves into the one after. */
     const int finished_work = cur.work, finished_b = cur.b, finished_kv_head = cur.s.kv_head;
     cur = nxt;
+    /* The last pass of a split item checks in with the fused merge below: warp 0's first
+     * round of the group search leaves now and is in flight through the combine and write. */
+    const bool checks_in = partial_loc >= 0 && p.fused_merge && cur.work != finished_work;
+    const int group_probe = checks_in && !grid && warp == 0 ? group_probe_load(p, lane) : 0;
     if (cur.valid) {
       nxt = next_segment(cur);
       if constexpr (kPrefetchQ) {
@@ -1104,29 +1138,33 @@ __global__ void __launch_bounds__(kThreads, 2)
     trace(PADEC_TRACE_WRITTEN);
 
     /* ---- fused merge: the last split of a group (for this KV head) to finish merges it ------ */
-    if (partial_loc >= 0 && p.fused_merge && cur.work != finished_work) {
-      __threadfence(); /* this CTA's partials are visible device-wide before it checks in */
+    if (checks_in) {
+      /* The CTA's partials are ordered before thread 0's release by the barrier (the release is
+       * cumulative), and the merging CTA's reads after its acquire by the next barrier. */
       __syncthreads();
       /* A grid block's group is its sequence, with grid_splits slots from b * grid_splits. */
-      const int found_group = grid || warp != 0 ? finished_b : find_group_warp(p, partial_loc / p.q_len, lane);
+      int found_group = finished_b;
+      int2 slots = make_int2(finished_b * p.grid_splits, (finished_b + 1) * p.grid_splits);
+      if (!grid && warp == 0) {
+        found_group = find_group_warp(p, partial_loc / p.q_len, lane, group_probe);
+        slots = group_slots_warp(p, found_group, group_probe);
+      }
       if (tid == 0) {
         /* Workspace counters were cleared by the grid this launch may overlap (launch.cu). */
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
-        const int group = found_group;
-        const int splits = grid ? p.grid_splits : p.reduce_indptr[group + 1] - p.reduce_indptr[group];
-        int32_t *counter = p.merge_counters + (int64_t)group * p.num_kv_heads + finished_kv_head;
-        const int arrived = atomicAdd(counter, 1) + 1;
+        int32_t *counter = p.merge_counters + (int64_t)found_group * p.num_kv_heads + finished_kv_head;
+        const int arrived = atomic_add_acq_rel(counter, 1) + 1;
+        const bool last = arrived == slots.y - slots.x;
         /* The last arrival owns the counter now: no other CTA of this launch touches it, and
          * the next launch on the stream sees the zero (padec_tensors.merge_counters). */
-        if (arrived == splits) *counter = 0;
-        *merge_flag = arrived == splits ? group : -1;
+        if (last) *counter = 0;
+        merge_claim[0] = last ? found_group : -1;
+        merge_claim[1] = slots.x;
+        merge_claim[2] = slots.y;
       }
       __syncthreads();
-      const int group = *merge_flag;
-      if (group >= 0) {
-        __threadfence();
-        const int slot_begin = grid ? group * p.grid_splits : p.reduce_indptr[group];
-        const int slot_end = grid ? slot_begin + p.grid_splits : p.reduce_indptr[group + 1];
+      if (merge_claim[0] >= 0) {
+        const int slot_begin = merge_claim[1], slot_end = merge_claim[2];
         for (int r = warp; r < p.rows; r += kWarps) {
           const int qi = r / p.group;
           merge_row_warp<HeadDim>(p, slot_begin, slot_end, qi, qo_start + qi, q_head_start + r % p.group, lane);
