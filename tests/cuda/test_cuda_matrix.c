@@ -156,6 +156,28 @@ done:
   padec_case_free(&c);
 }
 
+/* Direct: one worker a KV head, whole sequences. Split: more workers than KV heads and short
+ * partitions, so that most sequences are cut. */
+static padec_plan_options case_options(int32_t kv_heads, int split) {
+  const padec_plan_options options = {split ? 97 * kv_heads + 3 : kv_heads, split ? 16 : 256, PADEC_POLICY_EVEN};
+  return options;
+}
+
+/* The reduce groups of run_case's split plan for these lengths. */
+static int32_t split_plan_groups(const padec_params *params, int32_t batch, const int32_t *lens) {
+  const padec_plan_options options = case_options(params->num_kv_heads, 1);
+  padec_plan_layout layout;
+  if (padec_plan_layout_init(params, batch, &options, &layout) != PADEC_STATUS_OK) return -1;
+  void *plan = alloc_or_die(layout.plan_bytes);
+  padec_plan_view view;
+  int32_t groups = -1;
+  if (padec_plan_build(params, &layout, lens, plan, layout.plan_bytes) == PADEC_STATUS_OK &&
+      padec_plan_view_init(&layout, plan, &view) == PADEC_STATUS_OK)
+    groups = view.header->num_groups;
+  free(plan);
+  return groups;
+}
+
 static void run_case(const char *label, const padec_params *params, int32_t batch,
                      const int32_t *lens, uint64_t seed, int split) {
   padec_case c;
@@ -163,8 +185,7 @@ static void run_case(const char *label, const padec_params *params, int32_t batc
     fprintf(stderr, "case init failed\n");
     exit(1);
   }
-  const int32_t kv_heads = c.params.num_kv_heads;
-  padec_plan_options options = {split ? 97 * kv_heads + 3 : kv_heads, split ? 16 : 256, PADEC_POLICY_EVEN};
+  const padec_plan_options options = case_options(c.params.num_kv_heads, split);
   const size_t lse_count = (size_t)c.num_tokens * (size_t)c.params.num_q_heads;
   void *o = alloc_or_die(c.o_bytes), *o_again = alloc_or_die(c.o_bytes), *o_cpu = alloc_or_die(c.o_bytes);
   float *lse = alloc_or_die(sizeof(float) * lse_count + 4);
@@ -305,6 +326,25 @@ int main(int argc, char **argv) {
     both("e4m3 per-tensor", &q, batch, lens, 11);
     q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
     both("e4m3 per-token", &q, batch, lens, 13);
+  }
+  /* More reduce groups than a warp has lanes: the fused merge's group search takes a second
+   * round and its slot range comes from loads (up to 32 groups, from the first round's). Every
+   * seventh sequence is empty (no group). */
+  enum { kManyGroups = 70 };
+  int32_t many_lens[kManyGroups];
+  for (int b = 0; b < kManyGroups; ++b) many_lens[b] = b % 7 == 3 ? 0 : 100 + (int32_t)(next_random() % 700);
+  both("many groups", &p, kManyGroups, many_lens, 400);
+  const int32_t many_groups = split_plan_groups(&p, kManyGroups, many_lens);
+  if (many_groups <= 32) {
+    fprintf(stderr, "FAIL many groups: the split plan has %d reduce groups, not more than 32\n", many_groups);
+    g_failures += 1;
+  }
+  if (!short_run) {
+    padec_params q = p;
+    q.kv_dtype = PADEC_DTYPE_E4M3;
+    q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TENSOR;
+    q.q_len = 3;
+    both("many groups, e4m3, q_len 3", &q, 40, many_lens, 401);
   }
   if (!short_run) {
     padec_params q = p;
