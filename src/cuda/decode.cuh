@@ -348,14 +348,14 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
  * reduce_indptr is non-decreasing, so the group is the last g with reduce_indptr[g] <= slot.
  * A warp searches 32 points of the range at once, so a batch of up to 32 groups takes one round
  * of loads and 1024 two (a binary search took one dependent load per halving, on the critical
- * path of the launch's last merges). Every lane returns the group. */
+ * path of the launch's last merges). The first round's load is group_probe_load, apart so
+ * that a caller can have it in flight long before the search; find_group_warp takes it as
+ * `probe`. Every lane returns the group. */
 __device__ __forceinline__ int group_probe_load(const padec_decode_params &p, int lane) {
   const int g = (lane + 1) * ((p.batch + 31) >> 5);
   return g <= p.batch ? __ldg(p.reduce_indptr + g) : INT_MAX;
 }
 
-/* `probe` is the lane's group_probe_load, the first round's load, so that a caller can have it
- * in flight long before the search. */
 __device__ __forceinline__ int find_group_warp(const padec_decode_params &p, int slot, int lane, int probe) {
   int lo = 0, hi = p.batch; /* reduce_indptr[lo] <= slot (reduce_indptr[0] is 0); group <= hi */
   bool first_round = true;
