@@ -76,7 +76,9 @@ struct DecodeConfig {
   static_assert(kCombineBytes <= kStageBytes, "the combine buffer is the pipeline's last stage");
   /* row multipliers [rows], each warp's row max [4][rows] and row sum [4][rows], a merge flag */
   static constexpr int kRowStatBytes = (kRowsPerPass + 2 * kWarps * kRowsPerPass + 4) * 4;
-  static constexpr int kSmemBytes = kPipeBytes + kStages * kScaleBytes + 2 * kQBytes + kRowStatBytes;
+  static constexpr int kBarrierOffset = kPipeBytes + kStages * kScaleBytes + 2 * kQBytes + kRowStatBytes;
+  static_assert(kBarrierOffset % 8 == 0, "mbarriers are 8-byte aligned");
+  static constexpr int kSmemBytes = kBarrierOffset + kStages * 8; /* a stage's "landed" mbarrier */
   static_assert(kThreads % kChunksPerRow == 0, "a thread keeps one chunk column");
   static_assert(kWarpTokens % 16 == 0, "a warp's tokens form whole m16 tiles");
   /* PV: each lane row owns HeadDim / 8 dims of V, read in pieces of up to 16 bytes. */
@@ -100,11 +102,25 @@ __device__ __forceinline__ void cp_async_4(uint32_t dst, const void *src, bool v
                "r"(valid ? 4 : 0));
 }
 
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+/* The stage's mbarrier counts one arrival from each thread when all of that thread's earlier
+ * cp.async copies have landed (.noinc: the arrivals are part of the expected count). */
+__device__ __forceinline__ void cp_async_arrive(uint32_t barrier) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(barrier) : "memory");
+}
 
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+__device__ __forceinline__ void mbarrier_init(uint32_t barrier, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(barrier), "r"(count) : "memory");
+}
+
+/* Waits until the phase of the given parity has completed (acquire: every arriving thread's
+ * copies are visible after it). */
+__device__ __forceinline__ void mbarrier_wait(uint32_t barrier, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(barrier),
+      "r"(parity)
+      : "memory");
 }
 
 /* Chunk swizzle of a tile row: rows 2m and 2m+1 land in different halves of the 128-byte bank
@@ -422,7 +438,12 @@ __global__ void __launch_bounds__(kThreads, 2)
   /* The fused merge's claim: the group this CTA merges (-1: none), then its slot range. */
   int *merge_claim = reinterpret_cast<int *>(warp_row_sum + kWarps * kRows); /* [3] */
 
+  const uint32_t landed = smem_u32(smem + Cfg::kBarrierOffset); /* [kStages] mbarriers */
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  if (tid == 0) {
+    for (int stage = 0; stage < Cfg::kStages; ++stage) mbarrier_init(landed + stage * 8, kThreads);
+  }
+  __syncthreads(); /* the barriers are initialised before any copy arrives on them */
   const int quad = lane & 3, lane_row = lane >> 2;
   auto trace = [&](int event) {
     if (p.trace && tid == 0) {
@@ -542,9 +563,13 @@ __global__ void __launch_bounds__(kThreads, 2)
   /* ---- the cp.async pipeline: one stream of tiles over all of the worker's segments --------
    * The producer runs up to kStages - 1 tiles ahead of the consumer and crosses into the next
    * segment while the current one's last tiles are still being consumed, so the worker's loads
-   * do not stop at an item boundary. Each issued tile is one commit group, and the n-th tile
-   * of the worker (issued and consumed in the same order) sits in stage n % kStages. Outside the
-   * consumer's tile loop at most kStages - 1 tiles are in the pipeline, so the stage of the
+   * do not stop at an item boundary. The n-th tile of the worker (issued and consumed in the
+   * same order) sits in stage n % kStages; every thread's copies of it arrive on the stage's
+   * mbarrier, whose (n / kStages)-th phase completes when they have all landed. At the top of
+   * the tile loop a block barrier frees the previous tile's stage and it is refilled before the
+   * warps wait for their tile, so up to kStages tiles are in flight during that wait (with the
+   * wait before the barrier, as a cp.async group, the refill waited for the tile too). Outside
+   * the consumer's tile loop at most kStages - 1 tiles are in the pipeline, so the stage of the
    * last consumed tile is free: the combine uses it. */
   const int my_chunk = tid % Cfg::kChunksPerRow;
   const int my_first_token = tid / Cfg::kChunksPerRow;
@@ -598,9 +623,8 @@ __global__ void __launch_bounds__(kThreads, 2)
         cp_async_4(smem_u32(k_scale_dst + Cfg::kTileTokens + token), p.v_scales + s, pos < g.token_end);
       }
     }
-    cp_async_commit();
+    cp_async_arrive(landed + stage * 8);
   };
-  static_assert(Cfg::kStages == 2 || Cfg::kStages == 3, "the waits below know two depths");
 
   Segment cur = load_segment(grid ? 0 : p.work_indptr[blockIdx.x]);
   Segment nxt = cur;
@@ -773,17 +797,13 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
 
     for (int tile = 0; tile < num_tiles; ++tile, ++consumed) {
-      /* Tile `consumed` is commit group `consumed` (issued: the prologue and the refill at each
-       * move keep it so); the groups issued after it may stay in flight. */
-      if (Cfg::kStages == 3 && issued - consumed >= 2) {
-        cp_async_wait<1>();
-      } else {
-        cp_async_wait<0>();
-      }
-      __syncthreads(); /* the tile is visible to all; the previous tile's stage is free */
-      if (consumed == 0) trace(PADEC_TRACE_FIRST_TILE);
-      /* One tile in, one out: the stage refilled is the previous tile's. */
+      /* Every warp is done with the previous tile: its stage is refilled at once, before this
+       * tile is waited for, so that up to kStages tiles are in flight while a warp waits. */
+      __syncthreads();
       if (issued < consumed + Cfg::kStages && producer_has_tile()) issue_next();
+      /* Tile `consumed` is the (consumed / kStages)-th phase of its stage's barrier. */
+      mbarrier_wait(landed + consumed % Cfg::kStages * 8, (consumed / Cfg::kStages) & 1);
+      if (consumed == 0) trace(PADEC_TRACE_FIRST_TILE);
 
       const int stage = consumed % Cfg::kStages;
       const uint8_t *k_tile = pipe + stage * Cfg::kStageBytes;
