@@ -74,7 +74,8 @@ struct DecodeConfig {
   static constexpr int kScaleBytes = 2 * kTileTokens * 4; /* per-token K and V scales */
   static constexpr int kPipeBytes = kStages * kStageBytes;
   static_assert(kCombineBytes <= kStageBytes, "the combine buffer is the pipeline's last stage");
-  /* row multipliers [rows], each warp's row max [4][rows] and row sum [4][rows], a merge flag */
+  /* row multipliers [rows], each warp's row max [4][rows] and row sum [4][rows], the merge's
+   * claim [3] (and one int of padding) */
   static constexpr int kRowStatBytes = (kRowsPerPass + 2 * kWarps * kRowsPerPass + 4) * 4;
   static constexpr int kBarrierOffset = kPipeBytes + kStages * kScaleBytes + 2 * kQBytes + kRowStatBytes;
   static_assert(kBarrierOffset % 8 == 0, "mbarriers are 8-byte aligned");
@@ -802,10 +803,10 @@ __global__ void __launch_bounds__(kThreads, 2)
       __syncthreads();
       if (issued < consumed + Cfg::kStages && producer_has_tile()) issue_next();
       /* Tile `consumed` is the (consumed / kStages)-th phase of its stage's barrier. */
-      mbarrier_wait(landed + consumed % Cfg::kStages * 8, (consumed / Cfg::kStages) & 1);
+      const int stage = consumed % Cfg::kStages;
+      mbarrier_wait(landed + stage * 8, (consumed / Cfg::kStages) & 1);
       if (consumed == 0) trace(PADEC_TRACE_FIRST_TILE);
 
-      const int stage = consumed % Cfg::kStages;
       const uint8_t *k_tile = pipe + stage * Cfg::kStageBytes;
       const uint8_t *v_tile = k_tile + Cfg::kTileBytes;
       const float *k_tok_scale = scales + stage * 2 * Cfg::kTileTokens;
