@@ -103,6 +103,41 @@ static void fill_pool(padec_case *c, void *pool, float *token_scales, float tens
   }
 }
 
+/* Every pool slot that no sequence attends (past kv_len in a row's last page, a row's spare
+ * pages, the pages no row uses) holds NaN bytes in K and V, and a NaN per-token scale: an
+ * executor that reads past kv_len and leans on a zero weight (0 x NaN is NaN) fails the
+ * comparison instead of passing by luck, as it would on a server's uninitialised cache. All-ones
+ * bytes are a NaN in bf16, fp16 and e4m3 alike. Returns -1 when the marks cannot be allocated. */
+static int poison_unattended_slots(padec_case *c) {
+  const padec_params *p = &c->params;
+  const size_t page_size = (size_t)p->page_size, heads = (size_t)p->num_kv_heads;
+  const size_t row_bytes = (size_t)p->head_dim * dtype_bytes(p->kv_dtype);
+  const size_t slots = (size_t)c->num_pages * page_size;
+  unsigned char *attended = calloc(slots > 0 ? slots : 1, 1);
+  if (!attended) return -1;
+  for (int32_t b = 0; b < c->batch; ++b)
+    for (int64_t t = 0; t < c->kv_lens[b]; ++t) {
+      const size_t page = (size_t)c->page_indices[c->page_indptr[b] + t / p->page_size];
+      attended[page * page_size + (size_t)(t % p->page_size)] = 1;
+    }
+  for (size_t slot = 0; slot < slots; ++slot) {
+    if (attended[slot]) continue;
+    const size_t page = slot / page_size, in_page = slot % page_size;
+    for (size_t head = 0; head < heads; ++head) {
+      const size_t scale_at = (page * heads + head) * page_size + in_page;
+      const size_t row = p->kv_layout == PADEC_LAYOUT_HND ? scale_at : (page * page_size + in_page) * heads + head;
+      memset((unsigned char *)c->k_pages + row * row_bytes, 0xff, row_bytes);
+      memset((unsigned char *)c->v_pages + row * row_bytes, 0xff, row_bytes);
+      if (p->kv_dtype == PADEC_DTYPE_E4M3 && p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN) {
+        c->k_scales[scale_at] = NAN;
+        c->v_scales[scale_at] = NAN;
+      }
+    }
+  }
+  free(attended);
+  return 0;
+}
+
 int padec_case_init(padec_case *c, const padec_params *params, int32_t batch,
                     const int32_t *kv_lens, uint64_t seed) {
   if (!c) return -1;
@@ -202,6 +237,7 @@ int padec_case_init(padec_case *c, const padec_params *params, int32_t batch,
   }
   fill_pool(c, c->k_pages, k_token_scales, k_tensor_scale, &state);
   fill_pool(c, c->v_pages, v_token_scales, v_tensor_scale, &state);
+  if (poison_unattended_slots(c) != 0) goto fail;
   return 0;
 
 fail:
