@@ -77,6 +77,17 @@ static void *alloc_aligned(size_t bytes) {
   return aligned_alloc(64, rounded ? rounded : 64);
 }
 
+/* The per-token scale index of (page, slot, KV head), [num_pages][num_kv_heads][page_size]. */
+static size_t scale_index(const padec_params *p, size_t page, size_t slot, size_t head) {
+  return (page * (size_t)p->num_kv_heads + head) * (size_t)p->page_size + slot;
+}
+
+/* The pool row (head_dim elements) of (page, slot, KV head) in the params' layout. */
+static size_t pool_row(const padec_params *p, size_t page, size_t slot, size_t head) {
+  if (p->kv_layout == PADEC_LAYOUT_HND) return scale_index(p, page, slot, head);
+  return (page * (size_t)p->page_size + slot) * (size_t)p->num_kv_heads + head;
+}
+
 static void fill_pool(padec_case *c, void *pool, float *token_scales, float tensor_scale,
                       uint64_t *state) {
   const padec_params *p = &c->params;
@@ -86,7 +97,7 @@ static void fill_pool(padec_case *c, void *pool, float *token_scales, float tens
   for (size_t page = 0; page < (size_t)c->num_pages; ++page) {
     for (size_t head = 0; head < heads; ++head) {
       for (size_t slot = 0; slot < page_size; ++slot) {
-        size_t scale_at = (page * heads + head) * page_size + slot;
+        const size_t scale_at = scale_index(p, page, slot, head);
         float scale = 1.0f;
         if (token_scales) {
           token_scales[scale_at] = random_fp8_scale(state);
@@ -94,8 +105,7 @@ static void fill_pool(padec_case *c, void *pool, float *token_scales, float tens
         } else if (fp8) {
           scale = tensor_scale;
         }
-        size_t row =
-            p->kv_layout == PADEC_LAYOUT_HND ? scale_at : (page * page_size + slot) * heads + head;
+        const size_t row = pool_row(p, page, slot, head);
         for (size_t d = 0; d < head_dim; ++d)
           store_element(pool, p->kv_dtype, row * head_dim + d, uniform_signed(state) / scale);
       }
@@ -124,8 +134,8 @@ static int poison_unattended_slots(padec_case *c) {
     if (attended[slot]) continue;
     const size_t page = slot / page_size, in_page = slot % page_size;
     for (size_t head = 0; head < heads; ++head) {
-      const size_t scale_at = (page * heads + head) * page_size + in_page;
-      const size_t row = p->kv_layout == PADEC_LAYOUT_HND ? scale_at : (page * page_size + in_page) * heads + head;
+      const size_t scale_at = scale_index(p, page, in_page, head);
+      const size_t row = pool_row(p, page, in_page, head);
       memset((unsigned char *)c->k_pages + row * row_bytes, 0xff, row_bytes);
       memset((unsigned char *)c->v_pages + row * row_bytes, 0xff, row_bytes);
       if (p->kv_dtype == PADEC_DTYPE_E4M3 && p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN) {
