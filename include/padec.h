@@ -241,9 +241,11 @@ typedef struct padec_plan_header {
 /* Builds the schedule for kv_lens (host memory, [layout->batch], tokens including the new query
  * tokens) into plan (host memory, layout->plan_bytes or more, 16-byte aligned). Deterministic:
  * the same inputs give the same bytes. Unused tail rows are zero. Errors: NULL_POINTER,
- * MISALIGNED_POINTER, PLAN_MISMATCH (params differ from the layout's), WORKSPACE_TOO_SMALL,
- * BAD_ARGUMENT (a negative kv_len; a layout of the cost policy whose cost fields are out of
- * range), SIZE_OVERFLOW. */
+ * MISALIGNED_POINTER (plan; kv_lens and the shard arrays need 4 bytes), PLAN_MISMATCH (params
+ * differ from the layout's, or the layout is not field for field what padec_plan_layout_init
+ * makes for its batch, workers, partition tokens and policy), WORKSPACE_TOO_SMALL, BAD_ARGUMENT
+ * (a negative kv_len; a layout of the cost policy whose cost fields are out of range),
+ * SIZE_OVERFLOW. */
 padec_status padec_plan_build(const padec_params *params, const padec_plan_layout *layout,
                               const int32_t *kv_lens, void *plan, size_t plan_bytes);
 
@@ -271,6 +273,9 @@ typedef struct padec_plan_view {
   const int32_t *partition_indptr;   /* [batch + 1]: cumulative scheduled partitions */
 } padec_plan_view;
 
+/* Fills *view for a plan built with this layout (host memory, 16-byte aligned). Errors, with
+ * *view untouched: NULL_POINTER, MISALIGNED_POINTER, PLAN_MISMATCH (a layout that
+ * padec_plan_layout_init did not make, or a plan whose header is not this layout's). */
 padec_status padec_plan_view_init(const padec_plan_layout *layout, const void *plan,
                                   padec_plan_view *view);
 
@@ -351,8 +356,8 @@ typedef struct padec_choice {
  * the device only (then the choice depends on the shape alone and is one the device scheduler
  * or the grid path can run). num_workers: concurrent CTAs of the device
  * (padec_cuda_recommended_workers). Deterministic; reads nothing else. Errors: the params
- * errors, NULL_POINTER (choice), BAD_ARGUMENT (batch outside 0..2^24, num_workers outside
- * 1..65536, a negative kv_len). */
+ * errors, NULL_POINTER (choice), MISALIGNED_POINTER (kv_lens not 4-byte aligned), BAD_ARGUMENT
+ * (batch outside 0..2^24, num_workers outside 1..65536, a negative kv_len). */
 padec_status padec_choose(const padec_params *params, int32_t batch, const int32_t *kv_lens,
                           int32_t num_workers, padec_choice *choice);
 

@@ -12,6 +12,8 @@ padec_status padec_choose(const padec_params *params, int32_t batch, const int32
   padec_status status = padec_params_validate(params);
   if (status != PADEC_STATUS_OK) return status;
   if (!choice) return padec__fail(PADEC_STATUS_NULL_POINTER, "choice is NULL");
+  if ((uintptr_t)kv_lens % 4 != 0)
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "kv_lens must be 4-byte aligned");
   if (batch < 0 || batch > (1 << 24))
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "batch = %d: need 0..16777216", batch);
   if (num_workers < 1 || num_workers > 65536)

@@ -1,5 +1,6 @@
 /* The grid path's sizes and argument checks (the executors are in cpu/executor.c and
  * cuda/launch.cu). */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -65,6 +66,36 @@ int32_t padec_grid_recommended_splits(const padec_params *params, int32_t batch,
   return splits < 1 ? 1 : (int32_t)splits;
 }
 
+/* PLAN_MISMATCH unless *layout is what padec_grid_layout_init gives for params (normalized, of
+ * the layout's shape) and the layout's own batch, splits and partition tokens: the executors
+ * size the partial rows and counters from these fields. */
+static padec_status check_grid_layout(const padec_params *normalized, const padec_grid_layout *layout) {
+  const padec_grid_layout *l = layout;
+  padec_grid_layout expected;
+  padec__mute_log(true);
+  padec_status status = padec_grid_layout_init(normalized, l->batch, l->num_splits, l->partition_tokens, &expected);
+  padec__mute_log(false);
+  if (status != PADEC_STATUS_OK) {
+    char why[400];
+    snprintf(why, sizeof why, "%s", padec_last_message());
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH, "grid layout is not a layout from padec_grid_layout_init (%s)",
+                       why);
+  }
+#define PADEC_CHECK_FIELD_(field)                                                                   \
+  if (l->field != expected.field)                                                                   \
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,                                                  \
+                       "grid layout.%s = %lld, but padec_grid_layout_init gives %lld for its batch " \
+                       "%d and %d splits (a layout edited, or from another padec version)",         \
+                       #field, (long long)l->field, (long long)expected.field, l->batch, l->num_splits);
+  PADEC_CHECK_FIELD_(partition_tokens)
+  PADEC_CHECK_FIELD_(partial_o_offset)
+  PADEC_CHECK_FIELD_(partial_lse_offset)
+  PADEC_CHECK_FIELD_(merge_counters_offset)
+  PADEC_CHECK_FIELD_(workspace_bytes)
+#undef PADEC_CHECK_FIELD_
+  return PADEC_STATUS_OK;
+}
+
 padec_status padec__check_grid_arguments(const padec_params *params,
                                          const padec_grid_layout *layout,
                                          const padec_tensors *tensors, const void *workspace,
@@ -77,10 +108,8 @@ padec_status padec__check_grid_arguments(const padec_params *params,
   status = padec__check_layout_shape(&p, "grid layout", layout->params_key, layout->num_q_heads,
                                      layout->num_kv_heads, layout->head_dim, layout->q_len);
   if (status != PADEC_STATUS_OK) return status;
-  if (layout->num_splits < 1 || layout->partition_tokens < 16)
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
-                       "layout.num_splits = %d, partition_tokens = %d: not a layout from "
-                       "padec_grid_layout_init", layout->num_splits, layout->partition_tokens);
+  status = check_grid_layout(&p, layout);
+  if (status != PADEC_STATUS_OK) return status;
   if (workspace_bytes < layout->workspace_bytes)
     return padec__fail(PADEC_STATUS_WORKSPACE_TOO_SMALL, "workspace_bytes = %zu, need %zu",
                        workspace_bytes, layout->workspace_bytes);

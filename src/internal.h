@@ -22,6 +22,10 @@ extern "C" {
  * status, so that error paths read `return padec__fail(STATUS, "...", ...)`. */
 padec_status padec__fail(padec_status status, const char *format, ...) PADEC_PRINTF(2, 3);
 
+/* While muted, padec__fail records its message but does not call the log callback: for a
+ * public function called as a check, whose failure the caller reports in its own words. */
+void padec__mute_log(bool muted);
+
 /* Clears this thread's last message (called on entry of public functions that succeed). */
 void padec__clear_message(void);
 
@@ -117,6 +121,17 @@ padec_status padec__check_grid_arguments(const padec_params *params,
 padec_status padec__check_layout_shape(const padec_params *normalized, const char *name,
                                        uint64_t params_key, int32_t num_q_heads,
                                        int32_t num_kv_heads, int32_t head_dim, int32_t q_len);
+
+/* PLAN_MISMATCH unless *layout is exactly what padec_plan_layout_init gives for its own shape,
+ * batch, workers, partition tokens and policy; the cost units, from the caller's model, only in
+ * range (BAD_ARGUMENT otherwise). A layout edited by hand would have the scheduler and the executors index past the
+ * caller's buffers. The window and dtypes do not size anything, so no params are needed. */
+padec_status padec__check_plan_layout(const padec_plan_layout *layout, const char *name);
+
+/* PLAN_MISMATCH unless the plan at `plan` (host memory) has a header that the build of this
+ * layout writes: magic, fingerprint, batch, workers, heads, q_len, partition tokens, policy, and
+ * counts within the layout's capacities. */
+padec_status padec__check_plan_header(const padec_plan_layout *layout, const void *plan, const char *name);
 
 /* Argument checks shared by the executors: params, layout, plan header (when plan_host is not
  * NULL), tensor pointers and alignment, workspace size. */

@@ -139,21 +139,13 @@ padec_status padec__check_run_arguments(const padec_params *params,
   status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->num_q_heads,
                                      layout->num_kv_heads, layout->head_dim, layout->q_len);
   if (status != PADEC_STATUS_OK) return status;
+  status = padec__check_plan_layout(layout, "layout");
+  if (status != PADEC_STATUS_OK) return status;
   if (!aligned(plan, 16))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "plan must be 16-byte aligned");
   if (plan_host) {
-    const padec_plan_header *h = (const padec_plan_header *)plan_host;
-    if (h->magic != PADEC_PLAN_MAGIC)
-      return padec__fail(PADEC_STATUS_PLAN_MISMATCH, "plan has no padec plan header (magic %#x)",
-                         (unsigned)h->magic);
-    if (h->params_key != layout->params_key || h->batch != layout->batch ||
-        h->num_workers != layout->num_workers || h->q_len != layout->q_len ||
-        h->partition_tokens != layout->partition_tokens || h->policy != layout->policy)
-      return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
-                         "plan was built for batch %d, %d workers, partition %d; layout says "
-                         "batch %d, %d workers, partition %d (or other params)",
-                         h->batch, h->num_workers, h->partition_tokens, layout->batch,
-                         layout->num_workers, layout->partition_tokens);
+    status = padec__check_plan_header(layout, plan_host, "plan");
+    if (status != PADEC_STATUS_OK) return status;
   }
   if (workspace_bytes < layout->workspace_bytes)
     return padec__fail(PADEC_STATUS_WORKSPACE_TOO_SMALL, "workspace_bytes = %zu, need %zu",
@@ -161,6 +153,31 @@ padec_status padec__check_run_arguments(const padec_params *params,
   if (!aligned(workspace, 16))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "workspace must be 16-byte aligned");
   return padec__check_tensors(&p, layout->batch, tensors);
+}
+
+/* A q or o tensor's element strides (0 = packed): not negative, and its last element's index
+ * within 2^59, so that the executors' index and byte arithmetic cannot overflow 64 bits. */
+static padec_status check_strides(const char *tensor, int64_t tokens, int64_t heads, int64_t head_dim,
+                                  int64_t stride_token, int64_t stride_head) {
+  if (stride_token < 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.%s_stride_token = %lld: need >= 0 (0 = packed)",
+                       tensor, (long long)stride_token);
+  if (stride_head < 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.%s_stride_head = %lld: need >= 0 (0 = packed)",
+                       tensor, (long long)stride_head);
+  const int64_t limit = (int64_t)1 << 59;
+  const int64_t per_head = stride_head ? stride_head : head_dim;
+  const int64_t per_token = stride_token ? stride_token : heads * head_dim;
+  /* heads <= 4096 and head_dim <= 256, so only the strides can push the products past the limit. */
+  if (heads > 1 && per_head > limit / (heads - 1))
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.%s_stride_head = %lld: %lld heads span more than 2^59 elements",
+                       tensor, (long long)stride_head, (long long)heads);
+  const int64_t head_span = (heads - 1) * per_head + head_dim;
+  if (tokens > 1 && per_token > (limit - head_span) / (tokens - 1))
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "tensors.%s_stride_token = %lld: %lld tokens span more than 2^59 elements", tensor,
+                       (long long)stride_token, (long long)tokens);
+  return PADEC_STATUS_OK;
 }
 
 padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
@@ -181,12 +198,16 @@ padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
                        (long long)t->num_pages);
   if (p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN ||
       p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE) {
-    if (!t->k_scales || !t->v_scales)
-      return padec__fail(PADEC_STATUS_BAD_SCALES,
-                         "fp8_scale_mode %d needs tensors.k_scales and tensors.v_scales",
+    if (!t->k_scales)
+      return padec__fail(PADEC_STATUS_BAD_SCALES, "tensors.k_scales is NULL: fp8_scale_mode %d needs it",
                          (int)p.fp8_scale_mode);
-    if (!aligned(t->k_scales, 4) || !aligned(t->v_scales, 4))
-      return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.k_scales/v_scales need 4-byte alignment");
+    if (!t->v_scales)
+      return padec__fail(PADEC_STATUS_BAD_SCALES, "tensors.v_scales is NULL: fp8_scale_mode %d needs it",
+                         (int)p.fp8_scale_mode);
+    if (!aligned(t->k_scales, 4))
+      return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.k_scales must be 4-byte aligned");
+    if (!aligned(t->v_scales, 4))
+      return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.v_scales must be 4-byte aligned");
   }
   size_t q_align = (size_t)padec__dtype_bytes(p.q_dtype);
   size_t o_align = (size_t)padec__dtype_bytes(p.o_dtype);
@@ -194,19 +215,20 @@ padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.q must be %zu-byte aligned", q_align);
   if (!aligned(t->o, o_align))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.o must be %zu-byte aligned", o_align);
-  if (!aligned(t->k_pages, 16) || !aligned(t->v_pages, 16))
-    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
-                       "tensors.k_pages and tensors.v_pages must be 16-byte aligned");
+  if (!aligned(t->k_pages, 16))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.k_pages must be 16-byte aligned");
+  if (!aligned(t->v_pages, 16))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.v_pages must be 16-byte aligned");
   if (!aligned(t->merge_counters, 4))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.merge_counters must be 4-byte aligned");
   if (!aligned(t->lse, 4))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.lse must be 4-byte aligned");
-  const padec_status status = padec__check_kv_arrays(t);
+  padec_status status = padec__check_kv_arrays(t);
   if (status != PADEC_STATUS_OK) return status;
-  if (t->q_stride_token < 0 || t->q_stride_head < 0 || t->o_stride_token < 0 ||
-      t->o_stride_head < 0)
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "q and o strides must be >= 0 (0 = packed)");
-  return PADEC_STATUS_OK;
+  const int64_t tokens = (int64_t)batch * p.q_len;
+  status = check_strides("q", tokens, p.num_q_heads, p.head_dim, t->q_stride_token, t->q_stride_head);
+  if (status != PADEC_STATUS_OK) return status;
+  return check_strides("o", tokens, p.num_q_heads, p.head_dim, t->o_stride_token, t->o_stride_head);
 }
 
 static padec_status check_shard_pair(const padec_tensors *t) {
@@ -219,15 +241,15 @@ static padec_status check_shard_pair(const padec_tensors *t) {
 
 padec_status padec__check_kv_arrays(const padec_tensors *tensors) {
   const padec_tensors *t = tensors;
-  if (!aligned(t->page_indptr, 4) || !aligned(t->page_indices, 4) || !aligned(t->kv_lens, 4))
-    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
-                       "page_indptr, page_indices and kv_lens must be 4-byte aligned");
-  padec_status status = check_shard_pair(t);
-  if (status != PADEC_STATUS_OK) return status;
-  if (!aligned(t->shard_starts, 4) || !aligned(t->seq_lens, 4))
-    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
-                       "tensors.shard_starts and tensors.seq_lens must be 4-byte aligned");
-  return PADEC_STATUS_OK;
+  const struct {
+    const void *array;
+    const char *name;
+  } arrays[] = {{t->page_indptr, "page_indptr"}, {t->page_indices, "page_indices"}, {t->kv_lens, "kv_lens"},
+                {t->shard_starts, "shard_starts"}, {t->seq_lens, "seq_lens"}};
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; ++i)
+    if (!aligned(arrays[i].array, 4))
+      return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.%s must be 4-byte aligned", arrays[i].name);
+  return check_shard_pair(t);
 }
 
 padec_status padec__kv_fault_report(const padec__kv_fault *fault) {
@@ -287,9 +309,11 @@ padec_status padec__check_kv_arguments(const padec_params *params, int32_t batch
   if (!tensors) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors is NULL");
   if (batch < 0) return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "batch = %d is negative", batch);
   const padec_tensors *t = tensors;
-  if (batch > 0 && (!t->page_indptr || !t->page_indices || !t->kv_lens))
-    return padec__fail(PADEC_STATUS_NULL_POINTER,
-                       "tensors.page_indptr, page_indices and kv_lens must not be NULL");
+  if (batch > 0) {
+    if (!t->page_indptr) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.page_indptr is NULL");
+    if (!t->page_indices) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.page_indices is NULL");
+    if (!t->kv_lens) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.kv_lens is NULL");
+  }
   return PADEC_STATUS_OK;
 }
 
@@ -299,7 +323,7 @@ padec_status padec_validate_kv_host(const padec_params *params, int32_t batch,
   if (status != PADEC_STATUS_OK || batch == 0) return status;
   const padec_tensors *t = tensors;
   /* Argument errors before data errors, as padec_cuda_validate_kv orders them. */
-  status = check_shard_pair(t);
+  status = padec__check_kv_arrays(t);
   if (status != PADEC_STATUS_OK) return status;
   if (t->page_indptr[0] != 0)
     return padec__kv_fault_report(&(padec__kv_fault){
@@ -360,14 +384,14 @@ padec_status padec__check_shard_merge(const padec_params *params,
   /* The GPU merge reads shard_o rows as float4 (float2 at head_dim 64). */
   if (!aligned(t->shard_o, 16))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.shard_o must be 16-byte aligned");
-  if (!aligned(t->shard_lse, 4) || !aligned(t->lse, 4))
-    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
-                       "tensors.shard_lse and lse must be 4-byte aligned");
+  if (!aligned(t->shard_lse, 4))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.shard_lse must be 4-byte aligned");
+  if (!aligned(t->lse, 4))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.lse must be 4-byte aligned");
   const size_t o_align = (size_t)padec__dtype_bytes(params->o_dtype);
   if (!aligned(t->o, o_align))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.o must be %zu-byte aligned",
                        o_align);
-  if (t->o_stride_token < 0 || t->o_stride_head < 0)
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "o strides must be >= 0 (0 = packed)");
-  return PADEC_STATUS_OK;
+  const padec_params p = padec__params_normalized(params);
+  return check_strides("o", t->rows, p.num_q_heads, p.head_dim, t->o_stride_token, t->o_stride_head);
 }

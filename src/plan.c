@@ -1,5 +1,6 @@
 /* Plan sizing, building and views. The layout is computed from (params, batch, options) alone;
  * the build fills the caller's buffer through the scheduler of the chosen policy. */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -86,10 +87,15 @@ padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
   int64_t partial_rows = bounds.max_partial_slots * p.q_len;
   /* work_info is indexed as row * 8 in int32 by both executors; partial rows times heads times
    * head_dim must fit a 64-bit byte count, which it does for any value below. */
-  if (bounds.max_works > INT32_MAX / 8 || partial_rows > INT32_MAX / 4)
+  if (bounds.max_works > INT32_MAX / 8)
     return padec__fail(PADEC_STATUS_SIZE_OVERFLOW,
-                       "batch %d with %d KV heads and %d workers needs %lld work items", batch,
+                       "batch %d with %d KV heads and %d workers needs %lld work items (at most 2^28)", batch,
                        p.num_kv_heads, options->num_workers, (long long)bounds.max_works);
+  if (partial_rows > INT32_MAX / 4)
+    return padec__fail(PADEC_STATUS_SIZE_OVERFLOW,
+                       "batch %d with %d KV heads, %d workers and q_len %d needs %lld partial rows (at most "
+                       "2^29)",
+                       batch, p.num_kv_heads, options->num_workers, p.q_len, (long long)partial_rows);
 
   padec_plan_layout l;
   memset(&l, 0, sizeof l);
@@ -134,6 +140,92 @@ padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
   return PADEC_STATUS_OK;
 }
 
+/* The fields of a plan layout, for the field-by-field check. */
+#define PADEC_PLAN_LAYOUT_FIELDS_(X)                                                         \
+  X(batch) X(num_workers) X(num_kv_heads) X(num_q_heads) X(head_dim) X(q_len)                \
+  X(partition_tokens) X(policy) X(max_works) X(max_partial_slots) X(max_partial_rows)        \
+  X(work_indptr_offset) X(work_info_offset) X(reduce_indptr_offset) X(reduce_final_map_offset) \
+  X(reduce_partial_map_offset) X(partition_indptr_offset) X(plan_bytes) X(partial_o_offset)  \
+  X(partial_lse_offset) X(merge_counters_offset) X(workspace_bytes)
+
+padec_status padec__check_plan_layout(const padec_plan_layout *layout, const char *name) {
+  const padec_plan_layout *l = layout;
+  /* The sizes depend on the heads, head_dim and q_len, never on the window or the dtypes. */
+  padec_params shape;
+  memset(&shape, 0, sizeof shape);
+  shape.num_q_heads = l->num_q_heads;
+  shape.num_kv_heads = l->num_kv_heads;
+  shape.head_dim = l->head_dim;
+  shape.q_len = l->q_len;
+  shape.page_size = 16;
+  padec_plan_options options;
+  memset(&options, 0, sizeof options);
+  options.num_workers = l->num_workers;
+  options.partition_tokens = l->partition_tokens;
+  options.policy = (padec_policy)l->policy;
+  padec_plan_layout expected;
+  padec__mute_log(true);
+  padec_status status = padec_plan_layout_init(&shape, l->batch, &options, &expected);
+  padec__mute_log(false);
+  if (status != PADEC_STATUS_OK) {
+    char why[400];
+    snprintf(why, sizeof why, "%s", padec_last_message());
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH, "%s is not a layout from padec_plan_layout_init (%s)",
+                       name, why);
+  }
+  if (l->policy == PADEC_POLICY_COST &&
+      (l->cost_partition < 1 || l->cost_partition > (1 << 16) || l->cost_item < 0 ||
+       l->cost_item > (1 << 30) || l->cost_split < 0 || l->cost_split > (1 << 30)))
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "%s.cost_partition/cost_item/cost_split = %d/%d/%d: need 1..65536, "
+                       "0..2^30, 0..2^30 (a layout from padec_plan_layout_init)",
+                       name, l->cost_partition, l->cost_item, l->cost_split);
+  /* The fingerprint covers the window, and the cost units come from the caller's model. */
+  expected.params_key = l->params_key;
+  if (l->policy == PADEC_POLICY_COST) {
+    expected.cost_partition = l->cost_partition;
+    expected.cost_item = l->cost_item;
+    expected.cost_split = l->cost_split;
+  }
+#define PADEC_CHECK_FIELD_(field)                                                                 \
+  if (l->field != expected.field)                                                                 \
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,                                                \
+                       "%s.%s = %lld, but padec_plan_layout_init gives %lld for its batch %d, %d " \
+                       "workers, policy %d (a layout edited, or from another padec version)",     \
+                       name, #field, (long long)l->field, (long long)expected.field, l->batch,    \
+                       l->num_workers, l->policy);
+  PADEC_PLAN_LAYOUT_FIELDS_(PADEC_CHECK_FIELD_)
+  PADEC_CHECK_FIELD_(cost_partition)
+  PADEC_CHECK_FIELD_(cost_item)
+  PADEC_CHECK_FIELD_(cost_split)
+#undef PADEC_CHECK_FIELD_
+  return PADEC_STATUS_OK;
+}
+
+padec_status padec__check_plan_header(const padec_plan_layout *layout, const void *plan, const char *name) {
+  const padec_plan_header *h = (const padec_plan_header *)plan;
+  if (h->magic != PADEC_PLAN_MAGIC)
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH, "%s has no padec plan header (magic %#x)", name,
+                       (unsigned)h->magic);
+  if (h->params_key != layout->params_key || h->batch != layout->batch ||
+      h->num_workers != layout->num_workers || h->num_kv_heads != layout->num_kv_heads ||
+      h->q_len != layout->q_len || h->partition_tokens != layout->partition_tokens ||
+      h->policy != layout->policy)
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                       "%s was built for batch %d, %d workers, partition %d, policy %d; the layout "
+                       "says batch %d, %d workers, partition %d, policy %d (or other params)",
+                       name, h->batch, h->num_workers, h->partition_tokens, h->policy, layout->batch,
+                       layout->num_workers, layout->partition_tokens, layout->policy);
+  if (h->num_works < 0 || h->num_works > layout->max_works || h->num_partial_slots < 0 ||
+      h->num_partial_slots > layout->max_partial_slots)
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                       "%s's header counts %d work items and %d partial slots; its layout holds "
+                       "%d and %d",
+                       name, h->num_works, h->num_partial_slots, layout->max_works,
+                       layout->max_partial_slots);
+  return PADEC_STATUS_OK;
+}
+
 static padec_sched_output output_arrays(const padec_plan_layout *layout, void *plan) {
   char *base = (char *)plan;
   padec_sched_output out;
@@ -163,13 +255,18 @@ padec_status padec_plan_build_shard(const padec_params *params, const padec_plan
   if (!kv_lens && layout->batch > 0) return padec__fail(PADEC_STATUS_NULL_POINTER, "kv_lens is NULL");
   if ((uintptr_t)plan % 16 != 0)
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "plan must be 16-byte aligned");
+  if ((uintptr_t)kv_lens % 4 != 0)
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "kv_lens must be 4-byte aligned");
+  if ((uintptr_t)shard_starts % 4 != 0)
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "shard_starts must be 4-byte aligned");
+  if ((uintptr_t)seq_lens % 4 != 0)
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "seq_lens must be 4-byte aligned");
   padec_params p = padec__params_normalized(params);
-  if (layout->params_key != padec__params_key(&p) || layout->num_q_heads != p.num_q_heads ||
-      layout->num_kv_heads != p.num_kv_heads || layout->head_dim != p.head_dim ||
-      layout->q_len != p.q_len)
-    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
-                       "layout was made for other params (heads %d/%d, head_dim %d, q_len %d)",
-                       layout->num_q_heads, layout->num_kv_heads, layout->head_dim, layout->q_len);
+  status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->num_q_heads,
+                                     layout->num_kv_heads, layout->head_dim, layout->q_len);
+  if (status != PADEC_STATUS_OK) return status;
+  status = padec__check_plan_layout(layout, "layout");
+  if (status != PADEC_STATUS_OK) return status;
   if (plan_bytes < layout->plan_bytes)
     return padec__fail(PADEC_STATUS_WORKSPACE_TOO_SMALL, "plan_bytes = %zu, need %zu", plan_bytes,
                        layout->plan_bytes);
@@ -183,13 +280,6 @@ padec_status padec_plan_build_shard(const padec_params *params, const padec_plan
     if (status != PADEC_STATUS_OK) return status;
   }
 
-  if (layout->policy == PADEC_POLICY_COST &&
-      (layout->cost_partition < 1 || layout->cost_partition > (1 << 16) || layout->cost_item < 0 ||
-       layout->cost_item > (1 << 30) || layout->cost_split < 0 || layout->cost_split > (1 << 30)))
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
-                       "layout.cost_partition/cost_item/cost_split = %d/%d/%d: need 1..65536, "
-                       "0..2^30, 0..2^30 (a layout from padec_plan_layout_init)",
-                       layout->cost_partition, layout->cost_item, layout->cost_split);
   padec_sched_input in;
   memset(&in, 0, sizeof in);
   in.batch = layout->batch;
@@ -244,19 +334,26 @@ padec_status padec_plan_build_shard(const padec_params *params, const padec_plan
 
 padec_status padec_plan_view_init(const padec_plan_layout *layout, const void *plan,
                                   padec_plan_view *view) {
-  if (!layout || !plan || !view)
-    return padec__fail(PADEC_STATUS_NULL_POINTER, "layout, plan and view must not be NULL");
+  if (!layout) return padec__fail(PADEC_STATUS_NULL_POINTER, "layout is NULL");
+  if (!plan) return padec__fail(PADEC_STATUS_NULL_POINTER, "plan is NULL");
+  if (!view) return padec__fail(PADEC_STATUS_NULL_POINTER, "view is NULL");
+  if ((uintptr_t)plan % 16 != 0)
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "plan must be 16-byte aligned");
+  padec_status status = padec__check_plan_layout(layout, "layout");
+  if (status != PADEC_STATUS_OK) return status;
+  status = padec__check_plan_header(layout, plan, "plan");
+  if (status != PADEC_STATUS_OK) return status;
   const char *base = (const char *)plan;
-  view->header = (const padec_plan_header *)plan;
-  if (view->header->magic != PADEC_PLAN_MAGIC)
-    return padec__fail(PADEC_STATUS_PLAN_MISMATCH, "plan has no padec plan header");
-  view->work_indptr = (const int32_t *)(const void *)(base + layout->work_indptr_offset);
-  view->work_info = (const int32_t *)(const void *)(base + layout->work_info_offset);
-  view->reduce_indptr = (const int32_t *)(const void *)(base + layout->reduce_indptr_offset);
-  view->reduce_final_map = (const int32_t *)(const void *)(base + layout->reduce_final_map_offset);
-  view->reduce_partial_map =
-      (const int32_t *)(const void *)(base + layout->reduce_partial_map_offset);
-  view->partition_indptr = (const int32_t *)(const void *)(base + layout->partition_indptr_offset);
+  padec_plan_view v;
+  v.header = (const padec_plan_header *)plan;
+  v.work_indptr = (const int32_t *)(const void *)(base + layout->work_indptr_offset);
+  v.work_info = (const int32_t *)(const void *)(base + layout->work_info_offset);
+  v.reduce_indptr = (const int32_t *)(const void *)(base + layout->reduce_indptr_offset);
+  v.reduce_final_map = (const int32_t *)(const void *)(base + layout->reduce_final_map_offset);
+  v.reduce_partial_map = (const int32_t *)(const void *)(base + layout->reduce_partial_map_offset);
+  v.partition_indptr = (const int32_t *)(const void *)(base + layout->partition_indptr_offset);
+  *view = v;
+  padec__clear_message();
   return PADEC_STATUS_OK;
 }
 
@@ -265,22 +362,14 @@ padec_status padec_plan_predict(const padec_params *params, const padec_plan_lay
                                 double *worker_ns) {
   padec_status status = padec_params_validate(params);
   if (status != PADEC_STATUS_OK) return status;
-  if (!layout || !plan || !worker_ns)
-    return padec__fail(PADEC_STATUS_NULL_POINTER, "layout, plan and worker_ns must not be NULL");
+  if (!layout) return padec__fail(PADEC_STATUS_NULL_POINTER, "layout is NULL");
+  if (!plan) return padec__fail(PADEC_STATUS_NULL_POINTER, "plan is NULL");
+  if (!worker_ns) return padec__fail(PADEC_STATUS_NULL_POINTER, "worker_ns is NULL");
   padec_params p = padec__params_normalized(params);
-  if (layout->params_key != padec__params_key(&p) || layout->num_kv_heads != p.num_kv_heads ||
-      layout->head_dim != p.head_dim || layout->q_len != p.q_len)
-    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
-                       "layout was made for other params (heads %d/%d, head_dim %d, q_len %d)",
-                       layout->num_q_heads, layout->num_kv_heads, layout->head_dim, layout->q_len);
+  status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->num_q_heads,
+                                     layout->num_kv_heads, layout->head_dim, layout->q_len);
+  if (status != PADEC_STATUS_OK) return status;
   const padec_plan_header *h = (const padec_plan_header *)plan;
-  if (h->magic != PADEC_PLAN_MAGIC || h->params_key != layout->params_key ||
-      h->batch != layout->batch || h->num_workers != layout->num_workers ||
-      h->partition_tokens != layout->partition_tokens || h->num_works < 0 ||
-      h->num_works > layout->max_works)
-    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
-                       "plan does not belong to the layout (batch %d, %d workers)",
-                       layout->batch, layout->num_workers);
   padec_sched_cost_ns ns;
   status = padec__cost_model_scaled(model, p.head_dim, padec__dtype_bytes(p.kv_dtype),
                                     layout->partition_tokens, &ns);

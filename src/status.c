@@ -31,6 +31,7 @@ const char *padec_status_str(padec_status status) {
 static padec_log_fn g_log_fn;
 static void *g_log_user;
 static _Thread_local char t_last_message[512];
+static _Thread_local bool t_log_muted;
 
 void padec_set_log_callback(padec_log_fn fn, void *user) {
   g_log_fn = fn;
@@ -41,6 +42,8 @@ const char *padec_last_message(void) { return t_last_message; }
 
 void padec__clear_message(void) { t_last_message[0] = '\0'; }
 
+void padec__mute_log(bool muted) { t_log_muted = muted; }
+
 padec_status padec__fail(padec_status status, const char *format, ...) {
   char detail[400];
   va_list args;
@@ -48,6 +51,6 @@ padec_status padec__fail(padec_status status, const char *format, ...) {
   vsnprintf(detail, sizeof detail, format, args);
   va_end(args);
   snprintf(t_last_message, sizeof t_last_message, "%s: %s", padec_status_name(status), detail);
-  if (g_log_fn) g_log_fn(g_log_user, status, t_last_message);
+  if (g_log_fn && !t_log_muted) g_log_fn(g_log_user, status, t_last_message);
   return status;
 }

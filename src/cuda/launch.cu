@@ -325,12 +325,18 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
 
 padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void *host_plan,
                                     void *device_plan, struct CUstream_st *stream) {
-  if (!layout || !host_plan || !device_plan)
-    return padec__fail(PADEC_STATUS_NULL_POINTER, "layout, host_plan and device_plan must not be NULL");
-  const padec_plan_header *h = static_cast<const padec_plan_header *>(host_plan);
-  if (h->magic != PADEC_PLAN_MAGIC || h->params_key != layout->params_key || h->batch != layout->batch ||
-      h->num_workers != layout->num_workers)
-    return padec__fail(PADEC_STATUS_PLAN_MISMATCH, "host_plan was not built with this layout");
+  if (!layout) return padec__fail(PADEC_STATUS_NULL_POINTER, "layout is NULL");
+  if (!host_plan) return padec__fail(PADEC_STATUS_NULL_POINTER, "host_plan is NULL");
+  if (!device_plan) return padec__fail(PADEC_STATUS_NULL_POINTER, "device_plan is NULL");
+  if (reinterpret_cast<uintptr_t>(host_plan) % 16 != 0)
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "host_plan must be 16-byte aligned");
+  if (reinterpret_cast<uintptr_t>(device_plan) % 16 != 0)
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "device_plan must be 16-byte aligned");
+  /* The copy's size is the layout's: it must be a layout the library made, and the plan its. */
+  padec_status status = padec__check_plan_layout(layout, "layout");
+  if (status != PADEC_STATUS_OK) return status;
+  status = padec__check_plan_header(layout, host_plan, "host_plan");
+  if (status != PADEC_STATUS_OK) return status;
   cudaError_t error = cudaMemcpyAsync(device_plan, host_plan, layout->plan_bytes, cudaMemcpyHostToDevice,
                                       reinterpret_cast<cudaStream_t>(stream));
   if (error != cudaSuccess) return cuda_fail(error, "cudaMemcpyAsync(plan)");

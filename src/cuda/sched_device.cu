@@ -334,21 +334,15 @@ extern "C" padec_status padec_cuda_plan_build(const padec_params *params,
   if ((uintptr_t)device_kv_lens % 4 != 0)
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "device_kv_lens must be 4-byte aligned");
   const padec_params p = padec__params_normalized(params);
-  if (layout->params_key != padec__params_key(&p) || layout->num_q_heads != p.num_q_heads ||
-      layout->num_kv_heads != p.num_kv_heads || layout->head_dim != p.head_dim ||
-      layout->q_len != p.q_len)
-    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
-                       "layout was made for other params (heads %d/%d, head_dim %d, q_len %d)",
-                       layout->num_q_heads, layout->num_kv_heads, layout->head_dim, layout->q_len);
+  status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->num_q_heads,
+                                     layout->num_kv_heads, layout->head_dim, layout->q_len);
+  if (status != PADEC_STATUS_OK) return status;
   if (layout->policy != PADEC_POLICY_EVEN)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
                        "layout.policy = %d: the device scheduler builds the even policy",
                        layout->policy);
-  if (layout->batch < 0 || layout->num_workers < 1 || layout->partition_tokens < 16 ||
-      layout->plan_bytes % 16 != 0)
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
-                       "layout was not made by padec_plan_layout_init (batch %d, workers %d)",
-                       layout->batch, layout->num_workers);
+  status = padec__check_plan_layout(layout, "layout");
+  if (status != PADEC_STATUS_OK) return status;
   if (plan_bytes < layout->plan_bytes)
     return padec__fail(PADEC_STATUS_WORKSPACE_TOO_SMALL, "plan_bytes = %zu, need %zu",
                        plan_bytes, layout->plan_bytes);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "padec_cuda.h"
 #include "test_support.h"
 
 
@@ -338,6 +339,31 @@ static void test_build_errors(void) {
   expect_build("build negative kv_len", p, &f.layout, lens, plan, bytes, poison,
                PADEC_STATUS_BAD_ARGUMENT, "kv_lens");
 
+  /* Misaligned int32 arrays: refused, not read (a misaligned load is undefined behaviour). */
+  int32_t lens_copy[8];
+  char *lens_bytes = (char *)lens_copy;
+  memcpy(lens_bytes + 2, f.c.kv_lens, sizeof lens);
+  const int32_t *misaligned = (const int32_t *)(const void *)(lens_bytes + 2);
+  expect_build("build kv_lens misaligned", p, &f.layout, misaligned, plan, bytes, poison,
+               PADEC_STATUS_MISALIGNED_POINTER, "kv_lens");
+  calls = g_log.calls;
+  check_failure("build_shard shard_starts misaligned",
+                padec_plan_build_shard(p, &f.layout, f.c.kv_lens, misaligned, f.c.kv_lens, plan, bytes),
+                PADEC_STATUS_MISALIGNED_POINTER, "shard_starts", calls);
+  calls = g_log.calls;
+  check_failure("build_shard seq_lens misaligned",
+                padec_plan_build_shard(p, &f.layout, f.c.kv_lens, f.c.kv_lens, misaligned, plan, bytes),
+                PADEC_STATUS_MISALIGNED_POINTER, "seq_lens", calls);
+  padec_choice choice;
+  calls = g_log.calls;
+  check_failure("choose kv_lens misaligned", padec_choose(p, f.c.batch, misaligned, 264, &choice),
+                PADEC_STATUS_MISALIGNED_POINTER, "kv_lens", calls);
+  padec_tensors t = padec_case_tensors(&f.c, f.o, f.lse);
+  t.kv_lens = misaligned;
+  calls = g_log.calls;
+  check_failure("validate_kv_host kv_lens misaligned", padec_validate_kv_host(p, f.c.batch, &t),
+                PADEC_STATUS_MISALIGNED_POINTER, "kv_lens", calls);
+
   params_error errors[MAX_PARAMS_ERRORS];
   int count = build_params_errors(errors);
   for (int i = 0; i < count; ++i) {
@@ -427,6 +453,27 @@ static void test_run_pointer_errors(fixture *f) {
   bad.merge_counters = (int32_t *)(void *)((char *)counters + 2);
   expect_run_tensors("run merge_counters misaligned", f, &bad, PADEC_STATUS_MISALIGNED_POINTER,
                      "tensors.merge_counters");
+
+  /* Strides whose tensor would span more than 2^59 elements: refused by name, before any index
+   * arithmetic can overflow. */
+  static const struct {
+    const char *what, *needle;
+    int field; /* 0 q token, 1 q head, 2 o token, 3 o head */
+    int64_t value;
+  } strides[] = {
+      {"run q_stride_token 2^62", "q_stride_token", 0, (int64_t)1 << 62},
+      {"run q_stride_head 2^58", "q_stride_head", 1, (int64_t)1 << 58},
+      {"run o_stride_token -1", "o_stride_token", 2, -1},
+      {"run o_stride_head 2^62", "o_stride_head", 3, (int64_t)1 << 62},
+  };
+  for (size_t i = 0; i < sizeof strides / sizeof strides[0]; ++i) {
+    bad = fixture_tensors(f);
+    if (strides[i].field == 0) bad.q_stride_token = strides[i].value;
+    if (strides[i].field == 1) bad.q_stride_head = strides[i].value;
+    if (strides[i].field == 2) bad.o_stride_token = strides[i].value;
+    if (strides[i].field == 3) bad.o_stride_head = strides[i].value;
+    expect_run_tensors(strides[i].what, f, &bad, PADEC_STATUS_BAD_ARGUMENT, strides[i].needle);
+  }
 
   unsigned char *pool_copy = alloc_padded(f->c.pool_bytes);
   memcpy(pool_copy + 8, f->c.k_pages, f->c.pool_bytes);
@@ -622,6 +669,140 @@ static void test_run_plan_mismatch(fixture *f) {
   free(zeros);
 }
 
+/* A layout edited after padec_plan_layout_init: every entry point that takes a layout rejects it
+ * (PLAN_MISMATCH, naming the layout) before it writes anything, instead of indexing the caller's
+ * buffers by it. */
+typedef struct layout_edit {
+  const char *what;
+  void (*apply)(padec_plan_layout *layout);
+  padec_status want;
+  const char *needle;
+} layout_edit;
+
+static void more_sequences(padec_plan_layout *l) { l->batch += 16; }
+static void no_workers(padec_plan_layout *l) { l->num_workers = 0; }
+static void more_workers(padec_plan_layout *l) { l->num_workers += 64; }
+static void more_works(padec_plan_layout *l) { l->max_works += 100; }
+static void fewer_partial_slots(padec_plan_layout *l) { l->max_partial_slots -= 1; }
+static void later_work_info(padec_plan_layout *l) { l->work_info_offset += 16; }
+static void smaller_plan(padec_plan_layout *l) { l->plan_bytes -= 16; }
+static void default_partitions(padec_plan_layout *l) { l->partition_tokens = 0; }
+static void unknown_policy(padec_plan_layout *l) { l->policy = 7; }
+static void cost_policy(padec_plan_layout *l) { l->policy = PADEC_POLICY_COST; }
+static void smaller_workspace(padec_plan_layout *l) { l->workspace_bytes -= 256; }
+static void later_partial_lse(padec_plan_layout *l) { l->partial_lse_offset += 256; }
+
+static void test_edited_layouts(fixture *f) {
+  static const layout_edit edits[] = {
+      {"batch + 16", more_sequences, PADEC_STATUS_PLAN_MISMATCH, "layout.max_works"},
+      {"num_workers 0", no_workers, PADEC_STATUS_PLAN_MISMATCH, "num_workers"},
+      {"num_workers + 64", more_workers, PADEC_STATUS_PLAN_MISMATCH, "layout.max_works"},
+      {"max_works + 100", more_works, PADEC_STATUS_PLAN_MISMATCH, "layout.max_works"},
+      {"max_partial_slots - 1", fewer_partial_slots, PADEC_STATUS_PLAN_MISMATCH, "layout.max_partial_slots"},
+      {"work_info_offset + 16", later_work_info, PADEC_STATUS_PLAN_MISMATCH, "layout.work_info_offset"},
+      {"plan_bytes - 16", smaller_plan, PADEC_STATUS_PLAN_MISMATCH, "layout.plan_bytes"},
+      {"partition_tokens 0", default_partitions, PADEC_STATUS_PLAN_MISMATCH, "layout.partition_tokens"},
+      {"policy 7", unknown_policy, PADEC_STATUS_PLAN_MISMATCH, "policy"},
+      {"policy cost, no cost units", cost_policy, PADEC_STATUS_BAD_ARGUMENT, "layout.cost_partition"},
+      {"workspace_bytes - 256", smaller_workspace, PADEC_STATUS_PLAN_MISMATCH, "layout.workspace_bytes"},
+      {"partial_lse_offset + 256", later_partial_lse, PADEC_STATUS_PLAN_MISMATCH, "layout.partial_lse_offset"},
+  };
+  const padec_params *p = &f->c.params;
+  padec_tensors t = fixture_tensors(f);
+  const size_t big = 1 << 16;
+  void *plan = alloc_padded(big);
+  for (size_t i = 0; i < sizeof edits / sizeof edits[0]; ++i) {
+    padec_plan_layout edited = f->layout;
+    edits[i].apply(&edited);
+    char what[160];
+    snprintf(what, sizeof what, "build with layout %s", edits[i].what);
+    expect_build(what, p, &edited, f->c.kv_lens, plan, big, big, edits[i].want, edits[i].needle);
+    snprintf(what, sizeof what, "run with layout %s", edits[i].what);
+    expect_run(what, f, p, &edited, f->plan, &t, f->workspace, f->layout.workspace_bytes, edits[i].want,
+               edits[i].needle);
+
+    padec_plan_view view, before;
+    memset(&view, 0x6b, sizeof view);
+    before = view;
+    int calls = g_log.calls;
+    snprintf(what, sizeof what, "view with layout %s", edits[i].what);
+    check_failure(what, padec_plan_view_init(&edited, f->plan, &view), edits[i].want, edits[i].needle, calls);
+    CHECK(memcmp(&view, &before, sizeof view) == 0, "%s: the view was written", what);
+
+    double worker_ns[64];
+    calls = g_log.calls;
+    snprintf(what, sizeof what, "predict with layout %s", edits[i].what);
+    check_failure(what, padec_plan_predict(p, &edited, f->plan, NULL, worker_ns), edits[i].want,
+                  edits[i].needle, calls);
+
+    /* The upload's copy size is the layout's: checked on the host before any CUDA call. */
+    snprintf(what, sizeof what, "upload with layout %s", edits[i].what);
+    calls = g_log.calls;
+#ifdef PADEC_HAVE_CUDA
+    check_failure(what, padec_cuda_upload_plan(&edited, f->plan, plan, NULL), edits[i].want, edits[i].needle,
+                  calls);
+#else
+    check_failure(what, padec_cuda_upload_plan(&edited, f->plan, plan, NULL), PADEC_STATUS_NOT_BUILT_WITH_CUDA,
+                  "CUDA", calls);
+#endif
+  }
+
+#ifdef PADEC_HAVE_CUDA
+  /* The device scheduler sizes its writes by the layout too (checked before any CUDA call). */
+  {
+    padec_plan_layout edited = f->layout;
+    more_sequences(&edited);
+    const int calls = g_log.calls;
+    check_failure("device plan build with layout batch + 16",
+                  padec_cuda_plan_build(p, &edited, f->c.kv_lens, plan, big, NULL), PADEC_STATUS_PLAN_MISMATCH,
+                  "layout.max_works", calls);
+  }
+#endif
+
+  /* The cost policy's scheduler divides by the worker count: a cost layout with none must be
+   * rejected, not crash. */
+  padec_plan_options cost = f->options;
+  cost.policy = PADEC_POLICY_COST;
+  padec_plan_layout cost_layout;
+  CHECK(padec_plan_layout_init(p, f->c.batch, &cost, &cost_layout) == PADEC_STATUS_OK, "%s",
+        padec_last_message());
+  cost_layout.num_workers = 0;
+  expect_build("build with a cost layout of 0 workers", p, &cost_layout, f->c.kv_lens, plan, big, big,
+               PADEC_STATUS_PLAN_MISMATCH, "layout");
+
+  /* A plan of another policy (a larger buffer) with this layout: the header says so. */
+  padec_plan_options invariant = f->options;
+  invariant.policy = PADEC_POLICY_BATCH_INVARIANT;
+  padec_plan_layout invariant_layout;
+  CHECK(padec_plan_layout_init(p, f->c.batch, &invariant, &invariant_layout) == PADEC_STATUS_OK &&
+            invariant_layout.plan_bytes <= big,
+        "%s", padec_last_message());
+  CHECK(padec_plan_build(p, &invariant_layout, f->c.kv_lens, plan, big) == PADEC_STATUS_OK, "%s",
+        padec_last_message());
+  expect_run("run a batch_invariant plan with the even layout", f, p, &f->layout, plan, &t, f->workspace,
+             f->layout.workspace_bytes, PADEC_STATUS_PLAN_MISMATCH, "policy");
+  padec_plan_view view, before;
+  memset(&view, 0x6b, sizeof view);
+  before = view;
+  int calls = g_log.calls;
+  check_failure("view a batch_invariant plan with the even layout", padec_plan_view_init(&f->layout, plan, &view),
+                PADEC_STATUS_PLAN_MISMATCH, "policy", calls);
+  CHECK(memcmp(&view, &before, sizeof view) == 0, "view of another policy's plan: the view was written");
+  calls = g_log.calls;
+#ifdef PADEC_HAVE_CUDA
+  check_failure("upload a batch_invariant plan with the even layout",
+                padec_cuda_upload_plan(&f->layout, plan, f->workspace, NULL), PADEC_STATUS_PLAN_MISMATCH,
+                "host_plan", calls);
+#endif
+  /* Not a plan: the view is not written either. */
+  memset(plan, 0, big);
+  calls = g_log.calls;
+  check_failure("view a zeroed buffer", padec_plan_view_init(&f->layout, plan, &view), PADEC_STATUS_PLAN_MISMATCH,
+                "plan", calls);
+  CHECK(memcmp(&view, &before, sizeof view) == 0, "view of a zeroed buffer: the view was written");
+  free(plan);
+}
+
 static void test_run_scale_errors(void) {
   padec_params params = valid_params();
   params.kv_dtype = PADEC_DTYPE_E4M3;
@@ -717,6 +898,7 @@ int main(void) {
   test_run_pointer_errors(&f);
   test_run_data_errors(&f);
   test_run_plan_mismatch(&f);
+  test_edited_layouts(&f);
   test_fixture_runs(&f);
   fixture_free(&f);
   test_run_scale_errors();

@@ -116,6 +116,30 @@ static void run_errors(void) {
          PADEC_STATUS_PAGE_INDEX_OUT_OF_RANGE, "sequence 0");
   UNTOUCHED("page id past the pool");
   c.page_indices[0] = saved;
+  /* A layout edited after padec_grid_layout_init: more splits than its workspace holds (the
+   * executor would write partial rows past it), a partition size it cannot make, other offsets.
+   * (Another valid partition size is a valid layout: it sizes nothing.) */
+  static const struct {
+    const char *what;
+    int field; /* 0 num_splits, 1 partition_tokens, 2 partial_lse_offset, 3 workspace_bytes, 4 batch */
+    int64_t value;
+  } edits[] = {
+      {"num_splits 4000", 0, 4000},       {"num_splits 0", 0, 0},          {"num_splits 4", 0, 4},
+      {"partition_tokens 0", 1, 0},       {"partition_tokens 24", 1, 24},  {"partial_lse_offset 0", 2, 0},
+      {"workspace_bytes 256", 3, 256},    {"batch 40", 4, 40},
+  };
+  for (size_t i = 0; i < sizeof edits / sizeof edits[0]; ++i) {
+    padec_grid_layout edited = layout;
+    if (edits[i].field == 0) edited.num_splits = (int32_t)edits[i].value;
+    if (edits[i].field == 1) edited.partition_tokens = (int32_t)edits[i].value;
+    if (edits[i].field == 2) edited.partial_lse_offset = (size_t)edits[i].value;
+    if (edits[i].field == 3) edited.workspace_bytes = (size_t)edits[i].value;
+    if (edits[i].field == 4) edited.batch = (int32_t)edits[i].value;
+    RESET();
+    expect(edits[i].what, padec_cpu_run_grid(&c.params, &edited, &t, ws, layout.workspace_bytes),
+           PADEC_STATUS_PLAN_MISMATCH, "grid layout");
+    UNTOUCHED(edits[i].what);
+  }
   RESET();
   CHECK(padec_cpu_run_grid(&c.params, &layout, &t, ws, layout.workspace_bytes) == PADEC_STATUS_OK, "%s",
         padec_last_message());
