@@ -10,7 +10,10 @@
 #include "../common/numerics.h"
 #include "../internal.h"
 
-enum { CHUNK_TOKENS = 32, MAX_HEAD_DIM = 256, MAX_ROWS = 64 };
+/* ROWS_PER_PASS: query rows attended at once (a KV head has up to 64: q_len x group); more take
+ * passes over the tokens, which keeps the executor's stack near 100 KiB (threads of small
+ * stacks can call it) at the price of decoding K/V once per pass. */
+enum { CHUNK_TOKENS = 32, MAX_HEAD_DIM = 256, ROWS_PER_PASS = 16 };
 
 typedef struct run_context {
   padec_params p;
@@ -88,14 +91,16 @@ typedef struct work_item {
   int64_t num_partitions;
 } work_item;
 
-/* Runs one work item: query rows (q_len x group) of one KV head over a token range. */
-static void run_work_item(const run_context *ctx, const work_item *item) {
+/* Query rows [first_row, first_row + rows) of one work item (row r: query token r / group, q head
+ * q_head_start + r % group) over the item's token range. Rows are independent: a row's result
+ * does not depend on the pass it is in. */
+static void run_row_pass(const run_context *ctx, const work_item *item, int32_t first_row, int32_t rows) {
   const padec_params *p = &ctx->p;
   const padec_tensors *t = ctx->t;
   const int32_t b = item->b, partial_loc = item->partial_loc, qo_start = item->qo_start;
   const int32_t q_head_start = item->q_head_start;
   const int32_t kv_head = q_head_start / ctx->group;
-  const int32_t dim = p->head_dim, q_len = p->q_len, rows = q_len * ctx->group;
+  const int32_t dim = p->head_dim, q_len = p->q_len;
   const int32_t kv_len = t->kv_lens[b];
   /* Query positions, counted from this call's first cached token (past kv_len on a shard that
    * ends before the sequence does). */
@@ -106,14 +111,13 @@ static void run_work_item(const run_context *ctx, const work_item *item) {
   int64_t token_end = (first + item->first_partition + item->num_partitions) * (int64_t)T;
   if (token_end > kv_len) token_end = kv_len;
 
-  /* Row r is query token r / group, q head q_head_start + r % group. */
-  float q[MAX_ROWS][MAX_HEAD_DIM];
-  float acc[MAX_ROWS][MAX_HEAD_DIM];
-  padec_softmax_state state[MAX_ROWS];
-  int64_t visible_begin[MAX_ROWS], visible_end[MAX_ROWS];
+  float q[ROWS_PER_PASS][MAX_HEAD_DIM];
+  float acc[ROWS_PER_PASS][MAX_HEAD_DIM];
+  padec_softmax_state state[ROWS_PER_PASS];
+  int64_t visible_begin[ROWS_PER_PASS], visible_end[ROWS_PER_PASS];
   const float score_scale = p->softmax_scale * PADEC_LOG2E;
   for (int32_t r = 0; r < rows; ++r) {
-    const int32_t qi = r / ctx->group, head = q_head_start + r % ctx->group;
+    const int32_t qi = (first_row + r) / ctx->group, head = q_head_start + (first_row + r) % ctx->group;
     const int64_t q_index = (int64_t)(qo_start + qi) * ctx->q_stride_token + head * ctx->q_stride_head;
     load_row(ctx, t->q, q_index, p->q_dtype, dim, q[r]);
     for (int32_t d = 0; d < dim; ++d) q[r][d] *= score_scale;
@@ -181,7 +185,7 @@ static void run_work_item(const run_context *ctx, const work_item *item) {
   }
 
   for (int32_t r = 0; r < rows; ++r) {
-    const int32_t qi = r / ctx->group, head = q_head_start + r % ctx->group;
+    const int32_t qi = (first_row + r) / ctx->group, head = q_head_start + (first_row + r) % ctx->group;
     const float inv = state[r].sum > 0.0f ? 1.0f / state[r].sum : 0.0f;
     const float lse = padec__state_lse(state[r]);
     if (partial_loc < 0) {
@@ -195,6 +199,13 @@ static void run_work_item(const run_context *ctx, const work_item *item) {
       ctx->partial_lse[row * p->num_q_heads + head] = lse;
     }
   }
+}
+
+/* Runs one work item: query rows (q_len x group) of one KV head over a token range. */
+static void run_work_item(const run_context *ctx, const work_item *item) {
+  const int32_t rows = ctx->p.q_len * ctx->group;
+  for (int32_t first = 0; first < rows; first += ROWS_PER_PASS)
+    run_row_pass(ctx, item, first, rows - first < ROWS_PER_PASS ? rows - first : ROWS_PER_PASS);
 }
 
 /* Where the partial results of one output row live: partial k (k counted from the first of the
