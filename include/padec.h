@@ -414,7 +414,9 @@ typedef struct padec_tensors {
  * accumulation. Validates everything first (pointers, alignment, plan against params and layout,
  * every page id, every kv_len against its pages); on error writes nothing. workspace: host
  * memory of layout->workspace_bytes or more, 16-byte aligned. Single-threaded; safe to call from
- * several threads on distinct outputs and workspaces. */
+ * several threads on distinct outputs and workspaces. Allocates nothing: its buffers take about
+ * 100 KiB of the calling thread's stack (a 128 KiB thread stack is enough; tests/cpu/
+ * test_small_stack.c). */
 padec_status padec_cpu_run(const padec_params *params, const padec_plan_layout *layout,
                            const void *plan, const padec_tensors *tensors, void *workspace,
                            size_t workspace_bytes);
