@@ -155,7 +155,8 @@ int padec_case_init(padec_case *c, const padec_params *params, int32_t batch,
   if (!params || batch < 0 || (batch > 0 && !kv_lens)) return -1;
   padec_params p = *params;
   if (p.q_len == 0) p.q_len = 1;
-  if (p.softmax_scale == 0.0f && p.head_dim > 0) p.softmax_scale = 1.0f / sqrtf((float)p.head_dim);
+  /* softmax_scale 0 stays 0, so that the library's default is what runs; the oracle resolves it
+   * on its own (check.c). */
   if (p.num_q_heads < 1 || p.num_kv_heads < 1 || p.head_dim < 1 || p.page_size < 1 || p.q_len < 1 ||
       p.q_len > 4 || dtype_bytes(p.q_dtype) == 0 || dtype_bytes(p.kv_dtype) == 0 ||
       dtype_bytes(p.o_dtype) == 0)

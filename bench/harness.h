@@ -47,7 +47,7 @@ uint64_t padec_workload_bytes(const padec_workload *workload);
  * a pool larger than needed (so page ids are scattered and not in order), per-sequence block
  * table rows with spare pages past kv_len. */
 typedef struct padec_case {
-  padec_params params; /* normalised: q_len and softmax_scale resolved */
+  padec_params params; /* q_len resolved (0 -> 1); softmax_scale as given, 0 the library default */
   int32_t batch;
   int32_t *kv_lens;       /* [batch] */
   int32_t *page_indptr;   /* [batch + 1] */
@@ -81,12 +81,13 @@ void padec_case_poison(const padec_case *c, void *o, float *lse);
 
 /* ---- checking (check.c) -----------------------------------------------------------------------
  * Tolerance rule: every element's error against the double oracle must be at most
- * 2 x (max error of the plain-float oracle rounded to o_dtype) + eps; LSE the same way,
- * separately. NaN never passes. */
+ * 2 x (max error of the plain-float oracle rounded to o_dtype over the element's output row: one
+ * query token, one head) + eps; LSE against 2 x the float oracle's largest LSE error + eps. NaN
+ * never passes. */
 typedef struct padec_check_result {
   double max_abs_err;     /* of o against the double oracle */
-  double baseline_err;    /* max error of the float oracle (rounded to o_dtype) */
-  double tolerance;
+  double baseline_err;    /* the largest row's max error of the float oracle (rounded to o_dtype) */
+  double tolerance;       /* the largest row tolerance: 2 x baseline_err + eps */
   double max_lse_err;
   double lse_tolerance;
   int64_t bad_elements;   /* o elements over tolerance (NaN counts) */

@@ -71,8 +71,7 @@ static size_t element_bytes(int32_t dtype) {
   }
 }
 
-/* Element index of an array of dtype, as an exact double. */
-static double load_element(const void *base, int32_t dtype, size_t index) {
+double padec_ref_element(const void *base, int32_t dtype, size_t index) {
   const unsigned char *bytes = (const unsigned char *)base + index * element_bytes(dtype);
   switch (dtype) {
     case PADEC_REF_BF16: {
@@ -92,6 +91,33 @@ static double load_element(const void *base, int32_t dtype, size_t index) {
     }
     case PADEC_REF_E4M3:
       return decode_e4m3(bytes[0]);
+    default:
+      return NAN;
+  }
+}
+
+/* The nearest value (ties to even) of a binary format of `digits` significand bits, smallest
+ * normal exponent `emin` and largest finite value `max`. v / quantum is exact in double (a float
+ * divided by a power of two), and rint rounds ties to even in the default rounding mode. */
+static double round_binary(double v, int digits, int emin, double max) {
+  if (v == 0.0 || !isfinite(v)) return v;
+  int e;
+  (void)frexp(v, &e); /* |v| in [2^(e - 1), 2^e) */
+  const int exponent = e - 1 < emin ? emin : e - 1;
+  const double quantum = ldexp(1.0, exponent - (digits - 1));
+  const double r = rint(v / quantum) * quantum;
+  return fabs(r) > max ? copysign(INFINITY, v) : r;
+}
+
+double padec_ref_round(double value, int32_t dtype) {
+  const double f = (double)(float)value;
+  switch (dtype) {
+    case PADEC_REF_BF16:
+      return round_binary(f, 8, -126, ldexp(255.0, 120)); /* (2 - 2^-7) x 2^127 */
+    case PADEC_REF_FP16:
+      return round_binary(f, 11, -14, 65504.0);
+    case PADEC_REF_FP32:
+      return f;
     default:
       return NAN;
   }
@@ -164,8 +190,8 @@ static void gather(const padec_ref_problem *p, int32_t b, int32_t kv_head, gathe
       v_scale = (double)p->v_scales[at];
     }
     for (int32_t d = 0; d < d_count; ++d) {
-      double k = load_element(p->k_pages, p->kv_dtype, row * (size_t)d_count + (size_t)d);
-      double v = load_element(p->v_pages, p->kv_dtype, row * (size_t)d_count + (size_t)d);
+      double k = padec_ref_element(p->k_pages, p->kv_dtype, row * (size_t)d_count + (size_t)d);
+      double v = padec_ref_element(p->v_pages, p->kv_dtype, row * (size_t)d_count + (size_t)d);
       size_t at = (size_t)t * (size_t)d_count + (size_t)d;
       g->k[at] = k * k_scale;
       g->v[at] = v * v_scale;
@@ -285,7 +311,7 @@ int padec_ref_decode(const padec_ref_problem *problem, int precision, double *ou
             row_lse = -INFINITY;
           } else {
             for (int32_t d = 0; d < d_count; ++d) {
-              q_row[d] = load_element(p->q, p->q_dtype, row * (size_t)d_count + (size_t)d);
+              q_row[d] = padec_ref_element(p->q, p->q_dtype, row * (size_t)d_count + (size_t)d);
               q_row_float[d] = (float)q_row[d];
             }
             if (precision == PADEC_REF_PRECISION_DOUBLE)

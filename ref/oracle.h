@@ -7,6 +7,7 @@
 #ifndef PADEC_REF_ORACLE_H
 #define PADEC_REF_ORACLE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Element codes; the values match padec_dtype so callers can pass those through. */
@@ -48,5 +49,14 @@ enum { PADEC_REF_PRECISION_DOUBLE = 0, PADEC_REF_PRECISION_FLOAT = 1 };
  * softmax and the weighted sum in float (the "plain fp32 implementation" of the tolerance rule).
  * Returns 0, or -1 on a malformed problem (with a message on stderr). */
 int padec_ref_decode(const padec_ref_problem *problem, int precision, double *out, double *lse);
+
+/* Element `index` of an array of dtype (PADEC_REF_*), as an exact double; NaN for an unknown
+ * dtype. */
+double padec_ref_element(const void *base, int32_t dtype, size_t index);
+
+/* `value` as an output of dtype BF16, FP16 or FP32 would hold it: rounded to float, then to the
+ * nearest value of the format (ties to even; past its largest finite value, infinity), by
+ * arithmetic on the significand rather than on bits. NaN for other dtypes. */
+double padec_ref_round(double value, int32_t dtype);
 
 #endif /* PADEC_REF_ORACLE_H */

@@ -95,7 +95,6 @@ int large_case_init(large_case *lc, const padec_params *params, int32_t batch,
                 (long long)num_pages);
   padec_params p = *params;
   if (p.q_len == 0) p.q_len = 1;
-  if (p.softmax_scale == 0.0f) p.softmax_scale = 1.0f / sqrtf((float)p.head_dim);
   uint64_t state = seed;
   const int fp8 = p.kv_dtype == PADEC_DTYPE_E4M3;
   if (fp8 && p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR) {
