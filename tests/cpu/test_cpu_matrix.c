@@ -251,8 +251,9 @@ static void sweep_axes(void) {
     snprintf(label, sizeof label, "head_dim %d", head_dims[i]);
     check_with_boundary_lengths(label, &p);
   }
-  const int32_t groups[] = {1, 5, 8, 16};
-  for (size_t i = 0; i < 4; ++i) {
+  /* Up to 64 query rows a KV head (q_len x group), the most padec_params_validate accepts. */
+  const int32_t groups[] = {1, 5, 8, 16, 32, 64};
+  for (size_t i = 0; i < sizeof groups / sizeof groups[0]; ++i) {
     p = base_params();
     p.num_q_heads = p.num_kv_heads * groups[i];
     snprintf(label, sizeof label, "group %d", groups[i]);
@@ -281,6 +282,15 @@ static void sweep_axes(void) {
       snprintf(label, sizeof label, "window %d q_len %d", windows[i], q_len);
       check_with_boundary_lengths(label, &p);
     }
+  }
+  /* The largest window: its arithmetic (last position - window) must not wrap in 32 bits, even
+   * for sequences shorter than q_len. */
+  for (int32_t q_len = 1; q_len <= 4; q_len += 3) {
+    p = base_params();
+    p.window_left = INT32_MAX;
+    p.q_len = q_len;
+    snprintf(label, sizeof label, "window INT32_MAX q_len %d", q_len);
+    check_with_boundary_lengths(label, &p);
   }
   p = base_params();
   p.softmax_scale = 0.3f;

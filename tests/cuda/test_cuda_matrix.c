@@ -404,6 +404,35 @@ int main(int argc, char **argv) {
       q.q_len = 1 + i % 4;
       both("window", &q, batch, lens, 120 + (uint64_t)i);
     }
+    /* The most query rows a KV head may have (64: passes of 16 rows), and the largest window,
+     * whose position arithmetic must not wrap in 32 bits. */
+    const int32_t wide[3][2] = {{32, 1}, {32, 2}, {64, 1}};
+    for (int i = 0; i < 3; ++i) {
+      q = p;
+      q.num_kv_heads = 2;
+      q.num_q_heads = 2 * wide[i][0];
+      q.q_len = wide[i][1];
+      both("wide group", &q, batch, lens, 130 + (uint64_t)i);
+    }
+    q = p;
+    q.window_left = INT32_MAX;
+    q.q_len = 4;
+    both("window INT32_MAX", &q, batch, lens, 135);
+    /* fp8 with per-tensor scales at head_dim 128 (the benchmark's fp8 instance) across both
+     * layouts, small and large pages, with and without a window. */
+    const int32_t fp8_pages[] = {16, 32, 1024};
+    for (int i = 0; i < 3; ++i)
+      for (int layout = 0; layout < 2; ++layout)
+        for (int windowed = 0; windowed < 2; ++windowed) {
+          q = p;
+          q.head_dim = 128;
+          q.kv_dtype = PADEC_DTYPE_E4M3;
+          q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TENSOR;
+          q.page_size = fp8_pages[i];
+          q.kv_layout = layout ? PADEC_LAYOUT_HND : PADEC_LAYOUT_NHD;
+          q.window_left = windowed ? 100 : 0;
+          both("fp8 per-tensor", &q, batch, lens, 140 + (uint64_t)(4 * i + 2 * layout + windowed));
+        }
     /* Random combinations. */
     for (int i = 0; i < 40; ++i) {
       q = base_params();
