@@ -158,8 +158,11 @@ done:
 
 /* Direct: one worker a KV head, whole sequences. Split: more workers than KV heads and short
  * partitions, so that most sequences are cut. */
+/* The policy of run_case's plans: `even`, except in the block of main that runs `cost`. */
+static padec_policy g_policy = PADEC_POLICY_EVEN;
+
 static padec_plan_options case_options(int32_t kv_heads, int split) {
-  const padec_plan_options options = {split ? 97 * kv_heads + 3 : kv_heads, split ? 16 : 256, PADEC_POLICY_EVEN};
+  const padec_plan_options options = {split ? 97 * kv_heads + 3 : kv_heads, split ? 16 : 256, g_policy};
   return options;
 }
 
@@ -290,6 +293,14 @@ static void check_batch_invariance(const padec_params *params, uint64_t seed) {
       break;
     }
     if (trial == 0) {
+      /* The invariant output must also be the right one. */
+      padec_check_result result;
+      if (padec_check_output(&c, o, lse, &result) != 0 || !result.pass) {
+        fprintf(stderr, "FAIL batch invariance: the output against the oracle\n");
+        padec_check_print(stderr, "batch invariance", &c, &result);
+        g_failures += 1;
+        break;
+      }
       memcpy(first_o, o, target_bytes);
       memcpy(first_lse, lse, sizeof(float) * (size_t)c.params.q_len * (size_t)c.params.num_q_heads);
     } else if (memcmp(first_o, o, target_bytes) != 0 ||
@@ -326,6 +337,19 @@ int main(int argc, char **argv) {
     both("e4m3 per-tensor", &q, batch, lens, 11);
     q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
     both("e4m3 per-token", &q, batch, lens, 13);
+  }
+  /* Plans of the cost policy (a split plan's long sequences cut in unequal pieces, spare workers
+   * with direct items). */
+  {
+    g_policy = PADEC_POLICY_COST;
+    const int32_t skewed[] = {20000, 3, 40, 700, 0, 5};
+    both("cost", &p, 6, skewed, 30);
+    padec_params q = p;
+    q.kv_dtype = PADEC_DTYPE_E4M3;
+    q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
+    q.q_len = 3;
+    both("cost, e4m3 per-token, q_len 3", &q, batch, lens, 33);
+    g_policy = PADEC_POLICY_EVEN;
   }
   /* More reduce groups than a warp has lanes: the fused merge's group search takes a second
    * round and its slot range comes from loads (up to 32 groups, from the first round's). Every
