@@ -44,8 +44,11 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
  * an error an earlier CUDA call left pending is reported (CUDA_ERROR) before anything is
  * launched.
  * Never allocates, never synchronises, never reads device memory from the host, so it can be
- * captured in a CUDA graph. Page ids and kv_lens are device data and are not checked here (see
- * padec_validate_kv_host). Errors: the params errors, NULL_POINTER, MISALIGNED_POINTER,
+ * captured in a CUDA graph. Page ids, kv_lens, the plan's contents and the values behind
+ * PADEC_FP8_SCALE_PER_TENSOR_DEVICE scales are device data and are not checked here: where the
+ * block table may be bad, check it with padec_cuda_validate_kv (it synchronises: at admission,
+ * not in the decode step) or padec_validate_kv_host; unchecked, a page id outside the pool is an
+ * out-of-bounds read. Errors: the params errors, NULL_POINTER, MISALIGNED_POINTER,
  * PLAN_MISMATCH, WORKSPACE_TOO_SMALL, BAD_SCALES, NOT_BUILT_WITH_CUDA, CUDA_ERROR (launch). */
 padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout *layout,
                             const void *plan, const padec_tensors *tensors, void *workspace,
