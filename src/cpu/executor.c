@@ -132,7 +132,10 @@ static void run_row_pass(const run_context *ctx, const work_item *item, int32_t 
   }
 
   const int32_t *pages = t->page_indices + t->page_indptr[b];
-  float k_rows[CHUNK_TOKENS][MAX_HEAD_DIM];
+  /* K transposed, so that a row's scores over the chunk's tokens are one vectorisable loop per
+   * dim (each score still sums its dims in order: the same bits as a dot product per token). */
+  float k_columns[MAX_HEAD_DIM][CHUNK_TOKENS];
+  float k_row[MAX_HEAD_DIM];
   float v_rows[CHUNK_TOKENS][MAX_HEAD_DIM];
   float k_token_scale[CHUNK_TOKENS], v_token_scale[CHUNK_TOKENS];
   const bool per_token = p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN;
@@ -143,7 +146,8 @@ static void run_row_pass(const run_context *ctx, const work_item *item, int32_t 
       const int64_t page = pages[pos / p->page_size];
       const int32_t in_page = (int32_t)(pos % p->page_size);
       const int64_t index = pool_index(ctx, page, in_page, kv_head);
-      load_row(ctx, t->k_pages, index, p->kv_dtype, dim, k_rows[j]);
+      load_row(ctx, t->k_pages, index, p->kv_dtype, dim, k_row);
+      for (int32_t d = 0; d < dim; ++d) k_columns[d][j] = k_row[d];
       load_row(ctx, t->v_pages, index, p->kv_dtype, dim, v_rows[j]);
       if (per_token) {
         const int64_t s = (page * p->num_kv_heads + kv_head) * p->page_size + in_page;
@@ -155,17 +159,25 @@ static void run_row_pass(const run_context *ctx, const work_item *item, int32_t 
       }
     }
     for (int32_t r = 0; r < rows; ++r) {
+      /* The row's visible tokens of this chunk: [seen_begin, seen_end). */
+      const int64_t seen_begin_pos = visible_begin[r] > chunk ? visible_begin[r] : chunk;
+      const int64_t seen_end_pos = visible_end[r] < chunk + n ? visible_end[r] : chunk + n;
+      if (seen_end_pos <= seen_begin_pos) continue;
+      const int32_t seen_begin = (int32_t)(seen_begin_pos - chunk), seen_end = (int32_t)(seen_end_pos - chunk);
       float scores[CHUNK_TOKENS];
+      for (int32_t j = 0; j < n; ++j) scores[j] = 0.0f;
+      for (int32_t d = 0; d < dim; ++d) {
+        const float qd = q[r][d];
+        const float *column = k_columns[d];
+        for (int32_t j = 0; j < n; ++j) scores[j] += qd * column[j];
+      }
       float chunk_max = -INFINITY;
       for (int32_t j = 0; j < n; ++j) {
-        const int64_t pos = chunk + j;
-        if (pos < visible_begin[r] || pos >= visible_end[r]) {
+        if (j < seen_begin || j >= seen_end) {
           scores[j] = -INFINITY;
           continue;
         }
-        float dot = 0.0f;
-        for (int32_t d = 0; d < dim; ++d) dot += q[r][d] * k_rows[j][d];
-        scores[j] = dot * k_token_scale[j];
+        scores[j] *= k_token_scale[j];
         if (scores[j] > chunk_max) chunk_max = scores[j];
       }
       if (chunk_max == -INFINITY) continue;
