@@ -278,6 +278,7 @@ padec_tensors padec_case_tensors(const padec_case *c, void *o, float *lse) {
   t.num_pages = c->num_pages;
   t.page_indptr = c->page_indptr;
   t.page_indices = c->page_indices;
+  t.num_page_indices = c->batch > 0 ? c->page_indptr[c->batch] : 0;
   t.kv_lens = c->kv_lens;
   t.k_scales = c->k_scales;
   t.v_scales = c->v_scales;

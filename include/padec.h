@@ -407,6 +407,11 @@ typedef struct padec_tensors {
    * (a CUDA error from the stream) zero them again. NULL: the counters live in the workspace and
    * a small kernel clears them before each run with splits (one more launch). */
   int32_t *merge_counters;
+  /* Optional: the entries page_indices holds. When > 0, the host and device block-table checks
+   * (padec_validate_kv_host, padec_cpu_run, padec_cuda_validate_kv) refuse a page_indptr[batch]
+   * above it, which would read past the array; 0 trusts page_indptr[batch] as its length. The
+   * Python binding always sets it. */
+  int64_t num_page_indices;
 } padec_tensors;
 
 /* Runs a plan on the CPU: every work item computes its partial (or the final output for direct

@@ -68,14 +68,16 @@ int32_t padec__dtype_bytes(padec_dtype dtype);
  * sequence: the device check ranks faults by (sequence, check, page slot) and relies on it. */
 typedef enum padec__kv_check {
   PADEC__KV_OK = 0,
-  PADEC__KV_INDPTR_START = 1, /* values: page_indptr[0] (sequence 0) */
-  PADEC__KV_INDPTR_ORDER = 2, /* page_indptr[b], page_indptr[b + 1] */
-  PADEC__KV_INDPTR_END = 3,   /* page_indptr[b + 1], page_indptr[batch], batch: b's pages end past
-                                 page_indices (a later entry of page_indptr falls) */
-  PADEC__KV_LEN = 4,          /* kv_lens[b], pages of b, tokens those pages hold */
-  PADEC__KV_SHARD_START = 5,  /* shard_starts[b] */
-  PADEC__KV_SHARD_END = 6,    /* shard_starts[b], kv_lens[b], seq_lens[b] */
-  PADEC__KV_PAGE_ID = 7       /* slot in page_indices, the page id there, num_pages */
+  PADEC__KV_INDPTR_START = 1,    /* values: page_indptr[0] (sequence 0) */
+  PADEC__KV_INDICES_LENGTH = 2,  /* page_indptr[batch], num_page_indices, batch (sequence 0): the
+                                    table names more entries than page_indices holds */
+  PADEC__KV_INDPTR_ORDER = 3,    /* page_indptr[b], page_indptr[b + 1] */
+  PADEC__KV_INDPTR_END = 4,      /* page_indptr[b + 1], page_indptr[batch], batch: b's pages end
+                                    past page_indices (a later entry of page_indptr falls) */
+  PADEC__KV_LEN = 5,             /* kv_lens[b], pages of b, tokens those pages hold */
+  PADEC__KV_SHARD_START = 6,     /* shard_starts[b] */
+  PADEC__KV_SHARD_END = 7,       /* shard_starts[b], kv_lens[b], seq_lens[b] */
+  PADEC__KV_PAGE_ID = 8          /* slot in page_indices, the page id there, num_pages */
 } padec__kv_check;
 
 typedef struct padec__kv_fault {

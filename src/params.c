@@ -260,6 +260,10 @@ padec_status padec__kv_fault_report(const padec__kv_fault *fault) {
       return PADEC_STATUS_OK;
     case PADEC__KV_INDPTR_START:
       return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "page_indptr[0] = %d, must be 0", (int)v[0]);
+    case PADEC__KV_INDICES_LENGTH:
+      return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                         "page_indptr[%d] = %lld page ids, but tensors.num_page_indices = %lld",
+                         (int)v[2], (long long)v[0], (long long)v[1]);
     case PADEC__KV_INDPTR_ORDER:
       return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "page_indptr[%d] = %d < page_indptr[%d] = %d",
                          b + 1, (int)v[1], b, (int)v[0]);
@@ -328,6 +332,11 @@ padec_status padec_validate_kv_host(const padec_params *params, int32_t batch,
   if (t->page_indptr[0] != 0)
     return padec__kv_fault_report(&(padec__kv_fault){
         .check = PADEC__KV_INDPTR_START, .sequence = 0, .values = {t->page_indptr[0]}});
+  if (t->num_page_indices > 0 && t->page_indptr[batch] > t->num_page_indices)
+    return padec__kv_fault_report(&(padec__kv_fault){
+        .check = PADEC__KV_INDICES_LENGTH,
+        .sequence = 0,
+        .values = {t->page_indptr[batch], t->num_page_indices, batch}});
   for (int32_t b = 0; b < batch; ++b) {
     int32_t first = t->page_indptr[b], last = t->page_indptr[b + 1];
     if (last < first)

@@ -129,6 +129,9 @@ class CTensors(ctypes.Structure):
         # Self-resetting merge counters for GPU runs (padec_tensors.merge_counters); NULL: the
         # workspace's, cleared by one more launch each run.
         ("merge_counters", ctypes.c_void_p),
+        # Entries of page_indices (padec_tensors.num_page_indices): checked against
+        # page_indptr[batch] by the host and device block-table checks.
+        ("num_page_indices", ctypes.c_int64),
     ]
 
 

@@ -161,6 +161,7 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
         q=qt.address, q_stride_token=qt.stride(0, heads * dim), q_stride_head=qt.stride(1, dim),
         k_pages=kt.address, v_pages=vt.address, num_pages=num_pages,
         page_indptr=indptr.address, page_indices=indices.address, kv_lens=lens.address,
+        num_page_indices=indices.numel,
         k_scales=scales.get("k_scales"), v_scales=scales.get("v_scales"),
         o=ot.address, o_stride_token=ot.stride(0, heads * dim), o_stride_head=ot.stride(1, dim),
         lse=lse_address,

@@ -133,6 +133,16 @@ def test_page_out_of_range_writes_nothing(case, plan):
     assert np.all(o == 3.0) and np.all(lse == 3.0)
 
 
+def test_page_indices_shorter_than_the_table(case, plan):
+    """page_indptr names more page ids than the page_indices array holds: refused before any
+    of them is read (the binding passes the array's length to C), nothing written."""
+    indices = case.page_indices[:-1]
+    o = np.full(case.q.shape, 3.0, np.float32)
+    expect_error(Status.BAD_ARGUMENT, f"tensors.num_page_indices = {indices.size}", padec.run_cpu,
+                 PARAMS, plan, *replace(case, page_indices=indices), o=o)
+    assert np.all(o == 3.0)
+
+
 def test_kv_len_exceeds_pages(case):
     lens = np.array([40, 16 * 20], np.int32)
     plan = padec.build_plan(PARAMS, lens, num_workers=4)

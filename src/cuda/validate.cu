@@ -53,6 +53,7 @@ struct ValidateArgs {
   const int32_t *shard_starts; /* [batch] or NULL */
   const int32_t *seq_lens;     /* [batch] or NULL */
   int64_t num_pages;
+  int64_t num_page_indices; /* 0: not given */
   int32_t batch;
   int32_t page_size;
   Scratch *scratch;
@@ -72,6 +73,7 @@ __device__ __forceinline__ void record(unsigned long long *key_slot, unsigned lo
  * order; PADEC__KV_OK if none. In 64 bits: page_indptr entries of a broken table may be anything. */
 __device__ int32_t first_failed_check(const ValidateArgs &a, int32_t b) {
   if (b == 0 && a.page_indptr[0] != 0) return PADEC__KV_INDPTR_START;
+  if (b == 0 && a.num_page_indices > 0 && a.page_indptr[a.batch] > a.num_page_indices) return PADEC__KV_INDICES_LENGTH;
   const int64_t first = a.page_indptr[b], last = a.page_indptr[b + 1];
   if (last < first) return PADEC__KV_INDPTR_ORDER;
   if (last > a.page_indptr[a.batch]) return PADEC__KV_INDPTR_END;
@@ -143,6 +145,11 @@ static __global__ void report_kernel(const __grid_constant__ ValidateArgs a) {
     switch (f.check) {
       case PADEC__KV_INDPTR_START:
         f.values[0] = a.page_indptr[0];
+        break;
+      case PADEC__KV_INDICES_LENGTH:
+        f.values[0] = a.page_indptr[a.batch];
+        f.values[1] = a.num_page_indices;
+        f.values[2] = a.batch;
         break;
       case PADEC__KV_INDPTR_ORDER:
         f.values[0] = a.page_indptr[b];
@@ -222,6 +229,7 @@ extern "C" padec_status padec_cuda_validate_kv(const padec_params *params, int32
   a.shard_starts = tensors->shard_starts;
   a.seq_lens = tensors->seq_lens;
   a.num_pages = tensors->num_pages;
+  a.num_page_indices = tensors->num_page_indices;
   a.batch = batch;
   a.page_size = params->page_size;
   a.scratch = scratch;

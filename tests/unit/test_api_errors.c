@@ -475,6 +475,11 @@ static void test_run_pointer_errors(fixture *f) {
     expect_run_tensors(strides[i].what, f, &bad, PADEC_STATUS_BAD_ARGUMENT, strides[i].needle);
   }
 
+  bad = fixture_tensors(f);
+  bad.num_page_indices = f->c.page_indptr[f->c.batch] - 1;
+  expect_run_tensors("run with one page id fewer than page_indptr[batch] names", f, &bad,
+                     PADEC_STATUS_BAD_ARGUMENT, "num_page_indices");
+
   unsigned char *pool_copy = alloc_padded(f->c.pool_bytes);
   memcpy(pool_copy + 8, f->c.k_pages, f->c.pool_bytes);
   bad = fixture_tensors(f);

@@ -139,6 +139,28 @@ static void test_validate_kv_host(void) {
   past.kv_lens = past_lens;
   expect("pages past page_indices", padec_validate_kv_host(&p, 2, &past), PADEC_STATUS_BAD_ARGUMENT,
          "page_indptr[1] = 1000 is past page_indptr[2] = 5");
+  /* A table that names more page ids than page_indices holds, when its length is given: refused
+   * before any is read (the Python binding always gives it). Here page_indptr[batch] = 10 of a
+   * 5-entry array; without num_page_indices the table is trusted. */
+  int32_t long_indptr[3] = {0, 5, 10};
+  int32_t long_lens[2] = {80, 80};
+  int32_t *ten_slots = malloc(sizeof(int32_t) * 10);
+  if (!ten_slots) exit(1);
+  for (int i = 0; i < 10; ++i) ten_slots[i] = i % 5;
+  padec_tensors longer = t;
+  longer.page_indptr = long_indptr;
+  longer.page_indices = short_indices;
+  longer.kv_lens = long_lens;
+  longer.num_page_indices = 5;
+  expect("page_indptr[batch] past num_page_indices", padec_validate_kv_host(&p, 2, &longer),
+         PADEC_STATUS_BAD_ARGUMENT, "page_indptr[2] = 10 page ids, but tensors.num_page_indices = 5");
+  longer.page_indices = ten_slots;
+  longer.num_page_indices = 10;
+  expect("page_indptr[batch] = num_page_indices", padec_validate_kv_host(&p, 2, &longer), PADEC_STATUS_OK,
+         NULL);
+  longer.num_page_indices = 0;
+  expect("num_page_indices 0: not checked", padec_validate_kv_host(&p, 2, &longer), PADEC_STATUS_OK, NULL);
+  free(ten_slots);
   free(short_indices);
 }
 
