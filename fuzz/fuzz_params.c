@@ -137,9 +137,11 @@ static void check_partitions(int32_t kv_len, int32_t q_len, int32_t window, int3
 /* An independent statement of padec_validate_kv_host's rules for a small block table. */
 static padec_status expected_kv_status(const padec_params *p, int32_t batch, const int32_t *indptr,
                                        const int32_t *indices, const int32_t *lens,
-                                       int64_t num_pages) {
+                                       int64_t num_pages, int64_t num_page_indices) {
   if (batch == 0) return PADEC_STATUS_OK;
   if (indptr[0] != 0) return PADEC_STATUS_BAD_ARGUMENT;
+  /* A given length of page_indices bounds the table (0: not given). */
+  if (num_page_indices > 0 && indptr[batch] > num_page_indices) return PADEC_STATUS_BAD_ARGUMENT;
   for (int32_t b = 0; b < batch; ++b) {
     if (indptr[b + 1] < indptr[b]) return PADEC_STATUS_BAD_ARGUMENT;
     /* page_indices has indptr[batch] entries: pages ending past them are refused. */
@@ -194,8 +196,11 @@ static void fuzz_block_table(const padec_params *params, const uint8_t *data, si
   t.page_indices = indices;
   t.kv_lens = lens;
   t.num_pages = num_pages;
+  /* Sometimes the array's length, sometimes a few entries short of the table, sometimes none. */
+  if (shape[3] & 8) t.num_page_indices = (shape[3] & 16) ? MAX_PAGES : 1 + (shape[3] >> 5);
   const padec_status got = padec_validate_kv_host(params, batch, &t);
-  const padec_status want = expected_kv_status(params, batch, indptr, indices, lens, num_pages);
+  const padec_status want =
+      expected_kv_status(params, batch, indptr, indices, lens, num_pages, t.num_page_indices);
   if (got != want) {
     fprintf(stderr, "fuzz_params: padec_validate_kv_host gives %s, the rules give %s\n",
             padec_status_name(got), padec_status_name(want));
