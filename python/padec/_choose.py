@@ -8,8 +8,8 @@ import dataclasses
 from ._cuda import workers_or_recommended
 from ._errors import Error, Status
 from ._library import CChoice, check, lib
-from ._params import Params, Policy, expect_params
-from ._plan import _int32, host_lengths
+from ._params import Params, Policy, expect_params, int32_argument
+from ._plan import host_lengths
 from ._tensors import describe, is_torch_tensor
 
 PATHS = ("persistent", "grid")  # padec_path by value
@@ -62,9 +62,9 @@ def choose(params: Params, kv_lens=None, num_workers: int | None = None, *,
         batch = count
     elif batch is None:
         raise Error(Status.BAD_ARGUMENT, "kv_lens and batch are both None: give one of them")
-    workers = _int32(workers_or_recommended(params, num_workers), "num_workers")
+    workers = int32_argument(workers_or_recommended(params, num_workers), "num_workers")
     choice = CChoice()
-    check(lib().padec_choose(ctypes.byref(params.to_c()), _int32(batch, "batch"),
+    check(lib().padec_choose(ctypes.byref(params.to_c()), int32_argument(batch, "batch"),
                              None if lens is None else lens.ctypes.data, workers,
                              ctypes.byref(choice)))
     return Choice(path=PATHS[choice.path],

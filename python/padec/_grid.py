@@ -9,8 +9,7 @@ import dataclasses
 
 from ._cuda import workers_or_recommended
 from ._library import CGridLayout, check, lib
-from ._params import Params, expect_params
-from ._plan import _int32
+from ._params import Params, expect_params, int32_argument
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +51,9 @@ def grid_layout(params: Params, batch: int, *, num_splits: int,
     head_dim, q_len and window, any lengths. Raises Error."""
     expect_params(params)
     layout = CGridLayout()
-    check(lib().padec_grid_layout_init(ctypes.byref(params.to_c()), _int32(batch, "batch"),
-                                       _int32(num_splits, "num_splits"),
-                                       _int32(partition_tokens, "partition_tokens"),
+    check(lib().padec_grid_layout_init(ctypes.byref(params.to_c()), int32_argument(batch, "batch"),
+                                       int32_argument(num_splits, "num_splits"),
+                                       int32_argument(partition_tokens, "partition_tokens"),
                                        ctypes.byref(layout)))
     return GridLayout.from_c(params, layout)
 
@@ -67,7 +66,7 @@ def grid_recommended_splits(params: Params, batch: int, num_workers: int | None 
     recommended_workers(params) of CUDA device 0, and is required without one. Raises Error for
     bad params."""
     expect_params(params).validate()
-    workers = _int32(workers_or_recommended(params, num_workers), "num_workers")
-    return lib().padec_grid_recommended_splits(ctypes.byref(params.to_c()), _int32(batch, "batch"),
-                                               workers, _int32(partition_tokens,
+    workers = int32_argument(workers_or_recommended(params, num_workers), "num_workers")
+    return lib().padec_grid_recommended_splits(ctypes.byref(params.to_c()), int32_argument(batch, "batch"),
+                                               workers, int32_argument(partition_tokens,
                                                                "partition_tokens"))

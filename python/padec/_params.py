@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import enum
+import numbers
 
 from ._errors import Error, Status
 from ._library import CParams, check, lib
@@ -69,6 +70,27 @@ def coerce_enum(cls: type[enum.IntEnum], value, field: str, status: Status) -> e
         raise Error(status, f"{field} = {value!r} is not a {cls.__name__} ({choices})") from None
 
 
+_INT32_MAX = 2**31 - 1
+
+
+def int32_argument(value, name: str) -> int:
+    """value as an int if it is an integer (Python or numpy) that fits int32; Error naming the
+    argument otherwise (a float, None or a bool is not silently truncated or converted)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise Error(Status.BAD_ARGUMENT, f"{name} = {value!r}: need an integer")
+    number = int(value)
+    if not -_INT32_MAX - 1 <= number <= _INT32_MAX:
+        raise Error(Status.BAD_ARGUMENT, f"{name} = {number} does not fit int32")
+    return number
+
+
+def float_argument(value, name: str) -> float:
+    """value as a float if it is a real number; Error naming the argument otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise Error(Status.BAD_ARGUMENT, f"{name} = {value!r}: need a real number")
+    return float(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class Params:
     """padec_params: one attention layer. Enum fields accept members, values or names.
@@ -102,6 +124,10 @@ class Params:
                   ("fp8_scale_mode", Fp8ScaleMode, Status.BAD_SCALES)]
         for name, cls, status in fields:
             object.__setattr__(self, name, coerce_enum(cls, getattr(self, name), name, status))
+        for name in ("num_q_heads", "num_kv_heads", "head_dim", "page_size", "q_len", "window_left"):
+            object.__setattr__(self, name, int32_argument(getattr(self, name), name))
+        for name in ("softmax_scale", "k_scale", "v_scale"):
+            object.__setattr__(self, name, float_argument(getattr(self, name), name))
 
     @property
     def group(self) -> int:
@@ -110,12 +136,11 @@ class Params:
 
     def to_c(self) -> CParams:
         return CParams(
-            num_q_heads=int(self.num_q_heads), num_kv_heads=int(self.num_kv_heads),
-            head_dim=int(self.head_dim), page_size=int(self.page_size),
-            kv_layout=self.kv_layout, q_dtype=self.q_dtype, kv_dtype=self.kv_dtype,
-            o_dtype=self.o_dtype, q_len=int(self.q_len), window_left=int(self.window_left),
-            softmax_scale=float(self.softmax_scale), fp8_scale_mode=self.fp8_scale_mode,
-            k_scale=float(self.k_scale), v_scale=float(self.v_scale))
+            num_q_heads=self.num_q_heads, num_kv_heads=self.num_kv_heads, head_dim=self.head_dim,
+            page_size=self.page_size, kv_layout=self.kv_layout, q_dtype=self.q_dtype,
+            kv_dtype=self.kv_dtype, o_dtype=self.o_dtype, q_len=self.q_len,
+            window_left=self.window_left, softmax_scale=self.softmax_scale,
+            fp8_scale_mode=self.fp8_scale_mode, k_scale=self.k_scale, v_scale=self.v_scale)
 
     def validate(self) -> None:
         """Checks the parameters on their own (padec_params_validate); raises Error."""

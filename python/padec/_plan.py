@@ -11,17 +11,10 @@ import numpy as np
 from . import _cuda
 from ._errors import Error, Status
 from ._library import CCostModel, CPlanHeader, CPlanLayout, CPlanOptions, check, lib
-from ._params import Params, Policy, coerce_enum
+from ._params import Params, Policy, coerce_enum, int32_argument
 from ._tensors import aligned_empty, describe, is_torch_tensor
 
 _INT32_MAX = 2**31 - 1
-
-
-def _int32(value, name: str) -> int:
-    number = int(value)
-    if not -_INT32_MAX - 1 <= number <= _INT32_MAX:
-        raise Error(Status.BAD_ARGUMENT, f"{name} = {number} does not fit int32")
-    return number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,22 +107,24 @@ class PlanHeader:
     num_partitions: int
 
 
-def plan_layout(params: Params, batch: int, *, num_workers: int, partition_tokens: int = 0,
+def plan_layout(params: Params, batch: int, *, num_workers: int | None = None, partition_tokens: int = 0,
                 policy: Policy = Policy.EVEN, cost_model: CostModel | None = None) -> PlanLayout:
     """Sizes and offsets of the plan and workspace for `batch` sequences (padec_plan_layout_init).
 
-    num_workers: bins of the schedule, one CTA each on the GPU (see recommended_workers);
+    num_workers: bins of the schedule, one CTA each on the GPU; None: recommended_workers of CUDA
+    device 0 (Error where there is none: pass it);
     partition_tokens: a power of two 16..16384, 0 means 256; policy: a Policy or its name
     ("even", "cost", "batch_invariant"); cost_model: the cost policy's CostModel, None for the
     default (checked whatever the policy). Raises Error.
     """
     model = _cost_model_pointer(cost_model)
-    options = CPlanOptions(num_workers=_int32(num_workers, "num_workers"),
-                           partition_tokens=_int32(partition_tokens, "partition_tokens"),
+    workers = _cuda.workers_or_recommended(params, num_workers)
+    options = CPlanOptions(num_workers=int32_argument(workers, "num_workers"),
+                           partition_tokens=int32_argument(partition_tokens, "partition_tokens"),
                            policy=coerce_enum(Policy, policy, "policy", Status.BAD_ARGUMENT),
                            cost_model=model)
     layout = CPlanLayout()
-    check(lib().padec_plan_layout_init(ctypes.byref(params.to_c()), _int32(batch, "batch"),
+    check(lib().padec_plan_layout_init(ctypes.byref(params.to_c()), int32_argument(batch, "batch"),
                                        ctypes.byref(options), ctypes.byref(layout)))
     return PlanLayout.from_c(layout)
 
@@ -163,7 +158,7 @@ def check_shard_pair(shard_starts, seq_lens) -> bool:
     return shard_starts is not None
 
 
-def build_plan(params: Params, kv_lens, *, num_workers: int, partition_tokens: int = 0,
+def build_plan(params: Params, kv_lens, *, num_workers: int | None = None, partition_tokens: int = 0,
                policy: Policy = Policy.EVEN, cost_model: CostModel | None = None,
                shard_starts=None, seq_lens=None) -> Plan:
     """Schedules a batch on the host (padec_plan_build) for kv_lens, the tokens of each sequence

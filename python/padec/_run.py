@@ -15,8 +15,8 @@ from ._cuda import import_torch
 from ._errors import Error, Status
 from ._grid import GridLayout
 from ._library import CParams, CShardMergeTensors, CTensors, check, lib
-from ._params import DType, Fp8ScaleMode, Layout, Params, expect_params
-from ._plan import Plan, _int32, check_shard_pair
+from ._params import DType, Fp8ScaleMode, Layout, Params, expect_params, int32_argument
+from ._plan import Plan, check_shard_pair
 from ._tensors import NUMPY_DTYPES, Tensor, aligned_empty, describe, torch_dtype
 
 
@@ -364,10 +364,10 @@ def _bind_merge(params: Params, backend: str, shard_o, shard_lse, out, out_lse,
         raise so.fail(Status.BAD_ARGUMENT,
                       f"shape {list(so.shape)}, need [R, rows, {heads}, {dim}] ([shards, "
                       "batch * q_len, num_q_heads, head_dim])")
-    shards, rows = so.shape[0], _int32(so.shape[1], "shard_o: rows")
+    shards, rows = so.shape[0], int32_argument(so.shape[1], "shard_o: rows")
     if shards < 1:
         raise so.fail(Status.BAD_ARGUMENT, "has no shard (R = 0), need 1 or more")
-    _int32(shards, "shard_o: R")
+    int32_argument(shards, "shard_o: R")
     sl = tensor("shard_lse", shard_lse)
     sl.expect_element("float32")
     sl.expect_shape((shards, rows, heads), "([R, rows, num_q_heads], as shard_o)")

@@ -214,3 +214,30 @@ def test_missing_library_is_named():
                             text=True, cwd=os.path.dirname(os.path.dirname(padec.__file__)))
     assert result.returncode != 0
     assert "libpadec.so not found (tried /nonexistent/libpadec.so)" in result.stderr
+
+
+@pytest.mark.parametrize("field, value, text", [
+    ("window_left", 2**32 + 5, "window_left = 4294967301 does not fit int32"),
+    ("window_left", 2**31, "does not fit int32"),
+    ("head_dim", 128.9, "head_dim = 128.9: need an integer"),
+    ("page_size", None, "page_size = None: need an integer"),
+    ("q_len", True, "q_len = True: need an integer"),
+    ("softmax_scale", "0.1", "softmax_scale = '0.1': need a real number"),
+])
+def test_params_fields_are_not_truncated(field, value, text):
+    """An int32 field of padec_params gets an integer that fits (no silent wrap or truncation),
+    named when it does not."""
+    fields = dict(num_q_heads=4, num_kv_heads=2, head_dim=64, page_size=16)
+    fields[field] = value
+    expect_error(Status.BAD_ARGUMENT, text, padec.Params, **fields)
+
+
+def test_numpy_integers_are_integers():
+    params = padec.Params(num_q_heads=np.int64(4), num_kv_heads=np.int32(2), head_dim=64, page_size=16)
+    assert params == PARAMS.__class__(num_q_heads=4, num_kv_heads=2, head_dim=64, page_size=16)
+    assert type(params.num_q_heads) is int
+
+
+def test_num_workers_must_be_an_integer():
+    expect_error(Status.BAD_ARGUMENT, "num_workers = 7.9: need an integer", padec.build_plan, PARAMS,
+                 LENS, num_workers=7.9)
