@@ -26,7 +26,7 @@ rows=$(grep -cE '^[a-z0-9].* [0-9]+ +264 ' <<<"$out")
 # --cost-model: the cost plan follows the given model (a large item_ns gathers a skewed batch's
 # short sequences into fewer items than the default does) and the predicted table says so.
 skew='name=skew q_heads=8 kv_heads=2 head_dim=64 page=16 kv=bf16 lens=4000,30x7'
-works() { grep -E '^skew +8 ' <<<"$1" | awk '{print $5}'; }
+works() { grep -E '^skew +8 ' <<<"$1" | awk '{print $6}'; }
 default_plan=$("$padec" plan --policy cost --workers 16 --workload "$skew") || fail "plan --policy cost (skew) exited $?"
 given_plan=$("$padec" plan --policy cost --workers 16 --cost-model 5000,20000,30000 --workload "$skew") ||
   fail "plan --cost-model exited $?"
@@ -67,6 +67,11 @@ for p in doc["plans"]:
     assert p["partition_indptr"][-1] == h["num_partitions"]
 PY
 done
+
+# --policy auto: each plan row names the policy picked, and a row's items per worker is min-max.
+auto_plan=$("$padec" plan --policy auto --workers 16 --workload "$skew") || fail "plan --policy auto exited $?"
+grep -qE '^skew +8 +16 +(even|cost|batch_invariant) +[0-9]+ +[0-9]+ +[0-9]+-[0-9]+ ' <<<"$auto_plan" ||
+  { fail "plan --policy auto: the row does not name the picked policy and items per worker"; echo "$auto_plan"; }
 
 if ((failures)); then exit 1; fi
 echo "plan_dump: ok"

@@ -34,6 +34,8 @@ expect_usage "--calibrate" bench --calibrate --workload "$good lens=5"
 expect_usage "--calibrate" bench --calibrate --backend cpu
 expect_usage "--calibrate" plan --calibrate
 expect_usage "--trace needs the cuda backend" bench --trace --backend cpu --workload "$good lens=5"
+expect_usage "--compare times the GPU" bench --compare --backend cpu --workload "$good lens=5"
+expect_usage "--device-plan times the GPU" bench --device-plan --backend cpu --workload "$good lens=5"
 expect_usage "--trace" plan --trace
 # Without CUDA, --calibrate says it needs a GPU (exit 2); with CUDA it may run, so only then.
 if "$padec" --version | grep -q "CUDA kernels: not built"; then

@@ -253,6 +253,11 @@ int cli_cmd_bench(int argc, char **argv) {
     return cli_usage_error("bench", "--trace needs the cuda backend and goes with none of --csv, "
                                     "--compare, --device-plan");
   }
+  if ((opt.compare || opt.device_plan) && !use_gpu) {
+    cli_session_close(&session);
+    return cli_usage_error("bench", "%s times the GPU: it needs the cuda backend",
+                           opt.compare ? "--compare" : "--device-plan");
+  }
   padec_gpu_bench_set_trace(opt.trace);
   int gpu_present = use_gpu || padec_gpu_available();
   int iterations = opt.iterations > 0 ? opt.iterations : (use_gpu ? 100 : 5);

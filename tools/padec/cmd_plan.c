@@ -7,6 +7,7 @@
 
 typedef struct plan_stats {
   int64_t load_min, load_max, load_total; /* partitions per worker */
+  int32_t items_min, items_max;           /* work items per worker */
   int32_t busy_workers;                   /* workers with at least one item */
 } plan_stats;
 
@@ -66,7 +67,11 @@ static plan_stats compute_stats(const padec_plan_view *view, int32_t num_workers
   plan_stats s;
   memset(&s, 0, sizeof s);
   s.load_min = INT64_MAX;
+  s.items_min = INT32_MAX;
   for (int32_t c = 0; c < num_workers; ++c) {
+    const int32_t items = view->work_indptr[c + 1] - view->work_indptr[c];
+    if (items < s.items_min) s.items_min = items;
+    if (items > s.items_max) s.items_max = items;
     int64_t load = 0;
     for (int32_t i = view->work_indptr[c]; i < view->work_indptr[c + 1]; ++i)
       load += view->work_info[8 * (int64_t)i + 5] - view->work_info[8 * (int64_t)i + 4];
@@ -75,7 +80,7 @@ static plan_stats compute_stats(const padec_plan_view *view, int32_t num_workers
     s.load_total += load;
     s.busy_workers += view->work_indptr[c + 1] > view->work_indptr[c];
   }
-  if (num_workers == 0) s.load_min = 0;
+  if (num_workers == 0) s.load_min = 0, s.items_min = 0;
   return s;
 }
 
@@ -192,9 +197,9 @@ int cli_cmd_plan(int argc, char **argv) {
         : gpu_present   ? "recommended for the GPU"
                         : "264 (no GPU: 2 per SM of an H100)",
         scale, opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_label(&opt));
-    printf("%-24s %6s %7s %6s %6s %6s %7s %7s %21s %6s %9s %11s\n", "workload", "batch", "workers",
-           "parts", "works", "split", "p_slots", "p_rows", "load min/mean/max", "max/mn", "plan_B",
-           "workspace_B");
+    printf("%-24s %6s %7s %-15s %6s %6s %9s %6s %7s %7s %21s %6s %9s %11s\n", "workload", "batch",
+           "workers", "policy", "parts", "works", "items/wkr", "split", "p_slots", "p_rows",
+           "load min/mean/max", "max/mn", "plan_B", "workspace_B");
   }
   int failures = 0, dumped = 0;
   for (int i = 0; i < count; ++i) {
@@ -237,9 +242,11 @@ int cli_cmd_plan(int argc, char **argv) {
         char load[48];
         snprintf(load, sizeof load, "%lld/%.1f/%lld", (long long)s.load_min, mean,
                  (long long)s.load_max);
-        printf("%-24s %6d %7d %6d %6d %6d %7d %7d %21s %6.2f %9zu %11zu\n", w.name, w.batch,
-               options.num_workers, h->num_partitions, h->num_works, h->num_groups,
-               h->num_partial_slots, h->num_partial_slots * h->q_len, load,
+        char items[24];
+        snprintf(items, sizeof items, "%d-%d", s.items_min, s.items_max);
+        printf("%-24s %6d %7d %-15s %6d %6d %9s %6d %7d %7d %21s %6.2f %9zu %11zu\n", w.name, w.batch,
+               options.num_workers, cli_policy_name(options.policy), h->num_partitions, h->num_works, items,
+               h->num_groups, h->num_partial_slots, h->num_partial_slots * h->q_len, load,
                mean > 0.0 ? (double)s.load_max / mean : 0.0, plan.layout.plan_bytes,
                plan.layout.workspace_bytes);
       }
@@ -251,8 +258,9 @@ int cli_cmd_plan(int argc, char **argv) {
     printf("\n  ]\n}\n");
   } else {
     printf(
-        "parts: partitions per KV head; split: sequences split across workers (merge groups); "
-        "p_slots/p_rows: partial slots/rows; load: partitions per worker\n");
+        "policy: the plan's (with --policy auto, the pick); parts: partitions per KV head; "
+        "items/wkr: work items per worker, min-max; split: sequences split across workers (merge "
+        "groups); p_slots/p_rows: partial slots/rows; load: partitions per worker\n");
     /* Every policy side by side, for the same workloads and workers. */
     static const padec_policy policies[3] = {PADEC_POLICY_EVEN, PADEC_POLICY_BATCH_INVARIANT,
                                              PADEC_POLICY_COST};
