@@ -81,8 +81,8 @@ void padec_case_poison(const padec_case *c, void *o, float *lse);
 
 /* ---- checking (check.c) -----------------------------------------------------------------------
  * Tolerance rule: every element's error against the double oracle must be at most
- * 2 x (max error of the plain-float oracle rounded to o_dtype over the element's output row: one
- * query token, one head) + eps; LSE against 2 x the float oracle's largest LSE error + eps. NaN
+ * 2 x (max error of the plain-float oracle, weights in o_dtype's 16-bit format, rounded to
+ * o_dtype, over the element's output row: one query token, one head) + eps; LSE against 2 x the float oracle's largest LSE error + eps. NaN
  * never passes. */
 typedef struct padec_check_result {
   double max_abs_err;     /* of o against the double oracle */

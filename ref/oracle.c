@@ -143,6 +143,8 @@ static int check_problem(const padec_ref_problem *p) {
   if (p->scale_mode != PADEC_REF_SCALE_NONE && p->scale_mode != PADEC_REF_SCALE_PER_TENSOR &&
       p->scale_mode != PADEC_REF_SCALE_PER_TOKEN)
     return fail("scale_mode must be NONE, PER_TENSOR or PER_TOKEN", p->scale_mode);
+  if (p->weights < PADEC_REF_WEIGHTS_FLOAT || p->weights > PADEC_REF_WEIGHTS_FP16)
+    return fail("weights must be FLOAT, BF16 or FP16", p->weights);
   if (p->scale_mode == PADEC_REF_SCALE_PER_TOKEN && (!p->k_scales || !p->v_scales))
     return fail("per-token scales need k_scales and v_scales", 0);
   if ((p->shard_starts == NULL) != (p->seq_lens == NULL))
@@ -256,10 +258,14 @@ static void attend_float(const padec_ref_problem *p, const float *q, const gathe
   }
   float sum = 0.0f;
   for (int32_t d = 0; d < d_count; ++d) accumulator[d] = 0.0f;
+  const int32_t rounded_to = p->weights == PADEC_REF_WEIGHTS_BF16   ? PADEC_REF_BF16
+                             : p->weights == PADEC_REF_WEIGHTS_FP16 ? PADEC_REF_FP16
+                                                                    : PADEC_REF_FP32;
   for (int64_t t = first; t <= last; ++t) {
-    float weight = expf(scores[t] - max_score);
+    const float weight = expf(scores[t] - max_score);
     sum += weight;
-    for (int32_t d = 0; d < d_count; ++d) accumulator[d] += weight * g->v_float[t * d_count + d];
+    const float applied = (float)padec_ref_round((double)weight, rounded_to);
+    for (int32_t d = 0; d < d_count; ++d) accumulator[d] += applied * g->v_float[t * d_count + d];
   }
   for (int32_t d = 0; d < d_count; ++d) out[d] = (double)(accumulator[d] / sum);
   *lse = (double)(max_score + logf(sum));

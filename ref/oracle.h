@@ -40,7 +40,14 @@ typedef struct padec_ref_problem {
    * weights into the whole sequence's result. */
   const int32_t *shard_starts; /* [batch] */
   const int32_t *seq_lens;     /* [batch] */
+  /* FLOAT precision only: the attention weights (exp(score - max), before normalising) rounded
+   * to a 16-bit format before they weight V, as a reference computed in that format does and as
+   * tensor-core kernels do with P (PADEC_REF_WEIGHTS_*; 0 keeps them float). The sum that
+   * normalises them, and so the LSE, stays unrounded. */
+  int32_t weights;
 } padec_ref_problem;
+
+enum { PADEC_REF_WEIGHTS_FLOAT = 0, PADEC_REF_WEIGHTS_BF16 = 1, PADEC_REF_WEIGHTS_FP16 = 2 };
 
 enum { PADEC_REF_PRECISION_DOUBLE = 0, PADEC_REF_PRECISION_FLOAT = 1 };
 
