@@ -20,6 +20,17 @@ int32_t padec__dtype_bytes(padec_dtype dtype) {
 
 static bool is_power_of_two(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 
+/* A dtype value as its name, for messages ("not a padec_dtype" for other values). */
+static const char *dtype_label(int dtype) {
+  switch (dtype) {
+    case PADEC_DTYPE_BF16: return "bf16";
+    case PADEC_DTYPE_FP16: return "fp16";
+    case PADEC_DTYPE_FP32: return "fp32";
+    case PADEC_DTYPE_E4M3: return "e4m3";
+    default: return "not a padec_dtype";
+  }
+}
+
 padec_status padec_params_validate(const padec_params *params) {
   if (!params) return padec__fail(PADEC_STATUS_NULL_POINTER, "params is NULL");
   const padec_params *p = params;
@@ -39,16 +50,17 @@ padec_status padec_params_validate(const padec_params *params) {
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "kv_layout = %d: need NHD (0) or HND (1)",
                        (int)p->kv_layout);
   if (p->q_dtype != PADEC_DTYPE_BF16 && p->q_dtype != PADEC_DTYPE_FP16)
-    return padec__fail(PADEC_STATUS_UNSUPPORTED_DTYPE, "q_dtype = %d: q must be bf16 or fp16",
-                       (int)p->q_dtype);
+    return padec__fail(PADEC_STATUS_UNSUPPORTED_DTYPE, "q_dtype = %d (%s): q must be bf16 or fp16",
+                       (int)p->q_dtype, dtype_label((int)p->q_dtype));
   if (p->kv_dtype != PADEC_DTYPE_BF16 && p->kv_dtype != PADEC_DTYPE_FP16 &&
       p->kv_dtype != PADEC_DTYPE_E4M3)
     return padec__fail(PADEC_STATUS_UNSUPPORTED_DTYPE,
-                       "kv_dtype = %d: the KV cache must be bf16, fp16 or e4m3", (int)p->kv_dtype);
+                       "kv_dtype = %d (%s): the KV cache must be bf16, fp16 or e4m3", (int)p->kv_dtype,
+                       dtype_label((int)p->kv_dtype));
   if (p->o_dtype != PADEC_DTYPE_BF16 && p->o_dtype != PADEC_DTYPE_FP16 &&
       p->o_dtype != PADEC_DTYPE_FP32)
-    return padec__fail(PADEC_STATUS_UNSUPPORTED_DTYPE, "o_dtype = %d: o must be bf16, fp16 or fp32",
-                       (int)p->o_dtype);
+    return padec__fail(PADEC_STATUS_UNSUPPORTED_DTYPE, "o_dtype = %d (%s): o must be bf16, fp16 or fp32",
+                       (int)p->o_dtype, dtype_label((int)p->o_dtype));
   if (p->q_len < 0 || p->q_len > 4)
     return padec__fail(PADEC_STATUS_BAD_Q_LEN, "q_len = %d: need 1..4 (0 means 1)", p->q_len);
   if ((p->q_len ? p->q_len : 1) * (p->num_q_heads / p->num_kv_heads) > 64)

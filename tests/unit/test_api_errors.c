@@ -231,7 +231,7 @@ static int build_params_errors(params_error *errors) {
   PARAMS_ERROR(p_.kv_layout = (padec_layout)2, PADEC_STATUS_BAD_ARGUMENT, "kv_layout");
   PARAMS_ERROR(p_.q_dtype = PADEC_DTYPE_FP32, PADEC_STATUS_UNSUPPORTED_DTYPE, "q_dtype");
   PARAMS_ERROR(p_.q_dtype = PADEC_DTYPE_E4M3, PADEC_STATUS_UNSUPPORTED_DTYPE, "q_dtype");
-  PARAMS_ERROR(p_.kv_dtype = PADEC_DTYPE_FP32, PADEC_STATUS_UNSUPPORTED_DTYPE, "kv_dtype");
+  PARAMS_ERROR(p_.kv_dtype = PADEC_DTYPE_FP32, PADEC_STATUS_UNSUPPORTED_DTYPE, "kv_dtype = 2 (fp32)");
   PARAMS_ERROR(p_.kv_dtype = (padec_dtype)9, PADEC_STATUS_UNSUPPORTED_DTYPE, "kv_dtype");
   PARAMS_ERROR(p_.o_dtype = PADEC_DTYPE_E4M3, PADEC_STATUS_UNSUPPORTED_DTYPE, "o_dtype");
   PARAMS_ERROR(p_.o_dtype = (padec_dtype)-1, PADEC_STATUS_UNSUPPORTED_DTYPE, "o_dtype");
