@@ -29,15 +29,6 @@ typedef struct job {
   int pass;
 } job;
 
-static void *checked_alloc(size_t bytes) {
-  void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(1);
-  }
-  return p;
-}
-
 /* Everything but the executor's call is prepared here too, on the small stack: the case, the
  * plan and the check allocate on the heap. */
 static void *run_job(void *arg) {
@@ -51,9 +42,9 @@ static void *run_job(void *arg) {
   options.partition_tokens = 64;
   padec_plan_layout layout;
   if (padec_plan_layout_init(&c.params, c.batch, &options, &layout) != PADEC_STATUS_OK) exit(1);
-  void *plan = checked_alloc(layout.plan_bytes), *workspace = checked_alloc(layout.workspace_bytes);
-  void *o = checked_alloc(c.o_bytes);
-  float *lse = checked_alloc(sizeof(float) * (size_t)c.num_tokens * (size_t)c.params.num_q_heads);
+  void *plan = test_alloc(layout.plan_bytes), *workspace = test_alloc(layout.workspace_bytes);
+  void *o = test_alloc(c.o_bytes);
+  float *lse = test_alloc(sizeof(float) * (size_t)c.num_tokens * (size_t)c.params.num_q_heads);
   if (padec_plan_build(&c.params, &layout, c.kv_lens, plan, layout.plan_bytes) != PADEC_STATUS_OK) exit(1);
   padec_case_poison(&c, o, lse);
   padec_tensors t = padec_case_tensors(&c, o, lse);

@@ -19,25 +19,17 @@
 #include "gpu.h"
 #include "harness.h"
 #include "internal.h"
+#include "test_support.h"
 
 static int g_cases;
 static int g_failures;
-
-static void *alloc_or_die(size_t bytes) {
-  void *p = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(1);
-  }
-  return p;
-}
 
 /* The CPU executor on the same options, for the partial-path comparison. */
 static int run_cpu(const padec_case *c, const padec_plan_options *options, void *o, float *lse) {
   padec_plan_layout layout;
   if (padec_plan_layout_init(&c->params, c->batch, options, &layout) != PADEC_STATUS_OK) return -1;
-  void *plan = alloc_or_die(layout.plan_bytes);
-  void *workspace = alloc_or_die(layout.workspace_bytes);
+  void *plan = test_alloc(layout.plan_bytes);
+  void *workspace = test_alloc(layout.workspace_bytes);
   int rc = -1;
   if (padec_plan_build(&c->params, &layout, c->kv_lens, plan, layout.plan_bytes) == PADEC_STATUS_OK) {
     padec_tensors t = padec_case_tensors(c, o, lse);
@@ -113,10 +105,10 @@ static void run_grid_case(const char *label, const padec_params *params, int32_t
     exit(1);
   }
   const size_t lse_count = (size_t)c.num_tokens * (size_t)c.params.num_q_heads;
-  void *o = alloc_or_die(c.o_bytes), *o_again = alloc_or_die(c.o_bytes), *o_cpu = alloc_or_die(c.o_bytes);
-  float *lse = alloc_or_die(sizeof(float) * lse_count + 4);
-  float *lse_again = alloc_or_die(sizeof(float) * lse_count + 4);
-  float *lse_cpu = alloc_or_die(sizeof(float) * lse_count + 4);
+  void *o = test_alloc(c.o_bytes), *o_again = test_alloc(c.o_bytes), *o_cpu = test_alloc(c.o_bytes);
+  float *lse = test_alloc(sizeof(float) * lse_count + 4);
+  float *lse_again = test_alloc(sizeof(float) * lse_count + 4);
+  float *lse_cpu = test_alloc(sizeof(float) * lse_count + 4);
   char err[512], full_label[256];
   snprintf(full_label, sizeof full_label, "%s [grid, %d splits]", label, num_splits);
   g_cases += 1;
@@ -135,7 +127,7 @@ static void run_grid_case(const char *label, const padec_params *params, int32_t
     g_failures += 1;
     goto done;
   }
-  workspace = alloc_or_die(layout.workspace_bytes);
+  workspace = test_alloc(layout.workspace_bytes);
   {
     padec_tensors t = padec_case_tensors(&c, o_cpu, lse_cpu);
     if (padec_cpu_run_grid(&c.params, &layout, &t, workspace, layout.workspace_bytes) != PADEC_STATUS_OK) {
@@ -171,7 +163,7 @@ static int32_t split_plan_groups(const padec_params *params, int32_t batch, cons
   const padec_plan_options options = case_options(params->num_kv_heads, 1);
   padec_plan_layout layout;
   if (padec_plan_layout_init(params, batch, &options, &layout) != PADEC_STATUS_OK) return -1;
-  void *plan = alloc_or_die(layout.plan_bytes);
+  void *plan = test_alloc(layout.plan_bytes);
   padec_plan_view view;
   int32_t groups = -1;
   if (padec_plan_build(params, &layout, lens, plan, layout.plan_bytes) == PADEC_STATUS_OK &&
@@ -190,10 +182,10 @@ static void run_case(const char *label, const padec_params *params, int32_t batc
   }
   const padec_plan_options options = case_options(c.params.num_kv_heads, split);
   const size_t lse_count = (size_t)c.num_tokens * (size_t)c.params.num_q_heads;
-  void *o = alloc_or_die(c.o_bytes), *o_again = alloc_or_die(c.o_bytes), *o_cpu = alloc_or_die(c.o_bytes);
-  float *lse = alloc_or_die(sizeof(float) * lse_count + 4);
-  float *lse_again = alloc_or_die(sizeof(float) * lse_count + 4);
-  float *lse_cpu = alloc_or_die(sizeof(float) * lse_count + 4);
+  void *o = test_alloc(c.o_bytes), *o_again = test_alloc(c.o_bytes), *o_cpu = test_alloc(c.o_bytes);
+  float *lse = test_alloc(sizeof(float) * lse_count + 4);
+  float *lse_again = test_alloc(sizeof(float) * lse_count + 4);
+  float *lse_cpu = test_alloc(sizeof(float) * lse_count + 4);
   char err[512];
   char full_label[256];
   snprintf(full_label, sizeof full_label, "%s%s", label, split ? " [split]" : " [direct]");
@@ -276,9 +268,9 @@ static void check_batch_invariance(const padec_params *params, uint64_t seed) {
   const size_t row_elems = (size_t)c.params.num_q_heads * (size_t)c.params.head_dim;
   const size_t target_bytes = (size_t)c.params.q_len * row_elems * (c.params.o_dtype == PADEC_DTYPE_FP32 ? 4 : 2);
   const size_t lse_count = (size_t)c.num_tokens * (size_t)c.params.num_q_heads;
-  void *o = alloc_or_die(c.o_bytes), *first_o = alloc_or_die(target_bytes);
-  float *lse = alloc_or_die(sizeof(float) * lse_count + 4);
-  float *first_lse = alloc_or_die(sizeof(float) * (size_t)c.params.q_len * (size_t)c.params.num_q_heads);
+  void *o = test_alloc(c.o_bytes), *first_o = test_alloc(target_bytes);
+  float *lse = test_alloc(sizeof(float) * lse_count + 4);
+  float *first_lse = test_alloc(sizeof(float) * (size_t)c.params.q_len * (size_t)c.params.num_q_heads);
   const int32_t worker_choices[] = {1, 7, 64, 264, 1000};
   int32_t original[6];
   memcpy(original, c.kv_lens, sizeof original);

@@ -174,21 +174,12 @@ static void generate(int64_t index, soak_case *s) {
   s->seed = next_random(&state);
 }
 
-static void *alloc_or_die(size_t bytes) {
-  void *ptr = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
-  if (!ptr) {
-    fprintf(stderr, "out of memory\n");
-    exit(1);
-  }
-  return ptr;
-}
-
 static int run_cpu_grid(const padec_case *c, int32_t splits, int32_t partition_tokens, void *o,
                         float *lse) {
   padec_grid_layout layout;
   if (padec_grid_layout_init(&c->params, c->batch, splits, partition_tokens, &layout) != PADEC_STATUS_OK)
     return -1;
-  void *workspace = alloc_or_die(layout.workspace_bytes);
+  void *workspace = test_alloc(layout.workspace_bytes);
   padec_tensors t = padec_case_tensors(c, o, lse);
   const padec_status status = padec_cpu_run_grid(&c->params, &layout, &t, workspace, layout.workspace_bytes);
   free(workspace);
@@ -199,8 +190,8 @@ static int run_cpu(const padec_case *c, const padec_plan_options *options, void 
                    int *split) {
   padec_plan_layout layout;
   if (padec_plan_layout_init(&c->params, c->batch, options, &layout) != PADEC_STATUS_OK) return -1;
-  void *plan = alloc_or_die(layout.plan_bytes);
-  void *workspace = alloc_or_die(layout.workspace_bytes);
+  void *plan = test_alloc(layout.plan_bytes);
+  void *workspace = test_alloc(layout.workspace_bytes);
   int rc = -1;
   if (padec_plan_build(&c->params, &layout, c->kv_lens, plan, layout.plan_bytes) ==
       PADEC_STATUS_OK) {
@@ -247,9 +238,9 @@ static int64_t run_one(int64_t index, stats *local, int verbose) {
     padec_check_print(stdout, label, &c, NULL);
   }
   const size_t rows = (size_t)c.num_tokens * (size_t)c.params.num_q_heads;
-  void *o_gpu = alloc_or_die(c.o_bytes), *o_cpu = alloc_or_die(c.o_bytes);
-  float *lse_gpu = alloc_or_die(sizeof(float) * rows),
-        *lse_cpu = alloc_or_die(sizeof(float) * rows);
+  void *o_gpu = test_alloc(c.o_bytes), *o_cpu = test_alloc(c.o_bytes);
+  float *lse_gpu = test_alloc(sizeof(float) * rows),
+        *lse_cpu = test_alloc(sizeof(float) * rows);
   int64_t bad = 0;
   int split = 0;
   char err[512];

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 /* CHECK(cond, format, ...): a failed condition is reported with its place and a message and
  * counted in test_failures; the test goes on and returns non-zero at the end if any failed. */
@@ -17,6 +18,17 @@ static int test_failures __attribute__((unused));
       test_failures += 1;                                                                \
     }                                                                                    \
   } while (0)
+
+/* Host memory for at least `bytes`, 64-byte aligned (plans need 16, workspaces 16, pools 16),
+ * rounded up to 64 bytes plus 64 spare, uninitialised; running out of memory ends the test. */
+static inline void *test_alloc(size_t bytes) {
+  void *p = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+  if (!p) {
+    fprintf(stderr, "out of memory (%zu bytes)\n", bytes);
+    exit(1);
+  }
+  return p;
+}
 
 /* splitmix64: the tests' random stream; *state advances by one step a call. */
 static inline uint64_t test_splitmix64(uint64_t *state) {

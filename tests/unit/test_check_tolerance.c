@@ -18,15 +18,6 @@ static padec_case g_case;
 static void *g_o, *g_o_right;
 static float *g_lse;
 
-static void *checked_alloc(size_t bytes) {
-  void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(1);
-  }
-  return p;
-}
-
 /* Element i of the bf16 output, set to `value` (rounded to nearest by the float's top bits). */
 static void set_bf16(void *o, size_t i, double value) {
   float f = (float)value;
@@ -61,11 +52,11 @@ int main(void) {
   options.num_workers = 16;
   padec_plan_layout layout;
   CHECK(padec_plan_layout_init(cp, batch, &options, &layout) == PADEC_STATUS_OK, "%s", padec_last_message());
-  void *plan = checked_alloc(layout.plan_bytes), *workspace = checked_alloc(layout.workspace_bytes);
-  g_o = checked_alloc(g_case.o_bytes);
-  g_o_right = checked_alloc(g_case.o_bytes);
+  void *plan = test_alloc(layout.plan_bytes), *workspace = test_alloc(layout.workspace_bytes);
+  g_o = test_alloc(g_case.o_bytes);
+  g_o_right = test_alloc(g_case.o_bytes);
   const size_t rows = (size_t)g_case.num_tokens * (size_t)cp->num_q_heads;
-  g_lse = checked_alloc(sizeof(float) * rows);
+  g_lse = test_alloc(sizeof(float) * rows);
   CHECK(padec_plan_build(cp, &layout, g_case.kv_lens, plan, layout.plan_bytes) == PADEC_STATUS_OK, "%s",
         padec_last_message());
   padec_case_poison(&g_case, g_o, g_lse);

@@ -20,13 +20,8 @@ static int same(double a, double b) {
   return a == b && signbit(a) == signbit(b);
 }
 
-static uint64_t g_state = 0x9e3779b97f4a7c15ull;
-static uint32_t next_bits(void) {
-  g_state ^= g_state << 13;
-  g_state ^= g_state >> 7;
-  g_state ^= g_state << 17;
-  return (uint32_t)(g_state >> 32);
-}
+static uint64_t g_state = 0x6e756d65ull;
+static uint32_t next_bits(void) { return (uint32_t)(test_splitmix64(&g_state) >> 32); }
 
 static void check_rounding(float f) {
   const uint16_t b = padec__float_to_bf16(f), h = padec__float_to_fp16(f);

@@ -21,16 +21,6 @@
 
 static int failures = 0;
 
-static void *alloc_aligned(size_t bytes) {
-  size_t rounded = (bytes + 63) / 64 * 64;
-  void *p = aligned_alloc(64, rounded ? rounded : 64);
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(1);
-  }
-  return p;
-}
-
 /* The device scheduler's algorithm, serially: phase 1 (partitions and their prefix sum), phase 2
  * (per-sequence pieces, slots and groups, and their prefix sums), then every row from the
  * closed form, then the tails. Returns 0, or -1 when the batch has 2^31 or more partitions (the
@@ -73,9 +63,9 @@ static int emulate_device_plan(const padec_params *params, const padec_plan_layo
     num_works = heads * batch;
   } else {
     /* Phase 2: per-sequence counts, then exclusive prefix sums. */
-    int32_t *item_offset = alloc_aligned(sizeof(int32_t) * ((size_t)batch + 1));
-    int32_t *slot_offset = alloc_aligned(sizeof(int32_t) * ((size_t)batch + 1));
-    int32_t *group_offset = alloc_aligned(sizeof(int32_t) * ((size_t)batch + 1));
+    int32_t *item_offset = test_alloc(sizeof(int32_t) * ((size_t)batch + 1));
+    int32_t *slot_offset = test_alloc(sizeof(int32_t) * ((size_t)batch + 1));
+    int32_t *group_offset = test_alloc(sizeof(int32_t) * ((size_t)batch + 1));
     int32_t items = 0;
     for (int32_t b = 0; b < batch; ++b) {
       const int32_t first = partition_indptr[b];
@@ -159,9 +149,9 @@ static void compare(const char *label, int32_t kv_heads, int32_t group, int32_t 
     failures += 1;
     return;
   }
-  int32_t *clamped = alloc_aligned(sizeof(int32_t) * ((size_t)batch + 1));
+  int32_t *clamped = test_alloc(sizeof(int32_t) * ((size_t)batch + 1));
   for (int32_t b = 0; b < batch; ++b) clamped[b] = kv_lens[b] < 0 ? 0 : kv_lens[b];
-  void *host = alloc_aligned(layout.plan_bytes), *device = alloc_aligned(layout.plan_bytes);
+  void *host = test_alloc(layout.plan_bytes), *device = test_alloc(layout.plan_bytes);
   memset(host, 0xa5, layout.plan_bytes);
   memset(device, 0x5a, layout.plan_bytes);
   const padec_status status = padec_plan_build(&p, &layout, clamped, host, layout.plan_bytes);
@@ -231,7 +221,7 @@ static void random_case(int small) {
   }
   const int32_t partition = 16 << below(9); /* 16 .. 4096 */
   const int32_t batch = small ? below(40) : (below(4) == 0 ? below(2049) : below(300));
-  int32_t *lens = alloc_aligned(sizeof(int32_t) * ((size_t)batch + 1));
+  int32_t *lens = test_alloc(sizeof(int32_t) * ((size_t)batch + 1));
   random_lens(lens, batch, below(7));
   compare("random", kv_heads, group, q_len, window, workers, partition, batch, lens);
   free(lens);
@@ -287,7 +277,7 @@ int main(int argc, char **argv) {
   }
   {
     /* Many workers (65536) and a batch past one CTA chunk of the kernel. */
-    int32_t *lens = alloc_aligned(sizeof(int32_t) * 5000);
+    int32_t *lens = test_alloc(sizeof(int32_t) * 5000);
     random_lens(lens, 5000, 0);
     compare("65536 workers", 4, 2, 1, 0, 65536, 256, 5000, lens);
     compare("batch 5000", 4, 2, 1, 0, 528, 256, 5000, lens);

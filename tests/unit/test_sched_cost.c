@@ -38,15 +38,6 @@ static padec_params make_params(int32_t kv_heads, int32_t group, int32_t head_di
   return p;
 }
 
-static void *alloc_aligned(size_t bytes) {
-  void *p = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(1);
-  }
-  return p;
-}
-
 typedef struct built {
   padec_plan_layout layout;
   void *plan;
@@ -63,7 +54,7 @@ static int build(built *out, const padec_params *p, int32_t batch, const int32_t
   padec_status s = padec_plan_layout_init(p, batch, &o, &out->layout);
   CHECK(s == PADEC_STATUS_OK, "layout: %s", padec_last_message());
   if (s != PADEC_STATUS_OK) return 1;
-  out->plan = alloc_aligned(out->layout.plan_bytes);
+  out->plan = test_alloc(out->layout.plan_bytes);
   s = padec_plan_build(p, &out->layout, lens, out->plan, out->layout.plan_bytes);
   CHECK(s == PADEC_STATUS_OK, "build: %s", padec_last_message());
   out->worker_ns = calloc((size_t)workers, sizeof(double));
@@ -122,7 +113,7 @@ static void test_model_units(void) {
               "head_dim %d kv %d partition %d: units %d/%d/%d, want 1024/%d/%d", dims[di],
               (int)dtypes[ti], partitions[pi], l.cost_partition, l.cost_item, l.cost_split,
               want_item, want_split);
-        void *plan = alloc_aligned(l.plan_bytes);
+        void *plan = test_alloc(l.plan_bytes);
         CHECK(padec_plan_build(&p, &l, lens, plan, l.plan_bytes) == PADEC_STATUS_OK, "%s",
               padec_last_message());
         free(plan);
@@ -230,7 +221,7 @@ static void test_bad_models(void) {
               l.cost_item <= (1 << 30) && l.cost_split >= 0 && l.cost_split <= (1 << 30),
           "extreme model %zu: %s, units %d/%d", i, padec_last_message(), l.cost_item,
           l.cost_split);
-    void *plan = alloc_aligned(l.plan_bytes);
+    void *plan = test_alloc(l.plan_bytes);
     CHECK(padec_plan_build(&p, &l, lens, plan, l.plan_bytes) == PADEC_STATUS_OK,
           "extreme model %zu: %s", i, padec_last_message());
     free(plan);
@@ -244,7 +235,7 @@ static void test_bad_models(void) {
   }
   const int32_t fields[][3] = {{0, 10, 10}, {70000, 10, 10}, {1024, -1, 0}, {1024, 0, -1},
                                {1024, (1 << 30) + 1, 0}};
-  void *plan = alloc_aligned(good.plan_bytes);
+  void *plan = test_alloc(good.plan_bytes);
   for (int i = 0; i < 5; ++i) {
     padec_plan_layout l = good;
     l.cost_partition = fields[i][0];
@@ -274,7 +265,7 @@ static void test_predict(void) {
     CHECK(0, "layout: %s", padec_last_message());
     continue;
   }
-    void *plan = alloc_aligned(l.plan_bytes);
+    void *plan = test_alloc(l.plan_bytes);
     if (padec_plan_build(&p, &l, lens, plan, l.plan_bytes) != PADEC_STATUS_OK) {
       CHECK(0, "build: %s", padec_last_message());
       free(plan);
@@ -417,7 +408,7 @@ static void test_shards(void) {
     CHECK(0, "layout: %s", padec_last_message());
     return;
   }
-    plans[k] = alloc_aligned(layouts[k].plan_bytes);
+    plans[k] = test_alloc(layouts[k].plan_bytes);
     CHECK(padec_plan_build_shard(&p, &layouts[k], kv_lens, starts, seq_lens, plans[k],
                                  layouts[k].plan_bytes) == PADEC_STATUS_OK,
           "shard build: %s", padec_last_message());

@@ -590,16 +590,6 @@ static int check_batch_invariant(const sched_case *c, const padec_plan_view *v) 
   return 0;
 }
 
-static void *alloc_plan(size_t bytes) {
-  size_t rounded = (bytes + 15) / 16 * 16;
-  void *p = aligned_alloc(16, rounded ? rounded : 16);
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(1);
-  }
-  return p;
-}
-
 /* Builds and checks one case; prints it and returns 1 on failure. */
 static int run_case(const sched_case *c, stats *st) {
   padec_params params;
@@ -623,8 +613,8 @@ static int run_case(const sched_case *c, stats *st) {
     goto failed;
   }
   const size_t guard = 64;
-  unsigned char *a = alloc_plan(layout.plan_bytes);
-  unsigned char *b = alloc_plan(layout.plan_bytes + guard);
+  unsigned char *a = test_alloc(layout.plan_bytes);
+  unsigned char *b = test_alloc(layout.plan_bytes + guard);
   int rc = 0;
   s = padec_plan_build(&params, &layout, c->kv_lens, a, layout.plan_bytes);
   if (s != PADEC_STATUS_OK) {

@@ -32,16 +32,6 @@ static void check_array(const char *what, const int32_t *got, const int32_t *wan
   }
 }
 
-static void *alloc_plan(size_t bytes) {
-  size_t rounded = (bytes + 15) / 16 * 16;
-  void *p = aligned_alloc(16, rounded ? rounded : 16);
-  if (!p) {
-    fprintf(stderr, "out of memory\n");
-    exit(1);
-  }
-  return p;
-}
-
 typedef struct expected_work {
   int32_t worker;
   int32_t batch, loc, kv_start, kv_end;
@@ -80,7 +70,7 @@ static void run_example(const char *name, const int32_t *kv_lens, int32_t batch,
   CHECK(layout.max_partial_rows == want_max_slots * q_len, "max_partial_rows %d, want %d",
         layout.max_partial_rows, want_max_slots * q_len);
 
-  void *plan = alloc_plan(layout.plan_bytes);
+  void *plan = test_alloc(layout.plan_bytes);
   memset(plan, 0x5a, layout.plan_bytes);
   st = padec_plan_build(&params, &layout, kv_lens, plan, layout.plan_bytes);
   CHECK(st == PADEC_STATUS_OK, "build: %s (%s)", padec_status_name(st), padec_last_message());
