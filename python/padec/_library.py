@@ -13,7 +13,7 @@ LIBRARY_FILENAME = "libpadec.so"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 # The C library whose structs this module mirrors: major and minor must match (0.x changes the ABI).
-_ABI_VERSION = (0, 2)
+_ABI_VERSION = (0, 3)
 
 c_enum = ctypes.c_int
 
