@@ -386,11 +386,13 @@ static void random_sample(int count) {
       fprintf(stderr, "FAIL random case %d: padec_case_init failed\n", n);
       exit(1);
     }
-    padec_plan_options options = {1 + (int32_t)random_below(200), 16 << random_below(7),
-                                  n % 2 ? PADEC_POLICY_COST : PADEC_POLICY_EVEN};
+    /* The three policies in turn, and the grid path (1 to 9 splits) on every third case. */
+    static const padec_policy policies[] = {PADEC_POLICY_EVEN, PADEC_POLICY_COST, PADEC_POLICY_BATCH_INVARIANT};
+    padec_plan_options options = {1 + (int32_t)random_below(200), 16 << random_below(7), policies[n % 3]};
     char label[64];
     snprintf(label, sizeof label, "random case %d", n);
     run_and_check(label, &c, &options);
+    if (n % 3 == 2) run_grid_and_check(label, &c, 1 + (int32_t)random_below(9));
     padec_case_free(&c);
   }
 }
