@@ -409,8 +409,9 @@ typedef struct padec_tensors {
   int32_t *merge_counters;
   /* Optional: the entries page_indices holds. When > 0, the host and device block-table checks
    * (padec_validate_kv_host, padec_cpu_run, padec_cuda_validate_kv) refuse a page_indptr[batch]
-   * above it, which would read past the array; 0 trusts page_indptr[batch] as its length. The
-   * Python binding always sets it. */
+   * above it, which would read past the array; 0 trusts page_indptr[batch] as its length (so an
+   * empty page_indices needs page_indptr all 0); negative values are refused. The Python binding
+   * always sets it (and refuses an empty array that page_indptr names pages of). */
   int64_t num_page_indices;
 } padec_tensors;
 

@@ -325,6 +325,9 @@ padec_status padec__check_kv_arguments(const padec_params *params, int32_t batch
   if (!tensors) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors is NULL");
   if (batch < 0) return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "batch = %d is negative", batch);
   const padec_tensors *t = tensors;
+  if (t->num_page_indices < 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.num_page_indices = %lld: need >= 0 (0 = not given)",
+                       (long long)t->num_page_indices);
   if (batch > 0) {
     if (!t->page_indptr) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.page_indptr is NULL");
     if (!t->page_indices) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.page_indices is NULL");

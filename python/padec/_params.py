@@ -88,7 +88,10 @@ def float_argument(value, name: str) -> float:
     """value as a float if it is a real number; Error naming the argument otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise Error(Status.BAD_ARGUMENT, f"{name} = {value!r}: need a real number")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise Error(Status.BAD_ARGUMENT, f"{name} = {value!r} does not fit a float") from None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -131,6 +131,11 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
         index.expect_element("int32")
         index.expect_contiguous()
         index.expect_aligned(4)
+    if device == "cpu" and batch > 0 and indices.numel == 0 and int(indptr.value[-1]) > 0:
+        # C checks page_indptr[batch] against num_page_indices, but reads 0 as "not given".
+        raise indices.fail(Status.BAD_ARGUMENT,
+                           f"{indices.numel} page ids, but page_indptr[{batch}] = "
+                           f"{int(indptr.value[-1])} names that many")
 
     scales = {}
     mode = params.fp8_scale_mode

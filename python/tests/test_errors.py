@@ -143,6 +143,15 @@ def test_page_indices_shorter_than_the_table(case, plan):
     assert np.all(o == 3.0)
 
 
+def test_empty_page_indices_with_pages_named(case, plan):
+    """An empty page_indices whose page_indptr names pages: refused by the binding (C reads a
+    length of 0 as "not given")."""
+    o = np.full(case.q.shape, 3.0, np.float32)
+    expect_error(Status.BAD_ARGUMENT, "page_indices: 0 page ids, but page_indptr[2]", padec.run_cpu,
+                 PARAMS, plan, *replace(case, page_indices=case.page_indices[:0]), o=o)
+    assert np.all(o == 3.0)
+
+
 def test_kv_len_exceeds_pages(case):
     lens = np.array([40, 16 * 20], np.int32)
     plan = padec.build_plan(PARAMS, lens, num_workers=4)
@@ -223,6 +232,7 @@ def test_missing_library_is_named():
     ("page_size", None, "page_size = None: need an integer"),
     ("q_len", True, "q_len = True: need an integer"),
     ("softmax_scale", "0.1", "softmax_scale = '0.1': need a real number"),
+    ("softmax_scale", 10**400, "does not fit a float"),
 ])
 def test_params_fields_are_not_truncated(field, value, text):
     """An int32 field of padec_params gets an integer that fits (no silent wrap or truncation),

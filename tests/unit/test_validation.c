@@ -160,6 +160,9 @@ static void test_validate_kv_host(void) {
          NULL);
   longer.num_page_indices = 0;
   expect("num_page_indices 0: not checked", padec_validate_kv_host(&p, 2, &longer), PADEC_STATUS_OK, NULL);
+  longer.num_page_indices = -1;
+  expect("num_page_indices -1", padec_validate_kv_host(&p, 2, &longer), PADEC_STATUS_BAD_ARGUMENT,
+         "tensors.num_page_indices = -1");
   free(ten_slots);
   free(short_indices);
 }
