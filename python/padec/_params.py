@@ -70,7 +70,7 @@ def coerce_enum(cls: type[enum.IntEnum], value, field: str, status: Status) -> e
         raise Error(status, f"{field} = {value!r} is not a {cls.__name__} ({choices})") from None
 
 
-_INT32_MAX = 2**31 - 1
+INT32_MAX = 2**31 - 1
 
 
 def int32_argument(value, name: str) -> int:
@@ -79,7 +79,7 @@ def int32_argument(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise Error(Status.BAD_ARGUMENT, f"{name} = {value!r}: need an integer")
     number = int(value)
-    if not -_INT32_MAX - 1 <= number <= _INT32_MAX:
+    if not -INT32_MAX - 1 <= number <= INT32_MAX:
         raise Error(Status.BAD_ARGUMENT, f"{name} = {number} does not fit int32")
     return number
 

@@ -11,10 +11,8 @@ import numpy as np
 from . import _cuda
 from ._errors import Error, Status
 from ._library import CCostModel, CPlanHeader, CPlanLayout, CPlanOptions, check, lib
-from ._params import Params, Policy, coerce_enum, int32_argument
+from ._params import INT32_MAX, Params, Policy, coerce_enum, int32_argument
 from ._tensors import aligned_empty, describe, is_torch_tensor
-
-_INT32_MAX = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +139,7 @@ def host_lengths(values, name: str = "kv_lens") -> np.ndarray:
         raise Error(Status.BAD_ARGUMENT,
                     f"{name}: need a 1-D sequence of integers, got shape {list(array.shape)} "
                     f"of {array.dtype}")
-    if array.size and (array.min() < -_INT32_MAX - 1 or array.max() > _INT32_MAX):
+    if array.size and (array.min() < -INT32_MAX - 1 or array.max() > INT32_MAX):
         raise Error(Status.BAD_ARGUMENT, f"{name}: values do not fit int32")
     return np.array(array, dtype=np.int32, order="C")
 
