@@ -82,10 +82,13 @@ static size_t scale_index(const padec_params *p, size_t page, size_t slot, size_
   return (page * (size_t)p->num_kv_heads + head) * (size_t)p->page_size + slot;
 }
 
-/* The pool row (head_dim elements) of (page, slot, KV head) in the params' layout. */
-static size_t pool_row(const padec_params *p, size_t page, size_t slot, size_t head) {
-  if (p->kv_layout == PADEC_LAYOUT_HND) return scale_index(p, page, slot, head);
-  return (page * (size_t)p->page_size + slot) * (size_t)p->num_kv_heads + head;
+/* The first element of the pool row (head_dim elements) of (page, slot, KV head). */
+static size_t pool_row_start(const padec_case *c, size_t page, size_t slot, size_t head) {
+  const padec_params *p = &c->params;
+  const size_t in_page = p->kv_layout == PADEC_LAYOUT_HND
+                             ? head * (size_t)p->page_size + slot
+                             : slot * (size_t)p->num_kv_heads + head;
+  return page * (size_t)c->kv_page_stride + in_page * (size_t)p->head_dim;
 }
 
 static void fill_pool(padec_case *c, void *pool, float *token_scales, float tensor_scale,
@@ -105,9 +108,9 @@ static void fill_pool(padec_case *c, void *pool, float *token_scales, float tens
         } else if (fp8) {
           scale = tensor_scale;
         }
-        const size_t row = pool_row(p, page, slot, head);
+        const size_t row_start = pool_row_start(c, page, slot, head);
         for (size_t d = 0; d < head_dim; ++d)
-          store_element(pool, p->kv_dtype, row * head_dim + d, uniform_signed(state) / scale);
+          store_element(pool, p->kv_dtype, row_start + d, uniform_signed(state) / scale);
       }
     }
   }
@@ -121,7 +124,8 @@ static void fill_pool(padec_case *c, void *pool, float *token_scales, float tens
 static int poison_unattended_slots(padec_case *c) {
   const padec_params *p = &c->params;
   const size_t page_size = (size_t)p->page_size, heads = (size_t)p->num_kv_heads;
-  const size_t row_bytes = (size_t)p->head_dim * dtype_bytes(p->kv_dtype);
+  const size_t element_bytes = dtype_bytes(p->kv_dtype);
+  const size_t row_bytes = (size_t)p->head_dim * element_bytes;
   const size_t slots = (size_t)c->num_pages * page_size;
   unsigned char *attended = calloc(slots > 0 ? slots : 1, 1);
   if (!attended) return -1;
@@ -135,9 +139,9 @@ static int poison_unattended_slots(padec_case *c) {
     const size_t page = slot / page_size, in_page = slot % page_size;
     for (size_t head = 0; head < heads; ++head) {
       const size_t scale_at = scale_index(p, page, in_page, head);
-      const size_t row = pool_row(p, page, in_page, head);
-      memset((unsigned char *)c->k_pages + row * row_bytes, 0xff, row_bytes);
-      memset((unsigned char *)c->v_pages + row * row_bytes, 0xff, row_bytes);
+      const size_t row_offset = pool_row_start(c, page, in_page, head) * element_bytes;
+      memset((unsigned char *)c->k_pages + row_offset, 0xff, row_bytes);
+      memset((unsigned char *)c->v_pages + row_offset, 0xff, row_bytes);
       if (p->kv_dtype == PADEC_DTYPE_E4M3 && p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN) {
         c->k_scales[scale_at] = NAN;
         c->v_scales[scale_at] = NAN;
@@ -150,6 +154,11 @@ static int poison_unattended_slots(padec_case *c) {
 
 int padec_case_init(padec_case *c, const padec_params *params, int32_t batch,
                     const int32_t *kv_lens, uint64_t seed) {
+  return padec_case_init_strided(c, params, batch, kv_lens, seed, 0);
+}
+
+int padec_case_init_strided(padec_case *c, const padec_params *params, int32_t batch,
+                            const int32_t *kv_lens, uint64_t seed, int64_t kv_page_stride) {
   if (!c) return -1;
   memset(c, 0, sizeof *c);
   if (!params || batch < 0 || (batch > 0 && !kv_lens)) return -1;
@@ -163,6 +172,13 @@ int padec_case_init(padec_case *c, const padec_params *params, int32_t batch,
     return -1;
   for (int32_t b = 0; b < batch; ++b)
     if (kv_lens[b] < 0) return -1;
+  const size_t page_elems = (size_t)p.page_size * (size_t)p.num_kv_heads * (size_t)p.head_dim;
+  if (kv_page_stride == 0) kv_page_stride = (int64_t)page_elems;
+  if (kv_page_stride < (int64_t)page_elems ||
+      (size_t)kv_page_stride * dtype_bytes(p.kv_dtype) % 16 != 0 ||
+      (uint64_t)kv_page_stride * dtype_bytes(p.kv_dtype) >= ((uint64_t)1 << 32))
+    return -1;
+  c->kv_page_stride = kv_page_stride;
 
   uint64_t state = seed;
   c->seed = seed;
@@ -211,14 +227,18 @@ int padec_case_init(padec_case *c, const padec_params *params, int32_t batch,
   free(pool_order);
 
   const size_t row_elems = (size_t)p.num_q_heads * (size_t)p.head_dim;
-  const size_t page_elems = (size_t)p.page_size * (size_t)p.num_kv_heads * (size_t)p.head_dim;
   c->q_bytes = (size_t)c->num_tokens * row_elems * dtype_bytes(p.q_dtype);
   c->o_bytes = (size_t)c->num_tokens * row_elems * dtype_bytes(p.o_dtype);
-  c->pool_bytes = (size_t)c->num_pages * page_elems * dtype_bytes(p.kv_dtype);
+  c->pool_bytes = (size_t)c->num_pages * (size_t)kv_page_stride * dtype_bytes(p.kv_dtype);
   c->q = alloc_aligned(c->q_bytes);
   c->k_pages = alloc_aligned(c->pool_bytes);
   c->v_pages = alloc_aligned(c->pool_bytes);
   if (!c->q || !c->k_pages || !c->v_pages) goto fail;
+  /* The gaps between pages, when the stride leaves any, keep these NaN bytes. */
+  if ((size_t)kv_page_stride != page_elems) {
+    memset(c->k_pages, 0xff, c->pool_bytes);
+    memset(c->v_pages, 0xff, c->pool_bytes);
+  }
 
   if (fp8 && p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN) {
     c->scales_bytes =
@@ -276,6 +296,10 @@ padec_tensors padec_case_tensors(const padec_case *c, void *o, float *lse) {
   t.k_pages = c->k_pages;
   t.v_pages = c->v_pages;
   t.num_pages = c->num_pages;
+  /* 0 (the default) when the pools are contiguous, so that both forms run. */
+  const int64_t page_elems =
+      (int64_t)c->params.page_size * c->params.num_kv_heads * c->params.head_dim;
+  t.kv_page_stride = c->kv_page_stride == page_elems ? 0 : c->kv_page_stride;
   t.page_indptr = c->page_indptr;
   t.page_indices = c->page_indices;
   t.num_page_indices = c->batch > 0 ? c->page_indptr[c->batch] : 0;

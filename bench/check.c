@@ -76,6 +76,7 @@ static padec_ref_problem oracle_problem(const padec_case *c) {
   r.q = c->q;
   r.k_pages = c->k_pages;
   r.v_pages = c->v_pages;
+  r.kv_page_stride = c->kv_page_stride;
   r.shard_starts = c->shard_starts;
   r.seq_lens = c->seq_lens;
   return r;
@@ -229,8 +230,8 @@ void padec_check_print(FILE *stream, const char *label, const padec_case *c,
   if (p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE && c->k_scales && c->v_scales)
     fprintf(stream, " device_k_scale=%.9g device_v_scale=%.9g", (double)c->k_scales[0],
             (double)c->v_scales[0]);
-  fprintf(stream, " batch=%d seed=0x%llx num_pages=%lld lens=", c->batch,
-          (unsigned long long)c->seed, (long long)c->num_pages);
+  fprintf(stream, " batch=%d seed=0x%llx num_pages=%lld kv_page_stride=%lld lens=", c->batch,
+          (unsigned long long)c->seed, (long long)c->num_pages, (long long)c->kv_page_stride);
   for (int32_t b = 0; b < c->batch && b < PADEC_CHECK_PRINT_LENS; ++b)
     fprintf(stream, "%s%d", b ? "," : "", c->kv_lens[b]);
   if (c->batch > PADEC_CHECK_PRINT_LENS) fprintf(stream, ",...(%d)", c->batch);

@@ -54,7 +54,10 @@ typedef struct padec_case {
   int32_t *page_indices;  /* [page_indptr[batch]] */
   int64_t num_pages;
   void *q;                /* packed [batch * q_len][num_q_heads][head_dim] */
-  void *k_pages, *v_pages; /* 64-byte aligned pools */
+  void *k_pages, *v_pages; /* 64-byte aligned pools of num_pages x kv_page_stride elements */
+  int64_t kv_page_stride; /* elements from page to page: one page unless the case was built with
+                             a longer stride (the gap after each page holds NaN bytes); 0 in a
+                             case built elsewhere means one page */
   float *k_scales, *v_scales; /* per token [num_pages][kv_heads][page_size], or 1 float (device
                                  mode), or NULL */
   size_t q_bytes, o_bytes, pool_bytes, scales_bytes;
@@ -71,6 +74,12 @@ typedef struct padec_case {
 /* Builds a case; kv_lens is copied. Returns 0, or -1 on allocation failure. */
 int padec_case_init(padec_case *c, const padec_params *params, int32_t batch,
                     const int32_t *kv_lens, uint64_t seed);
+/* The same, with pools of kv_page_stride elements a page (0: one page). A stride longer than a
+ * page leaves a gap after each page, filled with NaN bytes, as a pool that interleaves K and V
+ * per block (the other's page) or pads its pages would hold there for an executor that reads
+ * the wrong place. The stride must satisfy padec_tensors.kv_page_stride's rules; -1 otherwise. */
+int padec_case_init_strided(padec_case *c, const padec_params *params, int32_t batch,
+                            const int32_t *kv_lens, uint64_t seed, int64_t kv_page_stride);
 void padec_case_free(padec_case *c);
 /* Tensors pointing at the case's host buffers (shard arrays included), with o and lse given by
  * the caller. */

@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define PADEC_VERSION_MAJOR 0
-#define PADEC_VERSION_MINOR 3
+#define PADEC_VERSION_MINOR 4
 #define PADEC_VERSION_PATCH 0
 #define PADEC_VERSION_NUMBER \
   (PADEC_VERSION_MAJOR * 10000 + PADEC_VERSION_MINOR * 100 + PADEC_VERSION_PATCH)
@@ -363,14 +363,15 @@ padec_status padec_choose(const padec_params *params, int32_t batch, const int32
 
 /* ---------------------------------------------------------------------------------------------
  * Tensors of one run. Every pointer is host memory for padec_cpu_run and device memory for
- * padec_cuda_run. Element strides of q and o may be given; the KV pools are contiguous.
+ * padec_cuda_run. Element strides of q and o may be given, and the distance between the pages of
+ * the KV pools (kv_page_stride), so that K and V may share one allocation.
  * ------------------------------------------------------------------------------------------- */
 typedef struct padec_tensors {
   const void *q;          /* [batch * q_len tokens][num_q_heads][head_dim], q_dtype */
   int64_t q_stride_token; /* elements between tokens; 0 means num_q_heads * head_dim */
   int64_t q_stride_head;  /* elements between heads; 0 means head_dim */
   const void *k_pages;    /* K pool, kv_dtype, in params.kv_layout, 16-byte aligned */
-  const void *v_pages;    /* V pool, same shape */
+  const void *v_pages;    /* V pool, same shape and kv_page_stride */
   int64_t num_pages;      /* pages in each pool */
   const int32_t *page_indptr;  /* [batch + 1], in pages: sequence b owns page_indices[indptr[b]..] */
   const int32_t *page_indices; /* [page_indptr[batch]], page ids in [0, num_pages) */
@@ -413,6 +414,16 @@ typedef struct padec_tensors {
    * empty page_indices needs page_indptr all 0); negative values are refused. The Python binding
    * always sets it (and refuses an empty array that page_indptr names pages of). */
   int64_t num_page_indices;
+  /* Optional: elements from the start of a page to the start of the next, in both pools; 0 means
+   * one page (page_size * num_kv_heads * head_dim: contiguous pools). Within a page the layout
+   * is params.kv_layout. A cache that keeps a block's K and V side by side,
+   * [num_pages][2][page_size][num_kv_heads][head_dim] (or HND within the page), is k_pages =
+   * the base, v_pages = the base + one page, kv_page_stride = two pages. Need kv_page_stride >=
+   * one page, kv_page_stride x the element size a multiple of 16 bytes (every page stays 16-byte
+   * aligned) and below 2^32 bytes. Per-token scales stay [num_pages][num_kv_heads][page_size].
+   * The CPU executors take any such stride; padec_cuda_run and padec_cuda_run_grid take 0 or one
+   * page in this version (BAD_ARGUMENT otherwise). */
+  int64_t kv_page_stride;
 } padec_tensors;
 
 /* Runs a plan on the CPU: every work item computes its partial (or the final output for direct

@@ -136,6 +136,10 @@ static int check_problem(const padec_ref_problem *p) {
   if (p->q_len < 1 || p->q_len > 4) return fail("q_len must be 1..4", p->q_len);
   if (p->window_left < 0) return fail("window_left must be >= 0", p->window_left);
   if (p->batch < 0) return fail("batch must be >= 0", p->batch);
+  if (p->kv_page_stride < 0 ||
+      (p->kv_page_stride > 0 &&
+       p->kv_page_stride < (int64_t)p->page_size * p->num_kv_heads * p->head_dim))
+    return fail("kv_page_stride must be 0 or at least one page", (long long)p->kv_page_stride);
   if (p->q_dtype != PADEC_REF_BF16 && p->q_dtype != PADEC_REF_FP16 && p->q_dtype != PADEC_REF_FP32)
     return fail("q_dtype must be bf16, fp16 or fp32", p->q_dtype);
   if (element_bytes(p->kv_dtype) == 0)
@@ -179,9 +183,11 @@ static void gather(const padec_ref_problem *p, int32_t b, int32_t kv_head, gathe
   for (int32_t t = 0; t < p->kv_lens[b]; ++t) {
     size_t page = (size_t)p->page_indices[p->page_indptr[b] + t / page_size];
     size_t slot = (size_t)(t % page_size);
-    size_t row = p->layout_hnd
-                     ? (page * (size_t)heads + (size_t)kv_head) * (size_t)page_size + slot
-                     : (page * (size_t)page_size + slot) * (size_t)heads + (size_t)kv_head;
+    size_t in_page_row = p->layout_hnd ? (size_t)kv_head * (size_t)page_size + slot
+                                       : slot * (size_t)heads + (size_t)kv_head;
+    size_t page_start = page * (p->kv_page_stride > 0
+                                    ? (size_t)p->kv_page_stride
+                                    : (size_t)page_size * (size_t)heads * (size_t)d_count);
     double k_scale = 1.0, v_scale = 1.0;
     if (p->scale_mode == PADEC_REF_SCALE_PER_TENSOR) {
       k_scale = p->k_scale;
@@ -192,8 +198,9 @@ static void gather(const padec_ref_problem *p, int32_t b, int32_t kv_head, gathe
       v_scale = (double)p->v_scales[at];
     }
     for (int32_t d = 0; d < d_count; ++d) {
-      double k = padec_ref_element(p->k_pages, p->kv_dtype, row * (size_t)d_count + (size_t)d);
-      double v = padec_ref_element(p->v_pages, p->kv_dtype, row * (size_t)d_count + (size_t)d);
+      size_t element = page_start + in_page_row * (size_t)d_count + (size_t)d;
+      double k = padec_ref_element(p->k_pages, p->kv_dtype, element);
+      double v = padec_ref_element(p->v_pages, p->kv_dtype, element);
       size_t at = (size_t)t * (size_t)d_count + (size_t)d;
       g->k[at] = k * k_scale;
       g->v[at] = v * v_scale;

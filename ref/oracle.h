@@ -32,6 +32,7 @@ typedef struct padec_ref_problem {
   const int32_t *page_indices;
   const void *q;               /* packed [batch * q_len][num_q_heads][head_dim] */
   const void *k_pages, *v_pages;
+  int64_t kv_page_stride;      /* elements from one page to the next in each pool; 0: one page */
   /* Optional shards of context-parallel decode (both NULL: whole sequences). Sequence b's
    * kv_lens[b] cached tokens are then positions [shard_starts[b], shard_starts[b] + kv_lens[b])
    * of a sequence of seq_lens[b] tokens: query i sits at position seq_lens[b] - q_len + i and

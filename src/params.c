@@ -192,6 +192,31 @@ static padec_status check_strides(const char *tensor, int64_t tokens, int64_t he
   return PADEC_STATUS_OK;
 }
 
+/* The distance between pages (0 = one page): at least a page, every page 16-byte aligned (the
+ * kernels copy 16-byte chunks), and below 2^32 bytes (the kernels' page offsets are a 32 x 32-bit
+ * multiply; a page id < 2^31 times it stays below 2^63). */
+static padec_status check_page_stride(const padec_params *p, int64_t kv_page_stride) {
+  if (kv_page_stride == 0) return PADEC_STATUS_OK;
+  const int64_t page_elems = (int64_t)p->page_size * p->num_kv_heads * p->head_dim;
+  const int64_t element_bytes = padec__dtype_bytes(p->kv_dtype);
+  if (kv_page_stride < 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.kv_page_stride = %lld: need >= 0 (0 = one page)",
+                       (long long)kv_page_stride);
+  if (kv_page_stride < page_elems)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "tensors.kv_page_stride = %lld elements is less than one page (%lld elements)",
+                       (long long)kv_page_stride, (long long)page_elems);
+  if (kv_page_stride > (((int64_t)1 << 32) - 16) / element_bytes)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "tensors.kv_page_stride = %lld elements: need fewer than 2^32 bytes between pages",
+                       (long long)kv_page_stride);
+  if (kv_page_stride * element_bytes % 16 != 0)
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER,
+                       "tensors.kv_page_stride = %lld elements of %lld bytes: pages must stay 16-byte aligned",
+                       (long long)kv_page_stride, (long long)element_bytes);
+  return PADEC_STATUS_OK;
+}
+
 padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
                                   const padec_tensors *tensors) {
   const padec_params p = *normalized;
@@ -236,6 +261,8 @@ padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
   if (!aligned(t->lse, 4))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.lse must be 4-byte aligned");
   padec_status status = padec__check_kv_arrays(t);
+  if (status != PADEC_STATUS_OK) return status;
+  status = check_page_stride(&p, t->kv_page_stride);
   if (status != PADEC_STATUS_OK) return status;
   const int64_t tokens = (int64_t)batch * p.q_len;
   status = check_strides("q", tokens, p.num_q_heads, p.head_dim, t->q_stride_token, t->q_stride_head);

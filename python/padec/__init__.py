@@ -27,7 +27,7 @@ from ._plan import (CostModel, Plan, PlanHeader, PlanLayout, build_plan, default
 from ._run import (merge_shards_cpu, merge_shards_cuda, run_cpu, run_cpu_grid, run_cuda,
                    run_cuda_grid)
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "Choice",

@@ -13,7 +13,7 @@ LIBRARY_FILENAME = "libpadec.so"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 # The C library whose structs this module mirrors: major and minor must match (0.x changes the ABI).
-_ABI_VERSION = (0, 3)
+_ABI_VERSION = (0, 4)
 
 c_enum = ctypes.c_int
 
@@ -132,6 +132,8 @@ class CTensors(ctypes.Structure):
         # Entries of page_indices (padec_tensors.num_page_indices): checked against
         # page_indptr[batch] by the host and device block-table checks.
         ("num_page_indices", ctypes.c_int64),
+        # Elements between pages of each pool; 0 = one page (padec_tensors.kv_page_stride).
+        ("kv_page_stride", ctypes.c_int64),
     ]
 
 

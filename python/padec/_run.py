@@ -109,11 +109,20 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
     else:
         pool = (num_pages, kv_heads, page_size, dim)
         meaning = "(HND: [num_pages, num_kv_heads, page_size, head_dim])"
+    page_strides = []
     for pages in (kt, vt):
         pages.expect_dtype(params.kv_dtype, "params.kv_dtype")
         pages.expect_shape(pool, meaning)
-        pages.expect_contiguous()
+        page_strides.append(pages.expect_pages())
         pages.expect_aligned(16)
+    if page_strides[0] != page_strides[1]:
+        raise vt.fail(Status.BAD_ARGUMENT,
+                      f"pages {page_strides[1] or 'one page'} elements apart, k_pages's "
+                      f"{page_strides[0] or 'one page'}: the pools need the same page stride")
+    kv_page_stride = page_strides[0]
+    if kv_page_stride and (kv_page_stride * kt.itemsize) % 16:
+        raise kt.fail(Status.MISALIGNED_POINTER,
+                      f"pages {kv_page_stride} elements apart: each page must stay 16-byte aligned")
 
     indptr, indices, lens = (tensor("page_indptr", page_indptr),
                              tensor("page_indices", page_indices), tensor("kv_lens", kv_lens))
@@ -166,7 +175,7 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
         q=qt.address, q_stride_token=qt.stride(0, heads * dim), q_stride_head=qt.stride(1, dim),
         k_pages=kt.address, v_pages=vt.address, num_pages=num_pages,
         page_indptr=indptr.address, page_indices=indices.address, kv_lens=lens.address,
-        num_page_indices=indices.numel,
+        num_page_indices=indices.numel, kv_page_stride=kv_page_stride,
         k_scales=scales.get("k_scales"), v_scales=scales.get("v_scales"),
         o=ot.address, o_stride_token=ot.stride(0, heads * dim), o_stride_head=ot.stride(1, dim),
         lse=lse_address,

@@ -94,6 +94,28 @@ class Tensor:
                             f"strides {list(self.strides)} (elements) for shape "
                             f"{list(self.shape)}: it must be contiguous")
 
+    def expect_pages(self) -> int:
+        """A KV pool [num_pages, ...]: each page contiguous, pages any distance apart that keeps
+        them from overlapping (padec_tensors.kv_page_stride), so that a view of one half of a
+        [num_pages, 2, ...] cache is taken as it is. Returns the page stride in elements, 0 when
+        the pool is contiguous."""
+        page = dataclasses.replace(self, shape=self.shape[1:], strides=self.strides[1:])
+        page_elems = page.numel
+        if self.numel == 0 or self.shape[0] == 1 or self.strides[0] == page_elems:
+            self.expect_contiguous()
+            return 0
+        try:
+            page.expect_contiguous()
+        except Error as error:
+            raise self.fail(Status.BAD_ARGUMENT,
+                            f"strides {list(self.strides)} (elements) for shape "
+                            f"{list(self.shape)}: each page must be contiguous") from error
+        if self.strides[0] < page_elems:
+            raise self.fail(Status.BAD_ARGUMENT,
+                            f"page stride {self.strides[0]} elements, less than a page "
+                            f"({page_elems}): pages must not overlap")
+        return self.strides[0]
+
     def expect_rows(self, writeable: bool) -> None:
         """[tokens, heads, head_dim] with any non-negative token and head strides: contiguous
         rows, no broadcast (a zero stride means "packed" to the C API), and for an output no two

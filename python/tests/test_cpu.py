@@ -88,6 +88,44 @@ def test_strided_q_and_o():
     assert_close(o, None, case)
 
 
+@pytest.mark.parametrize("layout", [Layout.NHD, Layout.HND])
+@pytest.mark.parametrize("kv", ["bf16", "fp8-token"])
+def test_kv_interleaved_in_one_cache(kv, layout):
+    """A cache that keeps each block's K and V side by side, [num_pages, 2, ...], taken as the
+    views cache[:, 0] and cache[:, 1] (a page stride of two pages), on both paths; the
+    contiguous copies give the same bits."""
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16,
+                          kv_layout=layout, o_dtype=DType.FP32, q_len=2, window_left=70,
+                          **KV_CONFIGS[kv])
+    case = make_case(np.random.default_rng(list(KV_CONFIGS).index(kv)), params, KV_LENS)
+    cache = np.stack([case.k_pages, case.v_pages], axis=1)
+    interleaved = dataclasses.replace(case, k_pages=cache[:, 0], v_pages=cache[:, 1])
+    assert interleaved.k_pages.strides[0] == 2 * case.k_pages.strides[0]
+    o, lse = run(interleaved, return_lse=True)
+    assert_close(o, lse, case)
+    o_contiguous, lse_contiguous = run(case, return_lse=True)
+    assert np.array_equal(o, o_contiguous) and np.array_equal(lse, lse_contiguous)
+    layout_grid = padec.grid_layout(params, len(KV_LENS), num_splits=3, partition_tokens=32)
+    o_grid, lse_grid = padec.run_cpu_grid(params, layout_grid, *interleaved.inputs,
+                                          **case.scales, return_lse=True)
+    assert_close(o_grid, lse_grid, case)
+
+
+def test_kv_pages_padded():
+    """Pages 16 bytes apart beyond their size, the gaps NaN: nothing between pages is read."""
+    params = padec.Params(num_q_heads=4, num_kv_heads=2, head_dim=64, page_size=8,
+                          o_dtype=DType.FP32)
+    case = make_case(np.random.default_rng(12), params, [40, 3, 129])
+    pad = 8  # bf16 elements: 16 bytes
+    pools = []
+    for pool in (case.k_pages, case.v_pages):
+        flat = np.full((pool.shape[0], pool[0].size + pad), 0xFFFF, np.uint16)
+        flat[:, :pool[0].size] = pool.reshape(pool.shape[0], -1)
+        pools.append(flat[:, :pool[0].size].reshape(pool.shape))
+    padded = dataclasses.replace(case, k_pages=pools[0], v_pages=pools[1])
+    assert_close(*run(padded, return_lse=True), case)
+
+
 def test_block_table():
     params = padec.Params(num_q_heads=4, num_kv_heads=2, head_dim=64, page_size=8,
                           kv_layout=Layout.HND, o_dtype=DType.FP32)

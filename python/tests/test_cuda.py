@@ -239,6 +239,10 @@ def test_bad_inputs():
                                     fp8_scale_mode=Fp8ScaleMode.PER_TOKEN)
     expect_error(Status.BAD_SCALES, "k_scales: fp8_scale_mode PER_TOKEN needs it", per_token,
                  plan, **dict(inputs, k_pages=fp8_pool, v_pages=fp8_pool))
+    # K and V interleaved in one cache run on the CPU (test_cpu); the kernels refuse them.
+    cache = torch.stack([inputs["k_pages"], inputs["v_pages"]], dim=1)
+    expect_error(Status.BAD_ARGUMENT, "contiguous pools only", params, plan,
+                 **dict(inputs, k_pages=cache[:, 0], v_pages=cache[:, 1]))
 
 
 # The grid path, shards and their merge, choose with device lengths.

@@ -71,11 +71,26 @@ def test_pool_shape_follows_layout(case, plan):
                  padec.run_cpu, hnd, plan, *case.inputs)
 
 
-def test_pools_must_be_contiguous(case, plan):
-    """vLLM's interleaved [num_pages, 2, ...] cache gives K and V pools with a page stride."""
-    both = np.stack([case.k_pages, case.v_pages], axis=1)
+def test_pages_must_be_contiguous(case, plan):
+    """Pages may be any distance apart (an interleaved [num_pages, 2, ...] cache runs: test_cpu),
+    but each page's elements must be packed."""
+    heads_outer = np.ascontiguousarray(case.k_pages.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)
     expect_error(Status.BAD_ARGUMENT, "k_pages: strides", padec.run_cpu, PARAMS, plan,
-                 *replace(case, k_pages=both[:, 0], v_pages=both[:, 1]))
+                 *replace(case, k_pages=heads_outer))
+
+
+def test_pages_must_not_overlap(case, plan):
+    pool = case.k_pages
+    half = pool.strides[0] // 2
+    overlapping = np.lib.stride_tricks.as_strided(pool, strides=(half, *pool.strides[1:]))
+    expect_error(Status.BAD_ARGUMENT, "less than a page", padec.run_cpu, PARAMS, plan,
+                 *replace(case, k_pages=overlapping, v_pages=overlapping))
+
+
+def test_pools_need_one_page_stride(case, plan):
+    both = np.stack([case.k_pages, case.v_pages], axis=1)
+    expect_error(Status.BAD_ARGUMENT, "the pools need the same page stride", padec.run_cpu,
+                 PARAMS, plan, *replace(case, k_pages=both[:, 0]))
 
 
 def test_misaligned_pool(case, plan):

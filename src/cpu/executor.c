@@ -23,6 +23,7 @@ typedef struct run_context {
   float *partial_lse;
   int32_t group; /* q heads per KV head */
   int64_t q_stride_token, q_stride_head, o_stride_token, o_stride_head;
+  int64_t page_stride;    /* elements between pages of a KV pool */
   float k_scale, v_scale; /* per-tensor (value or the device-pointer value) */
   float e4m3_table[256];  /* every e4m3 code decoded once per run: a load instead of branches */
 } run_context;
@@ -72,8 +73,8 @@ static int64_t pool_index(const run_context *ctx, int64_t page, int32_t token_in
                           int32_t kv_head) {
   const padec_params *p = &ctx->p;
   if (p->kv_layout == PADEC_LAYOUT_NHD)
-    return ((page * p->page_size + token_in_page) * p->num_kv_heads + kv_head) * p->head_dim;
-  return ((page * p->num_kv_heads + kv_head) * p->page_size + token_in_page) * (int64_t)p->head_dim;
+    return page * ctx->page_stride + ((int64_t)token_in_page * p->num_kv_heads + kv_head) * p->head_dim;
+  return page * ctx->page_stride + ((int64_t)kv_head * p->page_size + token_in_page) * p->head_dim;
 }
 
 static int32_t query_end_of(const padec_tensors *t, int32_t b) {
@@ -318,6 +319,8 @@ static padec_status init_context(run_context *ctx, const padec_params *params,
   ctx->o_stride_head = tensors->o_stride_head ? tensors->o_stride_head : p->head_dim;
   ctx->o_stride_token = tensors->o_stride_token ? tensors->o_stride_token
                                                 : (int64_t)p->num_q_heads * p->head_dim;
+  ctx->page_stride = tensors->kv_page_stride ? tensors->kv_page_stride
+                                             : (int64_t)p->page_size * p->num_kv_heads * p->head_dim;
   ctx->partial_o = (float *)((char *)workspace + partial_o_offset);
   ctx->partial_lse = (float *)((char *)workspace + partial_lse_offset);
   return PADEC_STATUS_OK;

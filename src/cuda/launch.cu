@@ -250,6 +250,17 @@ static padec_status launch_decode(const padec_params &normalized, const padec_de
   return PADEC_STATUS_OK;
 }
 
+/* The kernels of this version compute the distance between pages from the shape, so a longer
+ * tensors.kv_page_stride (which the CPU executors take) is refused rather than misread. */
+static padec_status check_contiguous_pools(const padec_params &normalized, const padec_tensors *t) {
+  const int64_t page_elems = (int64_t)normalized.page_size * normalized.num_kv_heads * normalized.head_dim;
+  if (t->kv_page_stride == 0 || t->kv_page_stride == page_elems) return PADEC_STATUS_OK;
+  return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                     "tensors.kv_page_stride = %lld: the CUDA kernels read contiguous pools only "
+                     "(0 or one page, %lld elements); padec_cpu_run takes any stride",
+                     (long long)t->kv_page_stride, (long long)page_elems);
+}
+
 extern "C" {
 
 padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_layout *layout,
@@ -258,6 +269,8 @@ padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_la
   padec_status status = padec__check_grid_arguments(params, layout, tensors, workspace, workspace_bytes);
   if (status != PADEC_STATUS_OK) return status;
   const padec_params normalized = padec__params_normalized(params);
+  status = check_contiguous_pools(normalized, tensors);
+  if (status != PADEC_STATUS_OK) return status;
   if (layout->batch == 0) return PADEC_STATUS_OK;
   LaunchShape shape = {layout->batch, layout->partition_tokens, layout->partial_o_offset,
                        layout->partial_lse_offset, layout->merge_counters_offset, nullptr, nullptr,
@@ -351,6 +364,8 @@ padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout 
                                                    workspace_bytes);
   if (status != PADEC_STATUS_OK) return status;
   const padec_params normalized = padec__params_normalized(params);
+  status = check_contiguous_pools(normalized, tensors);
+  if (status != PADEC_STATUS_OK) return status;
   if (layout->batch == 0 || layout->num_workers == 0) return PADEC_STATUS_OK;
 
   LaunchShape shape = {layout->batch, layout->partition_tokens, layout->partial_o_offset,

@@ -381,8 +381,14 @@ static void random_sample(int count) {
       total += lens[b];
     }
 
+    /* Every fourth case's pools are strided: two pages apart (as a cache that keeps a block's
+     * K and V side by side) or 16 bytes beyond a page, the gaps NaN. */
+    const int64_t page_elems = (int64_t)p.page_size * p.num_kv_heads * p.head_dim;
+    const int64_t element_bytes = p.kv_dtype == PADEC_DTYPE_E4M3 ? 1 : 2;
+    int64_t kv_page_stride = 0;
+    if (n % 4 == 1) kv_page_stride = random_below(2) ? 2 * page_elems : page_elems + 16 / element_bytes;
     padec_case c;
-    if (padec_case_init(&c, &p, batch, lens, g_seed++) != 0) {
+    if (padec_case_init_strided(&c, &p, batch, lens, g_seed++, kv_page_stride) != 0) {
       fprintf(stderr, "FAIL random case %d: padec_case_init failed\n", n);
       exit(1);
     }

@@ -480,6 +480,26 @@ static void test_run_pointer_errors(fixture *f) {
   expect_run_tensors("run with one page id fewer than page_indptr[batch] names", f, &bad,
                      PADEC_STATUS_BAD_ARGUMENT, "num_page_indices");
 
+  /* The distance between pages: at least a page, pages 16-byte aligned, below 2^32 bytes. */
+  const int64_t page_elems = (int64_t)f->c.params.page_size * f->c.params.num_kv_heads * f->c.params.head_dim;
+  const struct {
+    const char *what, *needle;
+    padec_status want;
+    int64_t value;
+  } page_strides[] = {
+      {"run kv_page_stride -1", "tensors.kv_page_stride = -1: need >= 0", PADEC_STATUS_BAD_ARGUMENT, -1},
+      {"run kv_page_stride a page - 8", "less than one page", PADEC_STATUS_BAD_ARGUMENT, page_elems - 8},
+      {"run kv_page_stride a page + 1 (2 bytes)", "pages must stay 16-byte aligned",
+       PADEC_STATUS_MISALIGNED_POINTER, page_elems + 1},
+      {"run kv_page_stride 2^31 bf16 elements", "fewer than 2^32 bytes", PADEC_STATUS_BAD_ARGUMENT,
+       (int64_t)1 << 31},
+  };
+  for (size_t i = 0; i < sizeof page_strides / sizeof page_strides[0]; ++i) {
+    bad = fixture_tensors(f);
+    bad.kv_page_stride = page_strides[i].value;
+    expect_run_tensors(page_strides[i].what, f, &bad, page_strides[i].want, page_strides[i].needle);
+  }
+
   unsigned char *pool_copy = alloc_padded(f->c.pool_bytes);
   memcpy(pool_copy + 8, f->c.k_pages, f->c.pool_bytes);
   bad = fixture_tensors(f);
