@@ -110,6 +110,10 @@ class Tensor:
             raise self.fail(Status.BAD_ARGUMENT,
                             f"strides {list(self.strides)} (elements) for shape "
                             f"{list(self.shape)}: each page must be contiguous") from error
+        if self.strides[0] <= 0:
+            raise self.fail(Status.BAD_ARGUMENT,
+                            f"page stride {self.strides[0]} elements: pages must be in order "
+                            "(a positive stride)")
         if self.strides[0] < page_elems:
             raise self.fail(Status.BAD_ARGUMENT,
                             f"page stride {self.strides[0]} elements, less than a page "

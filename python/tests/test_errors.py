@@ -87,6 +87,11 @@ def test_pages_must_not_overlap(case, plan):
                  *replace(case, k_pages=overlapping, v_pages=overlapping))
 
 
+def test_pages_in_reverse_order(case, plan):
+    expect_error(Status.BAD_ARGUMENT, "a positive stride", padec.run_cpu, PARAMS, plan,
+                 *replace(case, k_pages=case.k_pages[::-1], v_pages=case.v_pages[::-1]))
+
+
 def test_pools_need_one_page_stride(case, plan):
     both = np.stack([case.k_pages, case.v_pages], axis=1)
     expect_error(Status.BAD_ARGUMENT, "the pools need the same page stride", padec.run_cpu,
