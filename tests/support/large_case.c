@@ -71,11 +71,12 @@ static int compare_int32(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Row (token slot of one KV head) index of a pool, in head_dim units. */
-static int64_t pool_row(const padec_params *p, int64_t page, int32_t slot, int32_t head) {
-  if (p->kv_layout == PADEC_LAYOUT_HND)
-    return (page * p->num_kv_heads + head) * p->page_size + slot;
-  return (page * p->page_size + slot) * p->num_kv_heads + head;
+/* The first element of the pool row (token slot of one KV head) of a case's pools. */
+static int64_t pool_row_start(const padec_case *c, int64_t page, int32_t slot, int32_t head) {
+  const padec_params *p = &c->params;
+  const int64_t in_page = p->kv_layout == PADEC_LAYOUT_HND ? (int64_t)head * p->page_size + slot
+                                                           : (int64_t)slot * p->num_kv_heads + head;
+  return page * c->kv_page_stride + in_page * p->head_dim;
 }
 
 static int64_t scale_index(const padec_params *p, int64_t page, int32_t slot, int32_t head) {
@@ -83,7 +84,8 @@ static int64_t scale_index(const padec_params *p, int64_t page, int32_t slot, in
 }
 
 int large_case_init(large_case *lc, const padec_params *params, int32_t batch,
-                    const int32_t *kv_lens, int64_t num_pages, int64_t q_stride_token,
+                    const int32_t *kv_lens, int64_t num_pages, int64_t kv_page_stride,
+                    int64_t q_stride_token,
                     int64_t q_stride_head, int64_t o_stride_token, int64_t o_stride_head,
                     uint64_t seed, char *err, size_t err_size) {
   memset(lc, 0, sizeof *lc);
@@ -152,8 +154,13 @@ int large_case_init(large_case *lc, const padec_params *params, int32_t batch,
 
   /* The pools, sparse; every page of the block table poisoned, then the tokens written. */
   const size_t page_elems = (size_t)p.page_size * (size_t)p.num_kv_heads * (size_t)p.head_dim;
+  if (kv_page_stride != 0 && kv_page_stride < (int64_t)page_elems)
+    return fail(err, err_size, LARGE_CASE_ERROR, "kv_page_stride %lld is less than a page",
+                (long long)kv_page_stride);
+  c->kv_page_stride = kv_page_stride ? kv_page_stride : (int64_t)page_elems;
   lc->page_bytes = page_elems * dtype_bytes(p.kv_dtype);
-  c->pool_bytes = (size_t)num_pages * lc->page_bytes;
+  lc->page_stride_bytes = (size_t)c->kv_page_stride * dtype_bytes(p.kv_dtype);
+  c->pool_bytes = (size_t)num_pages * lc->page_stride_bytes;
   lc->k_map = large_map(c->pool_bytes);
   lc->v_map = large_map(c->pool_bytes);
   if (!lc->k_map || !lc->v_map) {
@@ -186,8 +193,8 @@ int large_case_init(large_case *lc, const padec_params *params, int32_t batch,
   }
   for (int32_t i = 0; i < rows; ++i) {
     const size_t page = (size_t)lc->pages[i];
-    memset((char *)lc->k_map + page * lc->page_bytes, 0xff, lc->page_bytes);
-    memset((char *)lc->v_map + page * lc->page_bytes, 0xff, lc->page_bytes);
+    memset((char *)lc->k_map + page * lc->page_stride_bytes, 0xff, lc->page_stride_bytes);
+    memset((char *)lc->v_map + page * lc->page_stride_bytes, 0xff, lc->page_stride_bytes);
     if (lc->page_scales_bytes) {
       memset((char *)lc->k_scales_map + page * lc->page_scales_bytes, 0xff, lc->page_scales_bytes);
       memset((char *)lc->v_scales_map + page * lc->page_scales_bytes, 0xff, lc->page_scales_bytes);
@@ -212,7 +219,7 @@ int large_case_init(large_case *lc, const padec_params *params, int32_t batch,
           k_scale = lc->k_scales_map[s] = random_fp8_scale(&state);
           v_scale = lc->v_scales_map[s] = random_fp8_scale(&state);
         }
-        const size_t row = (size_t)pool_row(&p, page, slot, h) * (size_t)p.head_dim;
+        const size_t row = (size_t)pool_row_start(c, page, slot, h);
         for (int32_t d = 0; d < p.head_dim; ++d) {
           store_element(lc->k_map, p.kv_dtype, row + (size_t)d, uniform_signed(&state) / k_scale);
           store_element(lc->v_map, p.kv_dtype, row + (size_t)d, uniform_signed(&state) / v_scale);
@@ -316,7 +323,7 @@ int64_t large_case_max_pool_element(const large_case *lc) {
     for (int32_t t = 0; t < c->kv_lens[b]; ++t) {
       const int64_t page = c->page_indices[c->page_indptr[b] + t / p->page_size];
       for (int32_t h = 0; h < p->num_kv_heads; ++h) {
-        const int64_t e = pool_row(p, page, t % p->page_size, h) * p->head_dim + p->head_dim - 1;
+        const int64_t e = pool_row_start(c, page, t % p->page_size, h) + p->head_dim - 1;
         if (e > largest) largest = e;
       }
     }
@@ -364,7 +371,7 @@ static padec_params make_params(int32_t q_heads, int32_t kv_heads, int32_t head_
 const large_spec *large_specs(int *count) {
   const int64_t two31 = INT64_C(1) << 31, two32 = INT64_C(1) << 32;
   /* clang-format off */
-  static large_spec specs[8];
+  static large_spec specs[10];
   const large_spec table[] = {
       /* 64 KiB pages: 163840 pages = 10 GiB; elements past 2^32. */
       {.label = "NHD bf16, D 256, 8 KV heads, page 16",
@@ -399,6 +406,18 @@ const large_spec *large_specs(int *count) {
                              PADEC_DTYPE_FP32, 2, 0, PADEC_FP8_SCALE_PER_TOKEN),
        .num_pages = 266240, .batch = 2, .lens = {2048, 5}, .min_element = two31 * 64,
        .min_scale = two31, .host_only = 1},
+      /* Pools with a page stride: two pages apart (K and V of a block side by side) and 16
+       * bytes beyond a page, page offsets past 4 GiB. */
+      {.label = "HND e4m3 per-tensor, D 128, page 16, two pages apart",
+       .params = make_params(8, 2, 128, 16, PADEC_LAYOUT_HND, PADEC_DTYPE_BF16, PADEC_DTYPE_E4M3,
+                             PADEC_DTYPE_BF16, 2, 0, PADEC_FP8_SCALE_PER_TENSOR),
+       .num_pages = 786432, .kv_page_stride = 2 * 16 * 2 * 128, .batch = 3, .lens = {700, 16, 5},
+       .min_element = two32},
+      {.label = "NHD bf16, D 128, page 32, 16 bytes apart",
+       .params = make_params(16, 2, 128, 32, PADEC_LAYOUT_NHD, PADEC_DTYPE_BF16, PADEC_DTYPE_BF16,
+                             PADEC_DTYPE_FP32, 1, 300, PADEC_FP8_SCALE_NONE),
+       .num_pages = 327680, .kv_page_stride = 32 * 2 * 128 + 8, .batch = 2, .lens = {1200, 33},
+       .min_element = two31},
       /* q and o with token strides past 2^31 elements (q 8 GiB, o 16 GiB of address space). */
       {.label = "strided q and o, token stride 2^31 + 1024",
        .params = make_params(8, 2, 128, 32, PADEC_LAYOUT_NHD, PADEC_DTYPE_BF16, PADEC_DTYPE_BF16,
@@ -408,6 +427,7 @@ const large_spec *large_specs(int *count) {
        .o_stride_token = two31 + 2048, .o_stride_head = 384, .min_element = two31},
   };
   /* clang-format on */
+  _Static_assert(sizeof table <= sizeof specs, "large_specs: the table outgrew its copy");
   memcpy(specs, table, sizeof table);
   *count = (int)(sizeof table / sizeof table[0]);
   return specs;

@@ -25,6 +25,8 @@ typedef struct large_case {
   void *k_map, *v_map;                /* the pools: c.pool_bytes each */
   float *k_scales_map, *v_scales_map; /* per-token scales (mapped), c.scales_bytes each */
   size_t page_bytes;                  /* one page of one pool */
+  size_t page_stride_bytes;           /* from one page to the next (page_bytes, or the case's
+                                         kv_page_stride; the gap after a used page holds 0xff) */
   size_t page_scales_bytes;           /* one page's per-token scales (0 without) */
   int32_t *pages;                     /* the distinct page ids of the block table, ascending */
   int32_t num_distinct_pages;
@@ -38,13 +40,14 @@ typedef struct large_case {
 /* Result of large_case_init. */
 enum { LARGE_CASE_OK = 0, LARGE_CASE_NO_MAPPING = 1, LARGE_CASE_ERROR = -1 };
 
-/* Builds a case with pools of num_pages pages. params: as for padec_case_init (q_len and the
- * softmax scale are resolved; fp8 scales are drawn). The strides are 0 for packed q and o, or
- * element strides (the mappings for strided q and o are sparse too). Returns LARGE_CASE_OK,
- * LARGE_CASE_NO_MAPPING when the kernel refuses a mapping of that size (a message in err), or
- * LARGE_CASE_ERROR. */
+/* Builds a case with pools of num_pages pages, kv_page_stride elements apart (0: one page; see
+ * padec_tensors.kv_page_stride). params: as for padec_case_init (q_len and the softmax scale are
+ * resolved; fp8 scales are drawn). The strides are 0 for packed q and o, or element strides (the
+ * mappings for strided q and o are sparse too). Returns LARGE_CASE_OK, LARGE_CASE_NO_MAPPING when
+ * the kernel refuses a mapping of that size (a message in err), or LARGE_CASE_ERROR. */
 int large_case_init(large_case *lc, const padec_params *params, int32_t batch,
-                    const int32_t *kv_lens, int64_t num_pages, int64_t q_stride_token,
+                    const int32_t *kv_lens, int64_t num_pages, int64_t kv_page_stride,
+                    int64_t q_stride_token,
                     int64_t q_stride_head, int64_t o_stride_token, int64_t o_stride_head,
                     uint64_t seed, char *err, size_t err_size);
 void large_case_free(large_case *lc);
@@ -70,6 +73,7 @@ typedef struct large_spec {
   const char *label;
   padec_params params;
   int64_t num_pages;
+  int64_t kv_page_stride; /* elements between pages; 0: one page */
   int32_t batch;
   int32_t lens[6];
   int64_t q_stride_token, q_stride_head, o_stride_token, o_stride_head; /* 0: packed */

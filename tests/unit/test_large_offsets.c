@@ -122,8 +122,9 @@ static int run_spec(const large_spec *s, uint64_t seed) {
   large_case lc;
   char err[256];
   const int rc =
-      large_case_init(&lc, &s->params, s->batch, s->lens, s->num_pages, s->q_stride_token,
-                      s->q_stride_head, s->o_stride_token, s->o_stride_head, seed, err, sizeof err);
+      large_case_init(&lc, &s->params, s->batch, s->lens, s->num_pages, s->kv_page_stride,
+                      s->q_stride_token, s->q_stride_head, s->o_stride_token, s->o_stride_head,
+                      seed, err, sizeof err);
   if (rc == LARGE_CASE_NO_MAPPING) {
     printf("  %-44s skipped: %s\n", s->label, err);
     return 0;
