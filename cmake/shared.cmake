@@ -3,7 +3,8 @@
 # flags, compiled once.
 add_library(padec_shared SHARED $<TARGET_OBJECTS:padec>)
 set_target_properties(padec_shared PROPERTIES OUTPUT_NAME padec LINKER_LANGUAGE C)
-target_include_directories(padec_shared PUBLIC include)
+target_include_directories(padec_shared PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+                                                $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 target_link_libraries(padec_shared PUBLIC m)
 if(PADEC_HAVE_CUDA)
   target_compile_definitions(padec_shared PUBLIC PADEC_HAVE_CUDA=1)
