@@ -206,7 +206,7 @@ static padec_status check_page_stride(const padec_params *p, int64_t kv_page_str
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
                        "tensors.kv_page_stride = %lld elements is less than one page (%lld elements)",
                        (long long)kv_page_stride, (long long)page_elems);
-  if (kv_page_stride > (((int64_t)1 << 32) - 16) / element_bytes)
+  if (kv_page_stride > (((int64_t)1 << 32) - 1) / element_bytes)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
                        "tensors.kv_page_stride = %lld elements: need fewer than 2^32 bytes between pages",
                        (long long)kv_page_stride);

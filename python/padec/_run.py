@@ -116,10 +116,16 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
         page_strides.append(pages.expect_pages())
         pages.expect_aligned(16)
     if page_strides[0] != page_strides[1]:
+        def apart(stride: int) -> str:
+            return f"{stride} elements apart" if stride else "contiguous"
         raise vt.fail(Status.BAD_ARGUMENT,
-                      f"pages {page_strides[1] or 'one page'} elements apart, k_pages's "
-                      f"{page_strides[0] or 'one page'}: the pools need the same page stride")
+                      f"pages {apart(page_strides[1])}, k_pages's {apart(page_strides[0])}: "
+                      "the pools need the same page stride")
     kv_page_stride = page_strides[0]
+    if kv_page_stride * kt.itemsize >= 2**32:
+        raise kt.fail(Status.BAD_ARGUMENT,
+                      f"pages {kv_page_stride} elements apart: need fewer than 2^32 bytes "
+                      "between pages")
     if kv_page_stride and (kv_page_stride * kt.itemsize) % 16:
         raise kt.fail(Status.MISALIGNED_POINTER,
                       f"pages {kv_page_stride} elements apart: each page must stay 16-byte aligned")
@@ -222,9 +228,12 @@ def run_cpu(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_i
     are of q's kind. Single-threaded C; the GIL is released during the call.
 
     q: [batch * q_len, num_q_heads, head_dim] in params.q_dtype; any positive token and head
-    strides, each head's row contiguous. k_pages, v_pages: contiguous pools in params.kv_dtype,
+    strides, each head's row contiguous. k_pages, v_pages: pools in params.kv_dtype,
     [num_pages, page_size, num_kv_heads, head_dim] (NHD) or [num_pages, num_kv_heads, page_size,
-    head_dim] (HND), 16-byte aligned. page_indptr: int32 [batch + 1]. page_indices: int32, 1-D,
+    head_dim] (HND), 16-byte aligned, each page packed; the pages may be further apart than a
+    page (the same distance in both, a multiple of 16 bytes below 2^32), so the views
+    cache[:, 0] and cache[:, 1] of a [num_pages, 2, ...] cache are taken as they are (run_cuda
+    and run_cuda_grid refuse them in this version). page_indptr: int32 [batch + 1]. page_indices: int32, 1-D,
     or a 2-D block table [batch, S] with page_indptr[b] = b * S. kv_lens: int32 [batch], tokens
     per sequence with the new query tokens, as the plan was built for. o: shaped like q, in
     params.o_dtype; allocated if None. lse: float32 [batch * q_len, num_q_heads], natural log,

@@ -94,8 +94,17 @@ def test_pages_in_reverse_order(case, plan):
 
 def test_pools_need_one_page_stride(case, plan):
     both = np.stack([case.k_pages, case.v_pages], axis=1)
-    expect_error(Status.BAD_ARGUMENT, "the pools need the same page stride", padec.run_cpu,
-                 PARAMS, plan, *replace(case, k_pages=both[:, 0]))
+    error = expect_error(Status.BAD_ARGUMENT, "the pools need the same page stride",
+                         padec.run_cpu, PARAMS, plan, *replace(case, k_pages=both[:, 0]))
+    assert "v_pages: pages contiguous, k_pages's 4096 elements apart" in error.message
+
+
+def test_pages_4_gib_apart(case, plan):
+    pool = case.k_pages
+    # Never read: the binding refuses it from the strides alone.
+    far = np.lib.stride_tricks.as_strided(pool, strides=(2**32, *pool.strides[1:]))
+    expect_error(Status.BAD_ARGUMENT, "k_pages: pages 2147483648 elements apart: need fewer than "
+                 "2^32 bytes", padec.run_cpu, PARAMS, plan, *replace(case, k_pages=far, v_pages=far))
 
 
 def test_misaligned_pool(case, plan):

@@ -437,6 +437,14 @@ static void check_tensor_variants(void) {
   if (memcmp(o, o_again, c.o_bytes) != 0)
     die_case("variants", &c, NULL, "o differs when lse is NULL");
 
+  /* kv_page_stride given as one page, not 0: the same pools, the same bytes. */
+  padec_case_poison(&c, o_again, lse_again);
+  tensors = padec_case_tensors(&c, o_again, lse_again);
+  tensors.kv_page_stride = (int64_t)c.params.page_size * c.params.num_kv_heads * c.params.head_dim;
+  run_plan("variants", &c, &plan, &tensors);
+  if (memcmp(o, o_again, c.o_bytes) != 0 || memcmp(lse, lse_again, lse_bytes(&c)) != 0)
+    die_case("variants", &c, NULL, "kv_page_stride of one page differs from 0");
+
   /* Strided q and o: padding between heads and between tokens. */
   const int64_t heads = c.params.num_q_heads, dim = c.params.head_dim;
   const int64_t stride_head = dim + 8, stride_token = heads * stride_head + 24;

@@ -493,6 +493,8 @@ static void test_run_pointer_errors(fixture *f) {
        PADEC_STATUS_MISALIGNED_POINTER, page_elems + 1},
       {"run kv_page_stride 2^31 bf16 elements", "fewer than 2^32 bytes", PADEC_STATUS_BAD_ARGUMENT,
        (int64_t)1 << 31},
+      {"run kv_page_stride 2^31 - 7 bf16 elements (below 2^32 bytes, off 16)",
+       "pages must stay 16-byte aligned", PADEC_STATUS_MISALIGNED_POINTER, ((int64_t)1 << 31) - 7},
   };
   for (size_t i = 0; i < sizeof page_strides / sizeof page_strides[0]; ++i) {
     bad = fixture_tensors(f);
