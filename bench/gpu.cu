@@ -172,6 +172,14 @@ cudaError_t flush_l2(const BenchProblem &bp, const cudaDeviceProp &prop, Flush f
   return cudaGetLastError();
 }
 
+/* PADEC_BENCH_KV=interleaved: K and V of each page side by side in one allocation ([pages][2]
+ * [page], padec_tensors.kv_page_stride two pages), as a server that keeps a block's K and V
+ * together holds them; otherwise two contiguous pools. */
+bool bench_kv_interleaved() {
+  const char *mode = getenv("PADEC_BENCH_KV");
+  return mode && strcmp(mode, "interleaved") == 0;
+}
+
 int setup_bench_problem(const padec_workload *workload, BenchProblem &bp, const ErrorSink &sink) {
   const padec_params &p = workload->params;
   const int32_t batch = workload->batch;
@@ -183,11 +191,13 @@ int setup_bench_problem(const padec_workload *workload, BenchProblem &bp, const 
   std::vector<int32_t> indptr, indices;
   const int64_t num_pages = scattered_block_table(workload, indptr, indices);
   const int64_t pages = num_pages > 0 ? num_pages : 1;
-  const size_t pool_bytes = (size_t)pages * p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
+  const size_t page_bytes = (size_t)p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
+  const size_t pool_bytes = (size_t)pages * page_bytes;
+  const bool interleaved = bench_kv_interleaved();
   const size_t scale_count = token_scales ? (size_t)pages * p.num_kv_heads * p.page_size : 1;
   GPU_CHECK(bp.q.alloc(tokens * p.num_q_heads * p.head_dim * 2));
-  GPU_CHECK(bp.k.alloc(pool_bytes));
-  GPU_CHECK(bp.v.alloc(pool_bytes));
+  GPU_CHECK(bp.k.alloc(interleaved ? 2 * pool_bytes : pool_bytes));
+  if (!interleaved) GPU_CHECK(bp.v.alloc(pool_bytes));
   GPU_CHECK(bp.indptr.alloc(sizeof(int32_t) * (batch + 1)));
   GPU_CHECK(bp.indices.alloc(sizeof(int32_t) * indices.size()));
   GPU_CHECK(bp.lens.alloc(sizeof(int32_t) * batch));
@@ -198,8 +208,8 @@ int setup_bench_problem(const padec_workload *workload, BenchProblem &bp, const 
   GPU_CHECK(bp.flush.alloc((size_t)256 << 20));
   GPU_CHECK(cudaMemset(bp.flush.ptr, 1, bp.flush.bytes));
   fill_random<<<1024, 256>>>(static_cast<uint8_t *>(bp.q.ptr), bp.q.bytes, 2, 1);
-  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(bp.k.ptr), pool_bytes, kv_bytes, 2);
-  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(bp.v.ptr), pool_bytes, kv_bytes, 3);
+  fill_random<<<4096, 256>>>(static_cast<uint8_t *>(bp.k.ptr), bp.k.bytes, kv_bytes, 2);
+  if (!interleaved) fill_random<<<4096, 256>>>(static_cast<uint8_t *>(bp.v.ptr), pool_bytes, kv_bytes, 3);
   if (token_scales || device_scales) {
     GPU_CHECK(bp.k_scales.alloc(sizeof(float) * scale_count));
     GPU_CHECK(bp.v_scales.alloc(sizeof(float) * scale_count));
@@ -214,7 +224,8 @@ int setup_bench_problem(const padec_workload *workload, BenchProblem &bp, const 
   memset(&bp.tensors, 0, sizeof bp.tensors);
   bp.tensors.q = bp.q.ptr;
   bp.tensors.k_pages = bp.k.ptr;
-  bp.tensors.v_pages = bp.v.ptr;
+  bp.tensors.v_pages = interleaved ? static_cast<const uint8_t *>(bp.k.ptr) + page_bytes : bp.v.ptr;
+  if (interleaved) bp.tensors.kv_page_stride = 2 * (int64_t)(page_bytes / kv_bytes);
   bp.tensors.num_pages = num_pages;
   bp.tensors.page_indptr = static_cast<const int32_t *>(bp.indptr.ptr);
   bp.tensors.page_indices = static_cast<const int32_t *>(bp.indices.ptr);

@@ -421,8 +421,7 @@ typedef struct padec_tensors {
    * the base, v_pages = the base + one page, kv_page_stride = two pages. Need kv_page_stride >=
    * one page, kv_page_stride x the element size a multiple of 16 bytes (every page stays 16-byte
    * aligned) and below 2^32 bytes. Per-token scales stay [num_pages][num_kv_heads][page_size].
-   * The CPU executors take any such stride; padec_cuda_run and padec_cuda_run_grid take 0 or one
-   * page in this version (a valid longer stride: BAD_ARGUMENT). */
+   * Every executor takes it (the CPU executors, padec_cuda_run, padec_cuda_run_grid). */
   int64_t kv_page_stride;
 } padec_tensors;
 

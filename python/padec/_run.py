@@ -232,8 +232,8 @@ def run_cpu(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_i
     [num_pages, page_size, num_kv_heads, head_dim] (NHD) or [num_pages, num_kv_heads, page_size,
     head_dim] (HND), 16-byte aligned, each page packed; the pages may be further apart than a
     page (the same distance in both, a multiple of 16 bytes below 2^32), so the views
-    cache[:, 0] and cache[:, 1] of a [num_pages, 2, ...] cache are taken as they are (run_cuda
-    and run_cuda_grid refuse them in this version). page_indptr: int32 [batch + 1]. page_indices: int32, 1-D,
+    cache[:, 0] and cache[:, 1] of a [num_pages, 2, ...] cache are taken as they are.
+    page_indptr: int32 [batch + 1]. page_indices: int32, 1-D,
     or a 2-D block table [batch, S] with page_indptr[b] = b * S. kv_lens: int32 [batch], tokens
     per sequence with the new query tokens, as the plan was built for. o: shaped like q, in
     params.o_dtype; allocated if None. lse: float32 [batch * q_len, num_q_heads], natural log,

@@ -108,6 +108,29 @@ def test_head_dims_and_strided_q(head_dim):
     assert_close(host(o), None, case, atol=ATOL[params.o_dtype])
 
 
+@pytest.mark.parametrize("layout", [Layout.NHD, Layout.HND])
+@pytest.mark.parametrize("kv", ["bf16", "fp8"])
+def test_kv_interleaved_in_one_cache(kv, layout):
+    """A cache that keeps each block's K and V side by side, [num_pages, 2, ...], as the views
+    cache[:, 0] and cache[:, 1], on the plan and grid paths."""
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=128, page_size=16,
+                          kv_layout=layout, o_dtype=DType.FP32, q_len=2, window_left=300,
+                          **KV_CONFIGS[kv])
+    case = make_case(np.random.default_rng([7, layout]), params, [1000, 3, 1499])
+    inputs = gpu_inputs(case)
+    cache = gpu(np.stack([case.k_pages, case.v_pages], axis=1), params.kv_dtype)
+    inputs.update(k_pages=cache[:, 0], v_pages=cache[:, 1])
+    assert inputs["k_pages"].stride(0) == 2 * inputs["k_pages"][0].numel()
+    plan = padec.build_plan(params, case.kv_lens, num_workers=padec.recommended_workers(params))
+    o, lse = padec.run_cuda(params, plan, **inputs, o=output(params, case.q.shape[0]),
+                            return_lse=True)
+    assert_close(host(o), host(lse), case, atol=ATOL[DType.FP32])
+    layout_grid = padec.grid_layout(params, 3, num_splits=4)
+    o, lse = padec.run_cuda_grid(params, layout_grid, **inputs, o=output(params, case.q.shape[0]),
+                                 return_lse=True)
+    assert_close(host(o), host(lse), case, atol=ATOL[DType.FP32])
+
+
 def test_matches_run_cpu_on_the_same_plan():
     params = padec.Params(num_q_heads=32, num_kv_heads=8, head_dim=128, page_size=16,
                           kv_dtype=DType.E4M3, fp8_scale_mode=Fp8ScaleMode.PER_TOKEN,
@@ -239,10 +262,6 @@ def test_bad_inputs():
                                     fp8_scale_mode=Fp8ScaleMode.PER_TOKEN)
     expect_error(Status.BAD_SCALES, "k_scales: fp8_scale_mode PER_TOKEN needs it", per_token,
                  plan, **dict(inputs, k_pages=fp8_pool, v_pages=fp8_pool))
-    # K and V interleaved in one cache run on the CPU (test_cpu); the kernels refuse them.
-    cache = torch.stack([inputs["k_pages"], inputs["v_pages"]], dim=1)
-    expect_error(Status.BAD_ARGUMENT, "contiguous pools only", params, plan,
-                 **dict(inputs, k_pages=cache[:, 0], v_pages=cache[:, 1]))
 
 
 # The grid path, shards and their merge, choose with device lengths.

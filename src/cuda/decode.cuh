@@ -468,7 +468,6 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int page_shift = __ffs(p.page_size) - 1;
   const int page_mask = p.page_size - 1;
   /* Byte strides of the pools: a page, a token within a page, a KV head. */
-  const int64_t page_stride = (int64_t)p.page_size * p.num_kv_heads * HeadDim * Cfg::kElemBytes;
   const int64_t token_stride = (int64_t)(p.layout_hnd ? 1 : p.num_kv_heads) * HeadDim * Cfg::kElemBytes;
   const int64_t head_stride = (int64_t)(p.layout_hnd ? p.page_size : 1) * HeadDim * Cfg::kElemBytes;
 
@@ -595,10 +594,11 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
   };
   /* A page is at most 2 GiB (1024 tokens x 4096 KV heads x 256 dims x 2 bytes: params.c caps
-   * the heads at 4096), so offsets within one fit in 32 bits and a row's offset is one 32 x 32 ->
-   * 64-bit multiply-add, on the issue path of every cp.async. */
+   * the heads at 4096) and the distance between pages below 4 GiB (params.c), so offsets within
+   * a page and the page stride fit in 32 bits and a row's offset is one 32 x 32 -> 64-bit
+   * multiply-add, on the issue path of every cp.async. */
   static_assert(1024LL * 4096 * 256 * 2 <= UINT32_MAX, "a page's byte offsets fit in 32 bits");
-  const uint32_t page_bytes = (uint32_t)page_stride, row_bytes = (uint32_t)token_stride;
+  const uint32_t page_bytes = p.kv_page_bytes, row_bytes = (uint32_t)token_stride;
   auto issue_tile = [&](const Stream &g, int tile, int stage, const PageIds &ids) {
     const uint32_t k_dst = smem_u32(pipe + stage * Cfg::kStageBytes);
     const int pos0 = g.token_begin + tile * Cfg::kTileTokens + my_first_token;

@@ -9,6 +9,7 @@ struct padec_decode_params {
   const void *q;
   int64_t q_stride_token, q_stride_head; /* elements */
   const uint8_t *k_pages, *v_pages;
+  uint32_t kv_page_bytes; /* from one page to the next in each pool (padec_tensors.kv_page_stride) */
   const int32_t *page_indptr, *page_indices, *kv_lens;
   const int32_t *shard_starts, *seq_lens; /* both NULL, or a context-parallel shard (padec.h) */
   const float *k_scales, *v_scales; /* per token, or one float each in device mode */

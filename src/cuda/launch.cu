@@ -150,6 +150,10 @@ static padec_decode_params fill_decode_params(const padec_params *normalized,
   d.q_stride_token = t->q_stride_token ? t->q_stride_token : (int64_t)p.num_q_heads * p.head_dim;
   d.k_pages = static_cast<const uint8_t *>(t->k_pages);
   d.v_pages = static_cast<const uint8_t *>(t->v_pages);
+  /* Below 2^32 bytes (padec__check_tensors). */
+  const int64_t page_elems = t->kv_page_stride ? t->kv_page_stride
+                                               : (int64_t)p.page_size * p.num_kv_heads * p.head_dim;
+  d.kv_page_bytes = static_cast<uint32_t>(page_elems * padec__dtype_bytes(p.kv_dtype));
   d.page_indptr = t->page_indptr;
   d.page_indices = t->page_indices;
   d.kv_lens = t->kv_lens;
@@ -250,17 +254,6 @@ static padec_status launch_decode(const padec_params &normalized, const padec_de
   return PADEC_STATUS_OK;
 }
 
-/* The kernels of this version compute the distance between pages from the shape, so a longer
- * tensors.kv_page_stride (which the CPU executors take) is refused rather than misread. */
-static padec_status check_contiguous_pools(const padec_params &normalized, const padec_tensors *t) {
-  const int64_t page_elems = (int64_t)normalized.page_size * normalized.num_kv_heads * normalized.head_dim;
-  if (t->kv_page_stride == 0 || t->kv_page_stride == page_elems) return PADEC_STATUS_OK;
-  return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
-                     "tensors.kv_page_stride = %lld: the CUDA kernels read contiguous pools only "
-                     "(0 or one page, %lld elements); padec_cpu_run takes any stride",
-                     (long long)t->kv_page_stride, (long long)page_elems);
-}
-
 extern "C" {
 
 padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_layout *layout,
@@ -269,8 +262,6 @@ padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_la
   padec_status status = padec__check_grid_arguments(params, layout, tensors, workspace, workspace_bytes);
   if (status != PADEC_STATUS_OK) return status;
   const padec_params normalized = padec__params_normalized(params);
-  status = check_contiguous_pools(normalized, tensors);
-  if (status != PADEC_STATUS_OK) return status;
   if (layout->batch == 0) return PADEC_STATUS_OK;
   LaunchShape shape = {layout->batch, layout->partition_tokens, layout->partial_o_offset,
                        layout->partial_lse_offset, layout->merge_counters_offset, nullptr, nullptr,
@@ -364,8 +355,6 @@ padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout 
                                                    workspace_bytes);
   if (status != PADEC_STATUS_OK) return status;
   const padec_params normalized = padec__params_normalized(params);
-  status = check_contiguous_pools(normalized, tensors);
-  if (status != PADEC_STATUS_OK) return status;
   if (layout->batch == 0 || layout->num_workers == 0) return PADEC_STATUS_OK;
 
   LaunchShape shape = {layout->batch, layout->partition_tokens, layout->partial_o_offset,

@@ -206,10 +206,6 @@ static int run_spec(const large_spec *s, uint64_t seed) {
   char *d_k = NULL, *d_v = NULL, *d_q = NULL;
   float *d_ks = NULL, *d_vs = NULL;
   int ran = 0;
-  if (s->kv_page_stride) {
-    printf("  %-50s skipped: the CUDA kernels of this version read contiguous pools\n", label);
-    return 0;
-  }
   const int rc =
       large_case_init(&lc, &s->params, s->batch, s->lens, s->num_pages, s->kv_page_stride,
                       s->q_stride_token, s->q_stride_head, s->o_stride_token, s->o_stride_head,

@@ -24,6 +24,25 @@
 static int g_cases;
 static int g_failures;
 
+/* The pools' page stride of the cases built next (padec_tensors.kv_page_stride). */
+enum pool_stride { POOLS_CONTIGUOUS, POOLS_TWO_PAGES, POOLS_PADDED };
+static enum pool_stride g_pool_stride = POOLS_CONTIGUOUS;
+
+/* padec_case_init with g_pool_stride: two pages apart (as a cache that keeps each block's K and
+ * V side by side) or 16 bytes beyond a page, the gaps NaN. Exits on failure. */
+static void init_case(padec_case *c, const padec_params *params, int32_t batch, const int32_t *lens,
+                      uint64_t seed) {
+  const int64_t page_elems = (int64_t)params->page_size * params->num_kv_heads * params->head_dim;
+  const int64_t element_bytes = params->kv_dtype == PADEC_DTYPE_E4M3 ? 1 : 2;
+  const int64_t stride = g_pool_stride == POOLS_TWO_PAGES ? 2 * page_elems
+                         : g_pool_stride == POOLS_PADDED  ? page_elems + 16 / element_bytes
+                                                          : 0;
+  if (padec_case_init_strided(c, params, batch, lens, seed, stride) != 0) {
+    fprintf(stderr, "case init failed\n");
+    exit(1);
+  }
+}
+
 /* The CPU executor on the same options, for the partial-path comparison. */
 static int run_cpu(const padec_case *c, const padec_plan_options *options, void *o, float *lse) {
   padec_plan_layout layout;
@@ -100,10 +119,7 @@ static int run_again_with_kept_counters(int grid, const padec_case *c, const pad
 static void run_grid_case(const char *label, const padec_params *params, int32_t batch,
                           const int32_t *lens, uint64_t seed, int32_t num_splits) {
   padec_case c;
-  if (padec_case_init(&c, params, batch, lens, seed) != 0) {
-    fprintf(stderr, "case init failed\n");
-    exit(1);
-  }
+  init_case(&c, params, batch, lens, seed);
   const size_t lse_count = (size_t)c.num_tokens * (size_t)c.params.num_q_heads;
   void *o = test_alloc(c.o_bytes), *o_again = test_alloc(c.o_bytes), *o_cpu = test_alloc(c.o_bytes);
   float *lse = test_alloc(sizeof(float) * lse_count + 4);
@@ -176,10 +192,7 @@ static int32_t split_plan_groups(const padec_params *params, int32_t batch, cons
 static void run_case(const char *label, const padec_params *params, int32_t batch,
                      const int32_t *lens, uint64_t seed, int split) {
   padec_case c;
-  if (padec_case_init(&c, params, batch, lens, seed) != 0) {
-    fprintf(stderr, "case init failed\n");
-    exit(1);
-  }
+  init_case(&c, params, batch, lens, seed);
   const padec_plan_options options = case_options(c.params.num_kv_heads, split);
   const size_t lse_count = (size_t)c.num_tokens * (size_t)c.params.num_q_heads;
   void *o = test_alloc(c.o_bytes), *o_again = test_alloc(c.o_bytes), *o_cpu = test_alloc(c.o_bytes);
@@ -343,6 +356,30 @@ int main(int argc, char **argv) {
     both("cost, e4m3 per-token, q_len 3", &q, batch, lens, 33);
     g_policy = PADEC_POLICY_EVEN;
   }
+  /* Strided pools: the kernel's page offsets from padec_tensors.kv_page_stride, on both layouts,
+   * both copy paths of fp8 and small and large pages. */
+  {
+    g_pool_stride = POOLS_TWO_PAGES;
+    both("pools two pages apart", &p, batch, lens, 35);
+    padec_params q = p;
+    q.kv_dtype = PADEC_DTYPE_E4M3;
+    q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TENSOR;
+    q.kv_layout = PADEC_LAYOUT_HND;
+    both("pools two pages apart, e4m3 HND", &q, batch, lens, 36);
+    g_pool_stride = POOLS_PADDED;
+    both("pools padded, e4m3 HND", &q, batch, lens, 37);
+    q.kv_layout = PADEC_LAYOUT_NHD;
+    q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
+    q.page_size = 1;
+    q.q_len = 2;
+    both("pools padded, e4m3 per-token, page 1", &q, batch, lens, 38);
+    q = p;
+    q.head_dim = 256;
+    q.page_size = 1024;
+    q.window_left = 300;
+    both("pools padded, head_dim 256, page 1024", &q, batch, lens, 39);
+    g_pool_stride = POOLS_CONTIGUOUS;
+  }
   /* More reduce groups than a warp has lanes: the fused merge's group search takes a second
    * round and its slot range comes from loads (up to 32 groups, from the first round's). Every
    * seventh sequence is empty (no group). */
@@ -466,8 +503,11 @@ int main(int argc, char **argv) {
       q.window_left = next_random() % 3 == 0 ? (int32_t)(next_random() % 600) : 0;
       int32_t random_lens[6];
       for (int b = 0; b < 6; ++b) random_lens[b] = (int32_t)(next_random() % 3000);
+      /* Every fifth with strided pools. */
+      g_pool_stride = i % 5 != 2 ? POOLS_CONTIGUOUS : i % 2 ? POOLS_TWO_PAGES : POOLS_PADDED;
       both("random", &q, 6, random_lens, 200 + (uint64_t)i);
     }
+    g_pool_stride = POOLS_CONTIGUOUS;
   }
   {
     padec_params q = base_params();

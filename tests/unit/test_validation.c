@@ -299,18 +299,18 @@ static void test_cuda_entry_points(void) {
   b.q_stride_head = -1;
   expect("run q_stride_head -1", padec_cuda_run(&p, &layout, buffer, &b, workspace, ws, NULL),
          PADEC_STATUS_BAD_ARGUMENT, "stride");
-  /* The kernels read contiguous pools: a longer page stride (which padec_cpu_run takes) is
-   * refused by both entries before anything is launched. */
+  /* The page stride's rules hold for both CUDA entries (the kernels' copies need them). */
   const int64_t page_elems = (int64_t)p.page_size * p.num_kv_heads * p.head_dim;
   b = t;
-  b.kv_page_stride = 2 * page_elems;
-  expect("run kv_page_stride two pages", padec_cuda_run(&p, &layout, buffer, &b, workspace, ws, NULL),
-         PADEC_STATUS_BAD_ARGUMENT, "tensors.kv_page_stride = ");
+  b.kv_page_stride = 2 * page_elems + 1;
+  expect("run kv_page_stride off 16 bytes", padec_cuda_run(&p, &layout, buffer, &b, workspace, ws, NULL),
+         PADEC_STATUS_MISALIGNED_POINTER, "tensors.kv_page_stride = ");
   padec_grid_layout grid;
   if (padec_grid_layout_init(&p, 2, 2, 16, &grid) != PADEC_STATUS_OK) exit(1);
-  expect("run_grid kv_page_stride two pages",
+  b.kv_page_stride = page_elems / 2;
+  expect("run_grid kv_page_stride half a page",
          padec_cuda_run_grid(&p, &grid, &b, workspace, grid.workspace_bytes, NULL),
-         PADEC_STATUS_BAD_ARGUMENT, "contiguous pools only");
+         PADEC_STATUS_BAD_ARGUMENT, "less than one page");
   padec_params fp8 = p;
   fp8.kv_dtype = PADEC_DTYPE_E4M3;
   fp8.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
