@@ -60,6 +60,10 @@ uint64_t padec__params_key(const padec_params *params);
 /* Bytes of one element of dtype (1, 2 or 4). */
 int32_t padec__dtype_bytes(padec_dtype dtype);
 
+/* Elements from one page of a KV pool to the next: tensors->kv_page_stride, or one page
+ * (page_size * num_kv_heads * head_dim) where it is 0. */
+int64_t padec__kv_page_stride(const padec_params *params, const padec_tensors *tensors);
+
 /* One failed check of caller KV data (page_indptr, kv_lens, the shard arrays, page_indices): which
  * check, which sequence, and the values its message names. The host check
  * (padec_validate_kv_host, padec__check_shard) and the device check (src/cuda/validate.cu) both

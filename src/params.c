@@ -192,6 +192,11 @@ static padec_status check_strides(const char *tensor, int64_t tokens, int64_t he
   return PADEC_STATUS_OK;
 }
 
+int64_t padec__kv_page_stride(const padec_params *params, const padec_tensors *tensors) {
+  if (tensors->kv_page_stride) return tensors->kv_page_stride;
+  return (int64_t)params->page_size * params->num_kv_heads * params->head_dim;
+}
+
 /* The distance between pages (0 = one page): at least a page, every page 16-byte aligned (the
  * kernels copy 16-byte chunks), and below 2^32 bytes (the kernels' page offsets are a 32 x 32-bit
  * multiply; a page id < 2^31 times it stays below 2^63). */

@@ -319,8 +319,7 @@ static padec_status init_context(run_context *ctx, const padec_params *params,
   ctx->o_stride_head = tensors->o_stride_head ? tensors->o_stride_head : p->head_dim;
   ctx->o_stride_token = tensors->o_stride_token ? tensors->o_stride_token
                                                 : (int64_t)p->num_q_heads * p->head_dim;
-  ctx->page_stride = tensors->kv_page_stride ? tensors->kv_page_stride
-                                             : (int64_t)p->page_size * p->num_kv_heads * p->head_dim;
+  ctx->page_stride = padec__kv_page_stride(p, tensors);
   ctx->partial_o = (float *)((char *)workspace + partial_o_offset);
   ctx->partial_lse = (float *)((char *)workspace + partial_lse_offset);
   return PADEC_STATUS_OK;

@@ -151,9 +151,7 @@ static padec_decode_params fill_decode_params(const padec_params *normalized,
   d.k_pages = static_cast<const uint8_t *>(t->k_pages);
   d.v_pages = static_cast<const uint8_t *>(t->v_pages);
   /* Below 2^32 bytes (padec__check_tensors). */
-  const int64_t page_elems = t->kv_page_stride ? t->kv_page_stride
-                                               : (int64_t)p.page_size * p.num_kv_heads * p.head_dim;
-  d.kv_page_bytes = static_cast<uint32_t>(page_elems * padec__dtype_bytes(p.kv_dtype));
+  d.kv_page_bytes = static_cast<uint32_t>(padec__kv_page_stride(&p, t) * padec__dtype_bytes(p.kv_dtype));
   d.page_indptr = t->page_indptr;
   d.page_indices = t->page_indices;
   d.kv_lens = t->kv_lens;
