@@ -939,7 +939,15 @@ __global__ void __launch_bounds__(kThreads, 2)
         v_exponent_step = ldexpf(1.f, exponent - v_exponent); /* folded into the rescale */
         v_exponent = exponent;
       }
+      /* Lazy rescaling: a row's reference max moves only when a tile's max passes it by more
+       * than kLazyRescaleLog2, so probabilities reach 2^kLazyRescaleLog2 (256: inside f16's
+       * range, also after a per-token V scale, which stays below 1 there) and most tiles leave
+       * the accumulators alone. The row sums, the combine and the LSE all use the reference
+       * max, so the result is the same softmax. A warp rescales its accumulators only when one
+       * of its rows moved (or, per token, the V exponent did); the others' factors are then 1. */
+      constexpr float kLazyRescaleLog2 = 8.f;
       float rescale[NTiles][2], base[NTiles][2];
+      bool moved = false;
 #pragma unroll
       for (int nt = 0; nt < NTiles; ++nt)
 #pragma unroll
@@ -948,27 +956,34 @@ __global__ void __launch_bounds__(kThreads, 2)
           m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 4));
           m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 8));
           m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 16));
-          const float new_max = fmaxf(row_max[nt][r], m);
+          /* -inf + the margin is -inf: a row's first finite max always moves it; a fully
+           * masked tile (m = -inf) never does. */
+          const bool moves = m > row_max[nt][r] + kLazyRescaleLog2;
+          const float new_max = moves ? m : row_max[nt][r];
           base[nt][r] = new_max == -INFINITY ? 0.f : new_max; /* a fully masked row stays at 0 */
-          rescale[nt][r] = exp2_ftz(row_max[nt][r] - base[nt][r]);
+          rescale[nt][r] = moves ? exp2_ftz(row_max[nt][r] - base[nt][r]) : 1.f;
           row_max[nt][r] = new_max;
           row_sum[nt][r] *= rescale[nt][r];
+          moved |= moves;
         }
-      float acc_rescale[NTiles][2];
-#pragma unroll
-      for (int nt = 0; nt < NTiles; ++nt) {
-        acc_rescale[nt][0] = rescale[nt][0] * v_exponent_step;
-        acc_rescale[nt][1] = rescale[nt][1] * v_exponent_step;
-      }
-#pragma unroll
-      for (int dt = 0; dt < HeadDim / 16; ++dt)
+      if (per_token) moved |= v_exponent_step != 1.f;
+      if (__any_sync(0xffffffffu, moved)) {
+        float acc_rescale[NTiles][2];
 #pragma unroll
         for (int nt = 0; nt < NTiles; ++nt) {
-          acc[dt][nt][0] *= acc_rescale[nt][0];
-          acc[dt][nt][1] *= acc_rescale[nt][1];
-          acc[dt][nt][2] *= acc_rescale[nt][0];
-          acc[dt][nt][3] *= acc_rescale[nt][1];
+          acc_rescale[nt][0] = rescale[nt][0] * v_exponent_step;
+          acc_rescale[nt][1] = rescale[nt][1] * v_exponent_step;
         }
+#pragma unroll
+        for (int dt = 0; dt < HeadDim / 16; ++dt)
+#pragma unroll
+          for (int nt = 0; nt < NTiles; ++nt) {
+            acc[dt][nt][0] *= acc_rescale[nt][0];
+            acc[dt][nt][1] *= acc_rescale[nt][1];
+            acc[dt][nt][2] *= acc_rescale[nt][0];
+            acc[dt][nt][3] *= acc_rescale[nt][1];
+          }
+      }
 
       /* ---- O^T += V^T P: dims on M, tokens on K, rows on N ------------------------------- */
 #pragma unroll
