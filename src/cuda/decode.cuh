@@ -602,16 +602,20 @@ __global__ void __launch_bounds__(kThreads, 2)
   auto issue_tile = [&](const Stream &g, int tile, int stage, const PageIds &ids) {
     const uint32_t k_dst = smem_u32(pipe + stage * Cfg::kStageBytes);
     const int pos0 = g.token_begin + tile * Cfg::kTileTokens + my_first_token;
-    const uint8_t *k_src = p.k_pages + g.kv_head_offset + my_chunk * 16;
-    const uint8_t *v_src = p.v_pages + g.kv_head_offset + my_chunk * 16;
+    /* A row's K address is two wide multiply-adds (the row within its page onto the head's
+     * base, then the page), its V address one 64-bit add of the pools' distance: this path runs
+     * for every row of every tile, and each 64-bit add is two instructions. */
+    const uint64_t k_src = reinterpret_cast<uint64_t>(p.k_pages + g.kv_head_offset + my_chunk * 16);
+    const uint64_t v_minus_k = reinterpret_cast<uint64_t>(p.v_pages) - reinterpret_cast<uint64_t>(p.k_pages);
     /* Rows past the stream's end copy nothing (src-size 0); their page id is 0. */
 #pragma unroll
     for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
       const int pos = pos0 + i * Cfg::kTokenStride;
-      const uint64_t offset = (uint64_t)(uint32_t)ids[i] * page_bytes + (uint32_t)(pos & page_mask) * row_bytes;
+      const uint64_t row_src = (uint64_t)(uint32_t)(pos & page_mask) * row_bytes + k_src;
+      const uint64_t k_row = (uint64_t)(uint32_t)ids[i] * page_bytes + row_src;
       const uint32_t dst = k_dst + row_dst(i);
-      cp_async_16(dst, k_src + offset, pos < g.token_end);
-      cp_async_16(dst + Cfg::kTileBytes, v_src + offset, pos < g.token_end);
+      cp_async_16(dst, reinterpret_cast<const void *>(k_row), pos < g.token_end);
+      cp_async_16(dst + Cfg::kTileBytes, reinterpret_cast<const void *>(k_row + v_minus_k), pos < g.token_end);
     }
     if (per_token && my_chunk == 0) {
       float *k_scale_dst = scales + stage * 2 * Cfg::kTileTokens;
