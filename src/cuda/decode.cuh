@@ -422,7 +422,7 @@ __device__ __forceinline__ int piece_byte(int lane_row, int q) {
   }
 }
 
-template <int HeadDim, int Kind, int NTiles>
+template <int HeadDim, int Kind, int NTiles, bool PSplit>
 __global__ void __launch_bounds__(kThreads, 2)
     decode_kernel(const __grid_constant__ padec_decode_params p) {
   using Cfg = DecodeConfig<HeadDim, Kind, NTiles>;
@@ -463,8 +463,11 @@ __global__ void __launch_bounds__(kThreads, 2)
   const bool q_split = kBf16Mma && p.q_dtype == 1; /* fp16 query on a bf16 cache */
   /* P rounded to bf16 (8 bits) costs as much as a bf16 output's rounding, so bf16 caches always
    * carry P's low part; f16 (11 bits) is below a bf16 output's rounding but level with an fp16
-   * output's (the soak found fp16 outputs 2.6 half-ulps off), so only bf16 outputs go without. */
-  const bool p_split = kBf16Mma || p.o_dtype != 0;
+   * output's (the soak found fp16 outputs 2.6 half-ulps off), so only bf16 outputs go without.
+   * PSplit is the instance's: predicated off at run time, the low part's MMAs, transposes and
+   * conversions would still take issue slots in the tile loop. */
+  constexpr bool p_split = PSplit;
+  static_assert(PSplit || !kBf16Mma, "bf16 caches always split P");
   const int page_shift = __ffs(p.page_size) - 1;
   const int page_mask = p.page_size - 1;
   /* Byte strides of the pools: a page, a token within a page, a KV head. */

@@ -59,9 +59,9 @@ struct DecodeInstance {
   int smem_bytes;
 };
 
-template <int HeadDim, int Kind, int NTiles>
+template <int HeadDim, int Kind, int NTiles, bool PSplit>
 DecodeInstance instance() {
-  return DecodeInstance{decode_kernel<HeadDim, Kind, NTiles>, DecodeConfig<HeadDim, Kind, NTiles>::kSmemBytes};
+  return DecodeInstance{decode_kernel<HeadDim, Kind, NTiles, PSplit>, DecodeConfig<HeadDim, Kind, NTiles>::kSmemBytes};
 }
 
 /* The one selection function: the decode instance for the parameters' head_dim, cache kind
@@ -75,11 +75,18 @@ static DecodeInstance select_decode(const padec_params &normalized) {
                    : normalized.fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN ? KV_E4M3_PER_TOKEN
                                                                             : KV_E4M3;
   const bool wide = rows > 8;
-#define PADEC_SELECT_KIND_(D, K) \
-  return wide ? instance<D, K, 2>() : instance<D, K, 1>();
+  /* f16 MMAs (fp16 and fp8 caches) carry P's low part only for fp16 and fp32 outputs. */
+  const bool p_split = normalized.o_dtype != PADEC_DTYPE_BF16;
+#define PADEC_SELECT_SPLIT_(D, K, S) \
+  return wide ? instance<D, K, 2, S>() : instance<D, K, 1, S>();
+#define PADEC_SELECT_KIND_(D, K)            \
+  {                                         \
+    if (p_split) PADEC_SELECT_SPLIT_(D, K, true) \
+    PADEC_SELECT_SPLIT_(D, K, false)        \
+  }
 #define PADEC_SELECT_(D)                                \
   if (head_dim == D) {                                  \
-    if (kind == KV_BF16) PADEC_SELECT_KIND_(D, KV_BF16) \
+    if (kind == KV_BF16) PADEC_SELECT_SPLIT_(D, KV_BF16, true) \
     if (kind == KV_F16) PADEC_SELECT_KIND_(D, KV_F16)   \
     if (kind == KV_E4M3) PADEC_SELECT_KIND_(D, KV_E4M3) \
     PADEC_SELECT_KIND_(D, KV_E4M3_PER_TOKEN)            \
@@ -89,6 +96,7 @@ static DecodeInstance select_decode(const padec_params &normalized) {
   PADEC_SELECT_(256)
 #undef PADEC_SELECT_
 #undef PADEC_SELECT_KIND_
+#undef PADEC_SELECT_SPLIT_
   return DecodeInstance{nullptr, 0};
 }
 
