@@ -295,6 +295,19 @@ static void sweep_axes(void) {
   p = base_params();
   p.softmax_scale = 0.3f;
   check_with_boundary_lengths("softmax_scale 0.3", &p);
+  /* Peaked softmax: scores spread over tens of binades, so a row's running max moves by far
+   * more than 2^8 over a sequence and the rescale factors reach the flush-to-zero range. */
+  const float peaked[] = {2.0f, 8.0f};
+  for (int i = 0; i < 2; ++i) {
+    p = base_params();
+    p.softmax_scale = peaked[i];
+    if (i == 1) {
+      p.kv_dtype = PADEC_DTYPE_E4M3;
+      p.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
+    }
+    snprintf(label, sizeof label, "softmax_scale %g%s", (double)peaked[i], i == 1 ? ", e4m3 per-token" : "");
+    check_with_boundary_lengths(label, &p);
+  }
 }
 
 /* Combinations that stress several code paths at once. */

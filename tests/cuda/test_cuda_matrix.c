@@ -400,6 +400,31 @@ int main(int argc, char **argv) {
     both("many groups, e4m3, q_len 3", &q, 40, many_lens, 401);
   }
   if (!short_run) {
+    /* Peaked softmax: with these scales the scores spread over tens of binades, so a row's
+     * reference max moves past the lazy rescale's margin (2^8) again and again along a sequence,
+     * with factors down to the flush-to-zero range; on every f16 instance (P with and without
+     * its low part) and the bf16 one. */
+    const struct {
+      float scale;
+      padec_dtype kv, o;
+      padec_fp8_scale_mode mode;
+      const char *label;
+    } peaked[] = {
+        {2.0f, PADEC_DTYPE_BF16, PADEC_DTYPE_BF16, PADEC_FP8_SCALE_NONE, "peaked softmax 2"},
+        {8.0f, PADEC_DTYPE_E4M3, PADEC_DTYPE_BF16, PADEC_FP8_SCALE_PER_TENSOR, "peaked softmax 8, e4m3"},
+        {2.0f, PADEC_DTYPE_E4M3, PADEC_DTYPE_FP32, PADEC_FP8_SCALE_PER_TOKEN, "peaked softmax 2, e4m3 per-token, o fp32"},
+        {8.0f, PADEC_DTYPE_FP16, PADEC_DTYPE_FP16, PADEC_FP8_SCALE_NONE, "peaked softmax 8, fp16 kv and o"},
+    };
+    for (int i = 0; i < 4; ++i) {
+      padec_params q = p;
+      q.softmax_scale = peaked[i].scale;
+      q.kv_dtype = peaked[i].kv;
+      q.o_dtype = peaked[i].o;
+      q.fp8_scale_mode = peaked[i].mode;
+      both(peaked[i].label, &q, batch, lens, 190 + (uint64_t)i);
+    }
+  }
+  if (!short_run) {
     padec_params q = p;
     q.fp8_scale_mode = PADEC_FP8_SCALE_NONE;
     q.kv_dtype = PADEC_DTYPE_FP16;
