@@ -65,8 +65,10 @@ DecodeInstance instance() {
 }
 
 /* The one selection function: the decode instance for the parameters' head_dim, cache kind
- * (dtype, and for fp8 whether the scales are per token) and query rows per KV head. Up to 8 rows
- * fit one n8 tile; more take two (16 rows a pass, in passes beyond 16). */
+ * (dtype, and for fp8 whether the scales are per token), query rows per KV head and output
+ * dtype. Up to 8 rows fit one n8 tile; more take two (16 rows a pass, in passes beyond 16).
+ * f16 MMAs (fp16 and fp8 caches) carry P's low part only for fp16 and fp32 outputs; bf16 caches
+ * always do. */
 static DecodeInstance select_decode(const padec_params &normalized) {
   const int head_dim = normalized.head_dim;
   const int rows = normalized.q_len * (normalized.num_q_heads / normalized.num_kv_heads);
@@ -75,21 +77,19 @@ static DecodeInstance select_decode(const padec_params &normalized) {
                    : normalized.fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN ? KV_E4M3_PER_TOKEN
                                                                             : KV_E4M3;
   const bool wide = rows > 8;
-  /* f16 MMAs (fp16 and fp8 caches) carry P's low part only for fp16 and fp32 outputs. */
   const bool p_split = normalized.o_dtype != PADEC_DTYPE_BF16;
-#define PADEC_SELECT_SPLIT_(D, K, S) \
-  return wide ? instance<D, K, 2, S>() : instance<D, K, 1, S>();
-#define PADEC_SELECT_KIND_(D, K)            \
-  {                                         \
-    if (p_split) PADEC_SELECT_SPLIT_(D, K, true) \
-    PADEC_SELECT_SPLIT_(D, K, false)        \
+#define PADEC_SELECT_SPLIT_(D, K, S) return wide ? instance<D, K, 2, S>() : instance<D, K, 1, S>();
+#define PADEC_SELECT_KIND_(D, K)                   \
+  {                                                \
+    if (p_split) PADEC_SELECT_SPLIT_(D, K, true)   \
+    PADEC_SELECT_SPLIT_(D, K, false)               \
   }
-#define PADEC_SELECT_(D)                                \
-  if (head_dim == D) {                                  \
+#define PADEC_SELECT_(D)                                       \
+  if (head_dim == D) {                                         \
     if (kind == KV_BF16) PADEC_SELECT_SPLIT_(D, KV_BF16, true) \
-    if (kind == KV_F16) PADEC_SELECT_KIND_(D, KV_F16)   \
-    if (kind == KV_E4M3) PADEC_SELECT_KIND_(D, KV_E4M3) \
-    PADEC_SELECT_KIND_(D, KV_E4M3_PER_TOKEN)            \
+    if (kind == KV_F16) PADEC_SELECT_KIND_(D, KV_F16)          \
+    if (kind == KV_E4M3) PADEC_SELECT_KIND_(D, KV_E4M3)        \
+    PADEC_SELECT_KIND_(D, KV_E4M3_PER_TOKEN)                   \
   }
   PADEC_SELECT_(64)
   PADEC_SELECT_(128)
