@@ -25,8 +25,9 @@
  * Numerics: fp32 accumulation; scores in base 2; bf16 caches use bf16 MMAs with P (and, for an
  * fp16 query, Q) split into a high and a low bf16 part so that rounding P does not cost 8 bits;
  * fp16 and fp8 caches use f16 MMAs (fp8 -> f16 is exact) with Q scaled per row by a power of
- * two into f16's range, and P split for fp32 outputs; per-token V scales ride on a per-warp
- * power of two that keeps P * v_scale in f16's normal range.
+ * two into f16's range, and P split for fp16 and fp32 outputs; per-token V scales ride on a
+ * per-warp power of two that keeps P * v_scale in f16's normal range. The softmax rescales
+ * lazily (see the tile loop), so P reaches 256.
  */
 #pragma once
 
@@ -598,8 +599,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   };
   /* A page is at most 2 GiB (1024 tokens x 4096 KV heads x 256 dims x 2 bytes: params.c caps
    * the heads at 4096) and the distance between pages below 4 GiB (params.c), so offsets within
-   * a page and the page stride fit in 32 bits and a row's offset is one 32 x 32 -> 64-bit
-   * multiply-add, on the issue path of every cp.async. */
+   * a page and the page stride fit in 32 bits and a row's K address is two 32 x 32 -> 64-bit
+   * multiply-adds (issue_tile), on the issue path of every cp.async. */
   static_assert(1024LL * 4096 * 256 * 2 <= UINT32_MAX, "a page's byte offsets fit in 32 bits");
   const uint32_t page_bytes = p.kv_page_bytes, row_bytes = (uint32_t)token_stride;
   auto issue_tile = [&](const Stream &g, int tile, int stage, const PageIds &ids) {
@@ -948,8 +949,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
       /* Lazy rescaling: a row's reference max moves only when a tile's max passes it by more
        * than kLazyRescaleLog2, so probabilities reach 2^kLazyRescaleLog2 (256: inside f16's
-       * range, also after a per-token V scale, which stays below 1 there) and most tiles leave
-       * the accumulators alone. The row sums, the combine and the LSE all use the reference
+       * range, also times a per-token V scale, whose product with 2^v_exponent stays below 1)
+       * and most tiles leave the accumulators alone. The row sums, the combine and the LSE all use the reference
        * max, so the result is the same softmax. A warp rescales its accumulators only when one
        * of its rows moved (or, per token, the V exponent did); the others' factors are then 1. */
       constexpr float kLazyRescaleLog2 = 8.f;
@@ -963,9 +964,11 @@ __global__ void __launch_bounds__(kThreads, 2)
           m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 4));
           m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 8));
           m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, 16));
-          /* -inf + the margin is -inf: a row's first finite max always moves it; a fully
-           * masked tile (m = -inf) never does. */
-          const bool moves = m > row_max[nt][r] + kLazyRescaleLog2;
+          /* The difference, not row_max + margin: near 2^27 and above that sum rounds up to the
+           * next float, which would let P pass 2^16 and overflow f16; the difference of two
+           * close floats is exact. A row's first finite max moves it (m - -inf = inf); a fully
+           * masked tile never does (-inf - x is -inf, -inf - -inf NaN). */
+          const bool moves = m - row_max[nt][r] > kLazyRescaleLog2;
           const float new_max = moves ? m : row_max[nt][r];
           base[nt][r] = new_max == -INFINITY ? 0.f : new_max; /* a fully masked row stays at 0 */
           rescale[nt][r] = moves ? exp2_ftz(row_max[nt][r] - base[nt][r]) : 1.f;

@@ -400,27 +400,48 @@ int main(int argc, char **argv) {
     both("many groups, e4m3, q_len 3", &q, 40, many_lens, 401);
   }
   if (!short_run) {
-    /* Peaked softmax: with these scales the scores spread over tens of binades, so a row's
-     * reference max moves past the lazy rescale's margin (2^8) again and again along a sequence,
-     * with factors down to the flush-to-zero range; on every f16 instance (P with and without
-     * its low part) and the bf16 one. */
+    /* Peaked softmax: with these scales the scores of the test data spread over tens of
+     * binades (base-2 sigma about 11 at scale 2, 44 at 8), so a warp's rows move their reference
+     * max past the lazy rescale's margin (2^8) again and again along a sequence, by up to about
+     * 100 binades; on the bf16 instance and the f16 ones with and without P's low part, one and
+     * two n-tiles, head_dim 64 to 256, q_len 2 and a window. The last case's scores are of the
+     * order of 2^29 (one token takes the whole weight); it does not construct the rounding
+     * case the margin test's difference avoids (a tile max one float step above the
+     * reference, at scores near 2^27). */
     const struct {
       float scale;
       padec_dtype kv, o;
       padec_fp8_scale_mode mode;
+      int32_t head_dim, group, q_len, window;
       const char *label;
     } peaked[] = {
-        {2.0f, PADEC_DTYPE_BF16, PADEC_DTYPE_BF16, PADEC_FP8_SCALE_NONE, "peaked softmax 2"},
-        {8.0f, PADEC_DTYPE_E4M3, PADEC_DTYPE_BF16, PADEC_FP8_SCALE_PER_TENSOR, "peaked softmax 8, e4m3"},
-        {2.0f, PADEC_DTYPE_E4M3, PADEC_DTYPE_FP32, PADEC_FP8_SCALE_PER_TOKEN, "peaked softmax 2, e4m3 per-token, o fp32"},
-        {8.0f, PADEC_DTYPE_FP16, PADEC_DTYPE_FP16, PADEC_FP8_SCALE_NONE, "peaked softmax 8, fp16 kv and o"},
+        {2.0f, PADEC_DTYPE_BF16, PADEC_DTYPE_BF16, PADEC_FP8_SCALE_NONE, 128, 4, 1, 0, "peaked softmax 2"},
+        {8.0f, PADEC_DTYPE_E4M3, PADEC_DTYPE_BF16, PADEC_FP8_SCALE_PER_TENSOR, 128, 4, 1, 0,
+         "peaked softmax 8, e4m3"},
+        {2.0f, PADEC_DTYPE_E4M3, PADEC_DTYPE_FP32, PADEC_FP8_SCALE_PER_TOKEN, 128, 4, 1, 0,
+         "peaked softmax 2, e4m3 per-token, o fp32"},
+        {8.0f, PADEC_DTYPE_FP16, PADEC_DTYPE_FP16, PADEC_FP8_SCALE_NONE, 128, 4, 1, 0,
+         "peaked softmax 8, fp16 kv and o"},
+        {4.0f, PADEC_DTYPE_FP16, PADEC_DTYPE_BF16, PADEC_FP8_SCALE_NONE, 64, 4, 1, 0,
+         "peaked softmax 4, fp16 kv, head_dim 64"},
+        {4.0f, PADEC_DTYPE_E4M3, PADEC_DTYPE_FP16, PADEC_FP8_SCALE_PER_TENSOR, 128, 16, 1, 0,
+         "peaked softmax 4, e4m3, o fp16, 16 rows"},
+        {8.0f, PADEC_DTYPE_E4M3, PADEC_DTYPE_BF16, PADEC_FP8_SCALE_PER_TOKEN, 256, 4, 2, 500,
+         "peaked softmax 8, e4m3 per-token, head_dim 256, q_len 2, window"},
+        {1e8f, PADEC_DTYPE_FP16, PADEC_DTYPE_FP16, PADEC_FP8_SCALE_NONE, 128, 4, 1, 0,
+         "peaked softmax 1e8, fp16 kv and o"},
     };
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < (int)(sizeof peaked / sizeof peaked[0]); ++i) {
       padec_params q = p;
       q.softmax_scale = peaked[i].scale;
       q.kv_dtype = peaked[i].kv;
       q.o_dtype = peaked[i].o;
       q.fp8_scale_mode = peaked[i].mode;
+      q.head_dim = peaked[i].head_dim;
+      q.num_kv_heads = 2;
+      q.num_q_heads = 2 * peaked[i].group;
+      q.q_len = peaked[i].q_len;
+      q.window_left = peaked[i].window;
       both(peaked[i].label, &q, batch, lens, 190 + (uint64_t)i);
     }
   }
