@@ -313,19 +313,5 @@ int main(int argc, char **argv) {
   printf("test_cuda_large_pool: %d cases\n", device_cases);
   for (int i = 0; i < count; ++i)
     if (!specs[i].host_only) ran += run_spec(&specs[i], 0x1a76e100u + (uint64_t)i);
-  if (test_failures) {
-    fprintf(stderr, "test_cuda_large_pool: %d check(s) failed\n", test_failures);
-    return 1;
-  }
-  if (ran == 0) {
-    printf("test_cuda_large_pool: no case could run here: skipped\n");
-    return 77;
-  }
-  if (ran < device_cases) {
-    printf("test_cuda_large_pool: %d of %d cases passed, %d skipped (above): not every case ran\n", ran,
-           device_cases, device_cases - ran);
-    return 77;
-  }
-  printf("test_cuda_large_pool: all %d cases passed\n", device_cases);
-  return 0;
+  return large_exit_status("test_cuda_large_pool", test_failures, ran, device_cases);
 }

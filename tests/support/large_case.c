@@ -432,3 +432,17 @@ const large_spec *large_specs(int *count) {
   *count = (int)(sizeof table / sizeof table[0]);
   return specs;
 }
+
+int large_exit_status(const char *test, int failures, int ran, int cases) {
+  if (failures) {
+    fprintf(stderr, "%s: %d check(s) failed\n", test, failures);
+    return 1;
+  }
+  if (ran < cases) {
+    printf("%s: %d of %d cases passed, %d skipped (above): not every case ran\n", test, ran, cases,
+           cases - ran);
+    return 77;
+  }
+  printf("%s: all %d cases passed\n", test, cases);
+  return 0;
+}

@@ -85,4 +85,9 @@ typedef struct large_spec {
 /* The table; *count receives its length. */
 const large_spec *large_specs(int *count);
 
+/* A large-pool test's exit status and last line, from its failed checks and the cases that ran
+ * out of those it meant to run: 1 on any failure, else 77 (skipped) when any case was skipped,
+ * so that a pass means every case ran, else 0. */
+int large_exit_status(const char *test, int failures, int ran, int cases);
+
 #endif /* PADEC_TEST_LARGE_CASE_H */

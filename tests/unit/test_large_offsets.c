@@ -179,19 +179,5 @@ int main(void) {
   int ran = 0;
   printf("test_large_offsets: %d cases\n", count);
   for (int i = 0; i < count; ++i) ran += run_spec(&specs[i], 0x1a76e000u + (uint64_t)i);
-  if (test_failures) {
-    fprintf(stderr, "test_large_offsets: %d check(s) failed\n", test_failures);
-    return 1;
-  }
-  if (ran == 0) {
-    printf("test_large_offsets: no sparse mapping of several GiB is allowed here: skipped\n");
-    return 77;
-  }
-  if (ran < count) {
-    printf("test_large_offsets: %d of %d cases passed, %d skipped (above): not every case ran\n", ran,
-           count, count - ran);
-    return 77;
-  }
-  printf("test_large_offsets: all %d cases passed\n", count);
-  return 0;
+  return large_exit_status("test_large_offsets", test_failures, ran, count);
 }
