@@ -950,9 +950,10 @@ __global__ void __launch_bounds__(kThreads, 2)
       /* Lazy rescaling: a row's reference max moves only when a tile's max passes it by more
        * than kLazyRescaleLog2, so probabilities reach 2^kLazyRescaleLog2 (256: inside f16's
        * range, also times a per-token V scale, whose product with 2^v_exponent stays below 1)
-       * and most tiles leave the accumulators alone. The row sums, the combine and the LSE all use the reference
-       * max, so the result is the same softmax. A warp rescales its accumulators only when one
-       * of its rows moved (or, per token, the V exponent did); the others' factors are then 1. */
+       * and most tiles leave the accumulators alone. The row sums, the combine and the LSE all
+       * use the reference max, so the result is the same softmax. A warp rescales its
+       * accumulators only when one of its rows moved (or, per token, the V exponent did); the
+       * others' factors are then 1. */
       constexpr float kLazyRescaleLog2 = 8.f;
       float rescale[NTiles][2], base[NTiles][2];
       bool moved = false;
@@ -976,7 +977,7 @@ __global__ void __launch_bounds__(kThreads, 2)
           row_sum[nt][r] *= rescale[nt][r];
           moved |= moves;
         }
-      if (per_token) moved |= v_exponent_step != 1.f;
+      if constexpr (per_token) moved |= v_exponent_step != 1.f;
       if (__any_sync(0xffffffffu, moved)) {
         float acc_rescale[NTiles][2];
 #pragma unroll
