@@ -275,7 +275,11 @@ typedef struct padec_plan_view {
 
 /* Fills *view for a plan built with this layout (host memory, 16-byte aligned). Errors, with
  * *view untouched: NULL_POINTER, MISALIGNED_POINTER, PLAN_MISMATCH (a layout that
- * padec_plan_layout_init did not make, or a plan whose header is not this layout's). */
+ * padec_plan_layout_init did not make, a plan whose header is not this layout's, or a body that
+ * no build makes: index arrays that do not start at 0, decrease or do not end at the header's
+ * counts; a work item whose sequence, rows, partitions, query heads or partial slot leave the
+ * layout or its own sequence's; a reduce group whose rows or partial rows leave the buffers).
+ * padec_cpu_run, padec_plan_predict and padec_cuda_upload_plan check a plan this way. */
 padec_status padec_plan_view_init(const padec_plan_layout *layout, const void *plan,
                                   padec_plan_view *view);
 

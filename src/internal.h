@@ -139,6 +139,15 @@ padec_status padec__check_plan_layout(const padec_plan_layout *layout, const cha
  * counts within the layout's capacities. */
 padec_status padec__check_plan_header(const padec_plan_layout *layout, const void *plan, const char *name);
 
+/* PLAN_MISMATCH unless the body of a plan whose header passed is one the executors can run
+ * without indexing past the caller's buffers: the index arrays start at 0, never decrease and
+ * end at the header's counts; every work item's sequence, rows, partitions, query heads and
+ * partial slot lie within the layout and its own sequence's; every reduce group's rows are one
+ * sequence's and its partial rows within the partial buffers. O(works + batch + slots). The
+ * executors trust the plan's values as indices, so a plan edited or corrupted after its build
+ * must fail here, not write out of bounds. */
+padec_status padec__check_plan_body(const padec_plan_layout *layout, const void *plan, const char *name);
+
 /* Argument checks shared by the executors: params, layout, plan header (when plan_host is not
  * NULL), tensor pointers and alignment, workspace size. */
 padec_status padec__check_run_arguments(const padec_params *params,

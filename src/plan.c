@@ -226,6 +226,110 @@ padec_status padec__check_plan_header(const padec_plan_layout *layout, const voi
   return PADEC_STATUS_OK;
 }
 
+/* An index array [count + 1] that starts at 0, never decreases and ends at `last`. */
+static padec_status check_indptr(const int32_t *indptr, int32_t count, int32_t last,
+                                 const char *plan_name, const char *array, const char *last_name) {
+  if (indptr[0] != 0)
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH, "%s.%s[0] = %d: need 0 (a corrupt plan)",
+                       plan_name, array, indptr[0]);
+  for (int32_t i = 0; i < count; ++i)
+    if (indptr[i + 1] < indptr[i])
+      return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                         "%s.%s[%d] = %d is below %s[%d] = %d (a corrupt plan)", plan_name, array,
+                         i + 1, indptr[i + 1], array, i, indptr[i]);
+  if (indptr[count] != last)
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                       "%s.%s[%d] = %d, but the header's %s is %d (a corrupt plan)", plan_name,
+                       array, count, indptr[count], last_name, last);
+  return PADEC_STATUS_OK;
+}
+
+/* The reduce group that holds partial slot `slot` (reduce_indptr checked: non-decreasing). */
+static int32_t group_of_slot(const int32_t *reduce_indptr, int32_t batch, int32_t slot) {
+  int32_t lo = 0, hi = batch; /* reduce_indptr[lo] <= slot < reduce_indptr[hi] */
+  while (hi - lo > 1) {
+    const int32_t mid = lo + (hi - lo) / 2;
+    if (reduce_indptr[mid] <= slot)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+padec_status padec__check_plan_body(const padec_plan_layout *layout, const void *plan,
+                                    const char *name) {
+  const padec_plan_header *h = (const padec_plan_header *)plan;
+  const char *base = (const char *)plan;
+  const int32_t *work_indptr = (const int32_t *)(const void *)(base + layout->work_indptr_offset);
+  const int32_t *work_info = (const int32_t *)(const void *)(base + layout->work_info_offset);
+  const int32_t *reduce_indptr = (const int32_t *)(const void *)(base + layout->reduce_indptr_offset);
+  const int32_t *final_map = (const int32_t *)(const void *)(base + layout->reduce_final_map_offset);
+  const int32_t *partial_map = (const int32_t *)(const void *)(base + layout->reduce_partial_map_offset);
+  const int32_t *partition_indptr =
+      (const int32_t *)(const void *)(base + layout->partition_indptr_offset);
+  const int32_t batch = layout->batch, q_len = layout->q_len;
+  const int32_t group = layout->num_q_heads / layout->num_kv_heads;
+  padec_status status =
+      check_indptr(work_indptr, layout->num_workers, h->num_works, name, "work_indptr", "num_works");
+  if (status != PADEC_STATUS_OK) return status;
+  status = check_indptr(partition_indptr, batch, h->num_partitions, name, "partition_indptr",
+                        "num_partitions");
+  if (status != PADEC_STATUS_OK) return status;
+  status = check_indptr(reduce_indptr, batch, h->num_partial_slots, name, "reduce_indptr",
+                        "num_partial_slots");
+  if (status != PADEC_STATUS_OK) return status;
+  /* A group merges its slots' partial rows into one sequence's output rows. */
+  for (int32_t g = 0; g < batch; ++g) {
+    if (reduce_indptr[g + 1] == reduce_indptr[g]) continue;
+    const int32_t row_start = final_map[2 * g], row_end = final_map[2 * g + 1];
+    if (row_start < 0 || row_start % q_len != 0 || row_start / q_len >= batch ||
+        row_end != row_start + q_len)
+      return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                         "%s.reduce_final_map[%d] = [%d, %d): need one sequence's %d rows of a "
+                         "batch of %d (a corrupt plan)",
+                         name, g, row_start, row_end, q_len, batch);
+  }
+  for (int32_t slot = 0; slot < h->num_partial_slots; ++slot) {
+    const int32_t row = partial_map[slot];
+    if (row < 0 || row % q_len != 0 || row > layout->max_partial_rows - q_len)
+      return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                         "%s.reduce_partial_map[%d] = %d: need a multiple of q_len %d below %d "
+                         "partial rows (a corrupt plan)",
+                         name, slot, row, q_len, layout->max_partial_rows);
+  }
+  /* Every item: its sequence, its rows, its partitions within the sequence's, one KV head's
+   * query heads, and a partial slot of its own sequence's group. */
+  for (int32_t w = 0; w < h->num_works; ++w) {
+    const int32_t *r = work_info + (int64_t)w * 8;
+    const int32_t b = r[0], loc = r[1], head_start = r[7] & 0xffff, head_end = r[7] >> 16;
+    const char *why = NULL;
+    if (b < 0 || b >= batch)
+      why = "its sequence is outside the batch";
+    else if (r[2] != b * q_len || r[3] != r[2] + q_len)
+      why = "its rows are not its sequence's";
+    else if (r[4] < partition_indptr[b] || r[5] < r[4] || r[5] > partition_indptr[b + 1])
+      why = "its partitions are not within its sequence's";
+    else if (r[6] != 0)
+      why = "its kv_offset is not 0";
+    else if (head_start % group != 0 || head_end != head_start + group ||
+             head_end > layout->num_q_heads)
+      why = "its query heads are not one KV head's group";
+    else if (loc != -1) {
+      const int32_t slot = loc >= 0 && loc % q_len == 0 ? loc / q_len : -1;
+      if (slot < 0 || slot >= h->num_partial_slots)
+        why = "its partial_qo_loc is not a partial slot of the plan";
+      else if (final_map[2 * group_of_slot(reduce_indptr, batch, slot)] != r[2])
+        why = "its partial slot belongs to another sequence's group";
+    }
+    if (why)
+      return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                         "%s.work_info[%d] = {%d, %d, %d, %d, %d, %d, %d, %#x}: %s (a corrupt plan)",
+                         name, w, r[0], r[1], r[2], r[3], r[4], r[5], r[6], (unsigned)r[7], why);
+  }
+  return PADEC_STATUS_OK;
+}
+
 static padec_sched_output output_arrays(const padec_plan_layout *layout, void *plan) {
   char *base = (char *)plan;
   padec_sched_output out;
@@ -342,6 +446,8 @@ padec_status padec_plan_view_init(const padec_plan_layout *layout, const void *p
   padec_status status = padec__check_plan_layout(layout, "layout");
   if (status != PADEC_STATUS_OK) return status;
   status = padec__check_plan_header(layout, plan, "plan");
+  if (status != PADEC_STATUS_OK) return status;
+  status = padec__check_plan_body(layout, plan, "plan");
   if (status != PADEC_STATUS_OK) return status;
   const char *base = (const char *)plan;
   padec_plan_view v;

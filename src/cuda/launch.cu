@@ -347,6 +347,9 @@ padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void 
   if (status != PADEC_STATUS_OK) return status;
   status = padec__check_plan_header(layout, host_plan, "host_plan");
   if (status != PADEC_STATUS_OK) return status;
+  /* padec_cuda_run cannot read a device plan's values, so they are checked here, on the host. */
+  status = padec__check_plan_body(layout, host_plan, "host_plan");
+  if (status != PADEC_STATUS_OK) return status;
   cudaError_t error = cudaMemcpyAsync(device_plan, host_plan, layout->plan_bytes, cudaMemcpyHostToDevice,
                                       reinterpret_cast<cudaStream_t>(stream));
   if (error != cudaSuccess) return cuda_fail(error, "cudaMemcpyAsync(plan)");

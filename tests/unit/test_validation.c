@@ -7,6 +7,9 @@
  *     sequence named in the message when several are bad, page ids past kv_len not checked;
  *   - padec_cpu_run with a plan built for other kv_lens (PLAN_MISMATCH, nothing written);
  *   - padec_plan_view_init: NULL arguments, a buffer that is not a plan;
+ *   - a plan whose body was edited after its build (each index array and work-item field in
+ *     turn): padec_plan_view_init, padec_cpu_run (nothing written) and padec_cuda_upload_plan
+ *     refuse it with PLAN_MISMATCH naming the element;
  *   - the CUDA entry points' host-side checks: in a build without CUDA every one returns
  *     NOT_BUILT_WITH_CUDA; in a CUDA build padec_cuda_run, padec_cuda_upload_plan and
  *     padec_cuda_device_query reject bad arguments before touching the device (every call here
@@ -208,6 +211,109 @@ static void test_plan_for_other_lengths(void) {
   padec_case_free(&c);
 }
 
+/* One value of a built plan changed, and the part of the message that names it. */
+typedef struct plan_corruption {
+  const char *what;
+  size_t array_offset; /* a padec_plan_layout offset field's value */
+  int32_t index;       /* int32 element within that array */
+  int32_t value;
+  const char *needle;
+} plan_corruption;
+
+/* A plan edited after its build: padec_plan_view_init, padec_cpu_run (nothing written) and
+ * padec_cuda_upload_plan (with CUDA) refuse it, naming the array and element, instead of using its
+ * values as indices. The plan splits (6 workers over 2 KV heads, lengths 100/40/7, partitions of
+ * 16), so it has partial slots and reduce groups to corrupt. */
+static void test_corrupt_plan_body(void) {
+  padec_params params = valid_params();
+  const int32_t lens[3] = {100, 40, 7};
+  padec_case c;
+  if (padec_case_init(&c, &params, 3, lens, 0x7a12) != 0) exit(1);
+  padec_plan_options options = {6, 16, PADEC_POLICY_EVEN};
+  padec_plan_layout layout;
+  if (padec_plan_layout_init(&c.params, 3, &options, &layout) != PADEC_STATUS_OK) exit(1);
+  void *good = alloc_zeroed(layout.plan_bytes);
+  void *plan = alloc_zeroed(layout.plan_bytes);
+  void *workspace = alloc_zeroed(layout.workspace_bytes);
+  void *o = alloc_zeroed(c.o_bytes);
+  void *o_before = alloc_zeroed(c.o_bytes);
+  float *lse = alloc_zeroed(sizeof(float) * (size_t)c.num_tokens * (size_t)c.params.num_q_heads);
+  expect("build", padec_plan_build(&c.params, &layout, lens, good, layout.plan_bytes),
+         PADEC_STATUS_OK, NULL);
+  const padec_plan_header *h = good;
+  CHECK(h->num_partial_slots >= 2 && h->num_groups >= 1, "the plan should split: %d slots, %d groups",
+        h->num_partial_slots, h->num_groups);
+  /* The first split item, and a direct one. */
+  const int32_t *info = (const int32_t *)((const char *)good + layout.work_info_offset);
+  int32_t split = -1, direct = -1;
+  for (int32_t w = 0; w < h->num_works; ++w) {
+    if (info[8 * w + 1] >= 0 && split < 0) split = w;
+    if (info[8 * w + 1] < 0 && direct < 0) direct = w;
+  }
+  /* A split item of another sequence: its slot belongs to another reduce group. */
+  int32_t other_split = -1;
+  for (int32_t w = 0; w < h->num_works; ++w)
+    if (split >= 0 && info[8 * w + 1] >= 0 && info[8 * w] != info[8 * split]) other_split = w;
+  CHECK(split >= 0 && direct >= 0 && other_split >= 0,
+        "the plan should hold direct items and split items of two sequences");
+  if (split < 0 || direct < 0 || other_split < 0) split = direct = other_split = 0;
+  const plan_corruption cases[] = {
+      {"work_indptr start", layout.work_indptr_offset, 0, 1, "work_indptr[0]"},
+      {"work_indptr end", layout.work_indptr_offset, layout.num_workers, 1000, "work_indptr[6]"},
+      {"work_indptr decreasing", layout.work_indptr_offset, 1, -1, "work_indptr[1]"},
+      {"partition_indptr end", layout.partition_indptr_offset, 3, 1 << 20, "partition_indptr[3]"},
+      {"reduce_indptr end", layout.reduce_indptr_offset, 3, 1 << 20, "reduce_indptr[3]"},
+      {"reduce_final_map rows", layout.reduce_final_map_offset, 0, 1 << 20, "reduce_final_map[0]"},
+      {"reduce_partial_map row", layout.reduce_partial_map_offset, 0, 1 << 20,
+       "reduce_partial_map[0]"},
+      {"sequence", layout.work_info_offset, 8 * direct, 1 << 20, "outside the batch"},
+      {"rows", layout.work_info_offset, 8 * direct + 2, 1 << 20, "rows"},
+      {"partitions", layout.work_info_offset, 8 * direct + 5, 1 << 20, "partitions"},
+      {"kv_offset", layout.work_info_offset, 8 * direct + 6, 3, "kv_offset"},
+      {"query heads", layout.work_info_offset, 8 * direct + 7, (200 << 16) | 196, "query heads"},
+      {"partial slot", layout.work_info_offset, 8 * split + 1, 1 << 20, "partial_qo_loc"},
+      {"slot of another sequence", layout.work_info_offset, 8 * split + 1,
+       info[8 * other_split + 1], "another sequence's group"},
+  };
+  padec_tensors t = padec_case_tensors(&c, o, lse);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    const plan_corruption *k = &cases[i];
+    memcpy(plan, good, layout.plan_bytes);
+    int32_t *array = (int32_t *)((char *)plan + k->array_offset);
+    array[k->index] = k->value;
+    char what[160];
+    padec_plan_view view;
+    snprintf(what, sizeof what, "view_init, corrupt %s", k->what);
+    expect(what, padec_plan_view_init(&layout, plan, &view), PADEC_STATUS_PLAN_MISMATCH,
+           k->needle);
+    padec_case_poison(&c, o, lse);
+    memcpy(o_before, o, c.o_bytes);
+    snprintf(what, sizeof what, "cpu_run, corrupt %s", k->what);
+    expect(what, padec_cpu_run(&c.params, &layout, plan, &t, workspace, layout.workspace_bytes),
+           PADEC_STATUS_PLAN_MISMATCH, k->needle);
+    CHECK(memcmp(o, o_before, c.o_bytes) == 0, "the refused run (corrupt %s) wrote o", k->what);
+#ifdef PADEC_HAVE_CUDA
+    /* Refused on the host before any copy: `o` stands in for the device buffer. */
+    snprintf(what, sizeof what, "upload_plan, corrupt %s", k->what);
+    expect(what, padec_cuda_upload_plan(&layout, plan, o, NULL), PADEC_STATUS_PLAN_MISMATCH,
+           k->needle);
+#endif
+  }
+  /* The plan as built passes all three. */
+  padec_plan_view view;
+  expect("view_init, as built", padec_plan_view_init(&layout, good, &view), PADEC_STATUS_OK, NULL);
+  expect("cpu_run, as built",
+         padec_cpu_run(&c.params, &layout, good, &t, workspace, layout.workspace_bytes),
+         PADEC_STATUS_OK, NULL);
+  free(good);
+  free(plan);
+  free(workspace);
+  free(o);
+  free(o_before);
+  free(lse);
+  padec_case_free(&c);
+}
+
 /* The CUDA entry points' host-side argument checks. Every call below must fail them. */
 static void test_cuda_entry_points(void) {
   padec_params p = valid_params();
@@ -327,6 +433,7 @@ int main(void) {
   test_param_limits();
   test_validate_kv_host();
   test_plan_for_other_lengths();
+  test_corrupt_plan_body();
   test_cuda_entry_points();
   if (test_failures) {
     fprintf(stderr, "test_validation: %d check(s) failed\n", test_failures);
