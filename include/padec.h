@@ -189,13 +189,16 @@ typedef struct padec_plan_layout {
   int32_t q_len;
   int32_t partition_tokens;
   int32_t policy;           /* padec_policy */
-  uint64_t params_key;      /* fingerprint of the schedule-shaping fields of padec_params */
+  uint64_t params_key;      /* fingerprint of the schedule-shaping fields of padec_params (heads,
+                               head_dim, q_len, window; for the cost policy the KV dtype's size
+                               too, which scales its units) */
   int32_t max_works;        /* rows of work_info */
   int32_t max_partial_slots; /* entries of reduce_partial_map */
   int32_t max_partial_rows;  /* rows of the partial buffers: max_partial_slots * q_len */
   /* The cost policy's model in integer units, scaled for this layout's head_dim, KV dtype and
    * partition_tokens: a partition costs cost_partition (1024), a work item cost_item more, a
-   * piece of a split sequence cost_split more still (each 0..2^30). 0 for the other policies. */
+   * piece of a split sequence cost_split more still (each 0..2^30; cost_partition is always
+   * 1024). 0 for the other policies. */
   int32_t cost_partition;
   int32_t cost_item;
   int32_t cost_split;
@@ -242,9 +245,10 @@ typedef struct padec_plan_header {
  * tokens) into plan (host memory, layout->plan_bytes or more, 16-byte aligned). Deterministic:
  * the same inputs give the same bytes. Unused tail rows are zero. Errors: NULL_POINTER,
  * MISALIGNED_POINTER (plan; kv_lens and the shard arrays need 4 bytes), PLAN_MISMATCH (params
- * differ from the layout's, or the layout is not field for field what padec_plan_layout_init
- * makes for its batch, workers, partition tokens and policy), WORKSPACE_TOO_SMALL, BAD_ARGUMENT
- * (a negative kv_len; a layout of the cost policy whose cost fields are out of range),
+ * differ from the layout's, a cost layout's KV dtype among them, or the layout is not field for
+ * field what padec_plan_layout_init makes for its batch, workers, partition tokens and policy),
+ * WORKSPACE_TOO_SMALL, BAD_ARGUMENT (a negative kv_len; a layout of the cost policy whose
+ * cost_item or cost_split is out of range),
  * SIZE_OVERFLOW. */
 padec_status padec_plan_build(const padec_params *params, const padec_plan_layout *layout,
                               const int32_t *kv_lens, void *plan, size_t plan_bytes);

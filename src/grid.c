@@ -105,8 +105,9 @@ padec_status padec__check_grid_arguments(const padec_params *params,
   if (!layout) return padec__fail(PADEC_STATUS_NULL_POINTER, "layout is NULL");
   if (!tensors) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors is NULL");
   const padec_params p = padec__params_normalized(params);
-  status = padec__check_layout_shape(&p, "grid layout", layout->params_key, layout->num_q_heads,
-                                     layout->num_kv_heads, layout->head_dim, layout->q_len);
+  status = padec__check_layout_shape(&p, "grid layout", layout->params_key, PADEC_POLICY_EVEN,
+                                     layout->num_q_heads, layout->num_kv_heads, layout->head_dim,
+                                     layout->q_len);
   if (status != PADEC_STATUS_OK) return status;
   status = check_grid_layout(&p, layout);
   if (status != PADEC_STATUS_OK) return status;

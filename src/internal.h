@@ -56,6 +56,10 @@ padec_workspace_offsets padec__workspace_offsets(const padec_params *normalized,
 
 /* Fingerprint of the fields that shape a plan and its buffers. */
 uint64_t padec__params_key(const padec_params *params);
+/* A layout's fingerprint: padec__params_key, and for the cost policy the KV element size too,
+ * since its cost units are scaled by it (a layout made for bf16 would balance an fp8 batch by
+ * bf16 costs). */
+uint64_t padec__layout_key(const padec_params *normalized, int32_t policy);
 
 /* Bytes of one element of dtype (1, 2 or 4). */
 int32_t padec__dtype_bytes(padec_dtype dtype);
@@ -122,10 +126,11 @@ padec_status padec__check_grid_arguments(const padec_params *params,
                                          const padec_tensors *tensors, const void *workspace,
                                          size_t workspace_bytes);
 
-/* PLAN_MISMATCH unless a layout's recorded shape (its params_key and heads, head_dim, q_len) is
- * that of params (normalized); `name` names the layout in the message. */
+/* PLAN_MISMATCH unless a layout's recorded shape (its params_key, padec__layout_key for its
+ * policy, and heads, head_dim, q_len) is that of params (normalized); `name` names the layout in
+ * the message. Grid layouts pass PADEC_POLICY_EVEN (no KV dtype in their key). */
 padec_status padec__check_layout_shape(const padec_params *normalized, const char *name,
-                                       uint64_t params_key, int32_t num_q_heads,
+                                       uint64_t params_key, int32_t policy, int32_t num_q_heads,
                                        int32_t num_kv_heads, int32_t head_dim, int32_t q_len);
 
 /* PLAN_MISMATCH unless *layout is exactly what padec_plan_layout_init gives for its own shape,

@@ -119,20 +119,26 @@ uint64_t padec__params_key(const padec_params *params) {
   return hash;
 }
 
+uint64_t padec__layout_key(const padec_params *normalized, int32_t policy) {
+  const uint64_t key = padec__params_key(normalized);
+  return policy == PADEC_POLICY_COST ? fnv1a(key, padec__dtype_bytes(normalized->kv_dtype)) : key;
+}
+
 static bool aligned(const void *ptr, size_t alignment) {
   return ((uintptr_t)ptr % alignment) == 0;
 }
 
 padec_status padec__check_layout_shape(const padec_params *normalized, const char *name,
-                                       uint64_t params_key, int32_t num_q_heads,
+                                       uint64_t params_key, int32_t policy, int32_t num_q_heads,
                                        int32_t num_kv_heads, int32_t head_dim, int32_t q_len) {
   const padec_params *p = normalized;
-  if (params_key == padec__params_key(p) && num_q_heads == p->num_q_heads &&
+  if (params_key == padec__layout_key(p, policy) && num_q_heads == p->num_q_heads &&
       num_kv_heads == p->num_kv_heads && head_dim == p->head_dim && q_len == p->q_len)
     return PADEC_STATUS_OK;
   return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
                      "%s was made for num_q_heads %d, num_kv_heads %d, head_dim %d, q_len %d (or "
-                     "another window); params give %d, %d, %d, %d, window %d",
+                     "another window, or for the cost policy another KV dtype); params give %d, "
+                     "%d, %d, %d, window %d",
                      name, num_q_heads, num_kv_heads, head_dim, q_len, p->num_q_heads,
                      p->num_kv_heads, p->head_dim, p->q_len, p->window_left);
 }
@@ -148,8 +154,9 @@ padec_status padec__check_run_arguments(const padec_params *params,
   if (!tensors) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors is NULL");
   if (!workspace) return padec__fail(PADEC_STATUS_NULL_POINTER, "workspace is NULL");
   padec_params p = padec__params_normalized(params);
-  status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->num_q_heads,
-                                     layout->num_kv_heads, layout->head_dim, layout->q_len);
+  status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->policy,
+                                     layout->num_q_heads, layout->num_kv_heads, layout->head_dim,
+                                     layout->q_len);
   if (status != PADEC_STATUS_OK) return status;
   status = padec__check_plan_layout(layout, "layout");
   if (status != PADEC_STATUS_OK) return status;

@@ -107,7 +107,7 @@ padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
   l.q_len = p.q_len;
   l.partition_tokens = partition_tokens;
   l.policy = (int32_t)options->policy;
-  l.params_key = padec__params_key(&p);
+  l.params_key = padec__layout_key(&p, options->policy);
   l.max_works = (int32_t)bounds.max_works;
   l.max_partial_slots = (int32_t)bounds.max_partial_slots;
   l.max_partial_rows = (int32_t)partial_rows;
@@ -173,13 +173,17 @@ padec_status padec__check_plan_layout(const padec_plan_layout *layout, const cha
     return padec__fail(PADEC_STATUS_PLAN_MISMATCH, "%s is not a layout from padec_plan_layout_init (%s)",
                        name, why);
   }
+  if (l->policy == PADEC_POLICY_COST && l->cost_partition != PADEC_COST_PARTITION_UNITS)
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                       "%s.cost_partition = %d, but padec_plan_layout_init gives %d (a layout "
+                       "edited, or from another padec version)",
+                       name, l->cost_partition, (int)PADEC_COST_PARTITION_UNITS);
   if (l->policy == PADEC_POLICY_COST &&
-      (l->cost_partition < 1 || l->cost_partition > (1 << 16) || l->cost_item < 0 ||
-       l->cost_item > (1 << 30) || l->cost_split < 0 || l->cost_split > (1 << 30)))
+      (l->cost_item < 0 || l->cost_item > (1 << 30) || l->cost_split < 0 || l->cost_split > (1 << 30)))
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
-                       "%s.cost_partition/cost_item/cost_split = %d/%d/%d: need 1..65536, "
-                       "0..2^30, 0..2^30 (a layout from padec_plan_layout_init)",
-                       name, l->cost_partition, l->cost_item, l->cost_split);
+                       "%s.cost_item/cost_split = %d/%d: need 0..2^30 each (a layout from "
+                       "padec_plan_layout_init)",
+                       name, l->cost_item, l->cost_split);
   /* The fingerprint covers the window, and the cost units come from the caller's model. */
   expected.params_key = l->params_key;
   if (l->policy == PADEC_POLICY_COST) {
@@ -366,8 +370,9 @@ padec_status padec_plan_build_shard(const padec_params *params, const padec_plan
   if ((uintptr_t)seq_lens % 4 != 0)
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "seq_lens must be 4-byte aligned");
   padec_params p = padec__params_normalized(params);
-  status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->num_q_heads,
-                                     layout->num_kv_heads, layout->head_dim, layout->q_len);
+  status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->policy,
+                                     layout->num_q_heads, layout->num_kv_heads, layout->head_dim,
+                                     layout->q_len);
   if (status != PADEC_STATUS_OK) return status;
   status = padec__check_plan_layout(layout, "layout");
   if (status != PADEC_STATUS_OK) return status;
@@ -472,8 +477,9 @@ padec_status padec_plan_predict(const padec_params *params, const padec_plan_lay
   if (!plan) return padec__fail(PADEC_STATUS_NULL_POINTER, "plan is NULL");
   if (!worker_ns) return padec__fail(PADEC_STATUS_NULL_POINTER, "worker_ns is NULL");
   padec_params p = padec__params_normalized(params);
-  status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->num_q_heads,
-                                     layout->num_kv_heads, layout->head_dim, layout->q_len);
+  status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->policy,
+                                     layout->num_q_heads, layout->num_kv_heads, layout->head_dim,
+                                     layout->q_len);
   if (status != PADEC_STATUS_OK) return status;
   const padec_plan_header *h = (const padec_plan_header *)plan;
   padec_sched_cost_ns ns;

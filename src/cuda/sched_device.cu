@@ -334,8 +334,9 @@ extern "C" padec_status padec_cuda_plan_build(const padec_params *params,
   if ((uintptr_t)device_kv_lens % 4 != 0)
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "device_kv_lens must be 4-byte aligned");
   const padec_params p = padec__params_normalized(params);
-  status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->num_q_heads,
-                                     layout->num_kv_heads, layout->head_dim, layout->q_len);
+  status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->policy,
+                                     layout->num_q_heads, layout->num_kv_heads, layout->head_dim,
+                                     layout->q_len);
   if (status != PADEC_STATUS_OK) return status;
   if (layout->policy != PADEC_POLICY_EVEN)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,

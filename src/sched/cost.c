@@ -82,7 +82,6 @@
 /* padec bench --calibrate on an NVIDIA H100 80GB HBM3, 264 workers (docs/PERF.md). */
 static const padec_cost_model default_model = {11412.3, 3932.8, 3832.4};
 
-enum { COST_PARTITION_UNITS = 1024 };
 #define COST_MAX_UNITS ((int64_t)1 << 30)
 
 padec_status padec_cost_model_default(padec_cost_model *model) {
@@ -116,7 +115,7 @@ padec_status padec__cost_model_scaled(const padec_cost_model *model, int32_t hea
 }
 
 static int32_t to_units(double ns, double partition_ns) {
-  const double units = ns / partition_ns * (double)COST_PARTITION_UNITS;
+  const double units = ns / partition_ns * (double)PADEC_COST_PARTITION_UNITS;
   /* NaN and infinity (a partition time that underflowed to 0) land at the top of the range. */
   if (!(units < (double)COST_MAX_UNITS)) return (int32_t)COST_MAX_UNITS;
   return (int32_t)llround(units);
@@ -124,7 +123,7 @@ static int32_t to_units(double ns, double partition_ns) {
 
 void padec__cost_units(const padec_sched_cost_ns *ns, int32_t *partition, int32_t *item,
                        int32_t *split) {
-  *partition = COST_PARTITION_UNITS;
+  *partition = PADEC_COST_PARTITION_UNITS;
   *item = to_units(ns->item, ns->partition);
   *split = to_units(ns->split, ns->partition);
 }

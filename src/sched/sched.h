@@ -101,5 +101,7 @@ padec_status padec__cost_model_scaled(const padec_cost_model *model, int32_t hea
 /* The integer units of padec_plan_layout.cost_* for a scaled model. */
 void padec__cost_units(const padec_sched_cost_ns *ns, int32_t *partition, int32_t *item,
                        int32_t *split);
+/* The cost of one partition in those units: every cost layout carries it. */
+enum { PADEC_COST_PARTITION_UNITS = 1024 };
 
 #endif /* PADEC_SCHED_H */

@@ -730,7 +730,7 @@ static void test_edited_layouts(fixture *f) {
       {"plan_bytes - 16", smaller_plan, PADEC_STATUS_PLAN_MISMATCH, "layout.plan_bytes"},
       {"partition_tokens 0", default_partitions, PADEC_STATUS_PLAN_MISMATCH, "layout.partition_tokens"},
       {"policy 7", unknown_policy, PADEC_STATUS_PLAN_MISMATCH, "policy"},
-      {"policy cost, no cost units", cost_policy, PADEC_STATUS_BAD_ARGUMENT, "layout.cost_partition"},
+      {"policy cost, no cost units", cost_policy, PADEC_STATUS_PLAN_MISMATCH, "layout"},
       {"workspace_bytes - 256", smaller_workspace, PADEC_STATUS_PLAN_MISMATCH, "layout.workspace_bytes"},
       {"partial_lse_offset + 256", later_partial_lse, PADEC_STATUS_PLAN_MISMATCH, "layout.partial_lse_offset"},
   };

@@ -233,20 +233,41 @@ static void test_bad_models(void) {
     CHECK(0, "layout: %s", padec_last_message());
     return;
   }
-  const int32_t fields[][3] = {{0, 10, 10}, {70000, 10, 10}, {1024, -1, 0}, {1024, 0, -1},
-                               {1024, (1 << 30) + 1, 0}};
+  /* padec_plan_layout_init always gives a partition 1024 units: any other value is an edit. */
+  const int32_t fields[][3] = {{0, 10, 10},   {7, 10, 10},  {70000, 10, 10},
+                               {1024, -1, 0}, {1024, 0, -1}, {1024, (1 << 30) + 1, 0}};
+  const padec_status want[] = {PADEC_STATUS_PLAN_MISMATCH, PADEC_STATUS_PLAN_MISMATCH,
+                               PADEC_STATUS_PLAN_MISMATCH, PADEC_STATUS_BAD_ARGUMENT,
+                               PADEC_STATUS_BAD_ARGUMENT,  PADEC_STATUS_BAD_ARGUMENT};
   void *plan = test_alloc(good.plan_bytes);
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < 6; ++i) {
     padec_plan_layout l = good;
     l.cost_partition = fields[i][0];
     l.cost_item = fields[i][1];
     l.cost_split = fields[i][2];
     memset(plan, 0xc3, good.plan_bytes);
     padec_status s = padec_plan_build(&p, &l, lens, plan, good.plan_bytes);
-    CHECK(s == PADEC_STATUS_BAD_ARGUMENT && unchanged(plan, good.plan_bytes, 0xc3),
-          "layout cost fields %d/%d/%d: %s", fields[i][0], fields[i][1], fields[i][2],
-          padec_status_name(s));
+    CHECK(s == want[i] && strstr(padec_last_message(), "layout.cost_") &&
+              unchanged(plan, good.plan_bytes, 0xc3),
+          "layout cost fields %d/%d/%d: %s (%s)", fields[i][0], fields[i][1], fields[i][2],
+          padec_status_name(s), padec_last_message());
   }
+  /* The units are scaled by the KV element size, so a cost layout is its dtype's: made for
+   * bf16, it is refused with e4m3 params (it would balance fp8 items by bf16 costs). An even
+   * layout does not depend on the dtype. */
+  padec_params other_dtype = p;
+  other_dtype.kv_dtype = p.kv_dtype == PADEC_DTYPE_E4M3 ? PADEC_DTYPE_BF16 : PADEC_DTYPE_E4M3;
+  memset(plan, 0xc3, good.plan_bytes);
+  padec_status s = padec_plan_build(&other_dtype, &good, lens, plan, good.plan_bytes);
+  CHECK(s == PADEC_STATUS_PLAN_MISMATCH && strstr(padec_last_message(), "KV dtype") &&
+            unchanged(plan, good.plan_bytes, 0xc3),
+        "cost layout of another KV dtype: %s (%s)", padec_status_name(s), padec_last_message());
+  padec_plan_options even_options = {8, 0, PADEC_POLICY_EVEN, NULL};
+  padec_plan_layout even;
+  s = padec_plan_layout_init(&p, 3, &even_options, &even);
+  if (s == PADEC_STATUS_OK) s = padec_plan_build(&other_dtype, &even, lens, plan, even.plan_bytes);
+  CHECK(s == PADEC_STATUS_OK, "even layout of another KV dtype: %s (%s)", padec_status_name(s),
+        padec_last_message());
   free(plan);
 }
 
