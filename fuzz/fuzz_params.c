@@ -12,7 +12,8 @@
  *     disjoint and large enough for their documented shapes, with max_works and
  *     max_partial_slots equal to the documented bounds, and cost units (cost policy: a partition
  *     1024, item and split 0..2^30; 0 otherwise); a cost model with a time that is not finite,
- *     negative, or a partition time not above 0 is refused with BAD_ARGUMENT;
+ *     negative, or a partition time not above 0 is refused with BAD_ARGUMENT (so is one whose
+ *     scaled partition time overflows, which this target does not require);
  *   - padec_first_partition / padec_num_partitions, for arguments in their documented ranges,
  *     count between 0 and ceil(kv_len / partition_tokens) partitions.
  * The rest of the input, if any, is a small block table for padec_validate_kv_host, whose answer

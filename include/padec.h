@@ -218,7 +218,8 @@ typedef struct padec_plan_layout {
 /* Fills *layout. Errors: NULL_POINTER, the padec_params_validate errors, BAD_ARGUMENT (batch
  * outside 0..2^24, workers outside 1..65536, partition_tokens not a power of two 16..16384, an
  * unknown policy, a cost model with a time that is not finite, negative, or a partition_ns of 0
- * or below; the model is checked whatever the policy), SIZE_OVERFLOW. */
+ * or below, or one that the layout's scale, up to 128 times, takes past the largest double; the
+ * model is checked whatever the policy), SIZE_OVERFLOW. */
 padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
                                     const padec_plan_options *options, padec_plan_layout *layout);
 

@@ -79,8 +79,8 @@ padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
   padec_params p = padec__params_normalized(params);
   /* The model is checked whatever the policy, so that a bad one fails where it is given. */
   padec_sched_cost_ns cost_ns;
-  status = padec__cost_model_scaled(options->cost_model, p.head_dim, padec__dtype_bytes(p.kv_dtype),
-                                    partition_tokens, &cost_ns);
+  status = padec__cost_model_scaled(options->cost_model, "options.cost_model", p.head_dim,
+                                    padec__dtype_bytes(p.kv_dtype), partition_tokens, &cost_ns);
   if (status != PADEC_STATUS_OK) return status;
   padec_sched_bounds bounds =
       padec__sched_bounds(options->policy, batch, p.num_kv_heads, options->num_workers);
@@ -483,7 +483,7 @@ padec_status padec_plan_predict(const padec_params *params, const padec_plan_lay
   if (status != PADEC_STATUS_OK) return status;
   const padec_plan_header *h = (const padec_plan_header *)plan;
   padec_sched_cost_ns ns;
-  status = padec__cost_model_scaled(model, p.head_dim, padec__dtype_bytes(p.kv_dtype),
+  status = padec__cost_model_scaled(model, "model", p.head_dim, padec__dtype_bytes(p.kv_dtype),
                                     layout->partition_tokens, &ns);
   if (status != PADEC_STATUS_OK) return status;
   padec_plan_view v;

@@ -91,23 +91,29 @@ padec_status padec_cost_model_default(padec_cost_model *model) {
   return PADEC_STATUS_OK;
 }
 
-padec_status padec__cost_model_scaled(const padec_cost_model *model, int32_t head_dim,
-                                      int32_t kv_bytes, int32_t partition_tokens,
-                                      padec_sched_cost_ns *out) {
+padec_status padec__cost_model_scaled(const padec_cost_model *model, const char *name,
+                                      int32_t head_dim, int32_t kv_bytes,
+                                      int32_t partition_tokens, padec_sched_cost_ns *out) {
   const padec_cost_model m = model ? *model : default_model;
   if (!isfinite(m.partition_ns) || !(m.partition_ns > 0.0))
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
-                       "cost_model->partition_ns = %g: need a finite time above 0",
-                       m.partition_ns);
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s->partition_ns = %g: need a finite time above 0",
+                       name, m.partition_ns);
   if (!isfinite(m.item_ns) || m.item_ns < 0.0)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
-                       "cost_model->item_ns = %g: need a finite time of 0 or more", m.item_ns);
+                       "%s->item_ns = %g: need a finite time of 0 or more", name, m.item_ns);
   if (!isfinite(m.split_ns) || m.split_ns < 0.0)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
-                       "cost_model->split_ns = %g: need a finite time of 0 or more", m.split_ns);
+                       "%s->split_ns = %g: need a finite time of 0 or more", name, m.split_ns);
   /* The reference partition moves 256 tokens x 128 dims x 2 bytes of K and of V. */
   const double scale = ((double)partition_tokens / 256.0) * ((double)head_dim / 128.0) *
                        ((double)kv_bytes / 2.0);
+  /* Up to 128 times the reference: a finite time near DBL_MAX can scale to infinity, and a
+   * predicted worker time would then be inf, or NaN for a worker with no partitions. */
+  if (!isfinite(m.partition_ns * scale))
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "%s->partition_ns = %g: times %g for %d-token partitions at head_dim %d it "
+                       "is not a finite time",
+                       name, m.partition_ns, scale, partition_tokens, head_dim);
   out->partition = m.partition_ns * scale;
   out->item = m.item_ns;
   out->split = m.split_ns;

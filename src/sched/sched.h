@@ -91,12 +91,12 @@ typedef struct padec_sched_cost_ns {
   double partition, item, split;
 } padec_sched_cost_ns;
 
-/* Checks model (NULL: the default) and scales its partition time by the bytes a partition of
+/* Checks model (NULL: the default; `name` names it in messages) and scales its partition time by the bytes a partition of
  * partition_tokens tokens moves at head_dim with KV elements of kv_bytes. Returns OK or
  * BAD_ARGUMENT naming the field. */
-padec_status padec__cost_model_scaled(const padec_cost_model *model, int32_t head_dim,
-                                      int32_t kv_bytes, int32_t partition_tokens,
-                                      padec_sched_cost_ns *out);
+padec_status padec__cost_model_scaled(const padec_cost_model *model, const char *name,
+                                      int32_t head_dim, int32_t kv_bytes,
+                                      int32_t partition_tokens, padec_sched_cost_ns *out);
 
 /* The integer units of padec_plan_layout.cost_* for a scaled model. */
 void padec__cost_units(const padec_sched_cost_ns *ns, int32_t *partition, int32_t *item,

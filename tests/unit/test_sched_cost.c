@@ -210,6 +210,34 @@ static void test_bad_models(void) {
             "model %zu (%g/%g/%g), policy %d: %s (%s)", i, bad[i].partition_ns, bad[i].item_ns,
             bad[i].split_ns, policy, padec_status_name(s), padec_last_message());
     }
+  /* A finite partition time that the layout's scale (here 16384-token partitions at head_dim
+   * 256: x128) takes to infinity: refused where it is given, by its argument's name, so that
+   * padec_plan_predict cannot return inf or NaN times. */
+  {
+    const padec_cost_model huge = {1e307, 1.0, 1.0};
+    padec_params wide = make_params(1, 1, 256, PADEC_DTYPE_BF16);
+    padec_plan_options o = {4, 16384, PADEC_POLICY_COST, &huge};
+    padec_plan_layout l;
+    padec_status s = padec_plan_layout_init(&wide, 2, &o, &l);
+    CHECK(s == PADEC_STATUS_BAD_ARGUMENT &&
+              strstr(padec_last_message(), "options.cost_model->partition_ns"),
+          "a model scaled to infinity, layout: %s (%s)", padec_status_name(s), padec_last_message());
+    o.cost_model = NULL;
+    o.policy = PADEC_POLICY_EVEN;
+    const int32_t two[2] = {40000, 0};
+    void *plan = NULL;
+    s = padec_plan_layout_init(&wide, 2, &o, &l);
+    if (s == PADEC_STATUS_OK) {
+      plan = test_alloc(l.plan_bytes);
+      s = padec_plan_build(&wide, &l, two, plan, l.plan_bytes);
+    }
+    CHECK(s == PADEC_STATUS_OK, "even plan: %s", padec_last_message());
+    double worker_ns[4];
+    if (plan) s = padec_plan_predict(&wide, &l, plan, &huge, worker_ns);
+    CHECK(s == PADEC_STATUS_BAD_ARGUMENT && strstr(padec_last_message(), "model->partition_ns"),
+          "a model scaled to infinity, predict: %s (%s)", padec_status_name(s), padec_last_message());
+    free(plan);
+  }
   /* Extreme but valid ratios land inside the units' range. */
   const padec_cost_model extreme[] = {{1e-300, 1e300, 1e300}, {1e300, 1e-300, 0.0},
                                       {5e-324, 1.0, 1.0}};
