@@ -341,7 +341,10 @@ padec_status padec_grid_layout_init(const padec_params *params, int32_t batch, i
 /* The split count the grid path uses when the caller has no better one: enough blocks for
  * `num_workers` concurrent CTAs (padec_cuda_recommended_workers), ceil(num_workers / (batch x
  * num_kv_heads)), at least 1 and at most 64; with a window at most the partitions a window
- * spans plus one (more splits would be empty). */
+ * spans plus one (more splits would be empty). It cannot fail: params that padec_params_validate
+ * refuses, a batch or num_workers below 1 give 1, and a partition_tokens that
+ * padec_grid_layout_init refuses counts as the default 256, all without a message or a log call
+ * (padec_grid_layout_init reports them). */
 int32_t padec_grid_recommended_splits(const padec_params *params, int32_t batch,
                                       int32_t num_workers, int32_t partition_tokens);
 

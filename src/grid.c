@@ -52,13 +52,22 @@ padec_status padec_grid_layout_init(const padec_params *params, int32_t batch, i
 
 int32_t padec_grid_recommended_splits(const padec_params *params, int32_t batch,
                                       int32_t num_workers, int32_t partition_tokens) {
-  if (padec_params_validate(params) != PADEC_STATUS_OK || batch <= 0 || num_workers <= 0) return 1;
+  /* A recommendation, not a call that can fail: bad arguments give 1 without a message or a log
+   * call, and layout_init reports them when the caller goes on. */
+  padec__mute_log(true);
+  const padec_status status = padec_params_validate(params);
+  int32_t tokens = 256;
+  if (status == PADEC_STATUS_OK &&
+      padec__partition_tokens(partition_tokens, "partition_tokens", &tokens) != PADEC_STATUS_OK)
+    tokens = 256;
+  padec__mute_log(false);
+  padec__clear_message();
+  if (status != PADEC_STATUS_OK || batch <= 0 || num_workers <= 0) return 1;
   const padec_params p = padec__params_normalized(params);
   const int64_t blocks = (int64_t)batch * p.num_kv_heads;
   int64_t splits = (num_workers + blocks - 1) / blocks;
   if (splits > GRID_RECOMMENDED_MAX_SPLITS) splits = GRID_RECOMMENDED_MAX_SPLITS;
   if (p.window_left > 0) {
-    const int64_t tokens = partition_tokens > 0 ? partition_tokens : 256;
     /* The union of the queries' windows, plus one partition for its unaligned start. */
     const int64_t spanned = ((int64_t)p.window_left + p.q_len + tokens - 1) / tokens + 1;
     if (splits > spanned) splits = spanned;

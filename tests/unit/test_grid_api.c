@@ -156,6 +156,12 @@ static void run_errors(void) {
   padec_case_free(&c);
 }
 
+static void count_log_call(void *user, padec_status status, const char *message) {
+  (void)status;
+  (void)message;
+  *(int *)user += 1;
+}
+
 static void recommended_splits(void) {
   padec_params p = base_params();
   p.q_len = 1;
@@ -167,6 +173,21 @@ static void recommended_splits(void) {
   p.window_left = 1000;
   CHECK(padec_grid_recommended_splits(&p, 1, 264, 256) == 5, "window 1000: ceil(1001 / 256) + 1");
   CHECK(padec_grid_recommended_splits(&p, 0, 264, 0) == 1, "empty batch: 1");
+  /* It cannot fail: bad arguments give 1 (or the default partition) without a log call or a
+   * message. */
+  int log_calls = 0;
+  padec_set_log_callback(count_log_call, &log_calls);
+  CHECK(padec_grid_recommended_splits(&p, 1, 264, 17) == 5, "partition 17 counts as 256");
+  CHECK(padec_grid_recommended_splits(&p, 1, 264, 1 << 20) == 5, "partition 2^20 counts as 256");
+  CHECK(padec_grid_recommended_splits(&p, -5, 264, 0) == 1, "batch -5: 1");
+  CHECK(padec_grid_recommended_splits(&p, 1, 0, 0) == 1, "0 workers: 1");
+  padec_params bad = p;
+  bad.head_dim = 100;
+  CHECK(padec_grid_recommended_splits(&bad, 1, 264, 0) == 1, "head_dim 100: 1");
+  CHECK(padec_grid_recommended_splits(NULL, 1, 264, 0) == 1, "params NULL: 1");
+  padec_set_log_callback(NULL, NULL);
+  CHECK(log_calls == 0, "%d log calls", log_calls);
+  CHECK(padec_last_message()[0] == '\0', "a message was left: %s", padec_last_message());
 }
 
 int main(void) {
