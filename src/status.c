@@ -51,6 +51,10 @@ padec_status padec__fail(padec_status status, const char *format, ...) {
   vsnprintf(detail, sizeof detail, format, args);
   va_end(args);
   snprintf(t_last_message, sizeof t_last_message, "%s: %s", padec_status_name(status), detail);
-  if (g_log_fn && !t_log_muted) g_log_fn(g_log_user, status, t_last_message);
+  /* Read once: the test and the call see the same function (setting the callback while other
+   * threads fail is outside the header's contract, but must not turn into a call through NULL). */
+  const padec_log_fn log_fn = g_log_fn;
+  void *const log_user = g_log_user;
+  if (log_fn && !t_log_muted) log_fn(log_user, status, t_last_message);
   return status;
 }
