@@ -29,8 +29,12 @@ typedef struct padec_cuda_device_info {
  * CUDA_ERROR. May initialise the CUDA context; does not synchronise. */
 padec_status padec_cuda_device_query(int32_t device, padec_cuda_device_info *info);
 
-/* The recommended worker count (persistent CTAs) for params on that device: a multiple of
- * num_kv_heads sized from the SM count and the decode kernel's occupancy. */
+/* The recommended worker count (persistent CTAs) for params on that device: the CTAs it holds
+ * at once (SM count x the decode kernel's occupancy on that device), rounded down to a multiple
+ * of num_kv_heads; when it holds fewer CTAs than there are KV heads, all of them (the plans give
+ * each worker whole heads then). Does not change the calling thread's current device. Errors:
+ * the padec_params_validate errors, NULL_POINTER, the padec_cuda_device_query errors,
+ * CUDA_ERROR. */
 padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t device,
                                             int32_t *num_workers);
 

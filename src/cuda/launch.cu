@@ -317,13 +317,27 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
   if (status != PADEC_STATUS_OK) return status;
   const padec_params normalized = padec__params_normalized(params);
   DecodeInstance inst = select_decode(normalized);
-  cudaError_t error = cudaFuncSetAttribute(reinterpret_cast<const void *>(inst.kernel),
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, inst.smem_bytes);
-  if (error != cudaSuccess) return cuda_fail(error, "cudaFuncSetAttribute");
+  /* The attribute and the occupancy are the current device's: `device` is made current for
+   * them and the caller's device restored (neither call synchronises). */
+  int current = 0;
+  cudaError_t error = cudaGetDevice(&current);
+  if (error != cudaSuccess) return cuda_fail(error, "cudaGetDevice");
+  if (current != device) {
+    error = cudaSetDevice(device);
+    if (error != cudaSuccess) return cuda_fail(error, "cudaSetDevice");
+  }
   int per_sm = 0;
-  error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, reinterpret_cast<const void *>(inst.kernel),
-                                                        kThreads, inst.smem_bytes);
-  if (error != cudaSuccess) return cuda_fail(error, "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  error = cudaFuncSetAttribute(reinterpret_cast<const void *>(inst.kernel),
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, inst.smem_bytes);
+  const char *failed = "cudaFuncSetAttribute";
+  if (error == cudaSuccess) {
+    error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &per_sm, reinterpret_cast<const void *>(inst.kernel), kThreads, inst.smem_bytes);
+    failed = "cudaOccupancyMaxActiveBlocksPerMultiprocessor";
+  }
+  const cudaError_t restore = current != device ? cudaSetDevice(current) : cudaSuccess;
+  if (error != cudaSuccess) return cuda_fail(error, failed);
+  if (restore != cudaSuccess) return cuda_fail(restore, "cudaSetDevice (restoring the caller's device)");
   if (per_sm < 1) per_sm = 1;
   /* One resident CTA per worker; a multiple of the KV heads so no worker sits idle. */
   int32_t workers = info.sm_count * per_sm;
