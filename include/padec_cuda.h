@@ -25,8 +25,9 @@ typedef struct padec_cuda_device_info {
   char name[256];
 } padec_cuda_device_info;
 
-/* Queries device `device` (a cudaGetDevice index). Errors: NOT_BUILT_WITH_CUDA, NO_DEVICE,
- * CUDA_ERROR. May initialise the CUDA context; does not synchronise. */
+/* Queries device `device` (a cudaGetDevice index). Errors: NULL_POINTER (info), BAD_ARGUMENT
+ * (device outside the devices present), NOT_BUILT_WITH_CUDA, NO_DEVICE, CUDA_ERROR. May
+ * initialise the CUDA context; does not synchronise. */
 padec_status padec_cuda_device_query(int32_t device, padec_cuda_device_info *info);
 
 /* The recommended worker count (persistent CTAs) for params on that device: the CTAs it holds
@@ -44,16 +45,19 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
  * plan buffer in device memory (uploaded by the caller, e.g. with padec_cuda_upload_plan);
  * every tensor pointer is device memory; `workspace` is device memory of
  * layout->workspace_bytes or more, 16-byte aligned. Validates the host-side arguments
- * (pointers, alignment, params against the layout) before any launch; on error launches nothing;
- * an error an earlier CUDA call left pending is reported (CUDA_ERROR) before anything is
- * launched.
+ * (pointers, alignment, params against the layout) before any launch; on a validation error
+ * launches nothing; an error an earlier CUDA call left pending is reported (CUDA_ERROR) before
+ * anything is launched. Only a failing decode launch itself (CUDA_ERROR) can come after the
+ * counter-clearing kernel was queued, which writes nothing but the workspace's counters.
  * Never allocates, never synchronises, never reads device memory from the host, so it can be
  * captured in a CUDA graph. Page ids, kv_lens, the plan's contents and the values behind
  * PADEC_FP8_SCALE_PER_TENSOR_DEVICE scales are device data and are not checked here: where the
  * block table may be bad, check it with padec_cuda_validate_kv (it synchronises: at admission,
  * not in the decode step) or padec_validate_kv_host; unchecked, a page id outside the pool is an
  * out-of-bounds read. Errors: the params errors, NULL_POINTER, MISALIGNED_POINTER,
- * PLAN_MISMATCH, WORKSPACE_TOO_SMALL, BAD_SCALES, NOT_BUILT_WITH_CUDA, CUDA_ERROR (launch). */
+ * PLAN_MISMATCH, WORKSPACE_TOO_SMALL, BAD_ARGUMENT (a negative stride or num_pages, a
+ * kv_page_stride below one page or past 2^32 bytes), BAD_SCALES, NOT_BUILT_WITH_CUDA,
+ * CUDA_ERROR (launch). */
 padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout *layout,
                             const void *plan, const padec_tensors *tensors, void *workspace,
                             size_t workspace_bytes, struct CUstream_st *stream);
@@ -91,8 +95,9 @@ padec_status padec_cuda_validate_kv(const padec_params *params, int32_t batch,
  * tensors->merge_counters is NULL, a small kernel clears the workspace's merge counters first
  * (the decode launch overlaps it); with merge_counters it is one launch. Needs no plan and reads
  * the lengths only on the device. Same contract as padec_cuda_run: validates host-side
- * arguments first, never allocates, never synchronises, capturable. workspace: device memory,
- * layout->workspace_bytes, 16-byte aligned (checked). */
+ * arguments first (the same errors, PLAN_MISMATCH for a grid layout that
+ * padec_grid_layout_init did not make), never allocates, never synchronises, capturable.
+ * workspace: device memory, layout->workspace_bytes, 16-byte aligned (checked). */
 padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_layout *layout,
                                  const padec_tensors *tensors, void *workspace,
                                  size_t workspace_bytes, struct CUstream_st *stream);
