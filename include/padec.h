@@ -73,8 +73,8 @@ const char *padec_status_str(padec_status status);
 typedef void (*padec_log_fn)(void *user, padec_status status, const char *message);
 void padec_set_log_callback(padec_log_fn fn, void *user);
 
-/* The detailed message of the last failing call on this thread ("" if none). Valid until the
- * next padec call on this thread. */
+/* The detailed message of this thread's last padec call if it failed; a call that succeeds
+ * clears it (""). Valid until the next padec call on this thread. */
 const char *padec_last_message(void);
 
 /* ---------------------------------------------------------------------------------------------
@@ -101,7 +101,9 @@ typedef enum padec_fp8_scale_mode {
 } padec_fp8_scale_mode;
 
 typedef struct padec_params {
-  int32_t num_q_heads;  /* query heads; a positive multiple of num_kv_heads */
+  int32_t num_q_heads;  /* query heads; a positive multiple of num_kv_heads, at most 4096, with
+                           q_len x (num_q_heads / num_kv_heads) at most 64 (the query rows of one
+                           KV head, which the GPU kernels hold at once) */
   int32_t num_kv_heads; /* KV heads; q head h reads KV head h / (num_q_heads / num_kv_heads) */
   int32_t head_dim;     /* elements per head: 64, 128 or 256 */
   int32_t page_size;    /* tokens per page: a power of two from 1 to 1024 */
@@ -334,7 +336,7 @@ typedef struct padec_grid_layout {
 
 /* Fills *layout. Errors: NULL_POINTER, the params errors, BAD_ARGUMENT (batch outside
  * 0..2^24, num_splits outside 1..1024, partition_tokens not a power of two 16..16384, 0 = 256),
- * SIZE_OVERFLOW (more than 2^31 - 1 blocks, or more than 2^29 partial rows). */
+ * SIZE_OVERFLOW (2^31 blocks or more, or 2^29 partial rows or more). */
 padec_status padec_grid_layout_init(const padec_params *params, int32_t batch, int32_t num_splits,
                                     int32_t partition_tokens, padec_grid_layout *layout);
 

@@ -117,7 +117,9 @@ padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void 
  * padec_plan_build would write for the same lengths (header, every array, zeroed tails), so the
  * host never needs the lengths. device_kv_lens: device memory, int32 [layout->batch], tokens
  * including the new query tokens. device_plan: device memory, 16-byte aligned, plan_bytes
- * (layout->plan_bytes or more; only the first layout->plan_bytes are written).
+ * (layout->plan_bytes or more; only the first layout->plan_bytes are written). Whole sequences
+ * only: there is no device form of padec_plan_build_shard, and a plan built here for a shard's
+ * kv_lens schedules the wrong partitions under a window (padec_cuda_run cannot tell).
  *
  * Checked on the host before the launch (on error nothing is launched): params (and that they
  * match the layout: PLAN_MISMATCH), NULL and misaligned pointers, plan_bytes

@@ -26,8 +26,8 @@ padec_status padec_grid_layout_init(const padec_params *params, int32_t batch, i
   const int64_t partial_rows = num_splits > 1 ? (int64_t)batch * num_splits * p.q_len : 0;
   if (blocks > INT32_MAX || partial_rows > INT32_MAX / 4)
     return padec__fail(PADEC_STATUS_SIZE_OVERFLOW,
-                       "batch %d x %d KV heads x %d splits: more than 2^31 - 1 blocks or 2^29 "
-                       "partial rows",
+                       "batch %d x %d KV heads x %d splits: 2^31 blocks or more, or 2^29 partial "
+                       "rows or more",
                        batch, p.num_kv_heads, num_splits);
   padec_grid_layout l;
   memset(&l, 0, sizeof l);

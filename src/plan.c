@@ -89,11 +89,11 @@ padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
    * head_dim must fit a 64-bit byte count, which it does for any value below. */
   if (bounds.max_works > INT32_MAX / 8)
     return padec__fail(PADEC_STATUS_SIZE_OVERFLOW,
-                       "batch %d with %d KV heads and %d workers needs %lld work items (at most 2^28)", batch,
+                       "batch %d with %d KV heads and %d workers needs %lld work items (below 2^28)", batch,
                        p.num_kv_heads, options->num_workers, (long long)bounds.max_works);
   if (partial_rows > INT32_MAX / 4)
     return padec__fail(PADEC_STATUS_SIZE_OVERFLOW,
-                       "batch %d with %d KV heads, %d workers and q_len %d needs %lld partial rows (at most "
+                       "batch %d with %d KV heads, %d workers and q_len %d needs %lld partial rows (below "
                        "2^29)",
                        batch, p.num_kv_heads, options->num_workers, p.q_len, (long long)partial_rows);
 

@@ -20,7 +20,7 @@ padec_status padec__sched_partitions(const padec_sched_input *in, padec_sched_ou
     total += padec__sched_sequence_partitions(in, b);
     if (total > INT32_MAX)
       return padec__fail(PADEC_STATUS_SIZE_OVERFLOW,
-                         "the batch has more than 2^31 partitions of %d tokens", in->partition_tokens);
+                         "the batch has 2^31 partitions of %d tokens or more", in->partition_tokens);
     if (out->partition_indptr) out->partition_indptr[b + 1] = (int32_t)total;
   }
   *num_partitions = (int32_t)total;
