@@ -3,6 +3,10 @@
  * struct CUstream_st pointer (what cudaStream_t is), NULL meaning the legacy default stream.
  *
  * Built without CUDA, every function here links and returns PADEC_STATUS_NOT_BUILT_WITH_CUDA.
+ * Where a CUDA call fails because the device cannot run the library's code at all (no kernel
+ * image for its architecture, i.e. before Hopper, or a driver too old for the PTX), any function
+ * below that launches or sets up a kernel returns PADEC_STATUS_UNSUPPORTED_DEVICE instead of
+ * CUDA_ERROR, naming the device's compute capability.
  */
 #ifndef PADEC_CUDA_H
 #define PADEC_CUDA_H

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "cuda_status.h"
 #include "decode.cuh"
 #include "padec_cuda.h"
 
@@ -132,10 +133,7 @@ extern "C" void padec__cuda_set_trace(uint64_t *device_stamps, int64_t max_ctas)
   g_trace_ctas = device_stamps ? max_ctas : 0;
 }
 
-static padec_status cuda_fail(cudaError_t error, const char *what) {
-  return padec__fail(PADEC_STATUS_CUDA_ERROR, "%s: %s (%s)", what, cudaGetErrorName(error),
-                     cudaGetErrorString(error));
-}
+static padec_status cuda_fail(cudaError_t error, const char *what) { return padec__cuda_fail(error, what); }
 
 /* The workspace and schedule a launch runs with: a plan's, or the grid path's. */
 struct LaunchShape {

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "../internal.h"
+#include "cuda_status.h"
 #include "padec_cuda.h"
 #include "sched_device_math.h"
 
@@ -366,9 +367,7 @@ extern "C" padec_status padec_cuda_plan_build(const padec_params *params,
   if (pending != PADEC_STATUS_OK) return pending;
   plan_even_kernel<<<ctas, kThreads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(args);
   const cudaError_t error = cudaGetLastError();
-  if (error != cudaSuccess)
-    return padec__fail(PADEC_STATUS_CUDA_ERROR, "device plan kernel launch: %s (%s)",
-                       cudaGetErrorName(error), cudaGetErrorString(error));
+  if (error != cudaSuccess) return padec__cuda_fail(error, "device plan kernel launch");
   padec__clear_message();
   return PADEC_STATUS_OK;
 }

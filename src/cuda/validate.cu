@@ -21,9 +21,11 @@
  */
 #include <cuda_runtime.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "../internal.h"
+#include "cuda_status.h"
 #include "padec_cuda.h"
 
 namespace padec_cuda_validate {
@@ -192,8 +194,9 @@ static __global__ void report_kernel(const __grid_constant__ ValidateArgs a) {
 using namespace padec_cuda_validate;
 
 static padec_status validate_cuda_fail(cudaError_t error, const char *what) {
-  return padec__fail(PADEC_STATUS_CUDA_ERROR, "padec_cuda_validate_kv: %s: %s (%s)", what,
-                     cudaGetErrorName(error), cudaGetErrorString(error));
+  char where[160];
+  snprintf(where, sizeof where, "padec_cuda_validate_kv: %s", what);
+  return padec__cuda_fail(error, where);
 }
 
 extern "C" padec_status padec_cuda_validate_kv(const padec_params *params, int32_t batch,
