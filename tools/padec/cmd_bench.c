@@ -277,8 +277,8 @@ int cli_cmd_bench(int argc, char **argv) {
           "median; copy_GB/s: device-to-device copy\n");
     else
       printf(
-          "median_us: wall time of padec_cpu_run (single thread) after one warm-up; "
-          "plan_us: host plan build\n");
+          "median_us: wall time of padec_cpu_run, or padec_cpu_run_grid on the grid path "
+          "(single thread) after one warm-up; plan_us: host plan build (0 on the grid path)\n");
   }
   int failures = 0, header_done = 0;
   for (int i = 0; i < count; ++i) {

@@ -44,7 +44,8 @@ static const char common_help[] =
     "                       worker), cost (equal predicted time per worker: every work item and\n"
     "                       every split costs a fixed start-up), batch_invariant (split points\n"
     "                       fixed by each sequence alone) or auto (padec_choose picks the path\n"
-    "                       and policy per workload, the grid path included; rows name the pick)\n"
+    "                       and policy per workload, the grid path included; the rows of run\n"
+    "                       and check name the pick)\n"
     "  --cost-model P,I,S   the cost policy's model (padec_cost_model) in ns: partition_ns,\n"
     "                       item_ns, split_ns, as `padec bench --calibrate` fits them on a GPU\n"
     "                       (default: padec_cost_model_default)\n";
@@ -128,7 +129,7 @@ static const char bench_help[] =
     "                       (default: the GPU's recommendation) and --iterations (default 100)\n"
     "                       and no workloads. Exit 2 without a GPU.\n"
     "  --scale-lengths F    multiply every kv_len and window by F in (0, 1]\n"
-    "  --seed S             random seed (default 1)\n";
+    "  --seed S             cpu: random seed (default 1); the cuda benchmark's data is fixed\n";
 
 int cli_print_help(const char *command, FILE *stream) {
   const char *text = NULL;
