@@ -433,8 +433,9 @@ typedef struct padec_tensors {
    * is params.kv_layout. A cache that keeps a block's K and V side by side,
    * [num_pages][2][page_size][num_kv_heads][head_dim] (or HND within the page), is k_pages =
    * the base, v_pages = the base + one page, kv_page_stride = two pages. Need kv_page_stride >=
-   * one page, kv_page_stride x the element size a multiple of 16 bytes (every page stays 16-byte
-   * aligned) and below 2^32 bytes. Per-token scales stay [num_pages][num_kv_heads][page_size].
+   * one page and below 2^32 bytes (BAD_ARGUMENT otherwise), and kv_page_stride x the element
+   * size a multiple of 16 bytes, so that every page stays 16-byte aligned (MISALIGNED_POINTER
+   * otherwise). Per-token scales stay [num_pages][num_kv_heads][page_size].
    * Every executor takes it (the CPU executors, padec_cuda_run, padec_cuda_run_grid). */
   int64_t kv_page_stride;
 } padec_tensors;

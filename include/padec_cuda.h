@@ -112,8 +112,8 @@ padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_la
  * that padec_plan_layout_init did not make; a host plan whose header is not this layout's:
  * another batch, worker count, partition size, policy or params; or a plan body whose indices
  * leave the layout's bounds, as padec_plan_view_init checks them: padec_cuda_run cannot check a
- * device plan, so this is where an edited or corrupt plan is refused), NOT_BUILT_WITH_CUDA,
- * CUDA_ERROR. */
+ * device plan, so this is where an edited or corrupt plan is refused), BAD_ARGUMENT (a cost
+ * layout's cost_item or cost_split out of range), NOT_BUILT_WITH_CUDA, CUDA_ERROR. */
 padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void *host_plan,
                                     void *device_plan, struct CUstream_st *stream);
 
