@@ -261,17 +261,27 @@ static int32_t group_of_slot(const int32_t *reduce_indptr, int32_t batch, int32_
   return lo;
 }
 
+/* The typed arrays of a plan at the layout's offsets (nothing checked). */
+static padec_plan_view view_of(const padec_plan_layout *layout, const void *plan) {
+  const char *base = (const char *)plan;
+  padec_plan_view v;
+  v.header = (const padec_plan_header *)plan;
+  v.work_indptr = (const int32_t *)(const void *)(base + layout->work_indptr_offset);
+  v.work_info = (const int32_t *)(const void *)(base + layout->work_info_offset);
+  v.reduce_indptr = (const int32_t *)(const void *)(base + layout->reduce_indptr_offset);
+  v.reduce_final_map = (const int32_t *)(const void *)(base + layout->reduce_final_map_offset);
+  v.reduce_partial_map = (const int32_t *)(const void *)(base + layout->reduce_partial_map_offset);
+  v.partition_indptr = (const int32_t *)(const void *)(base + layout->partition_indptr_offset);
+  return v;
+}
+
 padec_status padec__check_plan_body(const padec_plan_layout *layout, const void *plan,
                                     const char *name) {
-  const padec_plan_header *h = (const padec_plan_header *)plan;
-  const char *base = (const char *)plan;
-  const int32_t *work_indptr = (const int32_t *)(const void *)(base + layout->work_indptr_offset);
-  const int32_t *work_info = (const int32_t *)(const void *)(base + layout->work_info_offset);
-  const int32_t *reduce_indptr = (const int32_t *)(const void *)(base + layout->reduce_indptr_offset);
-  const int32_t *final_map = (const int32_t *)(const void *)(base + layout->reduce_final_map_offset);
-  const int32_t *partial_map = (const int32_t *)(const void *)(base + layout->reduce_partial_map_offset);
-  const int32_t *partition_indptr =
-      (const int32_t *)(const void *)(base + layout->partition_indptr_offset);
+  const padec_plan_view v = view_of(layout, plan);
+  const padec_plan_header *h = v.header;
+  const int32_t *work_indptr = v.work_indptr, *work_info = v.work_info;
+  const int32_t *reduce_indptr = v.reduce_indptr, *final_map = v.reduce_final_map;
+  const int32_t *partial_map = v.reduce_partial_map, *partition_indptr = v.partition_indptr;
   const int32_t batch = layout->batch, q_len = layout->q_len;
   const int32_t group = layout->num_q_heads / layout->num_kv_heads;
   padec_status status =
@@ -454,16 +464,7 @@ padec_status padec_plan_view_init(const padec_plan_layout *layout, const void *p
   if (status != PADEC_STATUS_OK) return status;
   status = padec__check_plan_body(layout, plan, "plan");
   if (status != PADEC_STATUS_OK) return status;
-  const char *base = (const char *)plan;
-  padec_plan_view v;
-  v.header = (const padec_plan_header *)plan;
-  v.work_indptr = (const int32_t *)(const void *)(base + layout->work_indptr_offset);
-  v.work_info = (const int32_t *)(const void *)(base + layout->work_info_offset);
-  v.reduce_indptr = (const int32_t *)(const void *)(base + layout->reduce_indptr_offset);
-  v.reduce_final_map = (const int32_t *)(const void *)(base + layout->reduce_final_map_offset);
-  v.reduce_partial_map = (const int32_t *)(const void *)(base + layout->reduce_partial_map_offset);
-  v.partition_indptr = (const int32_t *)(const void *)(base + layout->partition_indptr_offset);
-  *view = v;
+  *view = view_of(layout, plan);
   padec__clear_message();
   return PADEC_STATUS_OK;
 }

@@ -133,8 +133,6 @@ extern "C" void padec__cuda_set_trace(uint64_t *device_stamps, int64_t max_ctas)
   g_trace_ctas = device_stamps ? max_ctas : 0;
 }
 
-static padec_status cuda_fail(cudaError_t error, const char *what) { return padec__cuda_fail(error, what); }
-
 /* The workspace and schedule a launch runs with: a plan's, or the grid path's. */
 struct LaunchShape {
   int32_t batch, partition_tokens;
@@ -233,7 +231,7 @@ static padec_status launch_decode(const padec_params &normalized, const padec_de
   /* Idempotent and cheap; needed once per kernel before a launch above 48 KiB. */
   cudaError_t error = cudaFuncSetAttribute(reinterpret_cast<const void *>(decode.kernel),
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, decode.smem_bytes);
-  if (error != cudaSuccess) return cuda_fail(error, "cudaFuncSetAttribute(decode)");
+  if (error != cudaSuccess) return padec__cuda_fail(error, "cudaFuncSetAttribute(decode)");
   padec_decode_params traced = d;
   traced.trace = ctas <= g_trace_ctas ? g_trace : nullptr;
   if (clear_counters) {
@@ -241,7 +239,7 @@ static padec_status launch_decode(const padec_params &normalized, const padec_de
     const int64_t blocks = (count + 255) / 256 < 256 ? (count + 255) / 256 : 256;
     clear_merge_counters<<<(unsigned)blocks, 256, 0, s>>>(d.merge_counters, count);
     error = cudaGetLastError();
-    if (error != cudaSuccess) return cuda_fail(error, "merge counter clear launch");
+    if (error != cudaSuccess) return padec__cuda_fail(error, "merge counter clear launch");
   }
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3((unsigned)ctas);
@@ -254,7 +252,7 @@ static padec_status launch_decode(const padec_params &normalized, const padec_de
   config.attrs = &overlap;
   config.numAttrs = clear_counters ? 1 : 0;
   error = cudaLaunchKernelEx(&config, decode.kernel, traced);
-  if (error != cudaSuccess) return cuda_fail(error, "decode kernel launch");
+  if (error != cudaSuccess) return padec__cuda_fail(error, "decode kernel launch");
   return PADEC_STATUS_OK;
 }
 
@@ -292,7 +290,7 @@ padec_status padec_cuda_device_query(int32_t device, padec_cuda_device_info *inf
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "device = %d: %d devices present", device, count);
   cudaDeviceProp prop;
   error = cudaGetDeviceProperties(&prop, device);
-  if (error != cudaSuccess) return cuda_fail(error, "cudaGetDeviceProperties");
+  if (error != cudaSuccess) return padec__cuda_fail(error, "cudaGetDeviceProperties");
   memset(info, 0, sizeof *info);
   info->device = device;
   info->sm_count = prop.multiProcessorCount;
@@ -319,10 +317,10 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
    * them and the caller's device restored (neither call synchronises). */
   int current = 0;
   cudaError_t error = cudaGetDevice(&current);
-  if (error != cudaSuccess) return cuda_fail(error, "cudaGetDevice");
+  if (error != cudaSuccess) return padec__cuda_fail(error, "cudaGetDevice");
   if (current != device) {
     error = cudaSetDevice(device);
-    if (error != cudaSuccess) return cuda_fail(error, "cudaSetDevice");
+    if (error != cudaSuccess) return padec__cuda_fail(error, "cudaSetDevice");
   }
   int per_sm = 0;
   error = cudaFuncSetAttribute(reinterpret_cast<const void *>(inst.kernel),
@@ -334,8 +332,9 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
     failed = "cudaOccupancyMaxActiveBlocksPerMultiprocessor";
   }
   const cudaError_t restore = current != device ? cudaSetDevice(current) : cudaSuccess;
-  if (error != cudaSuccess) return cuda_fail(error, failed);
-  if (restore != cudaSuccess) return cuda_fail(restore, "cudaSetDevice (restoring the caller's device)");
+  if (error != cudaSuccess) return padec__cuda_fail(error, failed);
+  if (restore != cudaSuccess)
+    return padec__cuda_fail(restore, "cudaSetDevice (restoring the caller's device)");
   if (per_sm < 1) per_sm = 1;
   /* One resident CTA per worker; a multiple of the KV heads so no worker sits idle. */
   int32_t workers = info.sm_count * per_sm;
@@ -364,7 +363,7 @@ padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void 
   if (status != PADEC_STATUS_OK) return status;
   cudaError_t error = cudaMemcpyAsync(device_plan, host_plan, layout->plan_bytes, cudaMemcpyHostToDevice,
                                       reinterpret_cast<cudaStream_t>(stream));
-  if (error != cudaSuccess) return cuda_fail(error, "cudaMemcpyAsync(plan)");
+  if (error != cudaSuccess) return padec__cuda_fail(error, "cudaMemcpyAsync(plan)");
   padec__clear_message();
   return PADEC_STATUS_OK;
 }
@@ -391,7 +390,7 @@ padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout 
     const dim3 grid(layout->batch, normalized.q_len, (normalized.num_q_heads + 3) / 4);
     merge<<<grid, 128, 0, s>>>(d);
     const cudaError_t error = cudaGetLastError();
-    if (error != cudaSuccess) return cuda_fail(error, "merge kernel launch");
+    if (error != cudaSuccess) return padec__cuda_fail(error, "merge kernel launch");
   }
   padec__clear_message();
   return PADEC_STATUS_OK;
@@ -427,7 +426,7 @@ padec_status padec_cuda_merge_shards(const padec_params *params,
   const dim3 grid(t->rows, (p.num_q_heads + 3) / 4);
   merge<<<grid, 128, 0, reinterpret_cast<cudaStream_t>(stream)>>>(d);
   const cudaError_t error = cudaGetLastError();
-  if (error != cudaSuccess) return cuda_fail(error, "shard merge kernel launch");
+  if (error != cudaSuccess) return padec__cuda_fail(error, "shard merge kernel launch");
   padec__clear_message();
   return PADEC_STATUS_OK;
 }
