@@ -2,7 +2,7 @@
 # One call on a GPU machine: build with CUDA, run the GPU tests (full matrix, then a short subset
 # under compute-sanitizer memcheck and racecheck) and the benchmark table.
 # Usage: scripts/gpu-check.sh [build] [test] [sanitize] [soak] [python] [calibrate] [compare]
-#        [bench] [profile] [stalls] [durations] [probes] ...   (default: build test sanitize bench)
+#        [workers] [bench] [profile] [stalls] [durations] [probes] ...   (default: build test sanitize bench)
 # Logs go to $OUT (or ./gpu-out) so that they come back from a remote run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -111,6 +111,20 @@ fi
 if has probes; then
   # Conversion and reference instruction rates per SM and clock (docs/PERF.md, the fp8 loop).
   ./$build/probe_conversion_rate | tee "$out/probe-conversion-rate.txt" || status=1
+fi
+if has workers; then
+  # One CTA an SM (fewer splits, less to merge) against the default worker count, on the
+  # workloads whose fixed costs miss the targets (docs/PERF.md, "Where padec stands").
+  sms=$(nvidia-smi --query-gpu=multiprocessor_count --format=csv,noheader 2>/dev/null | head -1)
+  [[ "$sms" =~ ^[0-9]+$ ]] || sms=132
+  for w in b1-32k-bf16 b1-32k-fp8 g8-b128-2k-bf16 g8-b128-2k-fp8; do
+    line=$(grep "^name=$w " bench/workloads.txt)
+    for n in default $sms 128; do
+      if [ $n = default ]; then args=(--policy auto); else args=(--policy cost --workers $n); fi
+      ./$build/padec bench --backend cuda "${args[@]}" --workload "$line" 2>&1 |
+        grep "^$w" | sed "s/^/workers=$n /"
+    done
+  done | tee "$out/workers.txt"
 fi
 if has bench; then
   ./$build/padec bench --backend cuda bench/workloads.txt 2>&1 | tee "$out/bench.txt"
