@@ -56,7 +56,7 @@ def choose(params: Params, kv_lens=None, num_workers: int | None = None, *,
         else:
             lens = host_lengths(kv_lens)
             count = len(lens)
-        if batch is not None and int(batch) != count:
+        if batch is not None and int32_argument(batch, "batch") != count:
             raise Error(Status.BAD_ARGUMENT,
                         f"batch = {batch}, but kv_lens has {count} sequences")
         batch = count

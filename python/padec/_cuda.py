@@ -9,7 +9,7 @@ import threading
 
 from ._errors import Error, Status
 from ._library import CDeviceInfo, check, lib
-from ._params import Params
+from ._params import Params, expect_params, int32_argument
 from ._tensors import describe
 
 
@@ -45,7 +45,7 @@ def device_info(device: int = 0) -> DeviceInfo:
     """What padec sees of a CUDA device (padec_cuda_device_query). Raises Error (NO_DEVICE,
     NOT_BUILT_WITH_CUDA, ...)."""
     info = CDeviceInfo()
-    check(lib().padec_cuda_device_query(int(device), ctypes.byref(info)))
+    check(lib().padec_cuda_device_query(int32_argument(device, "device"), ctypes.byref(info)))
     return DeviceInfo(info.device, info.sm_count, info.cc_major, info.cc_minor, info.l2_bytes,
                       info.global_memory_bytes, info.name.decode(errors="replace"))
 
@@ -53,8 +53,10 @@ def device_info(device: int = 0) -> DeviceInfo:
 def recommended_workers(params: Params, device: int = 0) -> int:
     """The worker count (persistent CTAs) padec recommends for params on a CUDA device
     (padec_cuda_recommended_workers): the num_workers to plan with for run_cuda."""
+    expect_params(params)
     workers = ctypes.c_int32()
-    check(lib().padec_cuda_recommended_workers(ctypes.byref(params.to_c()), int(device),
+    check(lib().padec_cuda_recommended_workers(ctypes.byref(params.to_c()),
+                                               int32_argument(device, "device"),
                                                ctypes.byref(workers)))
     return workers.value
 

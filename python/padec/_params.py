@@ -59,8 +59,10 @@ def coerce_enum(cls: type[enum.IntEnum], value, field: str, status: Status) -> e
     if isinstance(value, cls):
         return value
     try:
-        if isinstance(value, int):
-            return cls(value)
+        if isinstance(value, bool):
+            raise ValueError(value)  # True is not a member's value, whatever int(True) is
+        if isinstance(value, numbers.Integral):
+            return cls(int(value))
         key = str(getattr(value, "__name__", value)).removeprefix("torch.")
         if cls is DType and key.lower() in _DTYPE_ALIASES:
             return _DTYPE_ALIASES[key.lower()]

@@ -11,7 +11,8 @@ import numpy as np
 from . import _cuda
 from ._errors import Error, Status
 from ._library import CCostModel, CPlanHeader, CPlanLayout, CPlanOptions, check, lib
-from ._params import INT32_MAX, Params, Policy, coerce_enum, int32_argument
+from ._params import (INT32_MAX, Params, Policy, coerce_enum, expect_params, float_argument,
+                      int32_argument)
 from ._tensors import aligned_empty, describe, is_torch_tensor
 
 
@@ -25,6 +26,11 @@ class CostModel:
     partition_ns: float
     item_ns: float
     split_ns: float
+
+    def __post_init__(self):
+        for name in ("partition_ns", "item_ns", "split_ns"):
+            object.__setattr__(self, name,
+                               float_argument(getattr(self, name), f"CostModel.{name}"))
 
     def to_c(self) -> CCostModel:
         return CCostModel(float(self.partition_ns), float(self.item_ns), float(self.split_ns))
@@ -115,6 +121,7 @@ def plan_layout(params: Params, batch: int, *, num_workers: int | None = None, p
     ("even", "cost", "batch_invariant"); cost_model: the cost policy's CostModel, None for the
     default (checked whatever the policy). Raises Error.
     """
+    expect_params(params)
     model = _cost_model_pointer(cost_model)
     workers = _cuda.workers_or_recommended(params, num_workers)
     options = CPlanOptions(num_workers=int32_argument(workers, "num_workers"),
@@ -168,6 +175,7 @@ def build_plan(params: Params, kv_lens, *, num_workers: int | None = None, parti
     or neither, [batch] integers like kv_lens: sequence b's kv_lens[b] tokens are positions
     [shard_starts[b], shard_starts[b] + kv_lens[b]) of a sequence of seq_lens[b] tokens. Run the
     plan with the same arrays. Raises Error."""
+    expect_params(params)
     lens = host_lengths(kv_lens)
     shards = {}
     if check_shard_pair(shard_starts, seq_lens):

@@ -280,3 +280,30 @@ def test_numpy_integers_are_integers():
 def test_num_workers_must_be_an_integer():
     expect_error(Status.BAD_ARGUMENT, "num_workers = 7.9: need an integer", padec.build_plan, PARAMS,
                  LENS, num_workers=7.9)
+
+
+@pytest.mark.parametrize("call, text", [
+    (lambda: padec.build_plan(dataclasses.asdict(PARAMS), LENS, num_workers=4),
+     "params: need a padec.Params, not dict"),
+    (lambda: padec.plan_layout((4, 2, 64, 16), 2, num_workers=4),
+     "params: need a padec.Params, not tuple"),
+    (lambda: padec.recommended_workers(None), "params: need a padec.Params, not NoneType"),
+    (lambda: padec.recommended_workers(PARAMS, "gpu"), "device = 'gpu': need an integer"),
+    (lambda: padec.recommended_workers(PARAMS, 1.5), "device = 1.5: need an integer"),
+    (lambda: padec.device_info("x"), "device = 'x': need an integer"),
+    (lambda: padec.device_info(2**32), "device = 4294967296 does not fit int32"),
+    (lambda: padec.CostModel("fast", 1.0, 1.0),
+     "CostModel.partition_ns = 'fast': need a real number"),
+    (lambda: padec.CostModel(1.0, None, 1.0), "CostModel.item_ns = None: need a real number"),
+    (lambda: padec.choose(PARAMS, LENS, 8, batch=2.5), "batch = 2.5: need an integer"),
+    (lambda: padec.Params(4, 2, 64, 16, kv_layout=True), "kv_layout = True is not a Layout"),
+])
+def test_wrong_argument_types_are_named(call, text):
+    """A wrong type is an Error naming the argument, not an AttributeError, a ValueError or a
+    silent conversion deep inside."""
+    expect_error(Status.BAD_ARGUMENT, text, call)
+
+
+def test_enum_fields_take_numpy_integers():
+    assert padec.Params(4, 2, 64, 16, kv_layout=np.int64(1)).kv_layout == Layout.HND
+    assert padec.build_plan(PARAMS, LENS, num_workers=4, policy=np.int32(2)).layout.policy == 2
