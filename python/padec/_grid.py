@@ -8,6 +8,7 @@ import ctypes
 import dataclasses
 
 from ._cuda import workers_or_recommended
+from ._errors import Error, Status
 from ._library import CGridLayout, check, lib
 from ._params import Params, expect_params, int32_argument
 
@@ -58,15 +59,32 @@ def grid_layout(params: Params, batch: int, *, num_splits: int,
     return GridLayout.from_c(params, layout)
 
 
+MAX_BATCH = 1 << 24
+MAX_WORKERS = 65536
+
+
 def grid_recommended_splits(params: Params, batch: int, num_workers: int | None = None,
                             partition_tokens: int = 0) -> int:
     """The split count for the grid path when there is no better one
     (padec_grid_recommended_splits): enough blocks for num_workers concurrent CTAs, 1..64, with
     a window no more than the partitions it spans plus one. num_workers: None means
-    recommended_workers(params) of CUDA device 0, and is required without one. Raises Error for
-    bad params."""
+    recommended_workers(params) of CUDA device 0, and is required without one.
+
+    The C function cannot fail: it reads arguments it would refuse as 1 or as the default
+    partition size. Here they raise Error BAD_ARGUMENT, as grid_layout would for the same values:
+    batch outside 0..2^24, num_workers outside 1..65536, partition_tokens neither 0 nor a power
+    of two 16..16384; bad params raise their status."""
     expect_params(params).validate()
+    batch = int32_argument(batch, "batch")
+    if not 0 <= batch <= MAX_BATCH:
+        raise Error(Status.BAD_ARGUMENT, f"batch = {batch}: need 0..{MAX_BATCH}")
+    partition_tokens = int32_argument(partition_tokens, "partition_tokens")
+    if partition_tokens and (not 16 <= partition_tokens <= 16384
+                             or partition_tokens & (partition_tokens - 1)):
+        raise Error(Status.BAD_ARGUMENT, f"partition_tokens = {partition_tokens}: need a power of "
+                    "two 16..16384 (0 = 256)")
     workers = int32_argument(workers_or_recommended(params, num_workers), "num_workers")
-    return lib().padec_grid_recommended_splits(ctypes.byref(params.to_c()), int32_argument(batch, "batch"),
-                                               workers, int32_argument(partition_tokens,
-                                                               "partition_tokens"))
+    if not 1 <= workers <= MAX_WORKERS:
+        raise Error(Status.BAD_ARGUMENT, f"num_workers = {workers}: need 1..{MAX_WORKERS}")
+    return lib().padec_grid_recommended_splits(ctypes.byref(params.to_c()), batch, workers,
+                                               partition_tokens)

@@ -148,6 +148,29 @@ def test_bad_layouts(kwargs, text):
     expect_error(Status.BAD_ARGUMENT, text, padec.grid_layout, PARAMS, 2, **kwargs)
 
 
+@pytest.mark.parametrize("args, text", [
+    ((-1, 132), "batch = -1: need 0..16777216"),
+    ((2**24 + 1, 132), "batch = 16777217: need 0..16777216"),
+    ((2, 0), "num_workers = 0: need 1..65536"),
+    ((2, -5), "num_workers = -5: need 1..65536"),
+    ((2, 65537), "num_workers = 65537: need 1..65536"),
+    ((2, 132, 17), "partition_tokens = 17: need a power of two 16..16384"),
+    ((2, 132, 8), "partition_tokens = 8: need a power of two 16..16384"),
+    ((2, 132, 32768), "partition_tokens = 32768"),
+    ((2, 132.0), "num_workers = 132.0: need an integer"),
+])
+def test_bad_recommended_splits_arguments(args, text):
+    """The C function reads these as 1 or as 256 tokens without a word; grid_layout would refuse
+    them, so the helper that feeds it refuses them first."""
+    expect_error(Status.BAD_ARGUMENT, text, padec.grid_recommended_splits, PARAMS, *args)
+
+
+def test_recommended_splits_for_partition_sizes():
+    assert padec.grid_recommended_splits(PARAMS, 2, 132, 0) == padec.grid_recommended_splits(
+        PARAMS, 2, 132, 256)
+    assert padec.grid_recommended_splits(PARAMS, 2, 132, 16384) >= 1
+
+
 def test_bad_params_for_a_layout():
     expect_error(Status.UNSUPPORTED_HEAD_DIM, "head_dim = 96", padec.grid_layout,
                  padec.Params(8, 2, 96, 16), 2, num_splits=2)
