@@ -77,6 +77,19 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
                     f"window_left = {_schedule_fields(schedule.params)}; params give "
                     f"{_schedule_fields(params)}")
 
+    sharded = check_shard_pair(shard_starts, seq_lens)
+    if kind is _PLAN and sharded != (schedule.shard_starts is not None):
+        # A plan schedules a shard's partitions from its position: run without the arrays, or
+        # with arrays the plan was not built for, the masks and windows would be those of other
+        # tokens (and run_cuda could not tell).
+        if sharded:
+            raise Error(Status.PLAN_MISMATCH,
+                        "shard_starts, seq_lens: given, but the plan was built for whole "
+                        "sequences (build_plan without them): build it with the same arrays")
+        raise Error(Status.PLAN_MISMATCH,
+                    "shard_starts, seq_lens: None, but the plan was built for shards "
+                    "(build_plan with shard_starts= and seq_lens=): pass the same arrays")
+
     batch, q_len = schedule.batch, params.q_len or 1
     tokens, heads, dim = batch * q_len, params.num_q_heads, params.head_dim
     kv_heads, page_size = params.num_kv_heads, params.page_size
@@ -138,7 +151,7 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
         raise indices.fail(Status.BAD_ARGUMENT,
                            f"shape {list(indices.shape)}, need 1-D (CSR) or 2-D (a block table)")
     shards = {}
-    if check_shard_pair(shard_starts, seq_lens):
+    if sharded:
         for name, value in (("shard_starts", shard_starts), ("seq_lens", seq_lens)):
             shards[name] = tensor(name, value)
             shards[name].expect_shape((batch,), "([batch])")
@@ -242,7 +255,8 @@ def run_cpu(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_i
     PER_TENSOR_DEVICE. workspace: uint8, plan.workspace_bytes or more; allocated if None.
 
     shard_starts, seq_lens: one shard of context-parallel decode, both or neither, int32 [batch]
-    each, as the plan was built with (build_plan): the pages hold sequence b's positions
+    each, as the plan was built with (build_plan; a plan built with them refuses a run without
+    them, and one built without them refuses them: PLAN_MISMATCH): the pages hold sequence b's positions
     [shard_starts[b], shard_starts[b] + kv_lens[b]) of seq_lens[b] tokens, and the query tokens
     sit at the end of the whole sequence. Run shards with o_dtype FP32 and the LSE, then combine
     them with merge_shards_cpu.

@@ -231,12 +231,39 @@ def test_build_plan_errors(kwargs, status, text):
     # The plan was built for these shards: with a window, other shards schedule other partitions.
     (dict(shard_starts=np.array([180, 0], np.int32), seq_lens=SEQ_LENS), Status.PLAN_MISMATCH,
      "built for other kv_lens or shards"),
-    (dict(), Status.PLAN_MISMATCH, "built for other kv_lens or shards"),
+    (dict(), Status.PLAN_MISMATCH, "shard_starts, seq_lens: None, but the plan was built for "
+     "shards"),
 ])
 def test_run_errors(shard, plan, kwargs, status, text):
     o = np.full(shard.q.shape, 3.0, np.float32)
     expect_error(status, text, padec.run_cpu, PARAMS, plan, *shard.inputs, o=o, **kwargs)
     assert np.all(o == 3.0)
+
+
+def test_shard_plan_needs_its_arrays():
+    """Without a window a shard plan has the partitions of a whole-sequence plan for the same
+    kv_lens, so no partition check can tell them apart; yet a shard in the middle of its
+    sequence sees all its tokens, which a whole sequence of kv_lens tokens masks for q_len > 1.
+    The plan knows whether it was built for shards: runs must agree with it."""
+    params = dataclasses.replace(PARAMS, window_left=0)
+    rng = np.random.default_rng(2)
+    shard = shard_case(rng, make_case(rng, params, SEQ_LENS), STARTS, np.array([200, 90]))
+    sharded = padec.build_plan(params, shard.kv_lens, num_workers=4, partition_tokens=32,
+                               shard_starts=STARTS, seq_lens=SEQ_LENS)
+    whole = padec.build_plan(params, shard.kv_lens, num_workers=4, partition_tokens=32)
+    assert sharded.partition_indptr.tolist() == whole.partition_indptr.tolist()
+    for run, kwargs in ((padec.run_cpu, {}), (padec.run_cuda, {})):
+        o = np.full(shard.q.shape, 3.0, np.float32)
+        expect_error(Status.PLAN_MISMATCH, "None, but the plan was built for shards", run,
+                     params, sharded, *shard.inputs, o=o)
+        expect_error(Status.PLAN_MISMATCH, "given, but the plan was built for whole sequences",
+                     run, params, whole, *shard.inputs, o=o, shard_starts=STARTS,
+                     seq_lens=SEQ_LENS)
+        assert np.all(o == 3.0)
+    # The grid path has no plan: shards or not is the run's alone.
+    layout = padec.grid_layout(params, 2, num_splits=2, partition_tokens=32)
+    padec.run_cpu_grid(params, layout, *shard.inputs, shard_starts=STARTS, seq_lens=SEQ_LENS)
+    padec.run_cpu_grid(params, layout, *shard.inputs)
 
 
 def test_merge_errors():
