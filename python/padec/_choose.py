@@ -41,7 +41,7 @@ def choose(params: Params, kv_lens=None, num_workers: int | None = None, *,
     kv_lens: the tokens of each sequence, on the host (a sequence of ints, a numpy array or a CPU
     torch tensor); a CUDA tensor, or None with `batch`, means the lengths live on the device
     only, and the choice depends on the shape alone. num_workers: concurrent CTAs of the device;
-    None means recommended_workers(params) of CUDA device 0, and is required without one. batch:
+    None means recommended_workers(params) of the current CUDA device, and is required without one. batch:
     the number of sequences, needed only without kv_lens (else it must agree). Deterministic.
     Raises Error.
     """

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import numbers
+import sys
 import threading
 
 from ._errors import Error, Status
@@ -41,29 +43,63 @@ def built_with_cuda() -> bool:
     return status != Status.NOT_BUILT_WITH_CUDA
 
 
-def device_info(device: int = 0) -> DeviceInfo:
-    """What padec sees of a CUDA device (padec_cuda_device_query). Raises Error (NO_DEVICE,
-    NOT_BUILT_WITH_CUDA, ...)."""
+def current_device() -> int:
+    """The calling thread's current CUDA device as torch sees it (torch.cuda.current_device(),
+    which is the CUDA runtime's own), where torch is imported and sees a device; 0 otherwise,
+    the runtime's default for a thread that never chose one. torch is not imported here."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return int(torch.cuda.current_device())
+    return 0
+
+
+def cuda_device_index(device, name: str = "device") -> int:
+    """The index of a CUDA device given as N, "cuda", "cuda:N", a torch device or None (the
+    current device, current_device()). Error naming the argument for anything else."""
+    if device is None:
+        return current_device()
+    if isinstance(device, numbers.Integral) and not isinstance(device, bool):
+        return int32_argument(device, name)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(device, (str, torch.device)):
+        try:
+            resolved = torch.device(device)
+        except (RuntimeError, ValueError, TypeError):
+            raise Error(Status.BAD_ARGUMENT, f"{name} = {device!r} is not a device") from None
+        if resolved.type != "cuda":
+            raise Error(Status.BAD_ARGUMENT, f"{name} = {device!r}: need a CUDA device")
+        return current_device() if resolved.index is None else int(resolved.index)
+    raise Error(Status.BAD_ARGUMENT,
+                f"{name} = {device!r}: need an integer, a CUDA torch device or None (the current "
+                "device)")
+
+
+def device_info(device=None) -> DeviceInfo:
+    """What padec sees of a CUDA device (padec_cuda_device_query). device: an index, a CUDA
+    torch device or None, torch's current device (0 where torch is not imported). Raises Error
+    (NO_DEVICE, NOT_BUILT_WITH_CUDA, ...)."""
     info = CDeviceInfo()
-    check(lib().padec_cuda_device_query(int32_argument(device, "device"), ctypes.byref(info)))
+    check(lib().padec_cuda_device_query(cuda_device_index(device), ctypes.byref(info)))
     return DeviceInfo(info.device, info.sm_count, info.cc_major, info.cc_minor, info.l2_bytes,
                       info.global_memory_bytes, info.name.decode(errors="replace"))
 
 
-def recommended_workers(params: Params, device: int = 0) -> int:
+def recommended_workers(params: Params, device=None) -> int:
     """The worker count (persistent CTAs) padec recommends for params on a CUDA device
-    (padec_cuda_recommended_workers): the num_workers to plan with for run_cuda."""
+    (padec_cuda_recommended_workers): the num_workers to plan with for run_cuda. device: as for
+    device_info; None is torch's current device, the one run_cuda will run on by default."""
     expect_params(params)
     workers = ctypes.c_int32()
     check(lib().padec_cuda_recommended_workers(ctypes.byref(params.to_c()),
-                                               int32_argument(device, "device"),
+                                               cuda_device_index(device),
                                                ctypes.byref(workers)))
     return workers.value
 
 
 def workers_or_recommended(params: Params, num_workers) -> int:
-    """num_workers as given, else recommended_workers(params) of CUDA device 0. Where that device
-    cannot be asked (no CUDA build, no device), Error BAD_ARGUMENT: num_workers is required."""
+    """num_workers as given, else recommended_workers(params) of the current CUDA device. Where
+    that device cannot be asked (no CUDA build, no device), Error BAD_ARGUMENT: num_workers is
+    required."""
     if num_workers is not None:
         return num_workers
     try:
@@ -78,11 +114,8 @@ def workers_or_recommended(params: Params, num_workers) -> int:
 
 def device_index(device) -> int:
     """The index of a CUDA device given as a torch device, "cuda:N", N, or None (current)."""
-    torch = import_torch()
-    resolved = torch.device("cuda") if device is None else torch.device(device)
-    if resolved.type != "cuda":
-        raise Error(Status.BAD_ARGUMENT, f"device {resolved}: need a CUDA device")
-    return torch.cuda.current_device() if resolved.index is None else resolved.index
+    import_torch()
+    return cuda_device_index(device)
 
 
 def empty_bytes(nbytes: int, device: int):

@@ -68,7 +68,7 @@ def grid_recommended_splits(params: Params, batch: int, num_workers: int | None 
     """The split count for the grid path when there is no better one
     (padec_grid_recommended_splits): enough blocks for num_workers concurrent CTAs, 1..64, with
     a window no more than the partitions it spans plus one. num_workers: None means
-    recommended_workers(params) of CUDA device 0, and is required without one.
+    recommended_workers(params) of the current CUDA device, and is required without one.
 
     The C function cannot fail: it reads arguments it would refuse as 1 or as the default
     partition size. Here they raise Error BAD_ARGUMENT, as grid_layout would for the same values:

@@ -115,8 +115,8 @@ def plan_layout(params: Params, batch: int, *, num_workers: int | None = None, p
                 policy: Policy = Policy.EVEN, cost_model: CostModel | None = None) -> PlanLayout:
     """Sizes and offsets of the plan and workspace for `batch` sequences (padec_plan_layout_init).
 
-    num_workers: bins of the schedule, one CTA each on the GPU; None: recommended_workers of CUDA
-    device 0 (Error where there is none: pass it);
+    num_workers: bins of the schedule, one CTA each on the GPU; None: recommended_workers of the
+    current CUDA device (Error where there is none: pass it);
     partition_tokens: a power of two 16..16384, 0 means 256; policy: a Policy or its name
     ("even", "cost", "batch_invariant"); cost_model: the cost policy's CostModel, None for the
     default (checked whatever the policy). Raises Error.

@@ -288,9 +288,10 @@ def test_num_workers_must_be_an_integer():
     (lambda: padec.plan_layout((4, 2, 64, 16), 2, num_workers=4),
      "params: need a padec.Params, not tuple"),
     (lambda: padec.recommended_workers(None), "params: need a padec.Params, not NoneType"),
-    (lambda: padec.recommended_workers(PARAMS, "gpu"), "device = 'gpu': need an integer"),
+    (lambda: padec.recommended_workers(PARAMS, "gpu"), "device = 'gpu'"),
     (lambda: padec.recommended_workers(PARAMS, 1.5), "device = 1.5: need an integer"),
-    (lambda: padec.device_info("x"), "device = 'x': need an integer"),
+    (lambda: padec.device_info("x"), "device = 'x'"),
+    (lambda: padec.device_info(1.5), "device = 1.5: need an integer"),
     (lambda: padec.device_info(2**32), "device = 4294967296 does not fit int32"),
     (lambda: padec.CostModel("fast", 1.0, 1.0),
      "CostModel.partition_ns = 'fast': need a real number"),
@@ -307,3 +308,53 @@ def test_wrong_argument_types_are_named(call, text):
 def test_enum_fields_take_numpy_integers():
     assert padec.Params(4, 2, 64, 16, kv_layout=np.int64(1)).kv_layout == Layout.HND
     assert padec.build_plan(PARAMS, LENS, num_workers=4, policy=np.int32(2)).layout.policy == 2
+
+
+def fake_torch(current_device: int):
+    """A stand-in for torch that reports a CUDA device as current, for the device defaults."""
+    import types
+
+    class FakeDevice:
+        def __init__(self, spec):
+            kind, _, index = str(spec).partition(":")
+            if kind not in ("cpu", "cuda"):
+                raise RuntimeError(f"bad device {spec!r}")
+            self.type, self.index = kind, int(index) if index else None
+
+    cuda = types.SimpleNamespace(is_available=lambda: True, current_device=lambda: current_device)
+    return types.SimpleNamespace(Tensor=type("Tensor", (), {}), device=FakeDevice, cuda=cuda)
+
+
+def test_cuda_device_defaults_to_the_current_device(monkeypatch):
+    """Where no device is given, the CUDA queries ask about torch's current device, the one a
+    run on torch's current stream uses, not device 0."""
+    library = padec._library.lib()
+    asked = []
+
+    def query(device, info):
+        asked.append(("query", device))
+        return Status.OK
+
+    def workers(params, device, out):
+        asked.append(("workers", device))
+        out._obj.value = 96
+        return Status.OK
+
+    monkeypatch.setitem(sys.modules, "torch", fake_torch(current_device=3))
+    monkeypatch.setattr(library, "padec_cuda_device_query", query)
+    monkeypatch.setattr(library, "padec_cuda_recommended_workers", workers)
+    padec.device_info()
+    assert padec.recommended_workers(PARAMS) == 96
+    assert padec.build_plan(PARAMS, LENS).num_workers == 96
+    padec.choose(PARAMS, LENS)
+    padec.grid_recommended_splits(PARAMS, 2)
+    assert asked == [("query", 3)] + [("workers", 3)] * 4
+    asked.clear()
+    padec.device_info("cuda")
+    padec.device_info("cuda:1")
+    padec.recommended_workers(PARAMS, 2)
+    assert asked == [("query", 3), ("query", 1), ("workers", 2)]
+    expect_error(Status.BAD_ARGUMENT, "device = 'cpu': need a CUDA device", padec.device_info,
+                 "cpu")
+    expect_error(Status.BAD_ARGUMENT, "device = 'tpu:0' is not a device", padec.device_info,
+                 "tpu:0")
