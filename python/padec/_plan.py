@@ -292,19 +292,23 @@ class Plan:
     def to_device(self, device=None, *, out=None):
         """The plan in CUDA memory, as a torch uint8 tensor. Uploaded on first use on each device
         (padec_cuda_upload_plan, asynchronous from a pinned copy) on torch's current stream, and
-        kept with the plan: use it on that stream, or synchronise first. device: a torch device,
-        "cuda:N" or N; None is the current device.
+        kept with the plan: use it on that stream, or synchronise first (run_cuda orders its
+        stream after the upload itself). device: a torch device, "cuda:N" or N; None is the
+        current device.
 
-        out: a uint8 CUDA tensor of at least plan_bytes to upload into (always uploads). This is
-        how a captured CUDA graph gets a new schedule: build a plan for the new kv_lens with the
-        same params, batch and options, upload it into the buffer the graph was captured with,
-        replay. Uploads are refused during graph capture: call to_device before capturing.
+        out: a uint8 CUDA tensor of at least plan_bytes to upload into (always uploads; returns
+        out). The caller keeps it: it is not kept with the plan, so later calls and run_cuda
+        still use the plan's own copy. This is how a captured CUDA graph gets a new schedule:
+        build a plan for the new kv_lens with the same params, batch and options, upload it into
+        the buffer the graph was captured with, replay. Uploads are refused during graph
+        capture: call to_device before capturing.
         """
-        if out is None:
-            index = _cuda.device_index(device)
-            if index in self._device_plans:
-                return self._device_plans[index]
-            out = _cuda.empty_bytes(self.layout.plan_bytes, index)
-        _cuda.upload_plan(self, out)
-        self._device_plans[out.device.index] = out
-        return out
+        if out is not None:
+            _cuda.upload_plan(self, out)
+            return out
+        index = _cuda.device_index(device)
+        if index not in self._device_plans:
+            buffer = _cuda.empty_bytes(self.layout.plan_bytes, index)
+            _cuda.upload_plan(self, buffer)
+            self._device_plans[index] = buffer
+        return self._device_plans[index]

@@ -112,3 +112,27 @@ def test_errors_carry_status_and_message(call, status, text):
     assert caught.value.status_name == status.c_name
     assert text in caught.value.message
     assert str(caught.value).startswith(status.c_name + ": ")
+
+
+def test_to_device_out_is_not_kept_with_the_plan(monkeypatch):
+    """A buffer given as out= stays the caller's: the plan's own device copy (what run_cuda
+    uses) is never that buffer, which the caller may fill with another plan or free."""
+    import types
+    uploads = []
+    monkeypatch.setattr(padec._cuda, "upload_plan",
+                        lambda plan, out: uploads.append((plan, out)))
+    monkeypatch.setattr(padec._cuda, "device_index", lambda device: 0 if device is None else device)
+
+    def empty_bytes(nbytes, device):
+        return types.SimpleNamespace(nbytes=nbytes, device=types.SimpleNamespace(index=device))
+    monkeypatch.setattr(padec._cuda, "empty_bytes", empty_bytes)
+    params = padec.Params(8, 2, 64, 16)
+    plan, other = (padec.build_plan(params, lens, num_workers=4) for lens in ([100], [900]))
+    callers = empty_bytes(plan.layout.plan_bytes, 0)
+    assert plan.to_device(out=callers) is callers
+    own = plan.to_device()
+    assert own is not callers and own.nbytes == plan.layout.plan_bytes
+    assert plan.to_device(0) is own and plan.to_device() is own  # uploaded once, then kept
+    other.to_device(out=callers)  # the caller reuses its buffer for another plan
+    assert plan.to_device() is own
+    assert [(p, o) for p, o in uploads] == [(plan, callers), (plan, own), (other, callers)]
