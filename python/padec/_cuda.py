@@ -130,9 +130,39 @@ _uploads_lock = threading.Lock()
 _uploads_in_flight: list = []
 
 
-def upload_plan(plan, out) -> None:
+class DevicePlan:
+    """A plan's own copy in device memory (Plan.to_device without out=), with the event that
+    marks the end of its upload and the streams already ordered after it. The upload runs on the
+    stream that was current then; a run on another stream must not read the buffer before it."""
+
+    def __init__(self, buffer, uploaded, stream_handle: int):
+        self.buffer = buffer
+        self.uploaded = uploaded  # torch.cuda.Event recorded after the upload
+        self.ordered = {stream_handle}  # streams whose later work follows the upload
+
+    def ready_on(self, stream, capturing) -> object:
+        """The buffer, for work queued next on `stream`: a stream other than the upload's waits
+        for the upload's event (once: its later work follows in stream order), and the buffer is
+        recorded as used there, so that torch's allocator does not hand it out again while that
+        stream may still read it. capturing(): whether the current stream is being captured; a
+        captured stream cannot wait for an event recorded outside the capture, and the upload,
+        which is refused during capture, was queued before it: torch.cuda.graph synchronises
+        the device before it captures, and a caller capturing by other means must order the
+        capture after the upload."""
+        handle = stream.cuda_stream
+        if handle not in self.ordered:
+            self.buffer.record_stream(stream)
+            if capturing():
+                return self.buffer
+            stream.wait_event(self.uploaded)
+            self.ordered.add(handle)
+        return self.buffer
+
+
+def upload_plan(plan, out) -> tuple[object, int]:
     """Copies plan.data into the uint8 CUDA tensor `out` on torch's current stream, asynchronously
-    (padec_cuda_upload_plan from a pinned copy)."""
+    (padec_cuda_upload_plan from a pinned copy). Returns the event recorded after the copy and
+    the stream's handle."""
     torch = import_torch()
     target = describe("out", out)
     target.expect_element("uint8")
@@ -158,3 +188,4 @@ def upload_plan(plan, out) -> None:
     with _uploads_lock:
         _uploads_in_flight[:] = [(s, e) for s, e in _uploads_in_flight if not e.query()]
         _uploads_in_flight.append((source, done))
+    return done, stream.cuda_stream

@@ -216,7 +216,7 @@ class Plan:
         self.shard_starts = shard_starts
         self.seq_lens = seq_lens
         self._c_layout = layout.to_c()
-        self._device_plans: dict[int, object] = {}
+        self._device_plans: dict[int, _cuda.DevicePlan] = {}
 
     def __repr__(self) -> str:
         header = self.header
@@ -292,8 +292,8 @@ class Plan:
     def to_device(self, device=None, *, out=None):
         """The plan in CUDA memory, as a torch uint8 tensor. Uploaded on first use on each device
         (padec_cuda_upload_plan, asynchronous from a pinned copy) on torch's current stream, and
-        kept with the plan: use it on that stream, or synchronise first (run_cuda orders its
-        stream after the upload itself). device: a torch device, "cuda:N" or N; None is the
+        kept with the plan: use it on that stream, or order your stream after it (run_cuda
+        makes its stream wait for the upload itself). device: a torch device, "cuda:N" or N; None is the
         current device.
 
         out: a uint8 CUDA tensor of at least plan_bytes to upload into (always uploads; returns
@@ -306,9 +306,13 @@ class Plan:
         if out is not None:
             _cuda.upload_plan(self, out)
             return out
-        index = _cuda.device_index(device)
-        if index not in self._device_plans:
+        return self._device_plan(_cuda.device_index(device)).buffer
+
+    def _device_plan(self, index: int) -> _cuda.DevicePlan:
+        """The plan's own copy on CUDA device `index`, uploaded on first use."""
+        kept = self._device_plans.get(index)
+        if kept is None:
             buffer = _cuda.empty_bytes(self.layout.plan_bytes, index)
-            _cuda.upload_plan(self, buffer)
-            self._device_plans[index] = buffer
-        return self._device_plans[index]
+            kept = _cuda.DevicePlan(buffer, *_cuda.upload_plan(self, buffer))
+            self._device_plans[index] = kept
+        return kept

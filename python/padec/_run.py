@@ -284,7 +284,8 @@ def run_cuda(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_
     """Runs a plan on a CUDA device (padec_cuda_run): arguments and result as for run_cpu, all
     torch tensors on one CUDA device (the workspace 256-byte aligned). Runs on torch's current
     stream and never synchronises, so it can be captured in a CUDA graph; the plan is uploaded
-    on first use (Plan.to_device: call it before capturing). Page ids, kv_lens and the shard
+    on first use (Plan.to_device: call it before capturing), and a run on another stream than
+    the upload's waits for it. Page ids, kv_lens and the shard
     arrays are device data and are not checked; kv_lens must give the partitions the plan was
     built for.
 
@@ -298,7 +299,8 @@ def run_cuda(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_
     torch = import_torch()
     with torch.cuda.device(q.device):
         stream = torch.cuda.current_stream()
-        device_plan = plan.to_device(q.device)
+        device_plan = plan._device_plan(torch.cuda.current_device()).ready_on(
+            stream, torch.cuda.is_current_stream_capturing)
         if workspace is None:
             workspace = torch.empty(plan.workspace_bytes, dtype=torch.uint8, device=q.device)
         space = _workspace(workspace, plan, _PLAN.noun, call.device, 256)

@@ -156,6 +156,21 @@ def test_runs_on_the_current_stream():
     assert_close(o_host, None, case, atol=ATOL[params.o_dtype])
 
 
+def test_a_run_on_another_stream_waits_for_the_upload():
+    """The plan is uploaded on a side stream kept busy first; the run on the default stream must
+    not read the plan buffer before the upload has landed."""
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=128, page_size=16)
+    case = make_case(np.random.default_rng(16), params, [2000, 30, 700])
+    inputs = gpu_inputs(case)
+    plan = padec.build_plan(params, case.kv_lens, num_workers=16)
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(200_000_000)  # some 0.1 s of the side stream before the upload
+        plan.to_device()
+    o = padec.run_cuda(params, plan, **inputs)
+    assert_close(host(o), None, case, atol=ATOL[params.o_dtype])
+
+
 def capture(params, plan, inputs, o, lse):
     """Captures run_cuda in a CUDA graph after a warm-up on a side stream (torch's recipe)."""
     side = torch.cuda.Stream()

@@ -120,7 +120,7 @@ def test_to_device_out_is_not_kept_with_the_plan(monkeypatch):
     import types
     uploads = []
     monkeypatch.setattr(padec._cuda, "upload_plan",
-                        lambda plan, out: uploads.append((plan, out)))
+                        lambda plan, out: uploads.append((plan, out)) or (None, 0))
     monkeypatch.setattr(padec._cuda, "device_index", lambda device: 0 if device is None else device)
 
     def empty_bytes(nbytes, device):
@@ -136,3 +136,31 @@ def test_to_device_out_is_not_kept_with_the_plan(monkeypatch):
     other.to_device(out=callers)  # the caller reuses its buffer for another plan
     assert plan.to_device() is own
     assert [(p, o) for p, o in uploads] == [(plan, callers), (plan, own), (other, callers)]
+
+
+class FakeStream:
+    def __init__(self, handle):
+        self.cuda_stream, self.waited = handle, []
+
+    def wait_event(self, event):
+        self.waited.append(event)
+
+
+def test_a_run_on_another_stream_waits_for_the_upload():
+    """The plan's copy is uploaded on the stream current at its first use; a run on another
+    stream waits for the upload's event once, and marks the buffer as used on that stream for
+    torch's allocator. Under capture the wait is not possible (the event is outside the graph)
+    and is left out."""
+    import types
+    used_on = []
+    buffer = types.SimpleNamespace(record_stream=used_on.append)
+    uploaded = object()
+    kept = padec._cuda.DevicePlan(buffer, uploaded, stream_handle=1)
+    upload_stream, other, captured = FakeStream(1), FakeStream(2), FakeStream(3)
+    assert kept.ready_on(upload_stream, lambda: False) is buffer
+    assert upload_stream.waited == [] and used_on == []
+    for _ in range(3):
+        assert kept.ready_on(other, lambda: False) is buffer
+    assert other.waited == [uploaded] and used_on == [other]
+    assert kept.ready_on(captured, lambda: True) is buffer
+    assert captured.waited == [] and used_on == [other, captured]
