@@ -43,6 +43,15 @@ class GridLayout:
         return CGridLayout(**{field.name: getattr(self, field.name)
                               for field in dataclasses.fields(self) if field.name != "params"})
 
+    def c_layout(self) -> CGridLayout:
+        """to_c(), made once and shared (the layout is frozen; the C functions take it as
+        const)."""
+        made = self.__dict__.get("_c_layout")
+        if made is None:
+            made = self.to_c()
+            object.__setattr__(self, "_c_layout", made)
+        return made
+
 
 def grid_layout(params: Params, batch: int, *, num_splits: int,
                 partition_tokens: int = 0) -> GridLayout:

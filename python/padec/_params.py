@@ -149,7 +149,18 @@ class Params:
 
     def validate(self) -> None:
         """Checks the parameters on their own (padec_params_validate); raises Error."""
-        check(lib().padec_params_validate(ctypes.byref(self.to_c())))
+        self.checked_c()
+
+    def checked_c(self) -> CParams:
+        """The C struct of these params, once padec_params_validate has accepted them (raises
+        Error otherwise). Params are frozen, so the struct is made and checked on first use only
+        and shared by later calls: the C functions take it as const."""
+        checked = self.__dict__.get("_checked_c")
+        if checked is None:
+            checked = self.to_c()
+            check(lib().padec_params_validate(ctypes.byref(checked)))
+            object.__setattr__(self, "_checked_c", checked)
+        return checked
 
 
 def expect_params(params) -> Params:

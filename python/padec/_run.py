@@ -70,7 +70,7 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
     if not isinstance(schedule, kind.cls):
         raise Error(Status.BAD_ARGUMENT, f"{kind.argument}: need a padec.{kind.cls.__name__}, "
                     f"not {type(schedule).__name__}")
-    params.validate()
+    c_params = params.checked_c()
     if _schedule_fields(params) != _schedule_fields(schedule.params):
         raise Error(Status.PLAN_MISMATCH,
                     f"{kind.noun} was {kind.made} for num_q_heads, num_kv_heads, head_dim, q_len, "
@@ -200,7 +200,7 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
         lse=lse_address,
         shard_starts=shards["shard_starts"].address if shards else None,
         seq_lens=shards["seq_lens"].address if shards else None)
-    return _Call(params.to_c(), c_tensors, device, o, lse)
+    return _Call(c_params, c_tensors, device, o, lse)
 
 
 def _bind_merge_counters(call: _Call, merge_counters, schedule, params: Params) -> None:
@@ -321,7 +321,7 @@ def run_cpu_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_i
     if workspace is None:
         workspace = aligned_empty(layout.workspace_bytes, 16)
     space = _workspace(workspace, layout, _GRID.noun, "cpu", 16)
-    check(lib().padec_cpu_run_grid(ctypes.byref(call.params), ctypes.byref(layout.to_c()),
+    check(lib().padec_cpu_run_grid(ctypes.byref(call.params), ctypes.byref(layout.c_layout()),
                                    ctypes.byref(call.tensors), space.address, space.numel))
     return call.result()
 
@@ -346,7 +346,7 @@ def run_cuda_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_
         if workspace is None:
             workspace = torch.empty(layout.workspace_bytes, dtype=torch.uint8, device=q.device)
         space = _workspace(workspace, layout, _GRID.noun, call.device, 256)
-        check(lib().padec_cuda_run_grid(ctypes.byref(call.params), ctypes.byref(layout.to_c()),
+        check(lib().padec_cuda_run_grid(ctypes.byref(call.params), ctypes.byref(layout.c_layout()),
                                         ctypes.byref(call.tensors), space.address, space.numel,
                                         stream.cuda_stream))
     return call.result()
@@ -383,7 +383,7 @@ def _bind_outputs(params: Params, tensor, like: Tensor, rows: int, o_arg, lse_ar
 def _bind_merge(params: Params, backend: str, shard_o, shard_lse, out, out_lse,
                 return_lse: bool) -> tuple[CParams, CShardMergeTensors, object, object]:
     """Checks the arguments of a shard merge and binds them for C."""
-    expect_params(params).validate()
+    c_params = expect_params(params).checked_c()
     heads, dim = params.num_q_heads, params.head_dim
     so = describe("shard_o", shard_o)
     if backend == "cpu":
@@ -424,7 +424,7 @@ def _bind_merge(params: Params, backend: str, shard_o, shard_lse, out, out_lse,
         num_shards=shards, rows=rows, shard_o=so.address, shard_lse=sl.address, o=ot.address,
         o_stride_token=ot.stride(0, heads * dim), o_stride_head=ot.stride(1, dim),
         lse=lse_address)
-    return params.to_c(), c_tensors, out, out_lse
+    return c_params, c_tensors, out, out_lse
 
 
 def merge_shards_cpu(params: Params, shard_o, shard_lse, out=None, out_lse=None, *,

@@ -5,6 +5,7 @@ imported torch."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 
 import numpy as np
@@ -52,14 +53,11 @@ class Tensor:
     address: int
     device: str  # "cpu" or "cuda:N"
     writeable: bool
+    numel: int
 
     @property
     def is_torch(self) -> bool:
         return is_torch_tensor(self.value)
-
-    @property
-    def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
 
     def fail(self, status: Status, problem: str) -> Error:
         return Error(status, f"{self.name}: {problem}")
@@ -99,11 +97,12 @@ class Tensor:
         them from overlapping (padec_tensors.kv_page_stride), so that a view of one half of a
         [num_pages, 2, ...] cache is taken as it is. Returns the page stride in elements, 0 when
         the pool is contiguous."""
-        page = dataclasses.replace(self, shape=self.shape[1:], strides=self.strides[1:])
-        page_elems = page.numel
+        page_elems = math.prod(self.shape[1:])
         if self.numel == 0 or self.shape[0] == 1 or self.strides[0] == page_elems:
             self.expect_contiguous()
             return 0
+        page = dataclasses.replace(self, shape=self.shape[1:], strides=self.strides[1:],
+                                   numel=page_elems)
         try:
             page.expect_contiguous()
         except Error as error:
@@ -163,24 +162,35 @@ class Tensor:
         return self.strides[axis] if self.shape[axis] > 1 else packed
 
 
+# numpy's dtype.name is computed in Python on every access, and a run describes a dozen arrays.
+_NUMPY_NAMES: dict[np.dtype, str] = {}
+
+
 def describe(name: str, value) -> Tensor:
     """A Tensor for a numpy array or a torch tensor; Error for anything else."""
     if isinstance(value, np.ndarray):
-        if not value.dtype.isnative:
-            raise Error(Status.UNSUPPORTED_DTYPE,
-                        f"{name}: byte order {value.dtype.byteorder!r}, need the native one")
-        itemsize = value.dtype.itemsize
-        if any(stride % itemsize for stride in value.strides):
+        dtype = value.dtype
+        dtype_name = _NUMPY_NAMES.get(dtype)
+        if dtype_name is None:
+            if not dtype.isnative:
+                raise Error(Status.UNSUPPORTED_DTYPE,
+                            f"{name}: byte order {dtype.byteorder!r}, need the native one")
+            dtype_name = _NUMPY_NAMES.setdefault(dtype, dtype.name)
+        itemsize = dtype.itemsize
+        strides = value.strides
+        if any(stride % itemsize for stride in strides):
             raise Error(Status.MISALIGNED_POINTER,
-                        f"{name}: strides {list(value.strides)} bytes are not multiples of the "
+                        f"{name}: strides {list(strides)} bytes are not multiples of the "
                         f"{itemsize}-byte element")
-        return Tensor(name, value, value.dtype.name, tuple(value.shape),
-                      tuple(stride // itemsize for stride in value.strides), itemsize,
-                      value.__array_interface__["data"][0], "cpu", bool(value.flags.writeable))
+        return Tensor(name, value, dtype_name, value.shape,
+                      tuple(stride // itemsize for stride in strides), itemsize,
+                      value.__array_interface__["data"][0], "cpu", value.flags.writeable,
+                      value.size)
     if is_torch_tensor(value):
         device = value.device
         return Tensor(name, value, str(value.dtype).removeprefix("torch."), tuple(value.shape),
                       tuple(value.stride()), value.element_size(), value.data_ptr(),
-                      "cpu" if device.type == "cpu" else f"{device.type}:{device.index}", True)
+                      "cpu" if device.type == "cpu" else f"{device.type}:{device.index}", True,
+                      value.numel())
     raise Error(Status.BAD_ARGUMENT,
                 f"{name}: need a numpy array or a torch tensor, not {type(value).__name__}")

@@ -216,3 +216,30 @@ def test_decode_helpers_round_trip():
     codes = np.array([0x00, 0x01, 0x38, 0x7E, 0xFE, 0x7F], np.uint8)
     values = decode(codes, DType.E4M3)
     assert values[:5].tolist() == [0.0, 2.0**-9, 1.0, 448.0, -448.0] and np.isnan(values[5])
+
+
+def test_run_binds_params_and_layout_once(monkeypatch):
+    """Params and layouts are frozen: a run neither re-validates params nor rebuilds the C
+    structs on every call (the per-call cost of binding), while bad params still raise each
+    time."""
+    params = padec.Params(num_q_heads=4, num_kv_heads=2, head_dim=64, page_size=16,
+                          o_dtype=DType.FP32)
+    case = make_case(np.random.default_rng(3), params, [5, 40])
+    plan = padec.build_plan(params, case.kv_lens, num_workers=4)
+    layout = padec.grid_layout(params, 2, num_splits=2)
+    library = padec._library.lib()
+    real_validate = library.padec_params_validate
+    validated = []
+    monkeypatch.setattr(library, "padec_params_validate",
+                        lambda c_params: validated.append(c_params) or real_validate(c_params))
+    first = padec.run_cpu(params, plan, *case.inputs)
+    for _ in range(3):
+        assert np.array_equal(padec.run_cpu(params, plan, *case.inputs), first)
+        padec.run_cpu_grid(params, layout, *case.inputs)
+    assert len(validated) <= 1
+    monkeypatch.setattr(padec.GridLayout, "to_c", lambda self: pytest.fail("rebuilt"))
+    padec.run_cpu_grid(params, layout, *case.inputs)
+    bad = dataclasses.replace(params, num_kv_heads=3)
+    for _ in range(2):
+        with pytest.raises(padec.Error, match="num_kv_heads = 3"):
+            padec.run_cpu(bad, plan, *case.inputs)
