@@ -8,6 +8,7 @@ import dataclasses
 import numbers
 import sys
 import threading
+from typing import Any
 
 from ._errors import Error, Status
 from ._library import CDeviceInfo, check, lib
@@ -18,7 +19,7 @@ from ._tensors import describe
 def import_torch():
     """torch, which the CUDA path needs and the CPU path does not."""
     try:
-        import torch
+        import torch  # type: ignore[import-not-found, unused-ignore]
     except ImportError as error:
         raise ImportError("padec: the CUDA path works on torch tensors; install PyTorch") from error
     return torch
@@ -135,12 +136,12 @@ class DevicePlan:
     marks the end of its upload and the streams already ordered after it. The upload runs on the
     stream that was current then; a run on another stream must not read the buffer before it."""
 
-    def __init__(self, buffer, uploaded, stream_handle: int):
+    def __init__(self, buffer: Any, uploaded: Any, stream_handle: int):
         self.buffer = buffer
         self.uploaded = uploaded  # torch.cuda.Event recorded after the upload
         self.ordered = {stream_handle}  # streams whose later work follows the upload
 
-    def ready_on(self, stream, capturing) -> object:
+    def ready_on(self, stream, capturing) -> Any:
         """The buffer, for work queued next on `stream`: a stream other than the upload's waits
         for the upload's event (once: its later work follows in stream order), and the buffer is
         recorded as used there, so that torch's allocator does not hand it out again while that
@@ -159,7 +160,7 @@ class DevicePlan:
         return self.buffer
 
 
-def upload_plan(plan, out) -> tuple[object, int]:
+def upload_plan(plan, out) -> tuple[Any, int]:
     """Copies plan.data into the uint8 CUDA tensor `out` on torch's current stream, asynchronously
     (padec_cuda_upload_plan from a pinned copy). Returns the event recorded after the copy and
     the stream's handle."""

@@ -239,7 +239,7 @@ class Plan:
 
     @property
     def header(self) -> PlanHeader:
-        c_header = CPlanHeader.from_buffer_copy(self.data)
+        c_header = CPlanHeader.from_buffer_copy(self.data.data)
         return PlanHeader(**{field.name: getattr(c_header, field.name)
                              for field in dataclasses.fields(PlanHeader)})
 

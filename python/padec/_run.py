@@ -61,7 +61,7 @@ _PLAN = _Kind("plan", Plan, "the plan", "built", "")
 _GRID = _Kind("layout", GridLayout, "the grid layout", "made", "_grid")
 
 
-def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pages, page_indptr,
+def _bind(params: Params, schedule: Plan | GridLayout, kind: _Kind, backend: str, q, k_pages, v_pages, page_indptr,
           page_indices, kv_lens, o, lse, k_scales, v_scales, return_lse: bool, shard_starts,
           seq_lens) -> _Call:
     """Checks the arguments of one run against params and the schedule (a Plan or a GridLayout,
@@ -78,7 +78,7 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
                     f"{_schedule_fields(params)}")
 
     sharded = check_shard_pair(shard_starts, seq_lens)
-    if kind is _PLAN and sharded != (schedule.shard_starts is not None):
+    if isinstance(schedule, Plan) and sharded != (schedule.shard_starts is not None):
         # A plan schedules a shard's partitions from its position: run without the arrays, or
         # with arrays the plan was not built for, the masks and windows would be those of other
         # tokens (and run_cuda could not tell).
@@ -203,7 +203,8 @@ def _bind(params: Params, schedule, kind: _Kind, backend: str, q, k_pages, v_pag
     return _Call(c_params, c_tensors, device, o, lse)
 
 
-def _bind_merge_counters(call: _Call, merge_counters, schedule, params: Params) -> None:
+def _bind_merge_counters(call: _Call, merge_counters, schedule: Plan | GridLayout,
+                         params: Params) -> None:
     """Sets the C tensors' self-resetting merge counters (padec_tensors.merge_counters): int32,
     contiguous, on the run's device, batch * num_kv_heads entries or more."""
     if merge_counters is None:
@@ -221,7 +222,7 @@ def _bind_merge_counters(call: _Call, merge_counters, schedule, params: Params) 
     call.tensors.merge_counters = counters.address
 
 
-def _workspace(workspace, schedule, noun: str, device: str, alignment: int) -> Tensor:
+def _workspace(workspace, schedule: Plan | GridLayout, noun: str, device: str, alignment: int) -> Tensor:
     checked = describe("workspace", workspace)
     checked.expect_device(device)
     checked.expect_element("uint8")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class Tensor:
     """What the checks need to know of one argument. Strides are in elements."""
 
     name: str
-    value: object
+    value: Any  # the numpy array or torch tensor
     dtype: str
     shape: tuple[int, ...]
     strides: tuple[int, ...]
