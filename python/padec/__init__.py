@@ -11,7 +11,9 @@ run_cpu takes numpy arrays (bf16 as uint16 bits) or CPU torch tensors; run_cuda 
 tensors and runs on torch's current stream. torch is imported only by the CUDA path. The grid
 path (grid_layout, run_cpu_grid, run_cuda_grid) needs no plan; choose() picks the path and policy
 for a batch; merge_shards_cpu / merge_shards_cuda combine the shards of context-parallel decode
-(build_plan and the run functions take shard_starts= and seq_lens=). The library is found through
+(build_plan and the run functions take shard_starts= and seq_lens=); validate_kv checks a block
+table and its lengths, on the host or the device; num_partitions and first_partition tell what a
+plan schedules for one sequence. The library is found through
 $PADEC_LIBRARY, then padec/_lib/libpadec.so, then build/libpadec.so of the source tree; every
 failure raises padec.Error with the status name and the library's message.
 """
@@ -23,9 +25,9 @@ from ._grid import GridLayout, grid_layout, grid_recommended_splits
 from ._library import library_path, library_version
 from ._params import DType, Fp8ScaleMode, Layout, Params, Policy
 from ._plan import (CostModel, Plan, PlanHeader, PlanLayout, build_plan, default_cost_model,
-                    plan_layout)
+                    first_partition, num_partitions, plan_layout)
 from ._run import (merge_shards_cpu, merge_shards_cuda, run_cpu, run_cpu_grid, run_cuda,
-                   run_cuda_grid)
+                   run_cuda_grid, validate_kv)
 
 __version__ = "0.4.0"
 
@@ -49,16 +51,19 @@ __all__ = [
     "choose",
     "default_cost_model",
     "device_info",
+    "first_partition",
     "grid_layout",
     "grid_recommended_splits",
     "library_path",
     "library_version",
     "merge_shards_cpu",
     "merge_shards_cuda",
+    "num_partitions",
     "plan_layout",
     "recommended_workers",
     "run_cpu",
     "run_cpu_grid",
     "run_cuda",
     "run_cuda_grid",
+    "validate_kv",
 ]

@@ -221,6 +221,13 @@ _PROTOTYPES = {
     "padec_cpu_run_grid": (
         c_enum, [_P(CParams), _P(CGridLayout), _P(CTensors), ctypes.c_void_p, ctypes.c_size_t]),
     "padec_cpu_merge_shards": (c_enum, [_P(CParams), _P(CShardMergeTensors)]),
+    "padec_first_partition": (
+        ctypes.c_int32, [ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]),
+    "padec_num_partitions": (
+        ctypes.c_int32, [ctypes.c_int32, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]),
+    "padec_validate_kv_host": (c_enum, [_P(CParams), ctypes.c_int32, _P(CTensors)]),
+    "padec_cuda_validate_kv": (
+        c_enum, [_P(CParams), ctypes.c_int32, _P(CTensors), ctypes.c_void_p, ctypes.c_void_p]),
     "padec_cuda_device_query": (c_enum, [ctypes.c_int32, _P(CDeviceInfo)]),
     "padec_cuda_recommended_workers": (c_enum, [_P(CParams), ctypes.c_int32, _P(ctypes.c_int32)]),
     "padec_cuda_run": (

@@ -134,6 +134,33 @@ def plan_layout(params: Params, batch: int, *, num_workers: int | None = None, p
     return PlanLayout.from_c(layout)
 
 
+def _partition_arguments(params: Params, kv_len, partition_tokens) -> tuple[int, int, int, int]:
+    expect_params(params).checked_c()
+    kv_len = int32_argument(kv_len, "kv_len")
+    if kv_len < 0:
+        raise Error(Status.BAD_ARGUMENT, f"kv_len = {kv_len} is negative")
+    tokens = int32_argument(partition_tokens, "partition_tokens") or 256
+    if not 16 <= tokens <= 16384 or tokens & (tokens - 1):
+        raise Error(Status.BAD_ARGUMENT, f"partition_tokens = {partition_tokens}: need a power of "
+                    "two 16..16384 (0 = 256)")
+    return kv_len, params.q_len or 1, params.window_left, tokens
+
+
+def first_partition(params: Params, kv_len: int, partition_tokens: int = 0) -> int:
+    """The first partition a plan schedules for a sequence of kv_len tokens
+    (padec_first_partition): with a window, the partitions wholly before every query's window
+    are skipped. Partition p covers tokens [p * partition_tokens, (p + 1) * partition_tokens);
+    partition_tokens 0 means 256, as for build_plan. Raises Error."""
+    return lib().padec_first_partition(*_partition_arguments(params, kv_len, partition_tokens))
+
+
+def num_partitions(params: Params, kv_len: int, partition_tokens: int = 0) -> int:
+    """The partitions a plan schedules for one KV head of a sequence of kv_len tokens
+    (padec_num_partitions; 0 for kv_len 0): what Plan.partition_indptr counts per sequence.
+    partition_tokens 0 means 256. Raises Error."""
+    return lib().padec_num_partitions(*_partition_arguments(params, kv_len, partition_tokens))
+
+
 def host_lengths(values, name: str = "kv_lens") -> np.ndarray:
     """Per-sequence integers for the host (kv_lens, shard_starts, seq_lens) as a new contiguous
     int32 numpy array (a copy: the plan keeps it read-only, and the caller's array stays as it

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -18,6 +19,8 @@ from ._library import CParams, CShardMergeTensors, CTensors, check, lib
 from ._params import DType, Fp8ScaleMode, Layout, Params, expect_params, int32_argument
 from ._plan import Plan, check_shard_pair
 from ._tensors import NUMPY_DTYPES, Tensor, aligned_empty, describe, torch_dtype
+
+VALIDATE_SCRATCH_BYTES = 64  # PADEC_CUDA_VALIDATE_SCRATCH_BYTES of padec_cuda.h
 
 
 @dataclasses.dataclass
@@ -143,27 +146,9 @@ def _bind(params: Params, schedule: Plan | GridLayout, kind: _Kind, backend: str
         raise kt.fail(Status.MISALIGNED_POINTER,
                       f"pages {kv_page_stride} elements apart: each page must stay 16-byte aligned")
 
-    indptr, indices, lens = (tensor("page_indptr", page_indptr),
-                             tensor("page_indices", page_indices), tensor("kv_lens", kv_lens))
-    indptr.expect_shape((batch + 1,), "([batch + 1])")
-    lens.expect_shape((batch,), "([batch])")
-    if len(indices.shape) not in (1, 2):
-        raise indices.fail(Status.BAD_ARGUMENT,
-                           f"shape {list(indices.shape)}, need 1-D (CSR) or 2-D (a block table)")
-    shards = {}
-    if sharded:
-        for name, value in (("shard_starts", shard_starts), ("seq_lens", seq_lens)):
-            shards[name] = tensor(name, value)
-            shards[name].expect_shape((batch,), "([batch])")
-    for index in (indptr, indices, lens, *shards.values()):
-        index.expect_element("int32")
-        index.expect_contiguous()
-        index.expect_aligned(4)
-    if device == "cpu" and batch > 0 and indices.numel == 0 and int(indptr.value[-1]) > 0:
-        # C checks page_indptr[batch] against num_page_indices, but reads 0 as "not given".
-        raise indices.fail(Status.BAD_ARGUMENT,
-                           f"{indices.numel} page ids, but page_indptr[{batch}] = "
-                           f"{int(indptr.value[-1])} names that many")
+    indptr, indices, lens, shards = _bind_block_table(
+        tensor, batch, page_indptr, page_indices, kv_lens,
+        (shard_starts, seq_lens) if sharded else None)
 
     scales = {}
     mode = params.fp8_scale_mode
@@ -201,6 +186,34 @@ def _bind(params: Params, schedule: Plan | GridLayout, kind: _Kind, backend: str
         shard_starts=shards["shard_starts"].address if shards else None,
         seq_lens=shards["seq_lens"].address if shards else None)
     return _Call(c_params, c_tensors, device, o, lse)
+
+
+def _bind_block_table(tensor, batch: int, page_indptr, page_indices, kv_lens, shard_arrays):
+    """Checks the block table, the lengths and the shard arrays (a pair, or None) of a batch:
+    int32, contiguous, 4-byte aligned, one entry per sequence. Returns their Tensors, the shards
+    as a dict by name."""
+    indptr, indices, lens = (tensor("page_indptr", page_indptr),
+                             tensor("page_indices", page_indices), tensor("kv_lens", kv_lens))
+    indptr.expect_shape((batch + 1,), "([batch + 1])")
+    lens.expect_shape((batch,), "([batch])")
+    if len(indices.shape) not in (1, 2):
+        raise indices.fail(Status.BAD_ARGUMENT,
+                           f"shape {list(indices.shape)}, need 1-D (CSR) or 2-D (a block table)")
+    shards = {}
+    if shard_arrays is not None:
+        for name, value in zip(("shard_starts", "seq_lens"), shard_arrays):
+            shards[name] = tensor(name, value)
+            shards[name].expect_shape((batch,), "([batch])")
+    for index in (indptr, indices, lens, *shards.values()):
+        index.expect_element("int32")
+        index.expect_contiguous()
+        index.expect_aligned(4)
+    if indptr.device == "cpu" and batch > 0 and indices.numel == 0 and int(indptr.value[-1]) > 0:
+        # C checks page_indptr[batch] against num_page_indices, but reads 0 as "not given".
+        raise indices.fail(Status.BAD_ARGUMENT,
+                           f"{indices.numel} page ids, but page_indptr[{batch}] = "
+                           f"{int(indptr.value[-1])} names that many")
+    return indptr, indices, lens, shards
 
 
 def _bind_merge_counters(call: _Call, merge_counters, schedule: Plan | GridLayout,
@@ -461,3 +474,54 @@ def merge_shards_cuda(params: Params, shard_o, shard_lse, out=None, out_lse=None
         check(lib().padec_cuda_merge_shards(ctypes.byref(c_params), ctypes.byref(c_tensors),
                                             stream.cuda_stream))
     return out if out_lse is None else (out, out_lse)
+
+
+def validate_kv(params: Params, page_indptr, page_indices, kv_lens, *, num_pages: int,
+                shard_starts=None, seq_lens=None) -> None:
+    """Checks a batch's caller data before it is run: every kv_len against its pages, every page
+    id against a pool of num_pages pages, and the shard arrays when given (both or neither;
+    0 <= shard_starts[b] and shard_starts[b] + kv_lens[b] <= seq_lens[b]). Raises Error naming
+    the first offending sequence; returns None when all is well.
+
+    Host arrays (numpy, CPU torch): padec_validate_kv_host, which run_cpu also runs. CUDA
+    tensors: padec_cuda_validate_kv on torch's current stream, which run_cuda does not do (it
+    trusts device data); this call waits for the stream, so it belongs to admission or
+    debugging, not to the decode step, and is refused during graph capture. Arrays as for
+    run_cpu: int32, contiguous; page_indptr [batch + 1], page_indices 1-D or a 2-D block table,
+    kv_lens and the shard arrays [batch]."""
+    c_params = expect_params(params).checked_c()
+    lens = describe("kv_lens", kv_lens)
+    device = lens.device
+    if len(lens.shape) != 1:
+        raise lens.fail(Status.BAD_ARGUMENT, f"shape {list(lens.shape)}, need [batch]")
+    batch = int32_argument(lens.shape[0], "kv_lens: batch")
+    if isinstance(num_pages, bool) or not isinstance(num_pages, numbers.Integral) \
+            or not 0 <= num_pages < 2**63:
+        raise Error(Status.BAD_ARGUMENT,
+                    f"num_pages = {num_pages!r}: need an integer from 0 to 2^63 - 1")
+
+    def tensor(name: str, value) -> Tensor:
+        checked = describe(name, value)
+        checked.expect_device(device)
+        return checked
+
+    sharded = check_shard_pair(shard_starts, seq_lens)
+    indptr, indices, lens, shards = _bind_block_table(
+        tensor, batch, page_indptr, page_indices, kv_lens,
+        (shard_starts, seq_lens) if sharded else None)
+    c_tensors = CTensors(
+        page_indptr=indptr.address, page_indices=indices.address, kv_lens=lens.address,
+        num_pages=int(num_pages), num_page_indices=indices.numel,
+        shard_starts=shards["shard_starts"].address if shards else None,
+        seq_lens=shards["seq_lens"].address if shards else None)
+    if device == "cpu":
+        check(lib().padec_validate_kv_host(ctypes.byref(c_params), batch,
+                                           ctypes.byref(c_tensors)))
+        return
+    torch = import_torch()
+    with torch.cuda.device(lens.value.device):
+        stream = torch.cuda.current_stream()
+        scratch = torch.empty(VALIDATE_SCRATCH_BYTES, dtype=torch.uint8, device=lens.value.device)
+        check(lib().padec_cuda_validate_kv(ctypes.byref(c_params), batch,
+                                           ctypes.byref(c_tensors), scratch.data_ptr(),
+                                           stream.cuda_stream))

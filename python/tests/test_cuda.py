@@ -447,3 +447,23 @@ def test_grid_and_merge_bad_inputs():
         padec.merge_shards_cuda(params, shard_o, shard_lse, out=torch.zeros(2, 8, 64))
     with pytest.raises(padec.Error, match="merge_shards_cuda needs CUDA tensors"):
         padec.merge_shards_cuda(params, shard_o.cpu(), shard_lse.cpu())
+
+
+def test_validate_kv_on_the_device_gives_the_host_message():
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16)
+    case = make_case(np.random.default_rng(17), params, [100, 50, 300])
+    pages = case.k_pages.shape[0]
+    indices = case.page_indices.copy()
+    padec.validate_kv(params, gpu(case.page_indptr), gpu(indices), gpu(case.kv_lens),
+                      num_pages=pages)
+    indices[case.page_indptr[2]] = pages + 4
+    with pytest.raises(padec.Error) as on_host:
+        padec.validate_kv(params, case.page_indptr, indices, case.kv_lens, num_pages=pages)
+    with pytest.raises(padec.Error) as on_device:
+        padec.validate_kv(params, gpu(case.page_indptr), gpu(indices), gpu(case.kv_lens),
+                          num_pages=pages)
+    assert on_device.value.status == on_host.value.status == Status.PAGE_INDEX_OUT_OF_RANGE
+    assert on_device.value.message == on_host.value.message
+    with pytest.raises(padec.Error, match="page_indices: is on cpu, need cuda:"):
+        padec.validate_kv(params, gpu(case.page_indptr), indices, gpu(case.kv_lens),
+                          num_pages=pages)

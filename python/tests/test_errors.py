@@ -358,3 +358,44 @@ def test_cuda_device_defaults_to_the_current_device(monkeypatch):
                  "cpu")
     expect_error(Status.BAD_ARGUMENT, "device = 'tpu:0' is not a device", padec.device_info,
                  "tpu:0")
+
+
+def test_validate_kv_on_the_host(case):
+    """validate_kv is run_cpu's block-table check on its own, for admission: the first bad
+    sequence is named; shard arrays are checked when given."""
+    pages = case.k_pages.shape[0]
+    arrays = (case.page_indptr, case.page_indices, case.kv_lens)
+    assert padec.validate_kv(PARAMS, *arrays, num_pages=pages) is None
+    indices = case.page_indices.copy()
+    indices[case.page_indptr[1]] = pages
+    expect_error(Status.PAGE_INDEX_OUT_OF_RANGE, f"sequence 1: page_indices[{case.page_indptr[1]}]",
+                 padec.validate_kv, PARAMS, case.page_indptr, indices, case.kv_lens,
+                 num_pages=pages)
+    too_long = case.kv_lens.copy()
+    too_long[0] = 10**6
+    expect_error(Status.KV_LEN_EXCEEDS_PAGES, "sequence 0: kv_len = 1000000",
+                 padec.validate_kv, PARAMS, case.page_indptr, case.page_indices, too_long,
+                 num_pages=pages)
+    seq_lens = case.kv_lens + 5
+    padec.validate_kv(PARAMS, *arrays, num_pages=pages, shard_starts=np.full(2, 5, np.int32),
+                      seq_lens=seq_lens)
+    expect_error(Status.BAD_ARGUMENT, "sequence 0: the shard ends at position", padec.validate_kv,
+                 PARAMS, *arrays, num_pages=pages, shard_starts=np.full(2, 6, np.int32),
+                 seq_lens=seq_lens)
+    expect_error(Status.NULL_POINTER, "seq_lens: None, but shard_starts is given",
+                 padec.validate_kv, PARAMS, *arrays, num_pages=pages,
+                 shard_starts=np.zeros(2, np.int32))
+    expect_error(Status.UNSUPPORTED_DTYPE, "kv_lens: dtype int64, need int32", padec.validate_kv,
+                 PARAMS, case.page_indptr, case.page_indices, case.kv_lens.astype(np.int64),
+                 num_pages=pages)
+    expect_error(Status.BAD_ARGUMENT, "page_indptr: shape [2], need [3]", padec.validate_kv,
+                 PARAMS, case.page_indptr[:2], case.page_indices, case.kv_lens, num_pages=pages)
+    expect_error(Status.BAD_ARGUMENT, "num_pages = -1", padec.validate_kv, PARAMS, *arrays,
+                 num_pages=-1)
+    expect_error(Status.BAD_ARGUMENT, "num_pages = 2.0", padec.validate_kv, PARAMS, *arrays,
+                 num_pages=2.0)
+    expect_error(Status.BAD_ARGUMENT, "page_indptr: need a numpy array or a torch tensor",
+                 padec.validate_kv, PARAMS, list(case.page_indptr), case.page_indices,
+                 case.kv_lens, num_pages=pages)
+    padec.validate_kv(PARAMS, np.zeros(1, np.int32), np.zeros(0, np.int32),
+                      np.zeros(0, np.int32), num_pages=0)

@@ -164,3 +164,33 @@ def test_a_run_on_another_stream_waits_for_the_upload():
     assert other.waited == [uploaded] and used_on == [other]
     assert kept.ready_on(captured, lambda: True) is buffer
     assert captured.waited == [] and used_on == [other, captured]
+
+
+@pytest.mark.parametrize("window, q_len, tokens", [(0, 1, 0), (300, 2, 64), (1000, 4, 16)])
+def test_partition_counts_are_the_plans(window, q_len, tokens):
+    params = padec.Params(8, 2, 64, 16, window_left=window, q_len=q_len)
+    lens = [0, 1, 255, 256, 257, 1500, 4000]
+    plan = padec.build_plan(params, lens, num_workers=8, partition_tokens=tokens)
+    counts = [padec.num_partitions(params, n, tokens) for n in lens]
+    assert counts == np.diff(plan.partition_indptr).tolist()
+    size = tokens or 256
+    for n, count in zip(lens, counts):
+        first = padec.first_partition(params, n, tokens)
+        assert first + count == -(-n // size)  # the scheduled ones end at the last partition
+        assert first == 0 or (first * size <= n - q_len - window < (first + 1) * size)
+
+
+@pytest.mark.parametrize("args, text", [
+    ((-1,), "kv_len = -1 is negative"),
+    ((2**31,), "kv_len = 2147483648 does not fit int32"),
+    ((10.0,), "kv_len = 10.0: need an integer"),
+    ((10, 100), "partition_tokens = 100: need a power of two"),
+])
+def test_partition_count_errors(args, text):
+    params = padec.Params(8, 2, 64, 16, window_left=100)
+    for function in (padec.num_partitions, padec.first_partition):
+        with pytest.raises(padec.Error) as caught:
+            function(params, *args)
+        assert caught.value.status == padec.Status.BAD_ARGUMENT and text in caught.value.message
+    with pytest.raises(padec.Error, match="num_kv_heads = 3"):
+        padec.num_partitions(padec.Params(8, 3, 64, 16), 10)
