@@ -294,7 +294,8 @@ def run_cpu(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_i
 
 def run_cuda(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_indices, kv_lens,
              o=None, lse=None, k_scales=None, v_scales=None, *, return_lse: bool = False,
-             workspace=None, shard_starts=None, seq_lens=None, merge_counters=None):
+             workspace=None, shard_starts=None, seq_lens=None, merge_counters=None,
+             device_plan=None):
     """Runs a plan on a CUDA device (padec_cuda_run): arguments and result as for run_cpu, all
     torch tensors on one CUDA device (the workspace 256-byte aligned). Runs on torch's current
     stream and never synchronises, so it can be captured in a CUDA graph; the plan is uploaded
@@ -306,6 +307,13 @@ def run_cuda(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_
     merge_counters: optional int32 tensor of batch * num_kv_heads entries or more, zeroed once
     (torch.zeros) and kept for every later run on this stream: each run leaves it zero, and a
     run with splits is then one kernel launch instead of two (padec_tensors.merge_counters).
+
+    device_plan: a uint8 CUDA tensor on q's device, plan.layout.plan_bytes or more, 16-byte
+    aligned, that holds `plan` (plan.to_device(out=device_plan)): run from it instead of the
+    plan's own copy. This is the buffer a captured CUDA graph reads: later plans of the same
+    params, batch and options are uploaded into it before a replay, and the plans' own copies
+    stay theirs. Its upload is ordered by the caller (the same stream, or an event); the
+    device-side bytes are not checked against `plan`.
     """
     call = _bind(params, plan, _PLAN, "cuda", q, k_pages, v_pages, page_indptr, page_indices,
                  kv_lens, o, lse, k_scales, v_scales, return_lse, shard_starts, seq_lens)
@@ -313,15 +321,32 @@ def run_cuda(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_
     torch = import_torch()
     with torch.cuda.device(q.device):
         stream = torch.cuda.current_stream()
-        device_plan = plan._device_plan(torch.cuda.current_device()).ready_on(
-            stream, torch.cuda.is_current_stream_capturing)
+        if device_plan is None:
+            plan_address = plan._device_plan(torch.cuda.current_device()).ready_on(
+                stream, torch.cuda.is_current_stream_capturing).data_ptr()
+        else:
+            plan_address = _given_device_plan(device_plan, plan, call.device)
         if workspace is None:
             workspace = torch.empty(plan.workspace_bytes, dtype=torch.uint8, device=q.device)
         space = _workspace(workspace, plan, _PLAN.noun, call.device, 256)
         check(lib().padec_cuda_run(ctypes.byref(call.params), ctypes.byref(plan._c_layout),
-                                   device_plan.data_ptr(), ctypes.byref(call.tensors),
+                                   plan_address, ctypes.byref(call.tensors),
                                    space.address, space.numel, stream.cuda_stream))
     return call.result()
+
+
+def _given_device_plan(device_plan, plan: Plan, device: str) -> int:
+    """The address of a caller's device copy of a plan (run_cuda's device_plan), once its
+    dtype, device, size and alignment are checked."""
+    given = describe("device_plan", device_plan)
+    given.expect_element("uint8")
+    given.expect_contiguous()
+    given.expect_device(device)
+    given.expect_aligned(16)
+    if given.numel < plan.layout.plan_bytes:
+        raise given.fail(Status.WORKSPACE_TOO_SMALL,
+                         f"{given.numel} bytes, the plan needs {plan.layout.plan_bytes}")
+    return given.address
 
 
 def run_cpu_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_indptr,
@@ -381,6 +406,9 @@ def _bind_outputs(params: Params, tensor, like: Tensor, rows: int, o_arg, lse_ar
     ot.expect_writeable()
     ot.expect_aligned(ot.itemsize)
     lse_address = None
+    if not isinstance(return_lse, (bool, np.bool_)):
+        raise Error(Status.BAD_ARGUMENT,
+                    f"return_lse = {return_lse!r}: need True or False")
     if lse is None and return_lse:
         lse = _empty(like, (rows, heads), DType.FP32)
     if lse is not None:

@@ -171,16 +171,16 @@ def test_a_run_on_another_stream_waits_for_the_upload():
     assert_close(host(o), None, case, atol=ATOL[params.o_dtype])
 
 
-def capture(params, plan, inputs, o, lse):
+def capture(params, plan, inputs, o, lse, **options):
     """Captures run_cuda in a CUDA graph after a warm-up on a side stream (torch's recipe)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        padec.run_cuda(params, plan, **inputs, o=o, lse=lse)
+        padec.run_cuda(params, plan, **inputs, o=o, lse=lse, **options)
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        padec.run_cuda(params, plan, **inputs, o=o, lse=lse)
+        padec.run_cuda(params, plan, **inputs, o=o, lse=lse, **options)
     return graph
 
 
@@ -218,10 +218,12 @@ def test_graph_replays_a_new_plan_uploaded_into_the_captured_buffer():
     options = dict(num_workers=padec.recommended_workers(params, torch.cuda.current_device()))
     lens = np.array([1000, 3, 1499], np.int32)
     plan = padec.build_plan(params, lens, **options)
-    device_plan = plan.to_device()
+    device_plan = torch.empty(plan.layout.plan_bytes, dtype=torch.uint8, device="cuda")
+    assert plan.to_device(out=device_plan) is device_plan
+    own_copy = plan.to_device()
     inputs["kv_lens"].copy_(torch.from_numpy(lens))
     o = output(params, len(lens))
-    graph = capture(params, plan, inputs, o, None)
+    graph = capture(params, plan, inputs, o, None, device_plan=device_plan)
     for step in range(3):
         lens = lens + np.array([700, 100, 0]) * step + 1
         new_plan = padec.build_plan(params, lens, **options)
@@ -231,6 +233,29 @@ def test_graph_replays_a_new_plan_uploaded_into_the_captured_buffer():
         graph.replay()
         assert_close(host(o), None, dataclasses.replace(full, kv_lens=lens),
                      atol=ATOL[params.o_dtype])
+    # The first plan's own copy still holds the first plan.
+    assert np.array_equal(own_copy.cpu().numpy(), plan.data)
+
+
+def test_device_plan_argument_is_checked():
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16)
+    case = make_case(np.random.default_rng(12), params, [100, 50])
+    inputs = gpu_inputs(case)
+    plan = padec.build_plan(params, case.kv_lens, num_workers=8)
+    size = plan.layout.plan_bytes
+    for bad, status, text in (
+            (torch.empty(size - 16, dtype=torch.uint8, device="cuda"), "WORKSPACE_TOO_SMALL",
+             "device_plan"),
+            (torch.empty(size, dtype=torch.uint8), "BAD_ARGUMENT", "device_plan: is on cpu"),
+            (torch.empty(size // 4, dtype=torch.int32, device="cuda"), None, "device_plan"),
+            (torch.empty(size + 16, dtype=torch.uint8, device="cuda")[1:], "MISALIGNED_POINTER",
+             "device_plan")):
+        o = output(params, 2)
+        with pytest.raises(padec.Error, match=text) as raised:
+            padec.run_cuda(params, plan, o=o, device_plan=bad, **inputs)
+        if status is not None:
+            assert raised.value.status.name == status
+        assert torch.isnan(o).all(), "nothing is written on error"
 
 
 # The refused run leaves the capture empty, which torch reports as a warning.

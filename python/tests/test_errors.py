@@ -305,6 +305,14 @@ def test_wrong_argument_types_are_named(call, text):
     expect_error(Status.BAD_ARGUMENT, text, call)
 
 
+def test_return_lse_must_be_a_bool(case, plan):
+    """"no" is truthy: taken as a flag it would switch the LSE on."""
+    expect_error(Status.BAD_ARGUMENT, "return_lse = 'no': need True or False", padec.run_cpu,
+                 PARAMS, plan, *case.inputs, return_lse="no")
+    o, lse = padec.run_cpu(PARAMS, plan, *case.inputs, return_lse=np.bool_(True))
+    assert lse.shape == (len(LENS) * PARAMS.q_len, PARAMS.num_q_heads)
+
+
 def test_enum_fields_take_numpy_integers():
     assert padec.Params(4, 2, 64, 16, kv_layout=np.int64(1)).kv_layout == Layout.HND
     assert padec.build_plan(PARAMS, LENS, num_workers=4, policy=np.int32(2)).layout.policy == 2
