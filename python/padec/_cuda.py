@@ -13,7 +13,7 @@ from typing import Any
 from ._errors import Error, Status
 from ._library import CDeviceInfo, check, lib
 from ._params import Params, expect_params, int32_argument
-from ._tensors import describe
+from ._tensors import Tensor, describe
 
 
 def import_torch():
@@ -160,12 +160,10 @@ class DevicePlan:
         return self.buffer
 
 
-def upload_plan(plan, out) -> tuple[Any, int]:
-    """Copies plan.data into the uint8 CUDA tensor `out` on torch's current stream, asynchronously
-    (padec_cuda_upload_plan from a pinned copy). Returns the event recorded after the copy and
-    the stream's handle."""
-    torch = import_torch()
-    target = describe("out", out)
+def plan_buffer(name: str, buffer, plan) -> Tensor:
+    """Checks a device buffer for a plan: a contiguous uint8 CUDA tensor, 16-byte aligned, of
+    plan_bytes or more."""
+    target = describe(name, buffer)
     target.expect_element("uint8")
     target.expect_contiguous()
     target.expect_aligned(16)
@@ -174,6 +172,15 @@ def upload_plan(plan, out) -> tuple[Any, int]:
     if target.numel < plan.layout.plan_bytes:
         raise target.fail(Status.WORKSPACE_TOO_SMALL,
                           f"{target.numel} bytes, the plan needs {plan.layout.plan_bytes}")
+    return target
+
+
+def upload_plan(plan, out) -> tuple[Any, int]:
+    """Copies plan.data into the uint8 CUDA tensor `out` on torch's current stream, asynchronously
+    (padec_cuda_upload_plan from a pinned copy). Returns the event recorded after the copy and
+    the stream's handle."""
+    torch = import_torch()
+    plan_buffer("out", out, plan)
     with torch.cuda.device(out.device):
         if torch.cuda.is_current_stream_capturing():
             raise Error(Status.BAD_ARGUMENT,

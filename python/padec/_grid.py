@@ -10,7 +10,7 @@ import dataclasses
 from ._cuda import workers_or_recommended
 from ._errors import Error, Status
 from ._library import CGridLayout, check, lib
-from ._params import Params, expect_params, int32_argument
+from ._params import Params, expect_params, int32_argument, partition_tokens_argument
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,11 +87,7 @@ def grid_recommended_splits(params: Params, batch: int, num_workers: int | None 
     batch = int32_argument(batch, "batch")
     if not 0 <= batch <= MAX_BATCH:
         raise Error(Status.BAD_ARGUMENT, f"batch = {batch}: need 0..{MAX_BATCH}")
-    partition_tokens = int32_argument(partition_tokens, "partition_tokens")
-    if partition_tokens and (not 16 <= partition_tokens <= 16384
-                             or partition_tokens & (partition_tokens - 1)):
-        raise Error(Status.BAD_ARGUMENT, f"partition_tokens = {partition_tokens}: need a power of "
-                    "two 16..16384 (0 = 256)")
+    partition_tokens = partition_tokens_argument(partition_tokens)
     workers = int32_argument(workers_or_recommended(params, num_workers), "num_workers")
     if not 1 <= workers <= MAX_WORKERS:
         raise Error(Status.BAD_ARGUMENT, f"num_workers = {workers}: need 1..{MAX_WORKERS}")

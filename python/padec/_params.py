@@ -86,6 +86,16 @@ def int32_argument(value, name: str) -> int:
     return number
 
 
+def partition_tokens_argument(value, name: str = "partition_tokens") -> int:
+    """value as padec's partition size argument: 0 (the default, 256) or a power of two
+    16..16384, as the C API takes it; Error naming the argument otherwise."""
+    tokens = int32_argument(value, name)
+    if tokens and (not 16 <= tokens <= 16384 or tokens & (tokens - 1)):
+        raise Error(Status.BAD_ARGUMENT,
+                    f"{name} = {tokens}: need a power of two 16..16384 (0 = 256)")
+    return tokens
+
+
 def float_argument(value, name: str) -> float:
     """value as a float if it is a real number; Error naming the argument otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -12,7 +12,7 @@ from . import _cuda
 from ._errors import Error, Status
 from ._library import CCostModel, CPlanHeader, CPlanLayout, CPlanOptions, check, lib
 from ._params import (INT32_MAX, Params, Policy, coerce_enum, expect_params, float_argument,
-                      int32_argument)
+                      int32_argument, partition_tokens_argument)
 from ._tensors import aligned_empty, describe, is_torch_tensor
 
 
@@ -139,10 +139,7 @@ def _partition_arguments(params: Params, kv_len, partition_tokens) -> tuple[int,
     kv_len = int32_argument(kv_len, "kv_len")
     if kv_len < 0:
         raise Error(Status.BAD_ARGUMENT, f"kv_len = {kv_len} is negative")
-    tokens = int32_argument(partition_tokens, "partition_tokens") or 256
-    if not 16 <= tokens <= 16384 or tokens & (tokens - 1):
-        raise Error(Status.BAD_ARGUMENT, f"partition_tokens = {partition_tokens}: need a power of "
-                    "two 16..16384 (0 = 256)")
+    tokens = partition_tokens_argument(partition_tokens) or 256
     return kv_len, params.q_len or 1, params.window_left, tokens
 
 
@@ -326,8 +323,8 @@ class Plan:
         out: a uint8 CUDA tensor of at least plan_bytes to upload into (always uploads; returns
         out). The caller keeps it: it is not kept with the plan, so later calls and run_cuda
         still use the plan's own copy. This is how a captured CUDA graph gets a new schedule:
-        build a plan for the new kv_lens with the same params, batch and options, upload it into
-        the buffer the graph was captured with, replay. Uploads are refused during graph
+        capture run_cuda(..., device_plan=out), then for each step build a plan for the new
+        kv_lens with the same params, batch and options, upload it into out, replay. Uploads are refused during graph
         capture: call to_device before capturing.
         """
         if out is not None:

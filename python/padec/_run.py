@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._cuda import import_torch
+from ._cuda import import_torch, plan_buffer
 from ._errors import Error, Status
 from ._grid import GridLayout
 from ._library import CParams, CShardMergeTensors, CTensors, check, lib
@@ -325,7 +325,9 @@ def run_cuda(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_
             plan_address = plan._device_plan(torch.cuda.current_device()).ready_on(
                 stream, torch.cuda.is_current_stream_capturing).data_ptr()
         else:
-            plan_address = _given_device_plan(device_plan, plan, call.device)
+            given = plan_buffer("device_plan", device_plan, plan)
+            given.expect_device(call.device)
+            plan_address = given.address
         if workspace is None:
             workspace = torch.empty(plan.workspace_bytes, dtype=torch.uint8, device=q.device)
         space = _workspace(workspace, plan, _PLAN.noun, call.device, 256)
@@ -333,20 +335,6 @@ def run_cuda(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_
                                    plan_address, ctypes.byref(call.tensors),
                                    space.address, space.numel, stream.cuda_stream))
     return call.result()
-
-
-def _given_device_plan(device_plan, plan: Plan, device: str) -> int:
-    """The address of a caller's device copy of a plan (run_cuda's device_plan), once its
-    dtype, device, size and alignment are checked."""
-    given = describe("device_plan", device_plan)
-    given.expect_element("uint8")
-    given.expect_contiguous()
-    given.expect_device(device)
-    given.expect_aligned(16)
-    if given.numel < plan.layout.plan_bytes:
-        raise given.fail(Status.WORKSPACE_TOO_SMALL,
-                         f"{given.numel} bytes, the plan needs {plan.layout.plan_bytes}")
-    return given.address
 
 
 def run_cpu_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_indptr,
