@@ -259,6 +259,12 @@ extern "C" int32_t padec_gpu_default_workers(const padec_params *params) {
   return workers;
 }
 
+extern "C" int32_t padec_gpu_sm_count(void) {
+  padec_cuda_device_info info;
+  if (padec_cuda_device_query(0, &info) != PADEC_STATUS_OK) return 0;
+  return info.sm_count;
+}
+
 namespace {
 
 /* The device copy of a case: every input uploaded, o, lse and the workspace poisoned. */

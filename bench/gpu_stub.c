@@ -18,6 +18,8 @@ int32_t padec_gpu_default_workers(const padec_params *params) {
   return 0;
 }
 
+int32_t padec_gpu_sm_count(void) { return 0; }
+
 int padec_gpu_run_case(const padec_case *c, const padec_plan_options *options, void *o, float *lse,
                        char *err, size_t err_size) {
   (void)c;

@@ -361,17 +361,29 @@ typedef enum padec_path {
 
 typedef struct padec_choice {
   padec_path path;
-  padec_plan_options plan_options; /* PERSISTENT: workers, partition size, policy */
+  padec_plan_options plan_options; /* PERSISTENT: workers, partition size, policy (cost_model
+                                      NULL) */
   int32_t grid_splits;             /* GRID: num_splits for padec_grid_layout_init */
   int32_t partition_tokens;        /* both paths */
 } padec_choice;
 
-/* Picks the path and policy for a batch. kv_lens: host lengths [batch], or NULL when they live on
- * the device only (then the choice depends on the shape alone and is one the device scheduler
- * or the grid path can run). num_workers: concurrent CTAs of the device
- * (padec_cuda_recommended_workers). Deterministic; reads nothing else. Errors: the params
+/* Picks the path, policy and worker count for a batch. kv_lens: host lengths [batch], or NULL
+ * when they live on the device only (then the choice depends on the shape alone and is one the
+ * device scheduler or the grid path can run). num_workers: concurrent CTAs of the device
+ * (padec_cuda_recommended_workers). sm_count: the device's SMs (padec_cuda_device_info), or 0
+ * when unknown. A plan gets num_workers workers, except where the batch has no more
+ * (sequence, KV head) pairs than sm_count and num_workers exceeds sm_count: then one worker an
+ * SM, sm_count rounded down to a multiple of num_kv_heads (fewer splits, less to merge). Query
+ * both counts once per device and params (the queries are slow); this call is host arithmetic,
+ * cheap enough for every decode step. Deterministic; reads nothing else. Errors: the params
  * errors, NULL_POINTER (choice), MISALIGNED_POINTER (kv_lens not 4-byte aligned), BAD_ARGUMENT
- * (batch outside 0..2^24, num_workers outside 1..65536, a negative kv_len). */
+ * (batch outside 0..2^24, num_workers outside 1..65536, sm_count outside 0..65536, a negative
+ * kv_len). */
+padec_status padec_choose_on_device(const padec_params *params, int32_t batch,
+                                    const int32_t *kv_lens, int32_t num_workers, int32_t sm_count,
+                                    padec_choice *choice);
+
+/* padec_choose_on_device with sm_count 0: the plan keeps num_workers workers. */
 padec_status padec_choose(const padec_params *params, int32_t batch, const int32_t *kv_lens,
                           int32_t num_workers, padec_choice *choice);
 

@@ -2,7 +2,7 @@
 # One call on a GPU machine: build with CUDA, run the GPU tests (full matrix, then a short subset
 # under compute-sanitizer memcheck and racecheck) and the benchmark table.
 # Usage: scripts/gpu-check.sh [build] [test] [sanitize] [soak] [python] [calibrate] [compare]
-#        [workers] [bench] [profile] [stalls] [durations] [probes] ...   (default: build test sanitize bench)
+#        [workers] [autoworkers] [bench] [profile] [stalls] [durations] [probes] ...   (default: build test sanitize bench)
 # Logs go to $OUT (or ./gpu-out) so that they come back from a remote run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -125,6 +125,27 @@ if has workers; then
         grep "^$w" | sed "s/^/workers=$n /"
     done
   done | tee "$out/workers.txt"
+fi
+if has autoworkers; then
+  # `auto`'s worker count against the recommended one, on the workloads of no more (sequence, KV
+  # head) pairs than SMs (the only ones where auto picks another count): the new pick (one
+  # worker an SM) against the same bench with --workers at the recommendation (which leaves the
+  # worker count to the caller), alternated by scripts/ab-bench.sh. Then check runs auto's picks
+  # against the oracle.
+  recommended=$(./$build/padec bench --backend cuda --iterations 5 --policy even \
+    --workload "$(grep '^name=b1-32k-bf16 ' bench/workloads.txt)" | awk '$1 == "b1-32k-bf16" {print $5}')
+  [[ "$recommended" =~ ^[0-9]+$ ]] || recommended=264
+  printf '#!/bin/sh\ncommand=$1\nshift\nexec "%s" "$command" --workers %s "$@"\n' \
+    "$PWD/$build/padec" "$recommended" >"$out/padec-recommended"
+  chmod +x "$out/padec-recommended"
+  grep -E '^name=(b1-32k|b16-8k|g8-b128-2k)-' bench/workloads.txt >"$out/few-pairs.txt"
+  echo "auto (new) against --workers $recommended (base):"
+  OUT="$out/autoworkers" scripts/ab-bench.sh "$out/padec-recommended" ./$build/padec --rounds 3 \
+    --policy auto "$out/few-pairs.txt" 2>&1 | tee "$out/autoworkers.txt" || status=1
+  ./$build/padec check --backend cuda --policy auto bench/workloads.txt >"$out/check-auto.txt" 2>&1 ||
+    status=1
+  grep -c ' PASS ' "$out/check-auto.txt"
+  grep -E 'FAIL|workers\]' "$out/check-auto.txt" | head -12
 fi
 if has bench; then
   ./$build/padec bench --backend cuda bench/workloads.txt 2>&1 | tee "$out/bench.txt"

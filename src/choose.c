@@ -7,8 +7,9 @@
  * the grid path without splits that sequence's blocks alone would set the time. */
 enum { SKEW_RATIO = 2 };
 
-padec_status padec_choose(const padec_params *params, int32_t batch, const int32_t *kv_lens,
-                          int32_t num_workers, padec_choice *choice) {
+padec_status padec_choose_on_device(const padec_params *params, int32_t batch,
+                                    const int32_t *kv_lens, int32_t num_workers, int32_t sm_count,
+                                    padec_choice *choice) {
   padec_status status = padec_params_validate(params);
   if (status != PADEC_STATUS_OK) return status;
   if (!choice) return padec__fail(PADEC_STATUS_NULL_POINTER, "choice is NULL");
@@ -18,6 +19,9 @@ padec_status padec_choose(const padec_params *params, int32_t batch, const int32
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "batch = %d: need 0..16777216", batch);
   if (num_workers < 1 || num_workers > 65536)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "num_workers = %d: need 1..65536", num_workers);
+  if (sm_count < 0 || sm_count > 65536)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "sm_count = %d: need 0 (unknown) or 1..65536",
+                       sm_count);
   const padec_params p = padec__params_normalized(params);
   const int32_t partition_tokens = 256;
   int64_t total = 0, longest = 0;
@@ -41,7 +45,8 @@ padec_status padec_choose(const padec_params *params, int32_t batch, const int32
   /* Enough (sequence, KV head) blocks to give every CTA one: the grid path without splits needs
    * no plan, no partials and no merge, and beat every plan on the H100 table where the lengths
    * are even. Skewed, the longest sequence's block alone sets the time: a plan splits it. */
-  const int fills_device = (int64_t)batch * p.num_kv_heads >= num_workers;
+  const int64_t pairs = (int64_t)batch * p.num_kv_heads;
+  const int fills_device = pairs >= num_workers;
   c.grid_splits = padec_grid_recommended_splits(&p, batch, num_workers, partition_tokens);
   if (fills_device && !(kv_lens && skewed)) {
     c.path = PADEC_PATH_GRID;
@@ -49,7 +54,22 @@ padec_status padec_choose(const padec_params *params, int32_t batch, const int32
     /* Cost was ahead of even on 19 of the 20 benchmark workloads, 0.003 behind on the 20th. */
     c.plan_options.policy = PADEC_POLICY_COST;
   }
+  /* No more (sequence, KV head) pairs than SMs, on a device that holds several CTAs an SM: one
+   * worker an SM. Each pair is then cut in half as many splits and the fused merge reads half the
+   * partial rows, which outweighs the bytes in flight a second CTA an SM would add (PERF.md,
+   * "One CTA an SM"). A multiple of the KV heads, as padec_cuda_recommended_workers rounds. */
+  if (c.path == PADEC_PATH_PERSISTENT && sm_count > 0 && num_workers > sm_count &&
+      pairs <= sm_count) {
+    int32_t workers = sm_count;
+    if (workers >= p.num_kv_heads) workers -= workers % p.num_kv_heads;
+    c.plan_options.num_workers = workers;
+  }
   *choice = c;
   padec__clear_message();
   return PADEC_STATUS_OK;
+}
+
+padec_status padec_choose(const padec_params *params, int32_t batch, const int32_t *kv_lens,
+                          int32_t num_workers, padec_choice *choice) {
+  return padec_choose_on_device(params, batch, kv_lens, num_workers, 0, choice);
 }

@@ -1,11 +1,12 @@
-"""`auto` (padec_choose): the path, policy and split count for a batch, from its shape."""
+"""`auto` (padec_choose_on_device): the path, policy, worker count and split count for a batch,
+from its shape."""
 
 from __future__ import annotations
 
 import ctypes
 import dataclasses
 
-from ._cuda import workers_or_recommended
+from ._cuda import device_info, workers_or_recommended
 from ._errors import Error, Status
 from ._library import CChoice, check, lib
 from ._params import Params, Policy, expect_params, int32_argument
@@ -33,17 +34,21 @@ class Choice:
 
 
 def choose(params: Params, kv_lens=None, num_workers: int | None = None, *,
-           batch: int | None = None) -> Choice:
-    """Picks the path and policy for a batch (padec_choose), by the rule of docs/PERF.md: the grid
-    path where batch x num_kv_heads fills num_workers and the lengths are not skewed, else a plan
-    (the cost policy when the lengths are known).
+           batch: int | None = None, sm_count: int | None = None) -> Choice:
+    """Picks the path, policy and worker count for a batch (padec_choose_on_device), by the rule
+    of docs/PERF.md: the grid path where batch x num_kv_heads fills num_workers and the lengths
+    are not skewed, else a plan (the cost policy when the lengths are known), with one worker an
+    SM where batch x num_kv_heads is no more than sm_count.
 
     kv_lens: the tokens of each sequence, on the host (a sequence of ints, a numpy array or a CPU
     torch tensor); a CUDA tensor, or None with `batch`, means the lengths live on the device
     only, and the choice depends on the shape alone. num_workers: concurrent CTAs of the device;
-    None means recommended_workers(params) of the current CUDA device, and is required without one. batch:
-    the number of sequences, needed only without kv_lens (else it must agree). Deterministic.
-    Raises Error.
+    None means recommended_workers(params) of the current CUDA device, and is required without
+    one. batch: the number of sequences, needed only without kv_lens (else it must agree).
+    sm_count: the device's SMs; None means the current CUDA device's where num_workers is None
+    too, else 0 (unknown: the plan keeps num_workers). Both device queries are slow: for a call
+    every decode step, pass num_workers and sm_count (recommended_workers, device_info) queried
+    once. Deterministic. Raises Error.
     """
     expect_params(params)
     lens = None
@@ -63,10 +68,14 @@ def choose(params: Params, kv_lens=None, num_workers: int | None = None, *,
     elif batch is None:
         raise Error(Status.BAD_ARGUMENT, "kv_lens and batch are both None: give one of them")
     workers = int32_argument(workers_or_recommended(params, num_workers), "num_workers")
+    if sm_count is None:
+        sm_count = 0 if num_workers is not None else device_info().sm_count
     choice = CChoice()
-    check(lib().padec_choose(ctypes.byref(params.to_c()), int32_argument(batch, "batch"),
-                             None if lens is None else lens.ctypes.data, workers,
-                             ctypes.byref(choice)))
+    check(lib().padec_choose_on_device(ctypes.byref(params.to_c()),
+                                       int32_argument(batch, "batch"),
+                                       None if lens is None else lens.ctypes.data, workers,
+                                       int32_argument(sm_count, "sm_count"),
+                                       ctypes.byref(choice)))
     return Choice(path=PATHS[choice.path],
                   policy=Policy(choice.plan_options.policy).name.lower(),
                   num_workers=choice.plan_options.num_workers,

@@ -218,6 +218,9 @@ _PROTOTYPES = {
         ctypes.c_int32, [_P(CParams), ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]),
     "padec_choose": (
         c_enum, [_P(CParams), ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, _P(CChoice)]),
+    "padec_choose_on_device": (
+        c_enum, [_P(CParams), ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
+                 _P(CChoice)]),
     "padec_cpu_run_grid": (
         c_enum, [_P(CParams), _P(CGridLayout), _P(CTensors), ctypes.c_void_p, ctypes.c_size_t]),
     "padec_cpu_merge_shards": (c_enum, [_P(CParams), _P(CShardMergeTensors)]),

@@ -1,4 +1,4 @@
-"""choose (padec_choose, `auto`): the path and policy for a batch, what it gives runs as chosen,
+"""choose (padec_choose_on_device, `auto`): the path and policy for a batch, what it gives runs as chosen,
 and its errors."""
 
 import numpy as np
@@ -92,7 +92,24 @@ def test_num_workers_defaults_to_the_device():
         with pytest.raises(padec.Error, match="pass num_workers"):
             padec.grid_recommended_splits(PARAMS, 2)
     else:
-        assert padec.choose(PARAMS, [100, 200]).num_workers == expected
+        # 64 sequences x 8 KV heads outnumber the SMs: the recommended count.
+        assert padec.choose(PARAMS, [100] * 64).num_workers == expected
+        # 2 x 8 pairs do not: one worker an SM, a multiple of the 8 KV heads.
+        sm_count = padec.device_info().sm_count
+        assert padec.choose(PARAMS, [100, 200]).num_workers == sm_count - sm_count % 8
+
+
+@pytest.mark.parametrize("batch, sm_count, workers", [
+    (16, 132, 128),  # 128 pairs on 132 SMs: one worker an SM, a multiple of the 8 KV heads
+    (16, 0, 264),    # the SM count unknown: the worker count stays
+    (17, 132, 264),  # 136 pairs outnumber the SMs
+    (16, 264, 264),  # one CTA an SM already
+])
+def test_one_worker_an_sm_for_few_pairs(batch, sm_count, workers):
+    choice = padec.choose(PARAMS, [8192] * batch, 264, sm_count=sm_count)
+    assert (choice.path, choice.policy, choice.num_workers) == ("persistent", "cost", workers)
+    assert padec.choose(PARAMS, batch=batch, num_workers=264,
+                        sm_count=sm_count).num_workers == workers
 
 
 @pytest.mark.parametrize("call, status, text", [
@@ -111,6 +128,10 @@ def test_num_workers_defaults_to_the_device():
      "num_workers = 1099511627776 does not fit int32"),
     (lambda: padec.choose(padec.Params(8, 3, 64, 16), [10], num_workers=8),
      Status.BAD_HEAD_COUNT, "num_q_heads = 8, num_kv_heads = 3"),
+    (lambda: padec.choose(PARAMS, [10], num_workers=8, sm_count=-1), Status.BAD_ARGUMENT,
+     "sm_count = -1"),
+    (lambda: padec.choose(PARAMS, [10], num_workers=8, sm_count=1.5), Status.BAD_ARGUMENT,
+     "sm_count = 1.5"),
     (lambda: padec.choose((8, 2, 64, 16), [10], num_workers=8), Status.BAD_ARGUMENT,
      "params: need a padec.Params, not tuple"),
 ])

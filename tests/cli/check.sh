@@ -43,7 +43,7 @@ out=$("$padec" check --backend cpu --policy auto --workers 16 \
 rc=$?
 [[ $rc -eq 0 ]] || fail "check --policy auto exited $rc"
 grep -q '^even .* PASS \[auto: grid, 1 split\]$' <<<"$out" || fail "check --policy auto: even batch not on the grid path"
-grep -q '^skew .* PASS \[auto: cost\]$' <<<"$out" || fail "check --policy auto: skewed batch not under cost"
+grep -q '^skew .* PASS \[auto: cost, 16 workers\]$' <<<"$out" || fail "check --policy auto: skewed batch not under cost"
 grep -q 'policy auto' <<<"$out" || fail "check --policy auto: the header does not say auto"
 # padec plan under auto: the grid pick has no plan and says so; the cost pick shows its plan.
 plan=$("$padec" plan --policy auto --workers 16 \

@@ -1,5 +1,5 @@
-/* padec_choose (`auto`): the rule of docs/PERF.md on the shapes of the benchmark table, and its
- * argument errors. */
+/* padec_choose and padec_choose_on_device (`auto`): the rule of docs/PERF.md on the shapes of the
+ * benchmark table, and their argument errors. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +74,45 @@ int main(void) {
   int32_t *b128 = repeat(2048, 128);
   c = choose(&g8, 128, b128);
   EXPECT(c.path == PADEC_PATH_PERSISTENT, "g8-b128-2k: persistent");
+  /* With the SM count (132, two CTAs an SM): one worker an SM where the (sequence, KV head)
+   * pairs are no more than the SMs, a multiple of the KV heads. */
+  padec_choice on_device;
+  EXPECT(padec_choose_on_device(&g8, 128, b128, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 132 &&
+             on_device.plan_options.policy == PADEC_POLICY_COST,
+         "g8-b128-2k on 132 SMs: 132 workers, cost (got %d)", on_device.plan_options.num_workers);
+  EXPECT(padec_choose_on_device(&p, 16, b16, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.plan_options.num_workers == 128,
+         "b16-8k on 132 SMs: 128 workers (got %d)", on_device.plan_options.num_workers);
+  EXPECT(padec_choose_on_device(&p, 16, NULL, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.plan_options.num_workers == 128 &&
+             on_device.plan_options.policy == PADEC_POLICY_EVEN,
+         "b16-8k on 132 SMs without host lengths: 128 workers, even");
+  /* One pair more than the SMs keeps the recommended count. */
+  const padec_params one_head = params_with(8, 1);
+  EXPECT(padec_choose_on_device(&one_head, 133, NULL, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.plan_options.num_workers == 264,
+         "133 pairs on 132 SMs: 264 workers (got %d)", on_device.plan_options.num_workers);
+  EXPECT(padec_choose_on_device(&one_head, 132, NULL, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.plan_options.num_workers == 132,
+         "132 pairs on 132 SMs: 132 workers (got %d)", on_device.plan_options.num_workers);
+  /* A device of one CTA an SM, or an unknown SM count: the worker count stays. */
+  EXPECT(padec_choose_on_device(&g8, 128, b128, 132, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.plan_options.num_workers == 132, "one CTA an SM already: 132 workers");
+  EXPECT(padec_choose_on_device(&g8, 128, b128, 264, 0, &on_device) == PADEC_STATUS_OK &&
+             on_device.plan_options.num_workers == 264, "SM count unknown: 264 workers");
+  /* The grid path is unaffected, and so is a skewed batch of many pairs. */
+  EXPECT(padec_choose_on_device(&p, 64, even64, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_GRID, "b64-4k on 132 SMs: grid");
+  EXPECT(padec_choose_on_device(&p, 64, skew, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.plan_options.num_workers == 264, "skew-b64 on 132 SMs: 264 workers");
+  /* More KV heads than SMs: the worker count is the SMs themselves. */
+  const padec_params many_heads = params_with(64, 16);
+  EXPECT(padec_choose_on_device(&many_heads, 1, NULL, 48, 8, &on_device) == PADEC_STATUS_OK &&
+             on_device.plan_options.num_workers == 48, "16 pairs on 8 SMs: 48 workers");
+  EXPECT(padec_choose_on_device(&many_heads, 1, NULL, 48, 24, &on_device) == PADEC_STATUS_OK &&
+             on_device.plan_options.num_workers == 16,
+         "16 pairs on 24 SMs: 16 workers (got %d)", on_device.plan_options.num_workers);
   /* An empty batch and empty sequences are fine. */
   c = choose(&p, 0, NULL);
   EXPECT(c.path == PADEC_PATH_PERSISTENT, "batch 0: persistent");
@@ -93,6 +132,10 @@ int main(void) {
   int32_t negative[2] = {5, -3};
   EXPECT(padec_choose(&p, 2, negative, 264, &out) == PADEC_STATUS_BAD_ARGUMENT &&
              strstr(padec_last_message(), "kv_lens[1]"), "negative kv_len");
+  EXPECT(padec_choose_on_device(&p, 4, zeros, 264, -1, &out) == PADEC_STATUS_BAD_ARGUMENT &&
+             strstr(padec_last_message(), "sm_count"), "negative sm_count");
+  EXPECT(padec_choose_on_device(&p, 4, zeros, 264, 65537, &out) == PADEC_STATUS_BAD_ARGUMENT &&
+             strstr(padec_last_message(), "sm_count"), "sm_count too large");
   padec_params bad = p;
   bad.head_dim = 96;
   EXPECT(padec_choose(&bad, 2, zeros, 264, &out) == PADEC_STATUS_UNSUPPORTED_HEAD_DIM, "bad head_dim");

@@ -119,11 +119,13 @@ typedef struct cli_choice {
   padec_plan_options options;
   int32_t grid_splits;
 } cli_choice;
-/* The plan options of cli_plan_options; under --policy auto, padec_choose's pick for this batch
- * (its host lengths and the worker count) instead. */
+/* The plan options of cli_plan_options; under --policy auto, padec_choose_on_device's pick for
+ * this batch (its host lengths, the worker count and, with a GPU and no --workers, its SMs)
+ * instead. */
 cli_choice cli_choose(const cli_options *opt, const padec_params *params, int32_t batch,
                       const int32_t *kv_lens, int gpu_present);
-/* "even", "cost", "batch_invariant" or "grid, N splits", into buf. */
+/* "even, W workers", "cost, W workers", "batch_invariant, W workers" or "grid, N splits", into
+ * buf. */
 const char *cli_choice_name(const cli_choice *choice, char *buf, size_t size);
 /* The policy line of a command's header: --policy's name, or "auto". */
 const char *cli_policy_label(const cli_options *opt);

@@ -472,13 +472,18 @@ cli_choice cli_choose(const cli_options *opt, const padec_params *params, int32_
   choice.options = cli_plan_options(opt, params, gpu_present);
   if (!opt->policy_auto) return choice;
   padec_choice picked;
+  /* The worker count is auto's to pick only when --workers did not set it. */
+  const int32_t sm_count = gpu_present && opt->workers == 0 ? padec_gpu_sm_count() : 0;
   /* On bad params the run itself reports the error: keep the plain options. */
-  if (padec_choose(params, batch, kv_lens, choice.options.num_workers, &picked) != PADEC_STATUS_OK)
+  if (padec_choose_on_device(params, batch, kv_lens, choice.options.num_workers, sm_count,
+                             &picked) != PADEC_STATUS_OK)
     return choice;
-  if (picked.path == PADEC_PATH_GRID)
+  if (picked.path == PADEC_PATH_GRID) {
     choice.grid_splits = picked.grid_splits;
-  else
+  } else {
     choice.options.policy = picked.plan_options.policy;
+    choice.options.num_workers = picked.plan_options.num_workers;
+  }
   return choice;
 }
 
@@ -486,7 +491,8 @@ const char *cli_choice_name(const cli_choice *choice, char *buf, size_t size) {
   if (choice->grid_splits > 0)
     snprintf(buf, size, "grid, %d split%s", choice->grid_splits, choice->grid_splits > 1 ? "s" : "");
   else
-    snprintf(buf, size, "%s", cli_policy_name(choice->options.policy));
+    snprintf(buf, size, "%s, %d worker%s", cli_policy_name(choice->options.policy),
+             choice->options.num_workers, choice->options.num_workers > 1 ? "s" : "");
   return buf;
 }
 
