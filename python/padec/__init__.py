@@ -8,7 +8,8 @@
     o = padec.run_cpu(params, plan, q, k_pages, v_pages, page_indptr, page_indices, kv_lens)
 
 run_cpu takes numpy arrays (bf16 as uint16 bits) or CPU torch tensors; run_cuda takes torch CUDA
-tensors and runs on torch's current stream. torch is imported only by the CUDA path. The grid
+tensors and runs on torch's current stream, from a host Plan or from a CudaPlan that the GPU
+built from lengths on the device (build_plan_cuda). torch is imported only by the CUDA path. The grid
 path (grid_layout, run_cpu_grid, run_cuda_grid) needs no plan; choose() picks the path and policy
 for a batch; merge_shards_cpu / merge_shards_cuda combine the shards of context-parallel decode
 (build_plan and the run functions take shard_starts= and seq_lens=); validate_kv checks a block
@@ -24,8 +25,9 @@ from ._errors import Error, Status
 from ._grid import GridLayout, grid_layout, grid_recommended_splits
 from ._library import library_path, library_version
 from ._params import DType, Fp8ScaleMode, Layout, Params, Policy
-from ._plan import (CostModel, Plan, PlanHeader, PlanLayout, build_plan, default_cost_model,
-                    first_partition, num_partitions, plan_layout)
+from ._plan import (CostModel, CudaPlan, Plan, PlanHeader, PlanLayout, build_plan,
+                    build_plan_cuda, default_cost_model, first_partition, num_partitions,
+                    plan_layout)
 from ._run import (merge_shards_cpu, merge_shards_cuda, run_cpu, run_cpu_grid, run_cuda,
                    run_cuda_grid, validate_kv)
 
@@ -34,6 +36,7 @@ __version__ = "0.4.0"
 __all__ = [
     "Choice",
     "CostModel",
+    "CudaPlan",
     "DType",
     "DeviceInfo",
     "Error",
@@ -47,6 +50,7 @@ __all__ = [
     "Policy",
     "Status",
     "build_plan",
+    "build_plan_cuda",
     "built_with_cuda",
     "choose",
     "default_cost_model",

@@ -160,7 +160,7 @@ class DevicePlan:
         return self.buffer
 
 
-def plan_buffer(name: str, buffer, plan) -> Tensor:
+def plan_buffer(name: str, buffer, plan_bytes: int) -> Tensor:
     """Checks a device buffer for a plan: a contiguous uint8 CUDA tensor, 16-byte aligned, of
     plan_bytes or more."""
     target = describe(name, buffer)
@@ -169,9 +169,9 @@ def plan_buffer(name: str, buffer, plan) -> Tensor:
     target.expect_aligned(16)
     if not target.device.startswith("cuda"):
         raise target.fail(Status.BAD_ARGUMENT, f"is on {target.device}, need a CUDA device")
-    if target.numel < plan.layout.plan_bytes:
+    if target.numel < plan_bytes:
         raise target.fail(Status.WORKSPACE_TOO_SMALL,
-                          f"{target.numel} bytes, the plan needs {plan.layout.plan_bytes}")
+                          f"{target.numel} bytes, the plan needs {plan_bytes}")
     return target
 
 
@@ -180,7 +180,7 @@ def upload_plan(plan, out) -> tuple[Any, int]:
     (padec_cuda_upload_plan from a pinned copy). Returns the event recorded after the copy and
     the stream's handle."""
     torch = import_torch()
-    plan_buffer("out", out, plan)
+    plan_buffer("out", out, plan.layout.plan_bytes)
     with torch.cuda.device(out.device):
         if torch.cuda.is_current_stream_capturing():
             raise Error(Status.BAD_ARGUMENT,

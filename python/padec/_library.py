@@ -240,6 +240,9 @@ _PROTOTYPES = {
         c_enum, [_P(CParams), _P(CGridLayout), _P(CTensors), ctypes.c_void_p, ctypes.c_size_t,
                  ctypes.c_void_p]),
     "padec_cuda_merge_shards": (c_enum, [_P(CParams), _P(CShardMergeTensors), ctypes.c_void_p]),
+    "padec_cuda_plan_build": (
+        c_enum, [_P(CParams), _P(CPlanLayout), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                 ctypes.c_void_p]),
     "padec_cuda_upload_plan": (
         c_enum, [_P(CPlanLayout), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
 }

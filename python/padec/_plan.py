@@ -222,7 +222,25 @@ def build_plan(params: Params, kv_lens, *, num_workers: int | None = None, parti
     return Plan(params, layout, data, lens, **shards)
 
 
-class Plan:
+class _Schedule:
+    """What Plan and CudaPlan share: the layout's counts."""
+
+    layout: PlanLayout
+
+    @property
+    def batch(self) -> int:
+        return self.layout.batch
+
+    @property
+    def num_workers(self) -> int:
+        return self.layout.num_workers
+
+    @property
+    def workspace_bytes(self) -> int:
+        return self.layout.workspace_bytes
+
+
+class Plan(_Schedule):
     """A schedule for one batch, built by build_plan: plain data (offsets, no pointers).
 
     params: the Params it was built with; layout: its PlanLayout; data: the plan bytes, a
@@ -248,18 +266,6 @@ class Plan:
                 f"num_works={header.num_works}, num_partial_slots={header.num_partial_slots}, "
                 f"num_groups={header.num_groups}, plan_bytes={self.layout.plan_bytes}, "
                 f"workspace_bytes={self.workspace_bytes})")
-
-    @property
-    def batch(self) -> int:
-        return self.layout.batch
-
-    @property
-    def num_workers(self) -> int:
-        return self.layout.num_workers
-
-    @property
-    def workspace_bytes(self) -> int:
-        return self.layout.workspace_bytes
 
     @property
     def header(self) -> PlanHeader:
@@ -340,3 +346,83 @@ class Plan:
             kept = _cuda.DevicePlan(buffer, *_cuda.upload_plan(self, buffer))
             self._device_plans[index] = kept
         return kept
+
+
+def _device_lengths(kv_lens):
+    """kv_lens for the device scheduler: a 1-D contiguous int32 CUDA tensor."""
+    lens = describe("kv_lens", kv_lens)
+    if not lens.device.startswith("cuda"):
+        raise lens.fail(Status.BAD_ARGUMENT,
+                        f"is on {lens.device}: build_plan_cuda plans from lengths on a CUDA "
+                        "device (build_plan plans from host lengths)")
+    lens.expect_element("int32")
+    if len(lens.shape) != 1:
+        raise lens.fail(Status.BAD_ARGUMENT, f"shape {list(lens.shape)}, need [batch]")
+    lens.expect_contiguous()
+    lens.expect_aligned(4)
+    return lens
+
+
+class CudaPlan(_Schedule):
+    """A plan that the GPU builds from lengths in device memory (padec_cuda_plan_build), under
+    the `even` policy, for whole sequences: the schedule of a decode step that never goes back to
+    the host, so that a CUDA graph can plan and decode the lengths of each replay. Made by
+    build_plan_cuda; run_cuda takes it where it takes a Plan and runs from its buffer.
+
+    params: the Params it was built with; layout: its PlanLayout; buffer: the plan bytes, a uint8
+    CUDA tensor of layout.plan_bytes or more; kv_lens: the int32 CUDA tensor it plans from. Its
+    contents are device data: read them with buffer.cpu() after the stream has run the build.
+    """
+
+    shard_starts = None  # whole sequences only: no device form of the shard plan
+    seq_lens = None
+
+    def __init__(self, params: Params, layout: PlanLayout, buffer, kv_lens):
+        self.params = params
+        self.layout = layout
+        self.buffer = buffer
+        self.kv_lens = kv_lens
+        self._c_layout = layout.to_c()
+
+    def __repr__(self) -> str:
+        return (f"CudaPlan(batch={self.batch}, num_workers={self.num_workers}, "
+                f"plan_bytes={self.layout.plan_bytes}, workspace_bytes={self.workspace_bytes}, "
+                f"device={self.buffer.device})")
+
+    def rebuild(self) -> None:
+        """Schedules the lengths kv_lens holds now into the buffer: one small kernel on torch's
+        current stream, no allocation, no synchronisation, so it can be captured with the run
+        that follows it (write the next lengths into kv_lens, replay). Runs after it on the same
+        stream see the new plan; order other streams after it. Raises Error."""
+        torch = _cuda.import_torch()
+        with torch.cuda.device(self.buffer.device):
+            check(lib().padec_cuda_plan_build(
+                ctypes.byref(self.params.checked_c()), ctypes.byref(self._c_layout),
+                self.kv_lens.data_ptr(), self.buffer.data_ptr(), self.buffer.numel(),
+                torch.cuda.current_stream().cuda_stream))
+
+
+def build_plan_cuda(params: Params, kv_lens, *, num_workers: int | None = None,
+                    partition_tokens: int = 0, out=None) -> CudaPlan:
+    """Schedules a batch on the GPU from kv_lens, an int32 CUDA tensor [batch] (padec_cuda_plan_build,
+    the `even` policy, whole sequences), on torch's current stream, and returns the CudaPlan that
+    holds it. The plan bytes are those build_plan gives for the same lengths and options.
+
+    For a CUDA graph: allocate kv_lens for the largest batch B (padding sequences of length 0),
+    build once before capturing, capture plan.rebuild() and run_cuda(params, plan, ...) on one
+    stream, then before each replay write the step's lengths, block table and q into the same
+    tensors. num_workers: None is recommended_workers of kv_lens' device; partition_tokens as
+    for build_plan; out: a uint8 CUDA tensor on kv_lens' device, 16-byte aligned, of
+    layout.plan_bytes or more, to hold the plan (allocated when None). Raises Error."""
+    expect_params(params)
+    lens = _device_lengths(kv_lens)
+    torch = _cuda.import_torch()
+    with torch.cuda.device(kv_lens.device):
+        layout = plan_layout(params, lens.shape[0], num_workers=num_workers,
+                             partition_tokens=partition_tokens)
+    if out is None:
+        out = torch.empty(layout.plan_bytes, dtype=torch.uint8, device=kv_lens.device)
+    _cuda.plan_buffer("out", out, layout.plan_bytes).expect_device(lens.device)
+    plan = CudaPlan(params, layout, out, kv_lens)
+    plan.rebuild()
+    return plan

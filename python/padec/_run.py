@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import numbers
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 import numpy as np
 
@@ -17,10 +17,11 @@ from ._errors import Error, Status
 from ._grid import GridLayout
 from ._library import CParams, CShardMergeTensors, CTensors, check, lib
 from ._params import DType, Fp8ScaleMode, Layout, Params, expect_params, int32_argument
-from ._plan import Plan, check_shard_pair
+from ._plan import CudaPlan, Plan, check_shard_pair
 from ._tensors import NUMPY_DTYPES, Tensor, aligned_empty, describe, torch_dtype
 
 VALIDATE_SCRATCH_BYTES = 64  # PADEC_CUDA_VALIDATE_SCRATCH_BYTES of padec_cuda.h
+Schedule = Union[Plan, CudaPlan, GridLayout]  # what a run function takes: a plan or a grid layout
 
 
 @dataclasses.dataclass
@@ -54,24 +55,26 @@ class _Kind(NamedTuple):
     """What a run function takes as its schedule, and how the messages name it."""
 
     argument: str  # the argument's name
-    cls: type
+    classes: tuple[type, ...]
     noun: str
     made: str  # "built" or "made"
     suffix: str  # of the run functions' names
 
 
-_PLAN = _Kind("plan", Plan, "the plan", "built", "")
-_GRID = _Kind("layout", GridLayout, "the grid layout", "made", "_grid")
+_PLAN = _Kind("plan", (Plan,), "the plan", "built", "")
+_CUDA_PLAN = _Kind("plan", (Plan, CudaPlan), "the plan", "built", "")
+_GRID = _Kind("layout", (GridLayout,), "the grid layout", "made", "_grid")
 
 
-def _bind(params: Params, schedule: Plan | GridLayout, kind: _Kind, backend: str, q, k_pages, v_pages, page_indptr,
+def _bind(params: Params, schedule: Schedule, kind: _Kind, backend: str, q, k_pages, v_pages, page_indptr,
           page_indices, kv_lens, o, lse, k_scales, v_scales, return_lse: bool, shard_starts,
           seq_lens) -> _Call:
     """Checks the arguments of one run against params and the schedule (a Plan or a GridLayout,
     as `kind` says) and binds them for C."""
     expect_params(params)
-    if not isinstance(schedule, kind.cls):
-        raise Error(Status.BAD_ARGUMENT, f"{kind.argument}: need a padec.{kind.cls.__name__}, "
+    if not isinstance(schedule, kind.classes):
+        names = " or ".join(f"padec.{cls.__name__}" for cls in kind.classes)
+        raise Error(Status.BAD_ARGUMENT, f"{kind.argument}: need a {names}, "
                     f"not {type(schedule).__name__}")
     c_params = params.checked_c()
     if _schedule_fields(params) != _schedule_fields(schedule.params):
@@ -81,7 +84,7 @@ def _bind(params: Params, schedule: Plan | GridLayout, kind: _Kind, backend: str
                     f"{_schedule_fields(params)}")
 
     sharded = check_shard_pair(shard_starts, seq_lens)
-    if isinstance(schedule, Plan) and sharded != (schedule.shard_starts is not None):
+    if isinstance(schedule, (Plan, CudaPlan)) and sharded != (schedule.shard_starts is not None):
         # A plan schedules a shard's partitions from its position: run without the arrays, or
         # with arrays the plan was not built for, the masks and windows would be those of other
         # tokens (and run_cuda could not tell).
@@ -216,7 +219,7 @@ def _bind_block_table(tensor, batch: int, page_indptr, page_indices, kv_lens, sh
     return indptr, indices, lens, shards
 
 
-def _bind_merge_counters(call: _Call, merge_counters, schedule: Plan | GridLayout,
+def _bind_merge_counters(call: _Call, merge_counters, schedule: Schedule,
                          params: Params) -> None:
     """Sets the C tensors' self-resetting merge counters (padec_tensors.merge_counters): int32,
     contiguous, on the run's device, batch * num_kv_heads entries or more."""
@@ -235,7 +238,7 @@ def _bind_merge_counters(call: _Call, merge_counters, schedule: Plan | GridLayou
     call.tensors.merge_counters = counters.address
 
 
-def _workspace(workspace, schedule: Plan | GridLayout, noun: str, device: str, alignment: int) -> Tensor:
+def _workspace(workspace, schedule: Schedule, noun: str, device: str, alignment: int) -> Tensor:
     checked = describe("workspace", workspace)
     checked.expect_device(device)
     checked.expect_element("uint8")
@@ -292,7 +295,7 @@ def run_cpu(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_i
     return call.result()
 
 
-def run_cuda(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_indices, kv_lens,
+def run_cuda(params: Params, plan: Plan | CudaPlan, q, k_pages, v_pages, page_indptr, page_indices, kv_lens,
              o=None, lse=None, k_scales=None, v_scales=None, *, return_lse: bool = False,
              workspace=None, shard_starts=None, seq_lens=None, merge_counters=None,
              device_plan=None):
@@ -314,18 +317,30 @@ def run_cuda(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_
     params, batch and options are uploaded into it before a replay, and the plans' own copies
     stay theirs. Its upload is ordered by the caller (the same stream, or an event); the
     device-side bytes are not checked against `plan`.
+
+    plan may be a CudaPlan (build_plan_cuda): the run reads its buffer, on q's device, after
+    the build queued before it on this stream; device_plan is then refused (the CudaPlan is its
+    own buffer).
     """
-    call = _bind(params, plan, _PLAN, "cuda", q, k_pages, v_pages, page_indptr, page_indices,
+    call = _bind(params, plan, _CUDA_PLAN, "cuda", q, k_pages, v_pages, page_indptr, page_indices,
                  kv_lens, o, lse, k_scales, v_scales, return_lse, shard_starts, seq_lens)
     _bind_merge_counters(call, merge_counters, plan, params)
     torch = import_torch()
     with torch.cuda.device(q.device):
         stream = torch.cuda.current_stream()
-        if device_plan is None:
+        if isinstance(plan, CudaPlan):
+            if device_plan is not None:
+                raise Error(Status.BAD_ARGUMENT,
+                            "device_plan: given with a CudaPlan, which runs from its own buffer "
+                            "(build_plan_cuda's out=)")
+            given = plan_buffer("plan.buffer", plan.buffer, plan.layout.plan_bytes)
+            given.expect_device(call.device)
+            plan_address = given.address
+        elif device_plan is None:
             plan_address = plan._device_plan(torch.cuda.current_device()).ready_on(
                 stream, torch.cuda.is_current_stream_capturing).data_ptr()
         else:
-            given = plan_buffer("device_plan", device_plan, plan)
+            given = plan_buffer("device_plan", device_plan, plan.layout.plan_bytes)
             given.expect_device(call.device)
             plan_address = given.address
         if workspace is None:

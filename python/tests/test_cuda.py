@@ -171,17 +171,35 @@ def test_a_run_on_another_stream_waits_for_the_upload():
     assert_close(host(o), None, case, atol=ATOL[params.o_dtype])
 
 
-def capture(params, plan, inputs, o, lse, **options):
-    """Captures run_cuda in a CUDA graph after a warm-up on a side stream (torch's recipe)."""
+def capture_step(step):
+    """Captures step() in a CUDA graph after a warm-up on a side stream (torch's recipe)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        padec.run_cuda(params, plan, **inputs, o=o, lse=lse, **options)
+        step()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        padec.run_cuda(params, plan, **inputs, o=o, lse=lse, **options)
+        step()
     return graph
+
+
+def capture(params, plan, inputs, o, lse, **options):
+    """Captures run_cuda in a CUDA graph."""
+    return capture_step(lambda: padec.run_cuda(params, plan, **inputs, o=o, lse=lse, **options))
+
+
+def replay_lengths(graph, full, inputs, o, lengths):
+    """Replays graph for each list of lengths written into kv_lens, its output poisoned first,
+    and checks it against the reference; yields the lengths after each check."""
+    for lens in lengths:
+        lens = np.array(lens, np.int32)
+        inputs["kv_lens"].copy_(torch.from_numpy(lens))
+        o.fill_(NAN)
+        graph.replay()
+        assert_close(host(o), None, dataclasses.replace(full, kv_lens=lens),
+                     atol=ATOL[full.params.o_dtype])
+        yield lens
 
 
 def test_graph_capture_replays_with_new_q_and_device_scales():
@@ -260,6 +278,92 @@ def test_device_plan_argument_is_checked():
 
 # The refused run leaves the capture empty, which torch reports as a warning.
 @pytest.mark.filterwarnings("ignore:The CUDA Graph is empty")
+@pytest.mark.parametrize("q_len, window", [(1, 0), (2, 300)])
+def test_plan_built_on_the_device_is_the_host_plan(q_len, window):
+    params = padec.Params(num_q_heads=16, num_kv_heads=4, head_dim=128, page_size=16,
+                          q_len=q_len, window_left=window, o_dtype=DType.FP32)
+    case = make_case(np.random.default_rng(30 + q_len), params, LENS)
+    inputs = gpu_inputs(case)
+    device_plan = padec.build_plan_cuda(params, inputs["kv_lens"], num_workers=48)
+    host_plan = padec.build_plan(params, case.kv_lens, num_workers=48)
+    size = host_plan.layout.plan_bytes
+    assert device_plan.layout == host_plan.layout
+    assert np.array_equal(device_plan.buffer[:size].cpu().numpy(), host_plan.data)
+    from_device, lse_device = padec.run_cuda(params, device_plan, **inputs, return_lse=True)
+    from_host, lse_host = padec.run_cuda(params, host_plan, **inputs, return_lse=True)
+    assert torch.equal(from_device, from_host) and torch.equal(lse_device, lse_host)
+    assert_close(host(from_device), host(lse_device), case, atol=ATOL[params.o_dtype])
+
+
+def test_graph_plans_and_decodes_new_lengths_on_the_device():
+    """The decode step as one graph from Python: the device plan build and the run captured
+    together, replayed with new lengths (padding sequences of length 0 too) and nothing built on
+    the host."""
+    params = padec.Params(num_q_heads=16, num_kv_heads=4, head_dim=128, page_size=16,
+                          kv_dtype=DType.E4M3, o_dtype=DType.BF16)
+    full = make_case(np.random.default_rng(31), params, [4000, 400, 1600, 900])
+    inputs = gpu_inputs(full)
+    plan = padec.build_plan_cuda(params, inputs["kv_lens"])
+    counters = torch.zeros(len(full.kv_lens) * params.num_kv_heads, dtype=torch.int32,
+                           device="cuda")
+    workspace = torch.empty(plan.workspace_bytes, dtype=torch.uint8, device="cuda")
+    o = output(params, len(full.kv_lens))
+
+    def step():
+        plan.rebuild()
+        padec.run_cuda(params, plan, **inputs, o=o, workspace=workspace, merge_counters=counters)
+
+    graph = capture_step(step)
+    for lens in replay_lengths(graph, full, inputs, o,
+                               ([1000, 3, 1499, 0], [4000, 400, 1600, 900], [2, 0, 17, 640])):
+        assert not counters.any(), "the merge counters are left zero"
+        expected = padec.build_plan(params, lens, num_workers=plan.num_workers)
+        got = plan.buffer[:plan.layout.plan_bytes].cpu().numpy()
+        assert np.array_equal(got, expected.data)
+
+
+def test_build_plan_cuda_arguments_are_checked():
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16)
+    lens = torch.tensor([100, 50], dtype=torch.int32, device="cuda")
+    size = padec.plan_layout(params, 2, num_workers=8).plan_bytes
+    for call, status, text in (
+            (lambda: padec.build_plan_cuda(params, lens.long(), num_workers=8),
+             Status.UNSUPPORTED_DTYPE, "kv_lens: dtype int64, need int32"),
+            (lambda: padec.build_plan_cuda(params, lens.view(1, 2), num_workers=8),
+             Status.BAD_ARGUMENT, r"kv_lens: shape \[1, 2\], need \[batch\]"),
+            (lambda: padec.build_plan_cuda(params, lens.cpu(), num_workers=8),
+             Status.BAD_ARGUMENT, "kv_lens: is on cpu"),
+            (lambda: padec.build_plan_cuda(params, torch.zeros(4, dtype=torch.int32,
+                                                                device="cuda")[::2],
+                                           num_workers=8),
+             Status.BAD_ARGUMENT, "kv_lens: strides"),
+            (lambda: padec.build_plan_cuda(
+                params, lens, num_workers=8,
+                out=torch.empty(size - 16, dtype=torch.uint8, device="cuda")),
+             Status.WORKSPACE_TOO_SMALL, "out: "),
+            (lambda: padec.build_plan_cuda(params, lens, num_workers=8,
+                                           out=torch.empty(size, dtype=torch.uint8)),
+             Status.BAD_ARGUMENT, "out: is on cpu"),
+            (lambda: padec.build_plan_cuda(params, lens, num_workers=0),
+             Status.BAD_ARGUMENT, "num_workers = 0")):
+        with pytest.raises(padec.Error, match=text) as raised:
+            call()
+        assert raised.value.status == status
+    # A CudaPlan runs from its own buffer: a device_plan beside it is refused, nothing written.
+    case = make_case(np.random.default_rng(32), params, [100, 50])
+    inputs = gpu_inputs(case)
+    plan = padec.build_plan_cuda(params, inputs["kv_lens"], num_workers=8)
+    o = output(params, 2)
+    with pytest.raises(padec.Error, match="device_plan: given with a CudaPlan"):
+        padec.run_cuda(params, plan, **inputs, o=o, device_plan=plan.buffer)
+    assert torch.isnan(o).all()
+    # Another model's params: the plan does not fit them.
+    other = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=128, page_size=16)
+    with pytest.raises(padec.Error) as raised:
+        padec.run_cuda(other, plan, **inputs)
+    assert raised.value.status == Status.PLAN_MISMATCH
+
+
 def test_upload_refused_during_capture():
     params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16)
     case = make_case(np.random.default_rng(9), params, [100, 50])
@@ -362,21 +466,11 @@ def test_grid_graph_replays_new_lengths():
     layout = padec.grid_layout(params, 3, num_splits=8)
     workspace = torch.empty(layout.workspace_bytes, dtype=torch.uint8, device="cuda")
     o = output(params, full.q.shape[0])
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        padec.run_cuda_grid(params, layout, **inputs, o=o, workspace=workspace)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        padec.run_cuda_grid(params, layout, **inputs, o=o, workspace=workspace)
-    for lens in ([1000, 3, 1499], [4000, 400, 1600], [2, 0, 17]):
-        lens = np.array(lens, np.int32)
-        inputs["kv_lens"].copy_(torch.from_numpy(lens))
-        o.fill_(NAN)
-        graph.replay()
-        assert_close(host(o), None, dataclasses.replace(full, kv_lens=lens),
-                     atol=ATOL[params.o_dtype])
+    graph = capture_step(
+        lambda: padec.run_cuda_grid(params, layout, **inputs, o=o, workspace=workspace))
+    replayed = list(replay_lengths(graph, full, inputs, o,
+                                   ([1000, 3, 1499], [4000, 400, 1600], [2, 0, 17])))
+    assert len(replayed) == 3
 
 
 @pytest.mark.parametrize("grid", [False, True])

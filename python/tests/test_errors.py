@@ -277,6 +277,21 @@ def test_numpy_integers_are_integers():
     assert type(params.num_q_heads) is int
 
 
+def test_plan_built_on_the_device_needs_device_lengths_and_runs_on_the_device(case):
+    """build_plan_cuda plans from lengths on a CUDA device; a CudaPlan cannot run on the host."""
+    expect_error(Status.BAD_ARGUMENT, "kv_lens: is on cpu: build_plan_cuda plans from lengths on "
+                 "a CUDA device", padec.build_plan_cuda, PARAMS, np.array(LENS, np.int32),
+                 num_workers=4)
+    expect_error(Status.BAD_ARGUMENT, "kv_lens: need a numpy array or a torch tensor, not list",
+                 padec.build_plan_cuda, PARAMS, LENS, num_workers=4)
+    device_plan = padec.CudaPlan(PARAMS, padec.plan_layout(PARAMS, len(LENS), num_workers=4),
+                                 buffer=None, kv_lens=None)
+    expect_error(Status.BAD_ARGUMENT, "plan: need a padec.Plan, not CudaPlan", padec.run_cpu,
+                 PARAMS, device_plan, *case.inputs)
+    expect_error(Status.BAD_ARGUMENT, "plan: need a padec.Plan or padec.CudaPlan, not str",
+                 padec.run_cuda, PARAMS, "plan", *case.inputs)
+
+
 def test_num_workers_must_be_an_integer():
     expect_error(Status.BAD_ARGUMENT, "num_workers = 7.9: need an integer", padec.build_plan, PARAMS,
                  LENS, num_workers=7.9)
