@@ -370,10 +370,10 @@ typedef struct padec_choice {
 /* Picks the path, policy and worker count for a batch. kv_lens: host lengths [batch], or NULL
  * when they live on the device only (then the choice depends on the shape alone and is one the
  * device scheduler or the grid path can run). num_workers: concurrent CTAs of the device
- * (padec_cuda_recommended_workers). sm_count: the device's SMs (padec_cuda_device_info), or 0
- * when unknown. A plan gets num_workers workers, except where the batch has no more
- * (sequence, KV head) pairs than sm_count and num_workers exceeds sm_count: then one worker an
- * SM, sm_count rounded down to a multiple of num_kv_heads (fewer splits, less to merge). Query
+ * (padec_cuda_recommended_workers). sm_count: the device's SMs (padec_cuda_device_query), or 0
+ * when unknown. A plan gets num_workers workers, except where the batch has at least one and no
+ * more (sequence, KV head) pairs than sm_count and num_workers exceeds sm_count: then one worker
+ * an SM, sm_count rounded down to a multiple of num_kv_heads (fewer splits, less to merge). Query
  * both counts once per device and params (the queries are slow); this call is host arithmetic,
  * cheap enough for every decode step. Deterministic; reads nothing else. Errors: the params
  * errors, NULL_POINTER (choice), MISALIGNED_POINTER (kv_lens not 4-byte aligned), BAD_ARGUMENT

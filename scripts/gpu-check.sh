@@ -11,6 +11,7 @@ mkdir -p "$out"
 steps=${*:-build test sanitize bench}
 build=build-gpu
 status=0
+recommended=
 has() { [[ " $steps " == *" $1 "* ]]; }
 
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
@@ -132,13 +133,22 @@ if has autoworkers; then
   # worker an SM) against the same bench with --workers at the recommendation (which leaves the
   # worker count to the caller), alternated by scripts/ab-bench.sh. Then check runs auto's picks
   # against the oracle.
-  recommended=$(./$build/padec bench --backend cuda --iterations 5 --policy even \
-    --workload "$(grep '^name=b1-32k-bf16 ' bench/workloads.txt)" | awk '$1 == "b1-32k-bf16" {print $5}')
-  [[ "$recommended" =~ ^[0-9]+$ ]] || recommended=264
+  grep -E '^name=(b1-32k|b16-8k|g8-b128-2k)-' bench/workloads.txt >"$out/few-pairs.txt"
+  # The base is one --workers for all six: it must be every one's recommended count.
+  counts=$(./$build/padec bench --backend cuda --iterations 50 --policy even --csv "$out/few-pairs.txt" |
+    awk -F, 'NR > 1 {print $7}' | sort -u)
+  recommended=$counts
+  if [[ ! "$recommended" =~ ^[0-9]+$ ]]; then
+    echo "autoworkers: the recommended worker counts differ between the workloads ($(echo $counts)):" \
+      "no single --workers base; the step is skipped" >&2
+    status=1
+    recommended=
+  fi
+fi
+if has autoworkers && [[ -n "$recommended" ]]; then
   printf '#!/bin/sh\ncommand=$1\nshift\nexec "%s" "$command" --workers %s "$@"\n' \
     "$PWD/$build/padec" "$recommended" >"$out/padec-recommended"
   chmod +x "$out/padec-recommended"
-  grep -E '^name=(b1-32k|b16-8k|g8-b128-2k)-' bench/workloads.txt >"$out/few-pairs.txt"
   echo "auto (new) against --workers $recommended (base):"
   OUT="$out/autoworkers" scripts/ab-bench.sh "$out/padec-recommended" ./$build/padec --rounds 3 \
     --policy auto "$out/few-pairs.txt" 2>&1 | tee "$out/autoworkers.txt" || status=1

@@ -58,11 +58,10 @@ padec_status padec_choose_on_device(const padec_params *params, int32_t batch,
    * worker an SM. Each pair is then cut in half as many splits and the fused merge reads half the
    * partial rows, which outweighs the bytes in flight a second CTA an SM would add (PERF.md,
    * "One CTA an SM"). A multiple of the KV heads, as padec_cuda_recommended_workers rounds. */
-  if (c.path == PADEC_PATH_PERSISTENT && sm_count > 0 && num_workers > sm_count &&
+  if (c.path == PADEC_PATH_PERSISTENT && sm_count > 0 && num_workers > sm_count && pairs > 0 &&
       pairs <= sm_count) {
-    int32_t workers = sm_count;
-    if (workers >= p.num_kv_heads) workers -= workers % p.num_kv_heads;
-    c.plan_options.num_workers = workers;
+    /* pairs >= num_kv_heads, so the multiple is at least num_kv_heads. */
+    c.plan_options.num_workers = sm_count - sm_count % p.num_kv_heads;
   }
   *choice = c;
   padec__clear_message();

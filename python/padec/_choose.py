@@ -43,17 +43,20 @@ def choose(params: Params, kv_lens=None, num_workers: int | None = None, *,
     kv_lens: the tokens of each sequence, on the host (a sequence of ints, a numpy array or a CPU
     torch tensor); a CUDA tensor, or None with `batch`, means the lengths live on the device
     only, and the choice depends on the shape alone. num_workers: concurrent CTAs of the device;
-    None means recommended_workers(params) of the current CUDA device, and is required without
-    one. batch: the number of sequences, needed only without kv_lens (else it must agree).
-    sm_count: the device's SMs; None means the current CUDA device's where num_workers is None
-    too, else 0 (unknown: the plan keeps num_workers). Both device queries are slow: for a call
+    None means recommended_workers(params) of kv_lens' device where kv_lens is a CUDA tensor,
+    else of the current CUDA device, and is required without one. batch: the number of
+    sequences, needed only without kv_lens (else it must agree). sm_count: the device's SMs;
+    None means that same device's where num_workers is None too, else 0 (unknown: the plan
+    keeps num_workers). Both device queries are slow: for a call
     every decode step, pass num_workers and sm_count (recommended_workers, device_info) queried
     once. Deterministic. Raises Error.
     """
     expect_params(params)
     lens = None
+    device = None  # where the counts not given are asked: kv_lens' device, else the current one
     if kv_lens is not None:
         if is_torch_tensor(kv_lens) and kv_lens.device.type != "cpu":
+            device = kv_lens.device
             shape = describe("kv_lens", kv_lens).shape
             if len(shape) != 1:
                 raise Error(Status.BAD_ARGUMENT, f"kv_lens: shape {list(shape)}, need [batch]")
@@ -67,9 +70,9 @@ def choose(params: Params, kv_lens=None, num_workers: int | None = None, *,
         batch = count
     elif batch is None:
         raise Error(Status.BAD_ARGUMENT, "kv_lens and batch are both None: give one of them")
-    workers = int32_argument(workers_or_recommended(params, num_workers), "num_workers")
+    workers = int32_argument(workers_or_recommended(params, num_workers, device), "num_workers")
     if sm_count is None:
-        sm_count = 0 if num_workers is not None else device_info().sm_count
+        sm_count = 0 if num_workers is not None else device_info(device).sm_count
     choice = CChoice()
     check(lib().padec_choose_on_device(ctypes.byref(params.to_c()),
                                        int32_argument(batch, "batch"),

@@ -97,14 +97,14 @@ def recommended_workers(params: Params, device=None) -> int:
     return workers.value
 
 
-def workers_or_recommended(params: Params, num_workers) -> int:
-    """num_workers as given, else recommended_workers(params) of the current CUDA device. Where
-    that device cannot be asked (no CUDA build, no device), Error BAD_ARGUMENT: num_workers is
-    required."""
+def workers_or_recommended(params: Params, num_workers, device=None) -> int:
+    """num_workers as given, else recommended_workers(params, device) (None: the current CUDA
+    device). Where that device cannot be asked (no CUDA build, no device), Error BAD_ARGUMENT:
+    num_workers is required."""
     if num_workers is not None:
         return num_workers
     try:
-        return recommended_workers(params)
+        return recommended_workers(params, device)
     except Error as error:
         if not Status.NOT_BUILT_WITH_CUDA <= error.status < Status.INTERNAL:
             raise

@@ -394,6 +394,11 @@ class CudaPlan(_Schedule):
         current stream, no allocation, no synchronisation, so it can be captured with the run
         that follows it (write the next lengths into kv_lens, replay). Runs after it on the same
         stream see the new plan; order other streams after it. Raises Error."""
+        lens = _device_lengths(self.kv_lens)
+        if lens.shape[0] != self.batch:
+            raise lens.fail(Status.PLAN_MISMATCH,
+                            f"{lens.shape[0]} sequences, the plan's layout is for {self.batch}")
+        _cuda.plan_buffer("buffer", self.buffer, self.layout.plan_bytes).expect_device(lens.device)
         torch = _cuda.import_torch()
         with torch.cuda.device(self.buffer.device):
             check(lib().padec_cuda_plan_build(

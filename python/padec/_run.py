@@ -88,6 +88,11 @@ def _bind(params: Params, schedule: Schedule, kind: _Kind, backend: str, q, k_pa
         # A plan schedules a shard's partitions from its position: run without the arrays, or
         # with arrays the plan was not built for, the masks and windows would be those of other
         # tokens (and run_cuda could not tell).
+        if sharded and isinstance(schedule, CudaPlan):
+            raise Error(Status.PLAN_MISMATCH,
+                        "shard_starts, seq_lens: given, but a CudaPlan schedules whole "
+                        "sequences (there is no device form of the shard plan): build the "
+                        "shard's plan on the host (build_plan with shard_starts= and seq_lens=)")
         if sharded:
             raise Error(Status.PLAN_MISMATCH,
                         "shard_starts, seq_lens: given, but the plan was built for whole "
@@ -319,8 +324,8 @@ def run_cuda(params: Params, plan: Plan | CudaPlan, q, k_pages, v_pages, page_in
     device-side bytes are not checked against `plan`.
 
     plan may be a CudaPlan (build_plan_cuda): the run reads its buffer, on q's device, after
-    the build queued before it on this stream; device_plan is then refused (the CudaPlan is its
-    own buffer).
+    the build queued before it on this stream, and kv_lens must be the tensor it plans from;
+    device_plan is then refused (the CudaPlan is its own buffer).
     """
     call = _bind(params, plan, _CUDA_PLAN, "cuda", q, k_pages, v_pages, page_indptr, page_indices,
                  kv_lens, o, lse, k_scales, v_scales, return_lse, shard_starts, seq_lens)
@@ -333,6 +338,10 @@ def run_cuda(params: Params, plan: Plan | CudaPlan, q, k_pages, v_pages, page_in
                 raise Error(Status.BAD_ARGUMENT,
                             "device_plan: given with a CudaPlan, which runs from its own buffer "
                             "(build_plan_cuda's out=)")
+            if kv_lens is not plan.kv_lens and kv_lens.data_ptr() != plan.kv_lens.data_ptr():
+                raise Error(Status.PLAN_MISMATCH,
+                            "kv_lens: not the tensor the CudaPlan plans from (build_plan_cuda's "
+                            "kv_lens): the run would read other lengths than its schedule's")
             given = plan_buffer("plan.buffer", plan.buffer, plan.layout.plan_bytes)
             given.expect_device(call.device)
             plan_address = given.address

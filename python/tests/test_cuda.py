@@ -276,8 +276,6 @@ def test_device_plan_argument_is_checked():
         assert torch.isnan(o).all(), "nothing is written on error"
 
 
-# The refused run leaves the capture empty, which torch reports as a warning.
-@pytest.mark.filterwarnings("ignore:The CUDA Graph is empty")
 @pytest.mark.parametrize("q_len, window", [(1, 0), (2, 300)])
 def test_plan_built_on_the_device_is_the_host_plan(q_len, window):
     params = padec.Params(num_q_heads=16, num_kv_heads=4, head_dim=128, page_size=16,
@@ -357,6 +355,17 @@ def test_build_plan_cuda_arguments_are_checked():
     with pytest.raises(padec.Error, match="device_plan: given with a CudaPlan"):
         padec.run_cuda(params, plan, **inputs, o=o, device_plan=plan.buffer)
     assert torch.isnan(o).all()
+    # The run must read the lengths its schedule was built from: the same tensor.
+    copied = dict(inputs, kv_lens=inputs["kv_lens"].clone())
+    with pytest.raises(padec.Error, match="kv_lens: not the tensor the CudaPlan plans from") \
+            as raised:
+        padec.run_cuda(params, plan, **copied, o=o)
+    assert raised.value.status == Status.PLAN_MISMATCH
+    assert torch.isnan(o).all()
+    # rebuild() checks the tensors it was given again: a CudaPlan for another batch.
+    plan.kv_lens = torch.zeros(3, dtype=torch.int32, device="cuda")
+    with pytest.raises(padec.Error, match="kv_lens: 3 sequences, the plan's layout is for 2"):
+        plan.rebuild()
     # Another model's params: the plan does not fit them.
     other = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=128, page_size=16)
     with pytest.raises(padec.Error) as raised:
@@ -364,6 +373,8 @@ def test_build_plan_cuda_arguments_are_checked():
     assert raised.value.status == Status.PLAN_MISMATCH
 
 
+# The refused run leaves the capture empty, which torch reports as a warning.
+@pytest.mark.filterwarnings("ignore:The CUDA Graph is empty")
 def test_upload_refused_during_capture():
     params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16)
     case = make_case(np.random.default_rng(9), params, [100, 50])
@@ -544,6 +555,12 @@ def test_choose_with_lengths_on_the_device():
     on_device = padec.choose(params, lens.cuda(), num_workers=workers)
     assert on_device == padec.choose(params, batch=64, num_workers=workers)
     assert padec.choose(params, lens).num_workers == workers
+    # Without the counts, kv_lens' device is asked for both: 4 x 8 pairs get one worker an SM.
+    sm_count = padec.device_info(0).sm_count
+    few = torch.tensor([4096] * 4, dtype=torch.int32, device="cuda:0")
+    assert padec.choose(params, few).num_workers == sm_count - sm_count % 8
+    assert padec.choose(params, few) == padec.choose(params, batch=4, num_workers=workers,
+                                                     sm_count=sm_count)
 
 
 def test_grid_and_merge_bad_inputs():

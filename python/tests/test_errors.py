@@ -290,6 +290,13 @@ def test_plan_built_on_the_device_needs_device_lengths_and_runs_on_the_device(ca
                  PARAMS, device_plan, *case.inputs)
     expect_error(Status.BAD_ARGUMENT, "plan: need a padec.Plan or padec.CudaPlan, not str",
                  padec.run_cuda, PARAMS, "plan", *case.inputs)
+    # A CudaPlan schedules whole sequences: shard arrays are refused with the way out.
+    lens = np.array(LENS, np.int32)
+    expect_error(Status.PLAN_MISMATCH, "a CudaPlan schedules whole sequences", padec.run_cuda,
+                 PARAMS, device_plan, *case.inputs, shard_starts=lens * 0, seq_lens=lens)
+    # A CudaPlan made by hand without its tensors: an Error naming them, not a Python one.
+    expect_error(Status.BAD_ARGUMENT, "kv_lens: need a numpy array or a torch tensor, not "
+                 "NoneType", device_plan.rebuild)
 
 
 def test_num_workers_must_be_an_integer():

@@ -106,13 +106,18 @@ int main(void) {
              on_device.path == PADEC_PATH_GRID, "b64-4k on 132 SMs: grid");
   EXPECT(padec_choose_on_device(&p, 64, skew, 264, 132, &on_device) == PADEC_STATUS_OK &&
              on_device.plan_options.num_workers == 264, "skew-b64 on 132 SMs: 264 workers");
-  /* More KV heads than SMs: the worker count is the SMs themselves. */
+  /* More KV heads than SMs: even one sequence outnumbers the SMs, and the count stays. */
   const padec_params many_heads = params_with(64, 16);
   EXPECT(padec_choose_on_device(&many_heads, 1, NULL, 48, 8, &on_device) == PADEC_STATUS_OK &&
              on_device.plan_options.num_workers == 48, "16 pairs on 8 SMs: 48 workers");
+  /* 16 pairs on 24 SMs: one worker an SM, rounded down to the 16 KV heads. */
   EXPECT(padec_choose_on_device(&many_heads, 1, NULL, 48, 24, &on_device) == PADEC_STATUS_OK &&
              on_device.plan_options.num_workers == 16,
          "16 pairs on 24 SMs: 16 workers (got %d)", on_device.plan_options.num_workers);
+  /* An empty batch keeps the count (no pairs to spread). */
+  EXPECT(padec_choose_on_device(&many_heads, 0, NULL, 48, 8, &on_device) == PADEC_STATUS_OK &&
+             on_device.plan_options.num_workers == 48,
+         "batch 0: 48 workers (got %d)", on_device.plan_options.num_workers);
   /* An empty batch and empty sequences are fine. */
   c = choose(&p, 0, NULL);
   EXPECT(c.path == PADEC_PATH_PERSISTENT, "batch 0: persistent");

@@ -187,7 +187,7 @@ static const char *const compare_names[COMPARE_COLUMNS] = {"even", "batch_inv", 
 static void print_compare_header(void) {
   printf("%-24s", "workload");
   for (int k = 0; k < COMPARE_COLUMNS; ++k) printf(" %10s", compare_names[k]);
-  printf(" %6s %-22s %9s\n", "splits", "auto", "auto/best");
+  printf(" %6s %-28s %9s\n", "splits", "auto", "auto/best");
 }
 
 /* Runs the columns of one workload; prints its row, or returns -1 with err set. */
@@ -233,12 +233,12 @@ static int bench_compare(const cli_options *opt, const padec_workload *w, int it
     if (padec_gpu_bench(w, &options, iterations, &result, err, err_size) != 0) return -1;
     picked_ratio = result.effective_gbps / result.copy_gbps;
     if (picked_ratio > best) best = picked_ratio;
-    snprintf(picked_name, sizeof picked_name, "%s, %d workers %.3f", compare_names[picked],
+    snprintf(picked_name, sizeof picked_name, "%s, %d workers: %.3f", compare_names[picked],
              options.num_workers, picked_ratio);
   }
   printf("%-24s", w->name);
   for (int k = 0; k < COMPARE_COLUMNS; ++k) printf(" %10.3f", ratio[k]);
-  printf(" %6d %-22s %9.3f\n", grid_splits, picked_name, picked_ratio / best);
+  printf(" %6d %-28s %9.3f\n", grid_splits, picked_name, picked_ratio / best);
   return 0;
 }
 
