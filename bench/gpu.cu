@@ -103,30 +103,44 @@ __global__ void read_flush(const uint4 *data, size_t count, unsigned *sink) {
   if (acc == 0x9e3779b9u) *sink = acc; /* keeps the loads; practically never stores */
 }
 
+/* PADEC_BENCH_POOL_SCALE=N (1..1024, default 1): the pool holds N times the pages the batch
+ * uses, as a server's pool is sized for its largest load, and the used pages are scattered
+ * over all of it. */
+int64_t bench_pool_scale() {
+  const char *text = getenv("PADEC_BENCH_POOL_SCALE");
+  const long scale = text ? strtol(text, nullptr, 10) : 1;
+  return scale >= 1 && scale <= 1024 ? scale : 1;
+}
+
 /* The benchmarks' block table: each sequence's pages (exactly what its kv_len needs), scattered
  * over the pool by a fixed permutation, as a long-running server ends up with. With
  * PADEC_BENCH_PAGES=contiguous the pages are laid out in order instead (a fresh server), to
- * tell what the scatter costs. Returns the page count; indptr has batch + 1 entries. */
+ * tell what the scatter costs. Returns the pool's page count (bench_pool_scale() times the
+ * pages in use); indptr has batch + 1 entries. */
 int64_t scattered_block_table(const padec_workload *workload, std::vector<int32_t> &indptr,
                               std::vector<int32_t> &indices) {
   const int32_t page_size = workload->params.page_size;
   indptr.assign(workload->batch + 1, 0);
   for (int32_t b = 0; b < workload->batch; ++b)
     indptr[b + 1] = indptr[b] + (int32_t)((workload->kv_lens[b] + page_size - 1) / page_size);
-  const int64_t num_pages = indptr[workload->batch];
-  indices.resize(num_pages > 0 ? num_pages : 1);
-  for (int64_t i = 0; i < num_pages; ++i) indices[i] = (int32_t)i;
+  const int64_t used_pages = indptr[workload->batch];
+  int64_t pool_pages = used_pages * bench_pool_scale();
+  if (pool_pages > INT32_MAX) pool_pages = used_pages; /* page ids are int32 */
   const char *pages = getenv("PADEC_BENCH_PAGES");
-  if (pages && strcmp(pages, "contiguous") == 0) return num_pages;
+  const bool contiguous = pages && strcmp(pages, "contiguous") == 0;
+  /* A permutation of the pool's pages, of which the first used_pages are the block table. */
+  std::vector<int32_t> order((size_t)(pool_pages > 0 ? pool_pages : 1));
+  for (int64_t i = 0; i < pool_pages; ++i) order[i] = (int32_t)i;
   uint64_t state = 0x2545f4914f6cdd1dull;
-  for (int64_t i = num_pages - 1; i > 0; --i) {
+  for (int64_t i = pool_pages - 1; i > 0 && !contiguous; --i) {
     state ^= state << 13;
     state ^= state >> 7;
     state ^= state << 17;
     const int64_t j = (int64_t)(state % (uint64_t)(i + 1));
-    std::swap(indices[i], indices[j]);
+    std::swap(order[i], order[j]);
   }
-  return num_pages;
+  indices.assign(order.begin(), order.begin() + (used_pages > 0 ? used_pages : 1));
+  return pool_pages;
 }
 
 __global__ void fill_float(float *data, size_t count, float value) {
@@ -546,10 +560,24 @@ fail:
 
 }  // namespace
 
+/* A fresh CUDA context (cudaDeviceReset) before each benchmarked workload, as a server allocates
+ * its pool in a process of its own: buffers allocated where an earlier workload's were freed
+ * ran up to 13% slower on the H100 (b1-32k-fp8 0.60 alone, 0.53 after swa4k-b32-32k-bf16's
+ * pools; docs/PERF.md, "Method"). PADEC_BENCH_RESET=0 keeps one context for the whole run. */
+int bench_fresh_context(const ErrorSink &sink) {
+  const char *mode = getenv("PADEC_BENCH_RESET");
+  if (mode && strcmp(mode, "0") == 0) return 0;
+  GPU_CHECK(cudaDeviceReset());
+  return 0;
+fail:
+  return -1;
+}
+
 extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
                                int iterations, padec_gpu_bench_result *out, char *err,
                                size_t err_size) {
   ErrorSink sink{err, err_size};
+  if (bench_fresh_context(sink) != 0) return -1;
   const padec_params &p = workload->params;
   const int32_t batch = workload->batch;
   padec_plan_layout layout;
@@ -596,6 +624,7 @@ extern "C" int padec_gpu_bench_grid(const padec_workload *workload, int32_t num_
                                     int32_t partition_tokens, int iterations,
                                     padec_gpu_bench_result *out, char *err, size_t err_size) {
   ErrorSink sink{err, err_size};
+  if (bench_fresh_context(sink) != 0) return -1;
   const padec_params &p = workload->params;
   padec_grid_layout layout;
   BenchProblem bp;
@@ -622,6 +651,7 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
                                            double *host_plan_plus_decode_us, char *err,
                                            size_t err_size) {
   ErrorSink sink{err, err_size};
+  if (bench_fresh_context(sink) != 0) return -1;
   const padec_params &p = workload->params;
   const int32_t batch = workload->batch;
   padec_plan_layout layout;

@@ -72,7 +72,11 @@ typedef struct padec_gpu_bench_result {
  * result->trace. The stamps cost a few instructions per segment; the timed runs are untraced. */
 void padec_gpu_bench_set_trace(int on);
 
-/* Benchmarks one workload: median over `iterations` (at least 50) with a cold L2 (a read of
+/* Benchmarks one workload: starts from a fresh CUDA context (cudaDeviceReset, which frees every
+ * device allocation of the process; PADEC_BENCH_RESET=0 keeps the context), so that no earlier
+ * workload's freed buffers decide where this one's land. The same holds for
+ * padec_gpu_bench_grid and padec_gpu_bench_device_plan. Median over `iterations` (at least 50)
+ * with a cold L2 (a read of
  * 256 MiB between iterations, outside the timed region, which leaves L2 clean; the environment
  * variable PADEC_BENCH_FLUSH=memset flushes with a memset instead, which leaves it dirty).
  * Every benchmark workload is several times the L2, so one KV pool suffices. Returns 0, or -1
