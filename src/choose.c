@@ -63,6 +63,14 @@ padec_status padec_choose_on_device(const padec_params *params, int32_t batch,
     /* pairs >= num_kv_heads, so the multiple is at least num_kv_heads. */
     c.plan_options.num_workers = sm_count - sm_count % p.num_kv_heads;
   }
+  /* fp8, more pairs than SMs but fewer than the workers, lengths even: every pair one grid block,
+   * no split. It beat the cost plan by 3 to 6% from 136 to 256 pairs on the H100 (PERF.md,
+   * "Between the SMs and the workers"); bf16 was level there and keeps the plan. */
+  if (c.path == PADEC_PATH_PERSISTENT && sm_count > 0 && p.kv_dtype == PADEC_DTYPE_E4M3 &&
+      pairs > sm_count && !(kv_lens && skewed)) {
+    c.path = PADEC_PATH_GRID;
+    c.grid_splits = 1;
+  }
   *choice = c;
   padec__clear_message();
   return PADEC_STATUS_OK;

@@ -112,6 +112,23 @@ def test_one_worker_an_sm_for_few_pairs(batch, sm_count, workers):
                         sm_count=sm_count).num_workers == workers
 
 
+@pytest.mark.parametrize("kv_dtype, lens, path, splits", [
+    (DType.E4M3, [8192] * 20, "grid", 1),              # 160 pairs: between the SMs and workers
+    (DType.BF16, [8192] * 20, "persistent", None),     # bf16 keeps the plan there
+    (DType.E4M3, [8192 * 20] + [8192] * 19, "persistent", None),  # skewed: a plan
+    (DType.E4M3, [8192] * 16, "persistent", None),     # 128 pairs: one worker an SM
+])
+def test_fp8_between_the_sms_and_the_workers(kv_dtype, lens, path, splits):
+    params = padec.Params(num_q_heads=32, num_kv_heads=8, head_dim=128, page_size=16,
+                          kv_dtype=kv_dtype)
+    choice = padec.choose(params, lens, 264, sm_count=132)
+    assert choice.path == path, choice
+    if splits is not None:
+        assert choice.grid_splits == splits
+    # Without the SM count the previous rule: a plan of 264 workers.
+    assert padec.choose(params, lens, 264).path == "persistent"
+
+
 @pytest.mark.parametrize("call, status, text", [
     (lambda: padec.choose(PARAMS, num_workers=8), Status.BAD_ARGUMENT,
      "kv_lens and batch are both None"),

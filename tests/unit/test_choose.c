@@ -114,6 +114,32 @@ int main(void) {
   EXPECT(padec_choose_on_device(&many_heads, 1, NULL, 48, 24, &on_device) == PADEC_STATUS_OK &&
              on_device.plan_options.num_workers == 16,
          "16 pairs on 24 SMs: 16 workers (got %d)", on_device.plan_options.num_workers);
+  /* fp8 between the SMs and the workers: the grid path, one split; not with bf16, nor skewed,
+   * nor without the SM count. */
+  padec_params fp8 = p;
+  fp8.kv_dtype = PADEC_DTYPE_E4M3;
+  int32_t *b20 = repeat(8192, 20);
+  EXPECT(padec_choose_on_device(&fp8, 20, b20, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_GRID && on_device.grid_splits == 1,
+         "fp8, 160 pairs on 132 SMs: grid, 1 split (got path %d, %d splits)", (int)on_device.path,
+         on_device.grid_splits);
+  EXPECT(padec_choose_on_device(&fp8, 20, NULL, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_GRID && on_device.grid_splits == 1,
+         "fp8, 160 pairs, lengths on the device: grid, 1 split");
+  EXPECT(padec_choose_on_device(&fp8, 16, b16, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 128,
+         "fp8, 128 pairs on 132 SMs: a plan of 128 workers");
+  EXPECT(padec_choose_on_device(&p, 20, b20, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 264,
+         "bf16, 160 pairs: a plan of 264 workers");
+  EXPECT(padec_choose_on_device(&fp8, 20, b20, 264, 0, &on_device) == PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_PERSISTENT, "fp8, 160 pairs, SMs unknown: a plan");
+  b20[0] = 8192 * 20;
+  EXPECT(padec_choose_on_device(&fp8, 20, b20, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_PERSISTENT &&
+             on_device.plan_options.policy == PADEC_POLICY_COST,
+         "fp8, 160 pairs, skewed: a cost plan");
+  free(b20);
   /* An empty batch keeps the count (no pairs to spread). */
   EXPECT(padec_choose_on_device(&many_heads, 0, NULL, 48, 8, &on_device) == PADEC_STATUS_OK &&
              on_device.plan_options.num_workers == 48,
