@@ -558,8 +558,6 @@ fail:
   return result;
 }
 
-}  // namespace
-
 /* A fresh CUDA context (cudaDeviceReset) before each benchmarked workload, as a server allocates
  * its pool in a process of its own: buffers allocated where an earlier workload's were freed
  * ran up to 13% slower on the H100 (b1-32k-fp8 0.60 alone, 0.53 after swa4k-b32-32k-bf16's
@@ -572,6 +570,8 @@ int bench_fresh_context(const ErrorSink &sink) {
 fail:
   return -1;
 }
+
+}  // namespace
 
 extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
                                int iterations, padec_gpu_bench_result *out, char *err,
