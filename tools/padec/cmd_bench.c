@@ -224,17 +224,27 @@ static int bench_compare(const cli_options *opt, const padec_workload *w, int it
   double picked_ratio = ratio[picked];
   char picked_name[48];
   snprintf(picked_name, sizeof picked_name, "%s", compare_names[picked]);
-  if (choice.path == PADEC_PATH_PERSISTENT && choice.plan_options.num_workers != base.num_workers) {
-    /* auto's plan has another worker count than the columns': measure it too. */
+  /* auto's pick with another worker count or split count than its column's: measure it too. */
+  const int other_workers =
+      choice.path == PADEC_PATH_PERSISTENT && choice.plan_options.num_workers != base.num_workers;
+  const int other_splits = choice.path == PADEC_PATH_GRID && choice.grid_splits != grid_splits;
+  if (other_workers || other_splits) {
     padec_plan_options options = base;
     options.policy = choice.plan_options.policy;
     options.num_workers = choice.plan_options.num_workers;
     padec_gpu_bench_result result;
-    if (padec_gpu_bench(w, &options, iterations, &result, err, err_size) != 0) return -1;
+    const int rc = other_splits ? padec_gpu_bench_grid(w, choice.grid_splits, base.partition_tokens,
+                                                       iterations, &result, err, err_size)
+                                : padec_gpu_bench(w, &options, iterations, &result, err, err_size);
+    if (rc != 0) return -1;
     picked_ratio = result.effective_gbps / result.copy_gbps;
     if (picked_ratio > best) best = picked_ratio;
-    snprintf(picked_name, sizeof picked_name, "%s, %d workers: %.3f", compare_names[picked],
-             options.num_workers, picked_ratio);
+    if (other_splits)
+      snprintf(picked_name, sizeof picked_name, "grid, %d split%s: %.3f", choice.grid_splits,
+               choice.grid_splits > 1 ? "s" : "", picked_ratio);
+    else
+      snprintf(picked_name, sizeof picked_name, "%s, %d workers: %.3f", compare_names[picked],
+               options.num_workers, picked_ratio);
   }
   printf("%-24s", w->name);
   for (int k = 0; k < COMPARE_COLUMNS; ++k) printf(" %10.3f", ratio[k]);
