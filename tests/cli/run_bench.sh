@@ -45,5 +45,19 @@ for cmd in run "bench --backend cpu --iterations 1"; do
     { fail "$cmd --policy cost --cost-model exited $rc"; echo "$out"; }
 done
 
+# Under auto a grid pick shows as such: "grid:N" in the workers column, and in the CSV workers 0
+# with the split count; a plan shows its workers and 0 splits.
+grid="name=even q_heads=8 kv_heads=8 head_dim=64 page=16 kv=bf16 lens=64x40"
+plan="name=skew q_heads=8 kv_heads=2 head_dim=64 page=16 kv=bf16 lens=2000,16x3"
+out=$("$padec" bench --backend cpu --iterations 1 --policy auto --workers 16 --workload "$grid" \
+  --workload "$plan" 2>&1)
+grep -qE '^even +40 +[0-9]+ +[0-9.]+ +grid:1 ' <<<"$out" || { fail "bench: the grid pick's workers column"; echo "$out"; }
+grep -qE '^skew +4 +[0-9]+ +[0-9.]+ +16 ' <<<"$out" || { fail "bench: the plan's workers column"; echo "$out"; }
+out=$("$padec" bench --backend cpu --iterations 1 --policy auto --workers 16 --csv --workload "$grid" \
+  --workload "$plan" 2>&1)
+grep -q ',grid_splits$' <<<"$out" || { fail "bench --csv: no grid_splits column"; echo "$out"; }
+grep -qE '^"even",cpu,"cpu",40,[0-9]+,[0-9]+,0,.*,1$' <<<"$out" || { fail "bench --csv: the grid row"; echo "$out"; }
+grep -qE '^"skew",cpu,"cpu",4,[0-9]+,[0-9]+,16,.*,0$' <<<"$out" || { fail "bench --csv: the plan row"; echo "$out"; }
+
 if ((failures)); then exit 1; fi
 echo "run_bench: ok"

@@ -8,7 +8,8 @@
 
 typedef struct bench_row {
   const padec_workload *w;
-  int32_t workers;
+  int32_t workers;     /* the plan's; 0 on the grid path */
+  int32_t grid_splits; /* the grid path's; 0 for a plan */
   int iterations;
   double plan_us, median_us, min_us, effective_gbps, copy_gbps; /* copy_gbps 0: not measured */
   const char *device;
@@ -27,7 +28,7 @@ static void print_header(int csv) {
   if (csv)
     printf(
         "workload,backend,device,batch,kv_tokens,bytes,workers,iterations,plan_us,median_us,"
-        "min_us,effective_gbps,copy_gbps,effective_over_copy\n");
+        "min_us,effective_gbps,copy_gbps,effective_over_copy,grid_splits\n");
   else
     printf("%-24s %6s %10s %9s %7s %9s %11s %11s %8s %9s %8s\n", "workload", "batch", "kv_tokens",
            "MB_moved", "workers", "plan_us", "median_us", "min_us", "GB/s", "copy_GB/s",
@@ -46,9 +47,9 @@ static void print_row(const bench_row *r, int csv, int gpu) {
     printf(",%d,%lld,%llu,%d,%d,%.3f,%.3f,%.3f,%.3f,", w->batch, tokens, (unsigned long long)bytes,
            r->workers, r->iterations, r->plan_us, r->median_us, r->min_us, r->effective_gbps);
     if (r->copy_gbps > 0.0)
-      printf("%.3f,%.4f\n", r->copy_gbps, ratio);
+      printf("%.3f,%.4f,%d\n", r->copy_gbps, ratio, r->grid_splits);
     else
-      printf(",\n");
+      printf(",,%d\n", r->grid_splits);
     return;
   }
   char copy[32] = "-", eff_copy[32] = "-";
@@ -56,8 +57,14 @@ static void print_row(const bench_row *r, int csv, int gpu) {
     snprintf(copy, sizeof copy, "%.1f", r->copy_gbps);
     snprintf(eff_copy, sizeof eff_copy, "%.3f", ratio);
   }
-  printf("%-24s %6d %10lld %9.1f %7d %9.2f %11.1f %11.1f %8.2f %9s %8s\n", w->name, w->batch,
-         tokens, (double)bytes / 1e6, r->workers, r->plan_us, r->median_us, r->min_us,
+  /* The workers column names the grid path, which has no workers, by its split count. */
+  char workers[16];
+  if (r->grid_splits > 0)
+    snprintf(workers, sizeof workers, "grid:%d", r->grid_splits);
+  else
+    snprintf(workers, sizeof workers, "%d", r->workers);
+  printf("%-24s %6d %10lld %9.1f %7s %9.2f %11.1f %11.1f %8.2f %9s %8s\n", w->name, w->batch,
+         tokens, (double)bytes / 1e6, workers, r->plan_us, r->median_us, r->min_us,
          r->effective_gbps, copy, eff_copy);
 }
 
@@ -93,7 +100,8 @@ static int bench_cpu(const cli_options *opt, const padec_workload *w, uint64_t s
   }
   const cli_choice choice = cli_choose(opt, &c.params, c.batch, c.kv_lens, gpu_present);
   const padec_plan_options options = choice.options;
-  row->workers = options.num_workers;
+  row->workers = choice.grid_splits > 0 ? 0 : options.num_workers;
+  row->grid_splits = choice.grid_splits;
   cli_plan plan;
   void *o = NULL;
   float *lse = NULL;
@@ -355,7 +363,8 @@ int cli_cmd_bench(int argc, char **argv) {
     }
     if (use_gpu) {
       const cli_choice choice = cli_choose(&opt, &w.params, w.batch, w.kv_lens, 1);
-      row.workers = choice.options.num_workers;
+      row.workers = choice.grid_splits > 0 ? 0 : choice.options.num_workers;
+      row.grid_splits = choice.grid_splits;
       ok = (choice.grid_splits > 0
                 ? padec_gpu_bench_grid(&w, choice.grid_splits, choice.options.partition_tokens,
                                        iterations, &result, err, sizeof err)
