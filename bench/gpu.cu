@@ -105,18 +105,21 @@ __global__ void read_flush(const uint4 *data, size_t count, unsigned *sink) {
 
 /* PADEC_BENCH_POOL_SCALE=N (1..1024, default 1): the pool holds N times the pages the batch
  * uses, as a server's pool is sized for its largest load, and the used pages are scattered
- * over all of it. */
+ * over all of it. -1 for a value that is not an integer in 1..1024. */
 int64_t bench_pool_scale() {
   const char *text = getenv("PADEC_BENCH_POOL_SCALE");
-  const long scale = text ? strtol(text, nullptr, 10) : 1;
-  return scale >= 1 && scale <= 1024 ? scale : 1;
+  if (!text) return 1;
+  char *end = nullptr;
+  const long scale = strtol(text, &end, 10);
+  return end != text && *end == '\0' && scale >= 1 && scale <= 1024 ? scale : -1;
 }
 
 /* The benchmarks' block table: each sequence's pages (exactly what its kv_len needs), scattered
  * over the pool by a fixed permutation, as a long-running server ends up with. With
  * PADEC_BENCH_PAGES=contiguous the pages are laid out in order instead (a fresh server), to
  * tell what the scatter costs. Returns the pool's page count (bench_pool_scale() times the
- * pages in use); indptr has batch + 1 entries. */
+ * pages in use), or -1 where PADEC_BENCH_POOL_SCALE is bad or the pool would pass 2^31 - 1
+ * pages; indptr has batch + 1 entries. */
 int64_t scattered_block_table(const padec_workload *workload, std::vector<int32_t> &indptr,
                               std::vector<int32_t> &indices) {
   const int32_t page_size = workload->params.page_size;
@@ -124,8 +127,8 @@ int64_t scattered_block_table(const padec_workload *workload, std::vector<int32_
   for (int32_t b = 0; b < workload->batch; ++b)
     indptr[b + 1] = indptr[b] + (int32_t)((workload->kv_lens[b] + page_size - 1) / page_size);
   const int64_t used_pages = indptr[workload->batch];
-  int64_t pool_pages = used_pages * bench_pool_scale();
-  if (pool_pages > INT32_MAX) pool_pages = used_pages; /* page ids are int32 */
+  const int64_t pool_pages = used_pages * bench_pool_scale();
+  if (pool_pages < 0 || pool_pages > INT32_MAX) return -1; /* page ids are int32 */
   const char *pages = getenv("PADEC_BENCH_PAGES");
   const bool contiguous = pages && strcmp(pages, "contiguous") == 0;
   /* A permutation of the pool's pages, of which the first used_pages are the block table. */
@@ -204,6 +207,9 @@ int setup_bench_problem(const padec_workload *workload, BenchProblem &bp, const 
   const bool device_scales = fp8 && p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE;
   std::vector<int32_t> indptr, indices;
   const int64_t num_pages = scattered_block_table(workload, indptr, indices);
+  if (num_pages < 0)
+    return report(sink, "PADEC_BENCH_POOL_SCALE=%s: need an integer 1..1024 that keeps the pool "
+                  "under 2^31 pages", getenv("PADEC_BENCH_POOL_SCALE") ? getenv("PADEC_BENCH_POOL_SCALE") : "1");
   const int64_t pages = num_pages > 0 ? num_pages : 1;
   const size_t page_bytes = (size_t)p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
   const size_t pool_bytes = (size_t)pages * page_bytes;
@@ -566,6 +572,10 @@ int bench_fresh_context(const ErrorSink &sink) {
   const char *mode = getenv("PADEC_BENCH_RESET");
   if (mode && strcmp(mode, "0") == 0) return 0;
   GPU_CHECK(cudaDeviceReset());
+  /* The reset freed the case runs' kept counters too: forget them, so a later case run
+   * allocates new ones. */
+  g_kept_counters = nullptr;
+  g_kept_counter_count = 0;
   return 0;
 fail:
   return -1;

@@ -63,9 +63,10 @@ padec_status padec_choose_on_device(const padec_params *params, int32_t batch,
     /* pairs >= num_kv_heads, so the multiple is at least num_kv_heads. */
     c.plan_options.num_workers = sm_count - sm_count % p.num_kv_heads;
   }
-  /* fp8, more pairs than SMs but fewer than the workers, lengths even: every pair one grid block,
-   * no split. It beat the cost plan by 3 to 6% from 136 to 256 pairs on the H100 (PERF.md,
-   * "Between the SMs and the workers"); bf16 was level there and keeps the plan. */
+  /* fp8, more pairs than SMs but fewer than the workers, lengths not skewed (or not given): every
+   * pair one grid block, no split. From 136 to 256 pairs on the H100 it was 1 to 5% ahead of
+   * every plan and 3 to 6% ahead of the 264-worker cost plan (PERF.md, "Between the SMs and the
+   * workers"); bf16 was level there and keeps the plan. */
   if (c.path == PADEC_PATH_PERSISTENT && sm_count > 0 && p.kv_dtype == PADEC_DTYPE_E4M3 &&
       pairs > sm_count && !(kv_lens && skewed)) {
     c.path = PADEC_PATH_GRID;

@@ -39,8 +39,8 @@ def choose(params: Params, kv_lens=None, num_workers: int | None = None, *,
     of docs/PERF.md: the grid path where batch x num_kv_heads fills num_workers and the lengths
     are not skewed, else a plan (the cost policy when the lengths are known), with one worker an
     SM where batch x num_kv_heads is no more than sm_count; with an fp8 cache, where it is more
-    than sm_count but less than num_workers and the lengths are not skewed, the grid path with
-    one split.
+    than sm_count but less than num_workers and the lengths are not skewed (or not given), the
+    grid path with one split.
 
     kv_lens: the tokens of each sequence, on the host (a sequence of ints, a numpy array or a CPU
     torch tensor); a CUDA tensor, or None with `batch`, means the lengths live on the device

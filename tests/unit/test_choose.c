@@ -139,6 +139,25 @@ int main(void) {
              on_device.path == PADEC_PATH_PERSISTENT &&
              on_device.plan_options.policy == PADEC_POLICY_COST,
          "fp8, 160 pairs, skewed: a cost plan");
+  /* The boundary on one KV head: 132 pairs on 132 SMs is a plan of one worker an SM, 133 the
+   * fp8 grid. */
+  padec_params fp8_one_head = params_with(8, 1);
+  fp8_one_head.kv_dtype = PADEC_DTYPE_E4M3;
+  EXPECT(padec_choose_on_device(&fp8_one_head, 132, NULL, 264, 132, &on_device) ==
+                 PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 132,
+         "fp8, 132 pairs on 132 SMs: a plan of 132 workers");
+  EXPECT(padec_choose_on_device(&fp8_one_head, 133, NULL, 264, 132, &on_device) ==
+                 PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_GRID && on_device.grid_splits == 1,
+         "fp8, 133 pairs on 132 SMs: grid, 1 split");
+  /* A window does not change the pick: the grid path reads the windowed partitions only. */
+  padec_params fp8_window = fp8;
+  fp8_window.window_left = 4096;
+  EXPECT(padec_choose_on_device(&fp8_window, 19, b20 + 1, 264, 132, &on_device) ==
+                 PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_GRID && on_device.grid_splits == 1,
+         "fp8 with a window, 152 pairs: grid, 1 split");
   free(b20);
   /* An empty batch keeps the count (no pairs to spread). */
   EXPECT(padec_choose_on_device(&many_heads, 0, NULL, 48, 8, &on_device) == PADEC_STATUS_OK &&
