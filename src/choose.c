@@ -1,4 +1,5 @@
-/* `auto` (padec_choose): the path and policy for a batch, from its shape. */
+/* `auto` (padec_choose_on_device, padec_choose): the path, policy and worker count for a batch,
+ * from its shape. */
 #include <string.h>
 
 #include "internal.h"

@@ -47,7 +47,7 @@ typedef struct cli_options {
   int calibrate;   /* bench: fit the cost policy's model on the GPU instead */
   int compare;     /* bench: every path and policy per workload, and `auto`'s pick */
   int trace;       /* bench: the decode kernel's timeline of one more launch per workload */
-  int policy_auto; /* --policy auto: padec_choose picks the path and policy per workload */
+  int policy_auto; /* --policy auto: padec_choose_on_device picks the path, policy and workers */
   padec_cost_model cost_model; /* --cost-model: the cost policy's model (has_cost_model) */
   int has_cost_model;          /* 0: padec_cost_model_default */
   int dump;
