@@ -207,9 +207,11 @@ int setup_bench_problem(const padec_workload *workload, BenchProblem &bp, const 
   const bool device_scales = fp8 && p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE;
   std::vector<int32_t> indptr, indices;
   const int64_t num_pages = scattered_block_table(workload, indptr, indices);
-  if (num_pages < 0)
+  if (num_pages < 0) {
+    const char *scale = getenv("PADEC_BENCH_POOL_SCALE");
     return report(sink, "PADEC_BENCH_POOL_SCALE=%s: need an integer 1..1024 that keeps the pool "
-                  "under 2^31 pages", getenv("PADEC_BENCH_POOL_SCALE") ? getenv("PADEC_BENCH_POOL_SCALE") : "1");
+                  "under 2^31 pages", scale ? scale : "1");
+  }
   const int64_t pages = num_pages > 0 ? num_pages : 1;
   const size_t page_bytes = (size_t)p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
   const size_t pool_bytes = (size_t)pages * page_bytes;
