@@ -119,6 +119,11 @@ typedef struct cli_choice {
   padec_plan_options options;
   int32_t grid_splits;
 } cli_choice;
+/* padec_choose_on_device for num_workers, with the GPU's SMs where gpu_present and --workers did
+ * not set the count (else 0: the count stays). */
+padec_status cli_auto_pick(const cli_options *opt, const padec_params *params, int32_t batch,
+                           const int32_t *kv_lens, int32_t num_workers, int gpu_present,
+                           padec_choice *picked);
 /* The plan options of cli_plan_options; under --policy auto, padec_choose_on_device's pick for
  * this batch (its host lengths, the worker count and, with a GPU and no --workers, its SMs)
  * instead. */

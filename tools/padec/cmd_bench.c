@@ -15,6 +15,12 @@ typedef struct bench_row {
   const char *device;
 } bench_row;
 
+/* The row's workers and grid split count for the pick it ran. */
+static void set_row_pick(bench_row *row, const cli_choice *choice) {
+  row->workers = choice->grid_splits > 0 ? 0 : choice->options.num_workers;
+  row->grid_splits = choice->grid_splits;
+}
+
 static void print_csv_field(const char *text) {
   putchar('"');
   for (const char *s = text; *s; ++s) {
@@ -100,8 +106,7 @@ static int bench_cpu(const cli_options *opt, const padec_workload *w, uint64_t s
   }
   const cli_choice choice = cli_choose(opt, &c.params, c.batch, c.kv_lens, gpu_present);
   const padec_plan_options options = choice.options;
-  row->workers = choice.grid_splits > 0 ? 0 : options.num_workers;
-  row->grid_splits = choice.grid_splits;
+  set_row_pick(row, &choice);
   cli_plan plan;
   void *o = NULL;
   float *lse = NULL;
@@ -215,10 +220,9 @@ static int bench_compare(const cli_options *opt, const padec_workload *w, int it
     if (rc != 0) return -1;
     ratio[k] = result.effective_gbps / result.copy_gbps;
   }
-  const int32_t sm_count = opt->workers == 0 ? padec_gpu_sm_count() : 0;
   padec_choice choice;
-  if (padec_choose_on_device(&w->params, w->batch, w->kv_lens, base.num_workers, sm_count,
-                             &choice) != PADEC_STATUS_OK) {
+  if (cli_auto_pick(opt, &w->params, w->batch, w->kv_lens, base.num_workers, 1, &choice) !=
+      PADEC_STATUS_OK) {
     snprintf(err, err_size, "padec_choose_on_device: %s", padec_last_message());
     return -1;
   }
@@ -363,8 +367,7 @@ int cli_cmd_bench(int argc, char **argv) {
     }
     if (use_gpu) {
       const cli_choice choice = cli_choose(&opt, &w.params, w.batch, w.kv_lens, 1);
-      row.workers = choice.grid_splits > 0 ? 0 : choice.options.num_workers;
-      row.grid_splits = choice.grid_splits;
+      set_row_pick(&row, &choice);
       ok = (choice.grid_splits > 0
                 ? padec_gpu_bench_grid(&w, choice.grid_splits, choice.options.partition_tokens,
                                        iterations, &result, err, sizeof err)

@@ -465,6 +465,15 @@ int cli_alloc_outputs(const padec_case *c, void **o, float **lse) {
   return 0;
 }
 
+padec_status cli_auto_pick(const cli_options *opt, const padec_params *params, int32_t batch,
+                           const int32_t *kv_lens, int32_t num_workers, int gpu_present,
+                           padec_choice *picked) {
+  /* The worker count and the rules that need the SMs are auto's only when --workers did not set
+   * the count. */
+  const int32_t sm_count = gpu_present && opt->workers == 0 ? padec_gpu_sm_count() : 0;
+  return padec_choose_on_device(params, batch, kv_lens, num_workers, sm_count, picked);
+}
+
 cli_choice cli_choose(const cli_options *opt, const padec_params *params, int32_t batch,
                       const int32_t *kv_lens, int gpu_present) {
   cli_choice choice;
@@ -472,11 +481,9 @@ cli_choice cli_choose(const cli_options *opt, const padec_params *params, int32_
   choice.options = cli_plan_options(opt, params, gpu_present);
   if (!opt->policy_auto) return choice;
   padec_choice picked;
-  /* The worker count is auto's to pick only when --workers did not set it. */
-  const int32_t sm_count = gpu_present && opt->workers == 0 ? padec_gpu_sm_count() : 0;
   /* On bad params the run itself reports the error: keep the plain options. */
-  if (padec_choose_on_device(params, batch, kv_lens, choice.options.num_workers, sm_count,
-                             &picked) != PADEC_STATUS_OK)
+  if (cli_auto_pick(opt, params, batch, kv_lens, choice.options.num_workers, gpu_present,
+                    &picked) != PADEC_STATUS_OK)
     return choice;
   if (picked.path == PADEC_PATH_GRID) {
     choice.grid_splits = picked.grid_splits;
