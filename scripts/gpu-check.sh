@@ -2,7 +2,7 @@
 # One call on a GPU machine: build with CUDA, run the GPU tests (full matrix, then a short subset
 # under compute-sanitizer memcheck and racecheck) and the benchmark table.
 # Usage: scripts/gpu-check.sh [build] [test] [sanitize] [soak] [python] [calibrate] [compare]
-#        [workers] [autoworkers] [bench] [profile] [stalls] [durations] [probes] ...   (default: build test sanitize bench)
+#        [workers] [autoworkers] [smallitems] [bench] [profile] [stalls] [durations] [probes] ...   (default: build test sanitize bench)
 # Logs go to $OUT (or ./gpu-out) so that they come back from a remote run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -156,6 +156,26 @@ if has autoworkers && [[ -n "$recommended" ]]; then
     status=1
   grep -c ' PASS ' "$out/check-auto.txt"
   grep -E 'FAIL|workers\]' "$out/check-auto.txt" | head -12
+fi
+if has smallitems; then
+  # Skewed and mixed batches as plans of more workers than the device holds, every worker one
+  # item of about P partitions (`even`, workers = the batch's partitions / P): the hardware
+  # hands the CTAs out as slots free, so the tail is one small item, at the price of more
+  # CTA start-ups and, for the long sequences, more pieces to merge (docs/PERF.md, Next
+  # steps). Against auto's pick, alternated twice, effective / copy.
+  for w in skew-b64-fp8 skew-b64-bf16 mixed-b128-fp8 mixed-b128-bf16; do
+    line=$(grep "^name=$w " bench/workloads.txt)
+    heads=$(sed 's/.* kv_heads=\([0-9]*\) .*/\1/' <<<"$line")
+    parts=$(./$build/padec plan --workers 264 --workload "$line" | awk -v w="$w" '$1 == w {print $5; exit}')
+    for _ in 1 2; do
+      for P in auto 4 8; do
+        if [ $P = auto ]; then args=(--policy auto); else
+          args=(--policy even --workers $(((parts * heads + P - 1) / P))); fi
+        ./$build/padec bench --backend cuda --csv "${args[@]}" --workload "$line" 2>&1 |
+          awk -F, -v p=$P 'NR > 1 {print $1, "P=" p, "workers=" $7, $14}'
+      done
+    done
+  done | tee "$out/smallitems.txt"
 fi
 if has bench; then
   ./$build/padec bench --backend cuda bench/workloads.txt 2>&1 | tee "$out/bench.txt"
