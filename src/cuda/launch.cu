@@ -331,8 +331,10 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
         &per_sm, reinterpret_cast<const void *>(inst.kernel), kThreads, inst.smem_bytes);
     failed = "cudaOccupancyMaxActiveBlocksPerMultiprocessor";
   }
+  /* The failure is reported while `device` is current: its message names that device. */
+  const padec_status failure = error != cudaSuccess ? padec__cuda_fail(error, failed) : PADEC_STATUS_OK;
   const cudaError_t restore = current != device ? cudaSetDevice(current) : cudaSuccess;
-  if (error != cudaSuccess) return padec__cuda_fail(error, failed);
+  if (failure != PADEC_STATUS_OK) return failure;
   if (restore != cudaSuccess)
     return padec__cuda_fail(restore, "cudaSetDevice (restoring the caller's device)");
   if (per_sm < 1) per_sm = 1;

@@ -61,6 +61,16 @@ int main(void) {
                strstr(padec_last_message(), cudaGetErrorName(others[i])) != NULL,
            what);
   }
+  if (g_device_present) {
+    /* A call that fails without harming the context leaves its error for cudaGetLastError;
+     * once padec has reported it, the caller's next padec call must not meet it again as a
+     * pending error and refuse to launch. */
+    void *huge = NULL;
+    const cudaError_t error = cudaMalloc(&huge, (size_t)1 << 62);
+    expect(error != cudaSuccess, "a 4 EiB cudaMalloc fails");
+    (void)padec__cuda_fail(error, "cudaMalloc");
+    expect(cudaGetLastError() == cudaSuccess, "the reported error is not left pending");
+  }
   if (g_failures) return 1;
   printf("test_cuda_status: passed\n");
   return 0;
