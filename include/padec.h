@@ -405,7 +405,10 @@ typedef struct padec_tensors {
   const int32_t *page_indices; /* [page_indptr[batch]], page ids in [0, num_pages) */
   const int32_t *kv_lens;      /* [batch], tokens, the new query tokens included */
   const float *k_scales;  /* PER_TOKEN: [num_pages][num_kv_heads][page_size]; PER_TENSOR_DEVICE:
-                             one float; otherwise unused */
+                             one float; otherwise unused. Per-token values are cache data, like
+                             K and V: read as they are, never checked (a NaN or infinite scale
+                             spoils its token's row). The PER_TENSOR_DEVICE value is checked
+                             by the CPU executors (BAD_SCALES) and read as data on the GPU */
   const float *v_scales;  /* same as k_scales, for V */
   void *o;                /* [batch * q_len][num_q_heads][head_dim], o_dtype */
   int64_t o_stride_token; /* elements; 0 means num_q_heads * head_dim */

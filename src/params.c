@@ -135,6 +135,15 @@ padec_status padec__check_layout_shape(const padec_params *normalized, const cha
   if (params_key == padec__layout_key(p, policy) && num_q_heads == p->num_q_heads &&
       num_kv_heads == p->num_kv_heads && head_dim == p->head_dim && q_len == p->q_len)
     return PADEC_STATUS_OK;
+  const int kv_bytes = padec__dtype_bytes(p->kv_dtype), other_bytes = kv_bytes == 1 ? 2 : 1;
+  if (policy == PADEC_POLICY_COST && num_q_heads == p->num_q_heads &&
+      num_kv_heads == p->num_kv_heads && head_dim == p->head_dim && q_len == p->q_len &&
+      params_key == fnv1a(padec__params_key(p), other_bytes))
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                       "params.kv_dtype = %d: %s was made under the cost policy for %d-byte KV "
+                       "elements, and its model weighs a partition by its bytes; params give "
+                       "%d-byte elements",
+                       (int)p->kv_dtype, name, other_bytes, kv_bytes);
   return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
                      "%s was made for num_q_heads %d, num_kv_heads %d, head_dim %d, q_len %d (or "
                      "another window, or for the cost policy another KV dtype); params give %d, "
@@ -197,6 +206,61 @@ static padec_status check_strides(const char *tensor, int64_t tokens, int64_t he
                        "tensors.%s_stride_token = %lld: %lld tokens span more than 2^59 elements", tensor,
                        (long long)stride_token, (long long)tokens);
   return PADEC_STATUS_OK;
+}
+
+/* An output's elements, [tokens][heads][head_dim] at these strides (elements, 0 = packed; checked
+ * by check_strides first, so every span stays below 2^59), must sit at distinct addresses: taken
+ * from the smallest stride up, each stride must clear everything the smaller ones span. */
+typedef struct strided_axis {
+  int64_t extent, stride, given; /* given: the field as the caller set it (0 = packed) */
+  const char *field, *noun;
+} strided_axis;
+
+static padec_status check_distinct_elements(const char *tensor, int64_t tokens, int64_t heads,
+                                            int64_t head_dim, int64_t stride_token,
+                                            int64_t stride_head) {
+  const int64_t per_head = stride_head ? stride_head : head_dim;
+  const int64_t per_token = stride_token ? stride_token : heads * head_dim;
+  strided_axis axes[2] = {{heads, per_head, stride_head, "stride_head", "heads"},
+                          {tokens, per_token, stride_token, "stride_token", "tokens"}};
+  if (axes[1].stride < axes[0].stride) {
+    const strided_axis smaller = axes[1];
+    axes[1] = axes[0];
+    axes[0] = smaller;
+  }
+  int64_t spanned = head_dim; /* the contiguous row of one head */
+  for (int i = 0; i < 2; ++i) {
+    if (axes[i].extent < 2) continue;
+    if (axes[i].stride < spanned)
+      return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                         "tensors.%s_%s = %lld elements (0 = packed; %lld used): the %lld %s "
+                         "would overlap, each needs %lld",
+                         tensor, axes[i].field, (long long)axes[i].given, (long long)axes[i].stride, (long long)axes[i].extent, axes[i].noun,
+                         (long long)spanned);
+    spanned += (axes[i].extent - 1) * axes[i].stride;
+  }
+  return PADEC_STATUS_OK;
+}
+
+/* The bytes [begin, end) of a strided [tokens][heads][head_dim] tensor; empty without elements. */
+typedef struct byte_span {
+  uintptr_t begin, end;
+} byte_span;
+
+static byte_span tensor_span(const void *base, int64_t tokens, int64_t heads, int64_t head_dim,
+                             int64_t stride_token, int64_t stride_head, int64_t element_bytes) {
+  byte_span span = {0, 0};
+  if (!base || tokens < 1 || heads < 1) return span;
+  const int64_t per_head = stride_head ? stride_head : head_dim;
+  const int64_t per_token = stride_token ? stride_token : heads * head_dim;
+  const int64_t elements = (tokens - 1) * per_token + (heads - 1) * per_head + head_dim;
+  span.begin = (uintptr_t)base;
+  span.end = span.begin + (uintptr_t)(elements * element_bytes);
+  return span;
+}
+
+static bool spans_overlap(byte_span a, byte_span b) {
+  return a.begin < a.end && b.begin < b.end && a.begin < b.end && b.begin < a.end;
 }
 
 int64_t padec__kv_page_stride(const padec_params *params, const padec_tensors *tensors) {
@@ -279,7 +343,26 @@ padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
   const int64_t tokens = (int64_t)batch * p.q_len;
   status = check_strides("q", tokens, p.num_q_heads, p.head_dim, t->q_stride_token, t->q_stride_head);
   if (status != PADEC_STATUS_OK) return status;
-  return check_strides("o", tokens, p.num_q_heads, p.head_dim, t->o_stride_token, t->o_stride_head);
+  status = check_strides("o", tokens, p.num_q_heads, p.head_dim, t->o_stride_token, t->o_stride_head);
+  if (status != PADEC_STATUS_OK) return status;
+  status = check_distinct_elements("o", tokens, p.num_q_heads, p.head_dim, t->o_stride_token,
+                                   t->o_stride_head);
+  if (status != PADEC_STATUS_OK) return status;
+  /* The outputs are written while q is still read (other splits of the same rows), and o and
+   * lse are written by different threads: none may share a byte with another. */
+  const byte_span q = tensor_span(t->q, tokens, p.num_q_heads, p.head_dim, t->q_stride_token,
+                                  t->q_stride_head, padec__dtype_bytes(p.q_dtype));
+  const byte_span o = tensor_span(t->o, tokens, p.num_q_heads, p.head_dim, t->o_stride_token,
+                                  t->o_stride_head, padec__dtype_bytes(p.o_dtype));
+  const byte_span lse = tensor_span(t->lse, tokens, p.num_q_heads, 1, 0, 0, 4);
+  if (spans_overlap(o, q))
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.o and tensors.q overlap: the output "
+                                                  "would be written over the query it reads");
+  if (spans_overlap(lse, o))
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.lse and tensors.o overlap");
+  if (spans_overlap(lse, q))
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.lse and tensors.q overlap");
+  return PADEC_STATUS_OK;
 }
 
 static padec_status check_shard_pair(const padec_tensors *t) {
@@ -367,6 +450,9 @@ padec_status padec__check_kv_arguments(const padec_params *params, int32_t batch
   if (t->num_page_indices < 0)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.num_page_indices = %lld: need >= 0 (0 = not given)",
                        (long long)t->num_page_indices);
+  if (t->num_pages < 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.num_pages = %lld is negative",
+                       (long long)t->num_pages);
   if (batch > 0) {
     if (!t->page_indptr) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.page_indptr is NULL");
     if (!t->page_indices) return padec__fail(PADEC_STATUS_NULL_POINTER, "tensors.page_indices is NULL");

@@ -6,22 +6,29 @@
 #include "internal.h"
 #include "sched/sched.h"
 
-int32_t padec_first_partition(int32_t kv_len, int32_t q_len, int32_t window_left,
-                              int32_t partition_tokens) {
+static int64_t first_partition_wide(int32_t kv_len, int32_t q_len, int32_t window_left,
+                                    int32_t partition_tokens) {
   if (window_left <= 0 || partition_tokens <= 0) return 0;
   /* The earliest position any query sees is that of query 0: kv_len - q_len - window_left. */
-  int64_t first_token = (int64_t)kv_len - q_len - window_left;
-  if (first_token <= 0) return 0;
-  return (int32_t)(first_token / partition_tokens);
+  const int64_t first_token = (int64_t)kv_len - q_len - window_left;
+  return first_token > 0 ? first_token / partition_tokens : 0;
+}
+
+int32_t padec_first_partition(int32_t kv_len, int32_t q_len, int32_t window_left,
+                              int32_t partition_tokens) {
+  /* Below 2^32 / 1; only a negative q_len (outside the params' domain) takes it past INT32_MAX. */
+  const int64_t first = first_partition_wide(kv_len, q_len, window_left, partition_tokens);
+  return first < INT32_MAX ? (int32_t)first : INT32_MAX;
 }
 
 int32_t padec__shard_num_partitions(int32_t kv_len, int32_t query_end, int32_t q_len,
                                     int32_t window_left, int32_t partition_tokens) {
   if (kv_len <= 0 || partition_tokens <= 0) return 0;
-  int32_t end = (int32_t)(((int64_t)kv_len + partition_tokens - 1) / partition_tokens);
-  /* The first partition depends only on where the queries are. */
-  int32_t first = padec_first_partition(query_end, q_len, window_left, partition_tokens);
-  return end > first ? end - first : 0;
+  const int64_t end = ((int64_t)kv_len + partition_tokens - 1) / partition_tokens;
+  /* The first partition depends only on where the queries are. Outside the params' domain (a
+   * negative q_len) it may land past the int32 range: compared in 64 bits, it gives 0. */
+  const int64_t first = first_partition_wide(query_end, q_len, window_left, partition_tokens);
+  return end > first ? (int32_t)(end - first) : 0;
 }
 
 int32_t padec_num_partitions(int32_t kv_len, int32_t q_len, int32_t window_left,
@@ -477,18 +484,22 @@ padec_status padec_plan_predict(const padec_params *params, const padec_plan_lay
   if (!layout) return padec__fail(PADEC_STATUS_NULL_POINTER, "layout is NULL");
   if (!plan) return padec__fail(PADEC_STATUS_NULL_POINTER, "plan is NULL");
   if (!worker_ns) return padec__fail(PADEC_STATUS_NULL_POINTER, "worker_ns is NULL");
+  if ((uintptr_t)worker_ns % _Alignof(double))
+    return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "worker_ns must be %zu-byte aligned",
+                       (size_t)_Alignof(double));
   padec_params p = padec__params_normalized(params);
   status = padec__check_layout_shape(&p, "layout", layout->params_key, layout->policy,
                                      layout->num_q_heads, layout->num_kv_heads, layout->head_dim,
                                      layout->q_len);
   if (status != PADEC_STATUS_OK) return status;
   const padec_plan_header *h = (const padec_plan_header *)plan;
+  /* The layout first: the model is scaled by its partition size. */
+  padec_plan_view v;
+  status = padec_plan_view_init(layout, plan, &v);
+  if (status != PADEC_STATUS_OK) return status;
   padec_sched_cost_ns ns;
   status = padec__cost_model_scaled(model, "model", p.head_dim, padec__dtype_bytes(p.kv_dtype),
                                     layout->partition_tokens, &ns);
-  if (status != PADEC_STATUS_OK) return status;
-  padec_plan_view v;
-  status = padec_plan_view_init(layout, plan, &v);
   if (status != PADEC_STATUS_OK) return status;
   for (int32_t c = 0; c < layout->num_workers; ++c) {
     int32_t begin = v.work_indptr[c], end = v.work_indptr[c + 1];

@@ -114,6 +114,13 @@ padec_status padec__cost_model_scaled(const padec_cost_model *model, const char 
                        "%s->partition_ns = %g: times %g for %d-token partitions at head_dim %d it "
                        "is not a finite time",
                        name, m.partition_ns, scale, partition_tokens, head_dim);
+  /* Down to 1/128 of the reference: a subnormal time can scale to 0, and an item or split
+   * time of 0 would then be 0 / 0 partitions. */
+  if (!(m.partition_ns * scale > 0.0))
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "%s->partition_ns = %g: times %g for %d-token partitions at head_dim %d it "
+                       "underflows to 0",
+                       name, m.partition_ns, scale, partition_tokens, head_dim);
   out->partition = m.partition_ns * scale;
   out->item = m.item_ns;
   out->split = m.split_ns;

@@ -363,6 +363,19 @@ static void test_build_errors(void) {
   calls = g_log.calls;
   check_failure("validate_kv_host kv_lens misaligned", padec_validate_kv_host(p, f.c.batch, &t),
                 PADEC_STATUS_MISALIGNED_POINTER, "kv_lens", calls);
+  t = padec_case_tensors(&f.c, f.o, f.lse);
+  t.num_pages = -5;
+  calls = g_log.calls;
+  check_failure("validate_kv_host num_pages -5", padec_validate_kv_host(p, f.c.batch, &t),
+                PADEC_STATUS_BAD_ARGUMENT, "tensors.num_pages = -5", calls);
+  {
+    double worker_ns[64 + 1];
+    calls = g_log.calls;
+    check_failure("predict worker_ns misaligned",
+                  padec_plan_predict(p, &f.layout, f.plan, NULL,
+                                     (double *)(void *)((char *)worker_ns + 4)),
+                  PADEC_STATUS_MISALIGNED_POINTER, "worker_ns", calls);
+  }
 
   params_error errors[MAX_PARAMS_ERRORS];
   int count = build_params_errors(errors);
@@ -473,6 +486,39 @@ static void test_run_pointer_errors(fixture *f) {
     if (strides[i].field == 2) bad.o_stride_token = strides[i].value;
     if (strides[i].field == 3) bad.o_stride_head = strides[i].value;
     expect_run_tensors(strides[i].what, f, &bad, PADEC_STATUS_BAD_ARGUMENT, strides[i].needle);
+  }
+
+  /* Outputs whose elements would share addresses, with each other or with the query: refused
+   * by name before anything is written. */
+  bad = fixture_tensors(f);
+  bad.o_stride_head = 1;
+  expect_run_tensors("run o_stride_head 1 (heads overlap)", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "tensors.o_stride_head = 1");
+  bad = fixture_tensors(f);
+  bad.o_stride_head = 72; /* a packed token (8 x 64) is shorter than 8 heads 72 apart */
+  expect_run_tensors("run o_stride_head 72 with packed tokens", f, &bad,
+                     PADEC_STATUS_BAD_ARGUMENT, "tensors.o_stride_token = 0");
+  bad = fixture_tensors(f);
+  bad.o = (void *)bad.q;
+  expect_run_tensors("run with o = q", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "tensors.o and tensors.q overlap");
+  bad = fixture_tensors(f);
+  bad.lse = (float *)f->o + 8;
+  expect_run_tensors("run with lse inside o", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "tensors.lse and tensors.o overlap");
+  bad = fixture_tensors(f);
+  bad.lse = (float *)(uintptr_t)bad.q;
+  expect_run_tensors("run with lse = q", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "tensors.lse and tensors.q overlap");
+  {
+    /* Distinct but not packed: heads outermost ([heads][tokens][head_dim]) is accepted. */
+    padec_tensors head_major = fixture_tensors(f);
+    head_major.o_stride_token = f->c.params.head_dim;
+    head_major.o_stride_head = (int64_t)f->c.num_tokens * f->c.params.head_dim;
+    const padec_status status = padec_cpu_run(&f->c.params, &f->layout, f->plan, &head_major,
+                                              f->workspace, f->layout.workspace_bytes);
+    CHECK(status == PADEC_STATUS_OK, "run with a head-major o: %s (%s)",
+          padec_status_name(status), padec_last_message());
   }
 
   bad = fixture_tensors(f);

@@ -238,6 +238,19 @@ static void test_bad_models(void) {
           "a model scaled to infinity, predict: %s (%s)", padec_status_name(s), padec_last_message());
     free(plan);
   }
+  {
+    /* A subnormal partition time that the scale (16-token fp8 partitions: 1/32) takes to 0 is
+     * refused, not turned into 0 / 0 units. */
+    padec_params fp8 = p;
+    fp8.kv_dtype = PADEC_DTYPE_E4M3;
+    const padec_cost_model tiny = {1e-323, 0.0, 0.0}; /* twice the smallest subnormal */
+    padec_plan_options o = {8, 16, PADEC_POLICY_COST, &tiny};
+    padec_plan_layout l;
+    const padec_status s = padec_plan_layout_init(&fp8, 2, &o, &l);
+    CHECK(s == PADEC_STATUS_BAD_ARGUMENT && strstr(padec_last_message(), "underflows to 0") &&
+              strstr(padec_last_message(), "options.cost_model->partition_ns"),
+          "a model scaled to 0: %s (%s)", padec_status_name(s), padec_last_message());
+  }
   /* Extreme but valid ratios land inside the units' range. */
   const padec_cost_model extreme[] = {{1e-300, 1e300, 1e300}, {1e300, 1e-300, 0.0},
                                       {5e-324, 1.0, 1.0}};
@@ -287,8 +300,8 @@ static void test_bad_models(void) {
   other_dtype.kv_dtype = p.kv_dtype == PADEC_DTYPE_E4M3 ? PADEC_DTYPE_BF16 : PADEC_DTYPE_E4M3;
   memset(plan, 0xc3, good.plan_bytes);
   padec_status s = padec_plan_build(&other_dtype, &good, lens, plan, good.plan_bytes);
-  CHECK(s == PADEC_STATUS_PLAN_MISMATCH && strstr(padec_last_message(), "KV dtype") &&
-            unchanged(plan, good.plan_bytes, 0xc3),
+  CHECK(s == PADEC_STATUS_PLAN_MISMATCH && strstr(padec_last_message(), "params.kv_dtype") &&
+            strstr(padec_last_message(), "cost policy") && unchanged(plan, good.plan_bytes, 0xc3),
         "cost layout of another KV dtype: %s (%s)", padec_status_name(s), padec_last_message());
   padec_plan_options even_options = {8, 0, PADEC_POLICY_EVEN, NULL};
   padec_plan_layout even;

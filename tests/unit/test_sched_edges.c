@@ -620,6 +620,12 @@ static void test_windows(void) {
           padec_first_partition(1027, 1, 10, 256));
     CHECK(padec_num_partitions(1027, 1, 10, 256) == 2, "partitions %d",
           padec_num_partitions(1027, 1, 10, 256));
+    /* Outside the params' domain (q_len negative) the first partition passes INT32_MAX: it is
+     * clamped, and the count is 0, without a signed overflow (UBSan tier). */
+    CHECK(padec_first_partition(INT32_MAX, INT32_MIN, 1, 1) == INT32_MAX, "clamped first %d",
+          padec_first_partition(INT32_MAX, INT32_MIN, 1, 1));
+    CHECK(padec_num_partitions(INT32_MAX, INT32_MIN, 1, 1) == 0, "partitions past the range %d",
+          padec_num_partitions(INT32_MAX, INT32_MIN, 1, 1));
     built b;
     if (!build(&b, &p, 1, &o, one)) {
       check_consistent(&b);
