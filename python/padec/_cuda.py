@@ -60,7 +60,10 @@ def cuda_device_index(device, name: str = "device") -> int:
     if device is None:
         return current_device()
     if isinstance(device, numbers.Integral) and not isinstance(device, bool):
-        return int32_argument(device, name)
+        index = int32_argument(device, name)
+        if index < 0:
+            raise Error(Status.BAD_ARGUMENT, f"{name} = {index}: need a device index >= 0")
+        return index
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(device, (str, torch.device)):
         try:
@@ -120,8 +123,17 @@ def device_index(device) -> int:
 
 
 def empty_bytes(nbytes: int, device: int):
+    """A new uint8 CUDA tensor of nbytes on device `device`. padec is asked about the device
+    first, so that no device, a build without CUDA or an index past the devices is its Error,
+    not torch's RuntimeError."""
+    device_info(device)
     torch = import_torch()
-    return torch.empty(nbytes, dtype=torch.uint8, device=torch.device("cuda", device))
+    try:
+        return torch.empty(nbytes, dtype=torch.uint8, device=torch.device("cuda", device))
+    except RuntimeError as error:
+        raise Error(Status.CUDA_ERROR,
+                    f"device {device}: torch could not allocate {nbytes} bytes there "
+                    f"({error})") from error
 
 
 # Pinned sources of uploads that may not have run yet, each with the event that marks its end. The

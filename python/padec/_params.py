@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import enum
+import math
 import numbers
 
 from ._errors import Error, Status
@@ -96,14 +97,23 @@ def partition_tokens_argument(value, name: str = "partition_tokens") -> int:
     return tokens
 
 
-def float_argument(value, name: str) -> float:
-    """value as a float if it is a real number; Error naming the argument otherwise."""
+def float_argument(value, name: str, *, single: bool = False) -> float:
+    """value as a float if it is a real number; Error naming the argument otherwise. single:
+    the C field is a float (32 bits), so a finite value that would round to 0 or to infinity
+    there is refused here with the value the caller gave (the library would see 0 or inf)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise Error(Status.BAD_ARGUMENT, f"{name} = {value!r}: need a real number")
     try:
-        return float(value)
+        number = float(value)
     except OverflowError:
         raise Error(Status.BAD_ARGUMENT, f"{name} = {value!r} does not fit a float") from None
+    if single and math.isfinite(number):
+        narrowed = ctypes.c_float(number).value
+        if math.isinf(narrowed) or (narrowed == 0.0 and number != 0.0):
+            raise Error(Status.BAD_ARGUMENT,
+                        f"{name} = {value!r} is outside a 32-bit float's range (it would be "
+                        f"{narrowed!r})")
+    return number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,11 +152,12 @@ class Params:
         for name in ("num_q_heads", "num_kv_heads", "head_dim", "page_size", "q_len", "window_left"):
             object.__setattr__(self, name, int32_argument(getattr(self, name), name))
         for name in ("softmax_scale", "k_scale", "v_scale"):
-            object.__setattr__(self, name, float_argument(getattr(self, name), name))
+            object.__setattr__(self, name, float_argument(getattr(self, name), name, single=True))
 
     @property
     def group(self) -> int:
-        """Query heads per KV head."""
+        """Query heads per KV head. Raises Error for params padec_params_validate refuses."""
+        self.checked_c()
         return self.num_q_heads // self.num_kv_heads
 
     def to_c(self) -> CParams:

@@ -165,7 +165,11 @@ def host_lengths(values, name: str = "kv_lens") -> np.ndarray:
     reading it would synchronise."""
     if isinstance(values, np.ndarray) or is_torch_tensor(values):
         describe(name, values).expect_device("cpu")
-    array = np.asarray(values)
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as error:
+        raise Error(Status.BAD_ARGUMENT,
+                    f"{name}: need a 1-D sequence of integers ({error})") from None
     if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
         raise Error(Status.BAD_ARGUMENT,
                     f"{name}: need a 1-D sequence of integers, got shape {list(array.shape)} "
@@ -193,7 +197,8 @@ def build_plan(params: Params, kv_lens, *, num_workers: int | None = None, parti
     """Schedules a batch on the host (padec_plan_build) for kv_lens, the tokens of each sequence
     with its new query tokens included. The plan is valid for runs with the same head counts,
     head_dim, q_len and window, and kv_lens giving the same partitions; dtypes, KV layout, page
-    size and scales may change per run.
+    size and scales may change per run, except that a cost plan weighs partitions by their bytes
+    and so keeps the KV element size (bf16 and fp16 go together, fp8 apart).
 
     shard_starts, seq_lens: one shard of context-parallel decode (padec_plan_build_shard), both
     or neither, [batch] integers like kv_lens: sequence b's kv_lens[b] tokens are positions

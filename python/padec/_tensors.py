@@ -36,6 +36,14 @@ def aligned_empty(nbytes: int, alignment: int) -> np.ndarray:
     return raw[skip:skip + nbytes]
 
 
+# An empty torch tensor has no storage and gives data_ptr() 0, which the library reads as a
+# missing argument (NULL_POINTER) where an empty numpy array passes. Nothing is ever read or
+# written through an empty tensor, so it is given this address instead: host memory that stays
+# valid, aligned for every check (the pools' 16 bytes, the workspace's 256).
+_EMPTY_STORAGE = aligned_empty(256, 256)
+EMPTY_ADDRESS = _EMPTY_STORAGE.__array_interface__["data"][0]
+
+
 def is_torch_tensor(value) -> bool:
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(value, torch.Tensor)
@@ -189,9 +197,11 @@ def describe(name: str, value) -> Tensor:
                       value.size)
     if is_torch_tensor(value):
         device = value.device
+        numel = value.numel()
+        address = value.data_ptr() if numel else value.data_ptr() or EMPTY_ADDRESS
         return Tensor(name, value, str(value.dtype).removeprefix("torch."), tuple(value.shape),
-                      tuple(value.stride()), value.element_size(), value.data_ptr(),
+                      tuple(value.stride()), value.element_size(), address,
                       "cpu" if device.type == "cpu" else f"{device.type}:{device.index}", True,
-                      value.numel())
+                      numel)
     raise Error(Status.BAD_ARGUMENT,
                 f"{name}: need a numpy array or a torch tensor, not {type(value).__name__}")

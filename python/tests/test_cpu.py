@@ -189,6 +189,39 @@ def test_dtypes_and_layout_free_per_run():
     assert_close(padec.run_cpu(other, plan, *case.inputs), None, case)
 
 
+def test_cost_plan_keeps_its_kv_element_size():
+    """A cost plan weighs partitions by their bytes: fp16 may replace bf16, fp8 may not."""
+    params = padec.Params(num_q_heads=4, num_kv_heads=2, head_dim=64, page_size=16)
+    lens = [120, 7]
+    plan = padec.build_plan(params, lens, num_workers=4, policy="cost")
+    fp16 = dataclasses.replace(params, kv_dtype=DType.FP16)
+    case = make_case(np.random.default_rng(12), fp16, lens)
+    assert_close(padec.run_cpu(fp16, plan, *case.inputs), None, case)
+    fp8 = dataclasses.replace(params, kv_dtype=DType.E4M3)
+    case = make_case(np.random.default_rng(13), fp8, lens)
+    o = np.full(case.q.shape, 0x7FC0, dtype=np.uint16)
+    with pytest.raises(padec.Error) as raised:
+        padec.run_cpu(fp8, plan, *case.inputs, o=o)
+    assert raised.value.status == padec.Status.PLAN_MISMATCH
+    assert "kv_dtype" in raised.value.message and "cost policy" in raised.value.message
+    assert np.all(o == 0x7FC0)
+
+
+def test_empty_torch_tensors_run_like_numpy():
+    """A step of padding sequences only, with no pages: an empty torch tensor has no storage
+    (data_ptr() 0), yet it must be accepted as the empty numpy array is."""
+    torch = pytest.importorskip("torch")
+    params = padec.Params(num_q_heads=4, num_kv_heads=2, head_dim=64, page_size=16)
+    plan = padec.build_plan(params, [0, 0], num_workers=4)
+    pool = torch.zeros((0, 16, 2, 64), dtype=torch.bfloat16)
+    indptr, lens = torch.zeros(3, dtype=torch.int32), torch.zeros(2, dtype=torch.int32)
+    indices = torch.zeros(0, dtype=torch.int32)
+    o, lse = padec.run_cpu(params, plan, torch.ones((2, 4, 64), dtype=torch.bfloat16), pool, pool,
+                           indptr, indices, lens, return_lse=True)
+    assert torch.all(o == 0) and torch.all(torch.isneginf(lse))
+    padec.validate_kv(params, indptr, indices, lens, num_pages=0)
+
+
 def test_torch_cpu_tensors_match_numpy():
     torch = pytest.importorskip("torch")
     params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16, q_len=3,

@@ -320,6 +320,15 @@ def test_num_workers_must_be_an_integer():
     (lambda: padec.CostModel(1.0, None, 1.0), "CostModel.item_ns = None: need a real number"),
     (lambda: padec.choose(PARAMS, LENS, 8, batch=2.5), "batch = 2.5: need an integer"),
     (lambda: padec.Params(4, 2, 64, 16, kv_layout=True), "kv_layout = True is not a Layout"),
+    (lambda: padec.build_plan(PARAMS, [[40, 1], [100]], num_workers=4),
+     "kv_lens: need a 1-D sequence of integers"),
+    (lambda: padec.choose(PARAMS, [[40, 1], [100]], 8), "kv_lens: need a 1-D sequence"),
+    (lambda: padec.build_plan(PARAMS, LENS, num_workers=4).to_device(-1),
+     "device = -1: need a device index >= 0"),
+    (lambda: padec.Params(4, 2, 64, 16, softmax_scale=1e-50),
+     "softmax_scale = 1e-50 is outside a 32-bit float's range"),
+    (lambda: padec.Params(4, 2, 64, 16, k_scale=1e300),
+     "k_scale = 1e+300 is outside a 32-bit float's range"),
 ])
 def test_wrong_argument_types_are_named(call, text):
     """A wrong type is an Error naming the argument, not an AttributeError, a ValueError or a
@@ -430,3 +439,23 @@ def test_validate_kv_on_the_host(case):
                  case.kv_lens, num_pages=pages)
     padec.validate_kv(PARAMS, np.zeros(1, np.int32), np.zeros(0, np.int32),
                       np.zeros(0, np.int32), num_pages=0)
+
+
+def test_bf16_torch_lengths_are_named():
+    torch = pytest.importorskip("torch")
+    expect_error(Status.BAD_ARGUMENT, "kv_lens: need a 1-D sequence of integers", padec.build_plan,
+                 PARAMS, torch.tensor([40.0, 100.0], dtype=torch.bfloat16), num_workers=4)
+
+
+def test_group_of_params_the_library_refuses():
+    expect_error(Status.BAD_HEAD_COUNT, "num_kv_heads", lambda: padec.Params(4, 0, 64, 16).group)
+
+
+def test_output_and_lse_must_not_overlap(case, plan):
+    """lse inside o's memory: the run would write one over the other."""
+    buffer = np.full(case.q.size, np.nan, np.float32)
+    o = buffer.reshape(case.q.shape)
+    lse = buffer[:case.q.shape[0] * case.q.shape[1]].reshape(case.q.shape[:2])
+    expect_error(Status.BAD_ARGUMENT, "overlap", padec.run_cpu, PARAMS, plan, *case.inputs, o=o,
+                 lse=lse)
+    assert np.all(np.isnan(buffer))
