@@ -228,12 +228,20 @@ def _bind_block_table(tensor, batch: int, page_indptr, page_indices, kv_lens, sh
         index.expect_element("int32")
         index.expect_contiguous()
         index.expect_aligned(4)
-    if indptr.device == "cpu" and batch > 0 and indices.numel == 0 and int(indptr.value[-1]) > 0:
-        # C checks page_indptr[batch] against num_page_indices, but reads 0 as "not given".
-        raise indices.fail(Status.BAD_ARGUMENT,
-                           f"{indices.numel} page ids, but page_indptr[{batch}] = "
-                           f"{int(indptr.value[-1])} names that many")
+    if indptr.device == "cpu":
+        _expect_page_ids_named(indptr, indices, batch)
     return indptr, indices, lens, shards
+
+
+def _expect_page_ids_named(indptr: Tensor, indices: Tensor, batch: int) -> None:
+    """C checks page_indptr[batch] against num_page_indices, but reads 0 as "not given": an
+    empty page_indices is checked here. On a CUDA tensor this reads page_indptr[batch] back
+    (a synchronisation), so only validate_kv, which synchronises anyway, calls it there."""
+    if batch > 0 and indices.numel == 0:
+        named = int(indptr.value[-1])
+        if named > 0:
+            raise indices.fail(Status.BAD_ARGUMENT,
+                               f"0 page ids, but page_indptr[{batch}] = {named} names that many")
 
 
 def _bind_merge_counters(call: _Call, merge_counters, schedule: Schedule,
@@ -570,6 +578,7 @@ def validate_kv(params: Params, page_indptr, page_indices, kv_lens, *, num_pages
         check(lib().padec_validate_kv_host(ctypes.byref(c_params), batch,
                                            ctypes.byref(c_tensors)))
         return
+    _expect_page_ids_named(indptr, indices, batch)
     torch = import_torch()
     with torch.cuda.device(lens.value.device):
         stream = torch.cuda.current_stream()

@@ -603,3 +603,8 @@ def test_validate_kv_on_the_device_gives_the_host_message():
     with pytest.raises(padec.Error, match="page_indices: is on cpu, need cuda:"):
         padec.validate_kv(params, gpu(case.page_indptr), indices, gpu(case.kv_lens),
                           num_pages=pages)
+    # An empty view of the device's page ids: C would read 0 as "length not given" and read
+    # past it; the binding refuses it as it does on the host.
+    with pytest.raises(padec.Error, match=r"page_indices: 0 page ids, but page_indptr\[3\]"):
+        padec.validate_kv(params, gpu(case.page_indptr), gpu(indices)[:0], gpu(case.kv_lens),
+                          num_pages=pages)
