@@ -353,6 +353,10 @@ def run_cuda(params: Params, plan: Plan | CudaPlan, q, k_pages, v_pages, page_in
     torch = import_torch()
     with torch.cuda.device(q.device):
         stream = torch.cuda.current_stream()
+        # Every argument is checked before the plan's first upload is queued.
+        if workspace is None:
+            workspace = torch.empty(plan.workspace_bytes, dtype=torch.uint8, device=q.device)
+        space = _workspace(workspace, plan, _PLAN.noun, call.device, 256)
         if isinstance(plan, CudaPlan):
             if device_plan is not None:
                 raise Error(Status.BAD_ARGUMENT,
@@ -372,9 +376,6 @@ def run_cuda(params: Params, plan: Plan | CudaPlan, q, k_pages, v_pages, page_in
             given = plan_buffer("device_plan", device_plan, plan.layout.plan_bytes)
             given.expect_device(call.device)
             plan_address = given.address
-        if workspace is None:
-            workspace = torch.empty(plan.workspace_bytes, dtype=torch.uint8, device=q.device)
-        space = _workspace(workspace, plan, _PLAN.noun, call.device, 256)
         check(lib().padec_cuda_run(ctypes.byref(call.params), ctypes.byref(plan._c_layout),
                                    plan_address, ctypes.byref(call.tensors),
                                    space.address, space.numel, stream.cuda_stream))
