@@ -139,6 +139,7 @@ static void check_partitions(int32_t kv_len, int32_t q_len, int32_t window, int3
 static padec_status expected_kv_status(const padec_params *p, int32_t batch, const int32_t *indptr,
                                        const int32_t *indices, const int32_t *lens,
                                        int64_t num_pages, int64_t num_page_indices) {
+  if (num_pages < 0) return PADEC_STATUS_BAD_ARGUMENT; /* an argument: checked for any batch */
   if (batch == 0) return PADEC_STATUS_OK;
   if (indptr[0] != 0) return PADEC_STATUS_BAD_ARGUMENT;
   /* A given length of page_indices bounds the table (0: not given). */

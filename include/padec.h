@@ -220,8 +220,8 @@ typedef struct padec_plan_layout {
 /* Fills *layout. Errors: NULL_POINTER, the padec_params_validate errors, BAD_ARGUMENT (batch
  * outside 0..2^24, workers outside 1..65536, partition_tokens not a power of two 16..16384, an
  * unknown policy, a cost model with a time that is not finite, negative, or a partition_ns of 0
- * or below, or one that the layout's scale, up to 128 times, takes past the largest double; the
- * model is checked whatever the policy), SIZE_OVERFLOW. */
+ * or below, or one that the layout's scale, from 1/128 to 128 times, takes past the largest
+ * double or down to 0; the model is checked whatever the policy), SIZE_OVERFLOW. */
 padec_status padec_plan_layout_init(const padec_params *params, int32_t batch,
                                     const padec_plan_options *options, padec_plan_layout *layout);
 
@@ -295,8 +295,9 @@ padec_status padec_plan_view_init(const padec_plan_layout *layout, const void *p
  * params.kv_dtype and the layout's partition_tokens (an item with partial_qo_loc >= 0 is a piece
  * of a split sequence). Plans of every policy, so that schedules can be compared under one
  * model. model NULL: the default. worker_ns: host memory, [layout->num_workers]. Errors:
- * NULL_POINTER, the params errors, PLAN_MISMATCH (params, layout and plan do not belong
- * together), BAD_ARGUMENT (the model, as padec_plan_layout_init checks it). */
+ * NULL_POINTER, MISALIGNED_POINTER (worker_ns), the params errors, PLAN_MISMATCH (params,
+ * layout and plan do not belong together; checked before the model), BAD_ARGUMENT (the model,
+ * as padec_plan_layout_init checks it). */
 padec_status padec_plan_predict(const padec_params *params, const padec_plan_layout *layout,
                                 const void *plan, const padec_cost_model *model,
                                 double *worker_ns);
@@ -328,6 +329,8 @@ typedef struct padec_grid_layout {
   int32_t partition_tokens; /* split granularity: splits are whole partitions (windows too) */
   int32_t reserved_;
   uint64_t params_key;
+  /* The partials and counters are reserved only with num_splits > 1 (0 rows and 0 counters
+   * otherwise: every block writes the final output). */
   size_t partial_o_offset;      /* float [batch * num_splits * q_len, num_q_heads, head_dim] */
   size_t partial_lse_offset;    /* float [batch * num_splits * q_len, num_q_heads] */
   size_t merge_counters_offset; /* int32 [batch][num_kv_heads], GPU only */
@@ -460,7 +463,9 @@ typedef struct padec_tensors {
 /* Runs a plan on the CPU: every work item computes its partial (or the final output for direct
  * items), then the merge combines each group with log-sum-exp weights in a fixed order. fp32
  * accumulation. Validates everything first (pointers, alignment, plan against params and layout,
- * every page id, every kv_len against its pages); on error writes nothing. workspace: host
+ * every page id, every kv_len against its pages, and outputs that would be written over each
+ * other, over q, the K or V pool or the workspace: BAD_ARGUMENT naming both); on error writes
+ * nothing. workspace: host
  * memory of layout->workspace_bytes or more, 16-byte aligned. Single-threaded; safe to call from
  * several threads on distinct outputs and workspaces. Allocates nothing: its buffers take about
  * 100 KiB of the calling thread's stack (a 128 KiB thread stack is enough; tests/cpu/
@@ -500,7 +505,7 @@ padec_status padec_cpu_run_grid(const padec_params *params, const padec_grid_lay
 /* Checks caller data on the host: every kv_len against its pages, every page id against the
  * pool, and the shard arrays when given (both or neither; 0 <= shard_starts[b] and
  * shard_starts[b] + kv_lens[b] <= seq_lens[b]), naming the first offending sequence in the
- * message. padec_cpu_run calls it. */
+ * message. padec_cpu_run calls it. A negative tensors->num_pages is BAD_ARGUMENT. */
 padec_status padec_validate_kv_host(const padec_params *params, int32_t batch,
                                     const padec_tensors *tensors);
 

@@ -126,5 +126,5 @@ padec_status padec__check_grid_arguments(const padec_params *params,
   if (!workspace) return padec__fail(PADEC_STATUS_NULL_POINTER, "workspace is NULL");
   if ((uintptr_t)workspace % 16 != 0)
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "workspace must be 16-byte aligned");
-  return padec__check_tensors(&p, layout->batch, tensors);
+  return padec__check_tensors(&p, layout->batch, tensors, workspace, layout->workspace_bytes);
 }

@@ -115,9 +115,11 @@ padec_status padec__check_kv_arguments(const padec_params *params, int32_t batch
 padec_status padec__check_kv_arrays(const padec_tensors *tensors);
 
 /* The tensor checks of padec__check_run_arguments (pointers, alignment, strides, scales,
- * shard arrays), for a batch of `batch` sequences; params normalized and validated. */
+ * shard arrays, outputs that overlap an input, each other or the first workspace_bytes of the
+ * workspace), for a batch of `batch` sequences; params normalized and validated. */
 padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
-                                  const padec_tensors *tensors);
+                                  const padec_tensors *tensors, const void *workspace,
+                                  size_t workspace_bytes);
 
 /* Argument checks of the grid path, shared by its CPU and CUDA executors: params against the
  * layout, workspace, then padec__check_tensors. */

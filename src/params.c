@@ -180,7 +180,7 @@ padec_status padec__check_run_arguments(const padec_params *params,
                        workspace_bytes, layout->workspace_bytes);
   if (!aligned(workspace, 16))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "workspace must be 16-byte aligned");
-  return padec__check_tensors(&p, layout->batch, tensors);
+  return padec__check_tensors(&p, layout->batch, tensors, workspace, layout->workspace_bytes);
 }
 
 /* A q or o tensor's element strides (0 = packed): not negative, and its last element's index
@@ -259,6 +259,23 @@ static byte_span tensor_span(const void *base, int64_t tokens, int64_t heads, in
   return span;
 }
 
+/* A page pool's bytes: num_pages pages of page_bytes, page_stride_bytes apart (the last one's
+ * end saturates rather than wrap for pool sizes no memory holds). */
+static byte_span pool_span(const void *base, int64_t num_pages, int64_t page_stride_bytes,
+                           int64_t page_bytes) {
+  byte_span span = {0, 0};
+  if (!base || num_pages < 1) return span;
+  span.begin = (uintptr_t)base;
+  const uint64_t room = (uint64_t)(UINTPTR_MAX - span.begin); /* bytes after the base */
+  const uint64_t page = (uint64_t)page_bytes, stride = (uint64_t)page_stride_bytes;
+  const uint64_t last = (uint64_t)(num_pages - 1);
+  if (page > room || (stride && last > (room - page) / stride))
+    span.end = UINTPTR_MAX;
+  else
+    span.end = span.begin + (uintptr_t)(last * stride + page);
+  return span;
+}
+
 static bool spans_overlap(byte_span a, byte_span b) {
   return a.begin < a.end && b.begin < b.end && a.begin < b.end && b.begin < a.end;
 }
@@ -294,7 +311,8 @@ static padec_status check_page_stride(const padec_params *p, int64_t kv_page_str
 }
 
 padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
-                                  const padec_tensors *tensors) {
+                                  const padec_tensors *tensors, const void *workspace,
+                                  size_t workspace_bytes) {
   const padec_params p = *normalized;
   const padec_tensors *t = tensors;
   if (batch > 0) {
@@ -362,6 +380,29 @@ padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.lse and tensors.o overlap");
   if (spans_overlap(lse, q))
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.lse and tensors.q overlap");
+  /* Nor may they land in the cache or in the workspace the run writes its partials to. */
+  const int64_t kv_bytes = padec__dtype_bytes(p.kv_dtype);
+  const byte_span k_pool = pool_span(t->k_pages, t->num_pages, padec__kv_page_stride(&p, t) * kv_bytes,
+                                     (int64_t)p.page_size * p.num_kv_heads * p.head_dim * kv_bytes);
+  const byte_span v_pool = pool_span(t->v_pages, t->num_pages, padec__kv_page_stride(&p, t) * kv_bytes,
+                                     (int64_t)p.page_size * p.num_kv_heads * p.head_dim * kv_bytes);
+  byte_span space = {0, 0};
+  if (workspace && workspace_bytes > 0) {
+    space.begin = (uintptr_t)workspace;
+    space.end = workspace_bytes > UINTPTR_MAX - space.begin ? UINTPTR_MAX : space.begin + workspace_bytes;
+  }
+  const struct {
+    byte_span span;
+    const char *name;
+  } outputs[] = {{o, "tensors.o"}, {lse, "tensors.lse"}},
+    others[] = {{k_pool, "the K pool (tensors.k_pages)"},
+                {v_pool, "the V pool (tensors.v_pages)"},
+                {space, "the workspace"}};
+  for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; ++i)
+    for (size_t j = 0; j < sizeof others / sizeof others[0]; ++j)
+      if (spans_overlap(outputs[i].span, others[j].span))
+        return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps %s", outputs[i].name,
+                           others[j].name);
   return PADEC_STATUS_OK;
 }
 

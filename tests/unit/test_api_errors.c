@@ -510,6 +510,18 @@ static void test_run_pointer_errors(fixture *f) {
   bad.lse = (float *)(uintptr_t)bad.q;
   expect_run_tensors("run with lse = q", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
                      "tensors.lse and tensors.q overlap");
+  bad = fixture_tensors(f);
+  bad.o = (void *)bad.v_pages;
+  expect_run_tensors("run with o in the V pool", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "tensors.o overlaps the V pool");
+  bad = fixture_tensors(f);
+  bad.lse = (float *)(uintptr_t)bad.k_pages + 4;
+  expect_run_tensors("run with lse in the K pool", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "tensors.lse overlaps the K pool");
+  bad = fixture_tensors(f);
+  bad.lse = (float *)f->workspace;
+  expect_run_tensors("run with lse in the workspace", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "tensors.lse overlaps the workspace");
   {
     /* Distinct but not packed: heads outermost ([heads][tokens][head_dim]) is accepted. */
     padec_tensors head_major = fixture_tensors(f);
