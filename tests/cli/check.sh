@@ -53,5 +53,15 @@ grep -q '^even .*auto: the grid path, 1 split' <<<"$plan" || fail "plan --policy
 grep -q '^skew  *8  *16 ' <<<"$plan" || fail "plan --policy auto: no plan row for the skewed batch"
 [[ $rc -eq 0 ]] || echo "$out"
 
+# The default scale: the largest 1/2^k to 65536 KV tokens, as the lengths are really scaled (each
+# rounded up, none below its query tokens); where those floors keep a batch above the cap, the
+# row says it ran at full size rather than name a factor it did not apply.
+out=$("$padec" check --backend cpu --workload "name=long $common page=16 kv=bf16 lens=70000" \
+  --workload "name=floors $common page=16 kv=bf16 lens=1x70000" 2>&1)
+grep -qE '^long +1/2 +1 +35000 ' <<<"$out" || fail "check's default scale of 70000 tokens: not 1/2, 35000"
+grep -qE '^floors +1 +70000 +70000 ' <<<"$out" || fail "check's default scale of 70000 one-token sequences: not 1"
+grep -q ' FAIL' <<<"$out" && fail "check of the scaled workloads printed FAIL"
+[[ $failures -eq 0 ]] || echo "$out"
+
 if ((failures)); then exit 1; fi
 echo "check: ok"

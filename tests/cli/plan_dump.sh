@@ -53,6 +53,7 @@ import json, sys
 doc = json.load(open(sys.argv[1]))
 assert len(doc["plans"]) == 2, "want 2 plans"
 for p in doc["plans"]:
+    assert p["path"] == "persistent", "path"
     assert p["header"]["policy"] == sys.argv[2], "header policy"
     pred = p["predicted_us"]
     assert 0 <= pred["min"] <= pred["mean"] <= pred["max"], "predicted_us"
@@ -72,6 +73,20 @@ done
 auto_plan=$("$padec" plan --policy auto --workers 16 --workload "$skew") || fail "plan --policy auto exited $?"
 grep -qE '^skew +8 +16 +(even|cost|batch_invariant) +[0-9]+ +[0-9]+ +[0-9]+-[0-9]+ ' <<<"$auto_plan" ||
   { fail "plan --policy auto: the row does not name the picked policy and items per worker"; echo "$auto_plan"; }
+
+# --dump --policy auto: a workload auto sends to the grid path keeps its entry (path "grid", its
+# split count), beside the persistent plans.
+"$padec" plan --dump --policy auto --workers 16 --workload "$skew" \
+  --workload 'name=even q_heads=8 kv_heads=2 head_dim=64 page=16 kv=bf16 lens=300x64' >"$json" ||
+  fail "plan --dump --policy auto exited $?"
+python3 - "$json" <<'PY' || fail "plan --dump --policy auto does not list both workloads by path"
+import json, sys
+plans = {p["name"]: p for p in json.load(open(sys.argv[1]))["plans"]}
+assert set(plans) == {"skew", "even"}, sorted(plans)
+assert plans["skew"]["path"] == "persistent" and "work_info" in plans["skew"]
+assert plans["even"]["path"] == "grid" and plans["even"]["grid_splits"] == 1
+assert plans["even"]["kv_lens"] == [300] * 64
+PY
 
 if ((failures)); then exit 1; fi
 echo "plan_dump: ok"

@@ -72,5 +72,19 @@ expect_usage "$file:4: window=-1" plan "$file"
 rc=$?
 [[ $rc -eq 2 ]] || fail "padec without arguments exited $rc, want 2"
 
+# Output that cannot be written (a full device) fails the command, with a message, rather than
+# leave a truncated table behind an exit status of 0.
+if [[ -w /dev/full ]]; then
+  full_output() { # COMMAND...: run padec with stdout on /dev/full
+    local message rc
+    message=$("$padec" "$@" 2>&1 >/dev/full)
+    rc=$?
+    [[ $rc -eq 1 ]] || fail "padec $* > /dev/full exited $rc, want 1"
+    grep -q "writing the output failed" <<<"$message" || fail "padec $* > /dev/full: '$message'"
+  }
+  full_output --help
+  full_output plan --workload "$good lens=5,9"
+fi
+
 if ((failures)); then exit 1; fi
 echo "usage: ok"

@@ -78,7 +78,9 @@ int cli_load_workloads(const cli_options *opt, padec_workload **workloads, int *
 /* A copy of in with every kv_len (and a nonzero window) multiplied by factor in (0, 1]; a
  * nonzero length stays at least min(L, q_len) and a window at least 1. Returns 0 or -1 (memory). */
 int cli_scale_workload(const padec_workload *in, double factor, padec_workload *out);
-/* The largest 1/2^k (k >= 0) that brings the workload to at most max_tokens KV tokens. */
+/* The largest 1/2^k (k >= 0) that brings the workload, scaled as cli_scale_workload scales it,
+ * to at most max_tokens KV tokens; where the lengths' floors (q_len) keep it above, the largest
+ * that gives the fewest. */
 double cli_power_of_two_scale(const padec_workload *w, int64_t max_tokens);
 /* "1", "1/16", or "0.3" */
 void cli_format_scale(double factor, char *text, size_t size);
@@ -132,6 +134,9 @@ cli_choice cli_choose(const cli_options *opt, const padec_params *params, int32_
 /* "even, W workers", "cost, W workers", "batch_invariant, W workers" or "grid, N splits", into
  * buf. */
 const char *cli_choice_name(const cli_choice *choice, char *buf, size_t size);
+/* A row's workers column: the worker count, or "grid:N" for the grid path (grid_splits N > 0),
+ * which has no workers. Returns buf. */
+const char *cli_workers_text(int32_t grid_splits, int32_t workers, char *buf, size_t size);
 /* The policy line of a command's header: --policy's name, or "auto". */
 const char *cli_policy_label(const cli_options *opt);
 

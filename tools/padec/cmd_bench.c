@@ -63,12 +63,8 @@ static void print_row(const bench_row *r, int csv, int gpu) {
     snprintf(copy, sizeof copy, "%.1f", r->copy_gbps);
     snprintf(eff_copy, sizeof eff_copy, "%.3f", ratio);
   }
-  /* The workers column names the grid path, which has no workers, by its split count. */
-  char workers[16];
-  if (r->grid_splits > 0)
-    snprintf(workers, sizeof workers, "grid:%d", r->grid_splits);
-  else
-    snprintf(workers, sizeof workers, "%d", r->workers);
+  char workers[24];
+  cli_workers_text(r->grid_splits, r->workers, workers, sizeof workers);
   printf("%-24s %6d %10lld %9.1f %7s %9.2f %11.1f %11.1f %8.2f %9s %8s\n", w->name, w->batch,
          tokens, (double)bytes / 1e6, workers, r->plan_us, r->median_us, r->min_us,
          r->effective_gbps, copy, eff_copy);

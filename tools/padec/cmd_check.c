@@ -67,11 +67,13 @@ int cli_cmd_check(int argc, char **argv) {
       snprintf(err, sizeof err, "the oracle could not run");
       ran = 0;
     }
+    char workers[24];
+    cli_workers_text(choice.grid_splits, options.num_workers, workers, sizeof workers);
     if (ran) {
       char pick[48] = "";
       if (opt.policy_auto) cli_choice_name(&choice, pick, sizeof pick);
-      printf("%-24s %6s %6d %10lld %8d %11.3e %11.3e %11.3e %11.3e  %s%s%s%s\n", w.name, scale,
-             w.batch, (long long)cli_total_tokens(&w), options.num_workers, result.max_abs_err,
+      printf("%-24s %6s %6d %10lld %8s %11.3e %11.3e %11.3e %11.3e  %s%s%s%s\n", w.name, scale,
+             w.batch, (long long)cli_total_tokens(&w), workers, result.max_abs_err,
              result.tolerance, result.max_lse_err, result.lse_tolerance,
              result.pass ? "PASS" : "FAIL", pick[0] ? " [auto: " : "", pick, pick[0] ? "]" : "");
       if (!result.pass) {
@@ -82,8 +84,8 @@ int cli_cmd_check(int argc, char **argv) {
         padec_check_print(stderr, label, &c, &result);
       }
     } else {
-      printf("%-24s %6s %6d %10lld %8d  FAIL: %s\n", w.name, scale, w.batch,
-             (long long)cli_total_tokens(&w), options.num_workers, err);
+      printf("%-24s %6s %6d %10lld %8s  FAIL: %s\n", w.name, scale, w.batch,
+             (long long)cli_total_tokens(&w), workers, err);
       ++failures;
     }
     fflush(stdout);

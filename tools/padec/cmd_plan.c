@@ -124,6 +124,15 @@ static const char *dtype_name(padec_dtype dtype) {
   return "?";
 }
 
+/* A workload that --policy auto sends to the grid path has no plan: its entry says so. */
+static void dump_grid_pick(const padec_workload *w, int32_t grid_splits, int first) {
+  printf("%s    {\n      \"name\": ", first ? "" : ",\n");
+  json_string(w->name);
+  printf(",\n      \"path\": \"grid\",\n      \"grid_splits\": %d,\n", grid_splits);
+  json_int_array("kv_lens", w->kv_lens, w->batch, 1);
+  printf("    }");
+}
+
 static void dump_plan(const padec_workload *w, const cli_plan *plan, const padec_plan_view *v,
                       const plan_stats *s, const predicted_load *predicted, int first) {
   const padec_plan_header *h = v->header;
@@ -132,7 +141,7 @@ static void dump_plan(const padec_workload *w, const cli_plan *plan, const padec
   printf("%s    {\n      \"name\": ", first ? "" : ",\n");
   json_string(w->name);
   printf(
-      ",\n      \"params\": {\"num_q_heads\": %d, \"num_kv_heads\": %d, \"head_dim\": %d, "
+      ",\n      \"path\": \"persistent\",\n      \"params\": {\"num_q_heads\": %d, \"num_kv_heads\": %d, \"head_dim\": %d, "
       "\"page_size\": %d, \"q_len\": %d, \"window_left\": %d, \"kv_dtype\": \"%s\", "
       "\"kv_layout\": \"%s\"},\n",
       p->num_q_heads, p->num_kv_heads, p->head_dim, p->page_size, p->q_len > 0 ? p->q_len : 1,
@@ -214,7 +223,9 @@ int cli_cmd_plan(int argc, char **argv) {
     const padec_plan_options options = choice.options;
     if (choice.grid_splits > 0) {
       /* --policy auto picked the grid path: there is no plan to show. */
-      if (!opt.dump)
+      if (opt.dump)
+        dump_grid_pick(&w, choice.grid_splits, dumped++ == 0);
+      else
         printf("%-24s %6d  auto: the grid path, %d split%s a (sequence, KV head), no plan\n",
                w.name, w.batch, choice.grid_splits, choice.grid_splits > 1 ? "s" : "");
       padec_workload_free(&w);

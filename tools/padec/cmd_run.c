@@ -49,6 +49,8 @@ int cli_cmd_run(int argc, char **argv) {
     int ok = cli_alloc_outputs(&c, &o, &lse) == 0;
     if (!ok) snprintf(err, sizeof err, "out of memory for the outputs");
     if (ok) ok = cli_execute(&c, use_gpu, &choice, o, lse, &seconds, err, sizeof err) == 0;
+    char workers[24];
+    cli_workers_text(choice.grid_splits, options.num_workers, workers, sizeof workers);
     if (ok) {
       int64_t bad_o =
           cli_count_nonfinite(o, c.params.o_dtype, cli_lse_count(&c) * c.params.head_dim);
@@ -63,14 +65,14 @@ int cli_cmd_run(int argc, char **argv) {
       }
       char pick[48] = "";
       if (opt.policy_auto) cli_choice_name(&choice, pick, sizeof pick);
-      printf("%-24s %6d %10lld %9.1f %8d %12.3f  %s%s%s%s\n", w.name, w.batch,
+      printf("%-24s %6d %10lld %9.1f %8s %12.3f  %s%s%s%s\n", w.name, w.batch,
              (long long)cli_total_tokens(&w), (double)padec_workload_bytes(&w) / 1e6,
-             options.num_workers, seconds * 1e3, status, pick[0] ? " [auto: " : "", pick,
+             workers, seconds * 1e3, status, pick[0] ? " [auto: " : "", pick,
              pick[0] ? "]" : "");
     } else {
-      printf("%-24s %6d %10lld %9.1f %8d %12s  FAILED: %s\n", w.name, w.batch,
+      printf("%-24s %6d %10lld %9.1f %8s %12s  FAILED: %s\n", w.name, w.batch,
              (long long)cli_total_tokens(&w), (double)padec_workload_bytes(&w) / 1e6,
-             options.num_workers, "-", err);
+             workers, "-", err);
       ++failures;
     }
     fflush(stdout);

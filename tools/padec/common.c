@@ -284,20 +284,24 @@ int64_t cli_total_tokens(const padec_workload *w) {
   return total;
 }
 
+/* A length times factor, rounded up, and never below the query tokens it holds. */
+static int32_t scaled_length(int32_t len, double factor, int32_t q_len) {
+  if (factor >= 1.0 || len <= 0) return len;
+  const int32_t scaled = (int32_t)ceil((double)len * factor);
+  const int32_t floor_len = len < q_len ? len : q_len;
+  return scaled > floor_len ? scaled : floor_len;
+}
+
+static int32_t workload_q_len(const padec_workload *w) {
+  return w->params.q_len > 0 ? w->params.q_len : 1;
+}
+
 int cli_scale_workload(const padec_workload *in, double factor, padec_workload *out) {
   *out = *in;
   out->kv_lens = (int32_t *)malloc(sizeof(int32_t) * (size_t)(in->batch > 0 ? in->batch : 1));
   if (!out->kv_lens) return -1;
-  int32_t q_len = in->params.q_len > 0 ? in->params.q_len : 1;
-  for (int32_t b = 0; b < in->batch; ++b) {
-    int32_t len = in->kv_lens[b];
-    if (factor < 1.0 && len > 0) {
-      int32_t scaled = (int32_t)ceil((double)len * factor);
-      int32_t floor_len = len < q_len ? len : q_len;
-      len = scaled > floor_len ? scaled : floor_len;
-    }
-    out->kv_lens[b] = len;
-  }
+  for (int32_t b = 0; b < in->batch; ++b)
+    out->kv_lens[b] = scaled_length(in->kv_lens[b], factor, workload_q_len(in));
   /* The window shrinks with the lengths, so that a scaled sliding-window workload still slides
    * instead of turning into full attention. */
   if (factor < 1.0 && in->params.window_left > 0) {
@@ -307,10 +311,24 @@ int cli_scale_workload(const padec_workload *in, double factor, padec_workload *
   return 0;
 }
 
+/* The KV tokens of w once cli_scale_workload has scaled it by factor. */
+static int64_t scaled_total_tokens(const padec_workload *w, double factor) {
+  int64_t total = 0;
+  for (int32_t b = 0; b < w->batch; ++b) total += scaled_length(w->kv_lens[b], factor, workload_q_len(w));
+  return total;
+}
+
 double cli_power_of_two_scale(const padec_workload *w, int64_t max_tokens) {
   double factor = 1.0;
-  int64_t total = cli_total_tokens(w);
-  while ((double)total * factor > (double)max_tokens && factor > 1e-9) factor *= 0.5;
+  int64_t total = scaled_total_tokens(w, factor);
+  /* Halving stops at the cap, or where it no longer shortens anything (every length at its
+   * floor): the factor reported is then the largest that gives the shortest workload. */
+  while (total > max_tokens && factor > 1e-9) {
+    const int64_t next = scaled_total_tokens(w, factor * 0.5);
+    if (next >= total) break;
+    factor *= 0.5;
+    total = next;
+  }
   return factor;
 }
 
@@ -500,6 +518,14 @@ const char *cli_choice_name(const cli_choice *choice, char *buf, size_t size) {
   else
     snprintf(buf, size, "%s, %d worker%s", cli_policy_name(choice->options.policy),
              choice->options.num_workers, choice->options.num_workers > 1 ? "s" : "");
+  return buf;
+}
+
+const char *cli_workers_text(int32_t grid_splits, int32_t workers, char *buf, size_t size) {
+  if (grid_splits > 0)
+    snprintf(buf, size, "grid:%d", grid_splits);
+  else
+    snprintf(buf, size, "%d", workers);
   return buf;
 }
 

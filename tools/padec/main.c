@@ -1,4 +1,6 @@
 /* `padec`: the command-line tool. Dispatch, help and version; the subcommands live in cmd_*.c. */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
@@ -75,7 +77,8 @@ static const char check_help[] =
     "\n"
     "The oracle is slow, so by default each workload is scaled down by the largest power of two\n"
     "1/2^k that leaves it at most 65536 KV tokens (sum of its kv_lens): kv_lens and the window\n"
-    "are multiplied by it (a nonzero length stays at least q_len, a window at least 1).\n"
+    "are multiplied by it (a nonzero length stays at least q_len, a window at least 1). Where\n"
+    "those floors keep it above 65536, the largest 1/2^k that gives the fewest tokens.\n"
     "--scale-lengths 1 checks the full sizes.\n"
     "\n"
     "options:\n"
@@ -94,10 +97,12 @@ static const char plan_help[] =
     "default model (padec_cost_model_default; docs/PERF.md says how far it is measured).\n"
     "\n"
     "options:\n"
-    "  --dump               print the plans as JSON instead: the header counts, the layout, and\n"
-    "                       the buffers work_indptr, work_info (rows of 8), reduce_indptr,\n"
+    "  --dump               print the plans as JSON instead, per workload its \"path\":\n"
+    "                       \"persistent\" with the header counts, the layout, and the\n"
+    "                       buffers work_indptr, work_info (rows of 8), reduce_indptr,\n"
     "                       reduce_final_map (rows of 2), reduce_partial_map, partition_indptr\n"
-    "                       (the rows and entries in use)\n"
+    "                       (the rows and entries in use); \"grid\" (--policy auto's pick)\n"
+    "                       with grid_splits and kv_lens\n"
     "  --scale-lengths F    multiply every kv_len and window by F in (0, 1]\n";
 
 static const char bench_help[] =
@@ -178,7 +183,7 @@ static void print_version(void) {
   );
 }
 
-int main(int argc, char **argv) {
+static int dispatch(int argc, char **argv) {
   if (argc < 2) {
     fputs(overview_help, stderr);
     return CLI_EXIT_USAGE;
@@ -213,4 +218,17 @@ int main(int argc, char **argv) {
           "Try 'padec --help'.\n",
           command);
   return CLI_EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+  int rc = dispatch(argc, argv);
+  /* Output that never reached its file (a full disk, a closed pipe) is a failure: a script that
+   * reads the CSV or the JSON would take a truncated table for a whole one. */
+  errno = 0;
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "padec: writing the output failed%s%s\n", errno ? ": " : "",
+            errno ? strerror(errno) : "");
+    if (rc == CLI_EXIT_OK) rc = CLI_EXIT_FAILURE;
+  }
+  return rc;
 }
