@@ -78,9 +78,10 @@ int cli_cmd_check(int argc, char **argv) {
              result.pass ? "PASS" : "FAIL", pick[0] ? " [auto: " : "", pick, pick[0] ? "]" : "");
       if (!result.pass) {
         ++failures;
-        char label[160];
-        snprintf(label, sizeof label, "padec check %s (workers %d, partition %d)", w.name,
-                 options.num_workers, options.partition_tokens ? options.partition_tokens : 256);
+        char label[320];
+        snprintf(label, sizeof label, "padec check %s (seed %llu, workers %s, partition %d)",
+                 w.name, (unsigned long long)(opt.seed + (uint64_t)i), workers,
+                 options.partition_tokens ? options.partition_tokens : 256);
         padec_check_print(stderr, label, &c, &result);
       }
     } else {

@@ -65,7 +65,8 @@ static const char run_help[] =
     "options:\n"
     "  --backend B          cpu, cuda or auto (default auto: cuda when a GPU is present)\n"
     "  --scale-lengths F    multiply every kv_len and window by F in (0, 1] (e.g. 0.25 or 1/16)\n"
-    "  --seed S             random seed (default 1; workload i uses S + i)\n";
+    "  --seed S             random seed (default 1; the i-th workload run, from 0, after\n"
+    "                       --only, uses S + i: rerun a row alone with --seed S + i)\n";
 
 static const char check_help[] =
     "usage: padec check [FILE | --workload LINE]... [OPTIONS]\n"
@@ -84,7 +85,8 @@ static const char check_help[] =
     "options:\n"
     "  --backend B          cpu, cuda or auto (default auto: cuda when a GPU is present)\n"
     "  --scale-lengths F    one factor in (0, 1] for every workload instead of the rule above\n"
-    "  --seed S             random seed (default 1; workload i uses S + i)\n";
+    "  --seed S             random seed (default 1; the i-th workload run, from 0, after\n"
+    "                       --only, uses S + i: rerun a row alone with --seed S + i)\n";
 
 static const char plan_help[] =
     "usage: padec plan [FILE | --workload LINE]... [OPTIONS]\n"
