@@ -33,6 +33,12 @@ expect_usage "--cost-model 1,2,3x" check --cost-model 1,2,3x
 expect_usage "--calibrate" bench --calibrate --workload "$good lens=5"
 expect_usage "--calibrate" bench --calibrate --backend cpu
 expect_usage "--calibrate" plan --calibrate
+expect_usage "--calibrate goes with none of" bench --calibrate --compare
+expect_usage "--calibrate goes with none of" bench --calibrate --trace
+expect_usage "no --scale-lengths or --partition" bench --calibrate --partition 512
+expect_usage "no --scale-lengths or --partition" bench --calibrate --scale-lengths 0.5
+expect_usage "--csv goes with neither --compare nor --device-plan" bench --csv --compare --workload "$good lens=5"
+expect_usage "--csv goes with neither --compare nor --device-plan" bench --csv --device-plan --workload "$good lens=5"
 expect_usage "--trace needs the cuda backend" bench --trace --backend cpu --workload "$good lens=5"
 expect_usage "--compare times the GPU" bench --compare --backend cpu --workload "$good lens=5"
 expect_usage "--device-plan times the GPU" bench --device-plan --backend cpu --workload "$good lens=5"

@@ -165,8 +165,12 @@ static int bench_calibrate(const cli_options *opt) {
                                     "or --only");
   if (opt->backend == CLI_BACKEND_CPU)
     return cli_usage_error("bench", "--calibrate measures the GPU: not with --backend cpu");
-  if (opt->device_plan || opt->csv)
-    return cli_usage_error("bench", "--calibrate goes with neither --device-plan nor --csv");
+  if (opt->device_plan || opt->csv || opt->compare || opt->trace)
+    return cli_usage_error("bench", "--calibrate goes with none of --device-plan, --csv, --compare, "
+                                    "--trace");
+  if (opt->scale > 0.0 || opt->partition_tokens)
+    return cli_usage_error("bench", "--calibrate sets its own lengths and partitions: no "
+                                    "--scale-lengths or --partition");
   if (!padec_gpu_available()) {
 #ifdef PADEC_HAVE_CUDA
     const char *why = "no CUDA device of compute capability 9.0 or newer";
@@ -287,6 +291,11 @@ int cli_cmd_bench(int argc, char **argv) {
     cli_session_close(&session);
     return cli_usage_error("bench", "--trace needs the cuda backend and goes with none of --csv, "
                                     "--compare, --device-plan");
+  }
+  if (opt.csv && (opt.compare || opt.device_plan)) {
+    cli_session_close(&session);
+    return cli_usage_error("bench", "--csv goes with neither --compare nor --device-plan (their "
+                                    "tables are not CSV)");
   }
   if ((opt.compare || opt.device_plan) && !use_gpu) {
     cli_session_close(&session);
