@@ -282,6 +282,28 @@ static padec_plan_view view_of(const padec_plan_layout *layout, const void *plan
   return v;
 }
 
+/* n (n - 1) / 2 and (n - 1) n (2n - 1) / 6, modulo 2^64: the sum and the sum of squares of
+ * 0 .. n - 1. Each division is taken from the factor it divides, so that the products may wrap. */
+static uint64_t sum_below(uint64_t n) {
+  return n % 2 == 0 ? n / 2 * (n - 1) : (n - 1) / 2 * n;
+}
+
+static uint64_t sum_of_squares_below(uint64_t n) {
+  if (n == 0) return 0;
+  uint64_t f[3] = {n - 1, n, 2 * n - 1};
+  for (int i = 0; i < 3; ++i)
+    if (f[i] % 2 == 0) {
+      f[i] /= 2;
+      break;
+    }
+  for (int i = 0; i < 3; ++i)
+    if (f[i] % 3 == 0) {
+      f[i] /= 3;
+      break;
+    }
+  return f[0] * f[1] * f[2];
+}
+
 padec_status padec__check_plan_body(const padec_plan_layout *layout, const void *plan,
                                     const char *name) {
   const padec_plan_view v = view_of(layout, plan);
@@ -320,7 +342,12 @@ padec_status padec__check_plan_body(const padec_plan_layout *layout, const void 
                          name, slot, row, q_len, layout->max_partial_rows);
   }
   /* Every item: its sequence, its rows, its partitions within the sequence's, one KV head's
-   * query heads, and a partial slot of its own sequence's group. */
+   * query heads, and a partial slot of its own sequence's group. The split items must write
+   * each (slot, KV head) once, or a group's merge would wait for a missing arrival (its rows
+   * never written, its counter left short for the next run) or read a stale row: their keys
+   * slot x H + head are counted, summed and summed squared (modulo 2^64), which for a
+   * permutation of 0 .. slots x H - 1 give known values. */
+  uint64_t split_items = 0, key_sum = 0, key_square_sum = 0;
   for (int32_t w = 0; w < h->num_works; ++w) {
     const int32_t *r = work_info + (int64_t)w * 8;
     const int32_t b = r[0], loc = r[1], head_start = r[7] & 0xffff, head_end = r[7] >> 16;
@@ -342,12 +369,27 @@ padec_status padec__check_plan_body(const padec_plan_layout *layout, const void 
         why = "its partial_qo_loc is not a partial slot of the plan";
       else if (final_map[2 * group_of_slot(reduce_indptr, batch, slot)] != r[2])
         why = "its partial slot belongs to another sequence's group";
+      else {
+        const uint64_t key = (uint64_t)slot * (uint64_t)layout->num_kv_heads +
+                             (uint64_t)(head_start / group);
+        split_items += 1;
+        key_sum += key;
+        key_square_sum += key * key;
+      }
     }
     if (why)
       return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
                          "%s.work_info[%d] = {%d, %d, %d, %d, %d, %d, %d, %#x}: %s (a corrupt plan)",
                          name, w, r[0], r[1], r[2], r[3], r[4], r[5], r[6], (unsigned)r[7], why);
   }
+  const uint64_t keys = (uint64_t)h->num_partial_slots * (uint64_t)layout->num_kv_heads;
+  if (split_items != keys || key_sum != sum_below(keys) ||
+      key_square_sum != sum_of_squares_below(keys))
+    return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
+                       "%s: its %llu split items do not write each of its %d partial slots once "
+                       "per KV head (%d heads; a corrupt plan)",
+                       name, (unsigned long long)split_items, h->num_partial_slots,
+                       layout->num_kv_heads);
   return PADEC_STATUS_OK;
 }
 

@@ -222,7 +222,7 @@ typedef struct plan_corruption {
 
 /* A plan edited after its build: padec_plan_view_init, padec_cpu_run (nothing written) and
  * padec_cuda_upload_plan (with CUDA) refuse it, naming the array and element, instead of using its
- * values as indices. The plan splits (6 workers over 2 KV heads, lengths 100/40/7, partitions of
+ * values as indices, and a plan whose split items miss a (slot, KV head) of a group. The plan splits (6 workers over 2 KV heads, lengths 100/40/7, partitions of
  * 16), so it has partial slots and reduce groups to corrupt. */
 static void test_corrupt_plan_body(void) {
   padec_params params = valid_params();
@@ -254,9 +254,16 @@ static void test_corrupt_plan_body(void) {
   int32_t other_split = -1;
   for (int32_t w = 0; w < h->num_works; ++w)
     if (split >= 0 && info[8 * w + 1] >= 0 && info[8 * w] != info[8 * split]) other_split = w;
-  CHECK(split >= 0 && direct >= 0 && other_split >= 0,
+  /* Another slot of the split item's own group (its sequence's other piece, in any head). */
+  int32_t sibling = -1;
+  for (int32_t w = 0; w < h->num_works; ++w)
+    if (split >= 0 && info[8 * w + 1] >= 0 && info[8 * w] == info[8 * split] &&
+        info[8 * w + 1] != info[8 * split + 1])
+      sibling = w;
+  CHECK(split >= 0 && direct >= 0 && other_split >= 0 && sibling >= 0,
         "the plan should hold direct items and split items of two sequences");
-  if (split < 0 || direct < 0 || other_split < 0) split = direct = other_split = 0;
+  if (split < 0 || direct < 0 || other_split < 0 || sibling < 0)
+    split = direct = other_split = sibling = 0;
   const plan_corruption cases[] = {
       {"work_indptr start", layout.work_indptr_offset, 0, 1, "work_indptr[0]"},
       {"work_indptr end", layout.work_indptr_offset, layout.num_workers, 1000, "work_indptr[6]"},
@@ -274,6 +281,12 @@ static void test_corrupt_plan_body(void) {
       {"partial slot", layout.work_info_offset, 8 * split + 1, 1 << 20, "partial_qo_loc"},
       {"slot of another sequence", layout.work_info_offset, 8 * split + 1,
        info[8 * other_split + 1], "another sequence's group"},
+      /* Each of these leaves one (slot, KV head) of a group unwritten: its merge would never
+       * see its last arrival, or would read a stale row. */
+      {"slot written twice", layout.work_info_offset, 8 * split + 1, info[8 * sibling + 1],
+       "do not write each of its"},
+      {"split item made direct", layout.work_info_offset, 8 * split + 1, -1,
+       "do not write each of its"},
   };
   padec_tensors t = padec_case_tensors(&c, o, lse);
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
