@@ -27,6 +27,9 @@ static int g_failures;
 /* The pools' page stride of the cases built next (padec_tensors.kv_page_stride). */
 enum pool_stride { POOLS_CONTIGUOUS, POOLS_TWO_PAGES, POOLS_PADDED };
 static enum pool_stride g_pool_stride = POOLS_CONTIGUOUS;
+/* Scale the first query token's bf16 rows by 2^-120 in the cases built next: the f16 MMAs'
+ * power-of-two row scale would pass 2^127 there (inf) without its cap. */
+static int g_tiny_first_query;
 
 /* padec_case_init with g_pool_stride: two pages apart (as a cache that keeps each block's K and
  * V side by side) or 16 bytes beyond a page, the gaps NaN. Exits on failure. */
@@ -40,6 +43,19 @@ static void init_case(padec_case *c, const padec_params *params, int32_t batch, 
   if (padec_case_init_strided(c, params, batch, lens, seed, stride) != 0) {
     fprintf(stderr, "case init failed\n");
     exit(1);
+  }
+  if (g_tiny_first_query && c->params.q_dtype == PADEC_DTYPE_BF16) {
+    /* bf16 is a float's top half: take 120 off each nonzero element's exponent (the data's
+     * elements are near 1, so they land near 2^-120, above bf16's smallest 2^-133). */
+    uint16_t *q = c->q;
+    for (int64_t i = 0; i < (int64_t)c->params.num_q_heads * c->params.head_dim; ++i) {
+      uint32_t bits = (uint32_t)q[i] << 16;
+      float value;
+      memcpy(&value, &bits, sizeof value);
+      value = ldexpf(value, -120);
+      memcpy(&bits, &value, sizeof bits);
+      q[i] = (uint16_t)(bits >> 16);
+    }
   }
 }
 
@@ -379,6 +395,18 @@ int main(int argc, char **argv) {
     q.window_left = 300;
     both("pools padded, head_dim 256, page 1024", &q, batch, lens, 39);
     g_pool_stride = POOLS_CONTIGUOUS;
+  }
+  /* A query token whose rows are all below 2^-111 (bf16 with an f16-MMA cache): its scores are
+   * 0 to f32, so it weighs V evenly; the row scale must not overflow to inf (NaN rows). */
+  {
+    g_tiny_first_query = 1;
+    padec_params q = p;
+    q.kv_dtype = PADEC_DTYPE_FP16;
+    both("tiny first query, fp16 cache", &q, batch, lens, 41);
+    q.kv_dtype = PADEC_DTYPE_E4M3;
+    q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TENSOR;
+    both("tiny first query, e4m3 cache", &q, batch, lens, 42);
+    g_tiny_first_query = 0;
   }
   /* More reduce groups than a warp has lanes: the fused merge's group search takes a second
    * round and its slot range comes from loads (up to 32 groups, from the first round's). Every
