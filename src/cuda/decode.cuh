@@ -729,9 +729,9 @@ __global__ void __launch_bounds__(kThreads, 2)
       }
 #pragma unroll
       for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-      /* f16 MMAs: scale the row by 2^e so that its largest element lands in [2^14, 2^15). A row
-       * below 2^-111 (bf16 reaches 2^-133) stops at 2^126, the largest power of two a float
-       * holds: scores that small are 0 to f32 anyway, and 2^(15 - exponent) would be inf. */
+      /* f16 MMAs: scale the row by 2^e so that its largest element lands in [2^14, 2^15). The
+       * scale stops at 2^126 (rows below 2^-111; bf16 reaches 2^-133): below 2^-113 the power
+       * 2^(15 - exponent) would be inf and the row NaN, and scores that small are 0 to f32. */
       float row_scale = 1.f;
       if (!kBf16Mma && amax > 0.f) {
         int exponent;

@@ -28,7 +28,7 @@ static int g_failures;
 enum pool_stride { POOLS_CONTIGUOUS, POOLS_TWO_PAGES, POOLS_PADDED };
 static enum pool_stride g_pool_stride = POOLS_CONTIGUOUS;
 /* Scale the first query token's bf16 rows by 2^-120 in the cases built next: the f16 MMAs'
- * power-of-two row scale would pass 2^127 there (inf) without its cap. */
+ * power-of-two row scale would be 2^134 there (inf) without its cap. */
 static int g_tiny_first_query;
 
 /* padec_case_init with g_pool_stride: two pages apart (as a cache that keeps each block's K and
@@ -396,7 +396,7 @@ int main(int argc, char **argv) {
     both("pools padded, head_dim 256, page 1024", &q, batch, lens, 39);
     g_pool_stride = POOLS_CONTIGUOUS;
   }
-  /* A query token whose rows are all below 2^-111 (bf16 with an f16-MMA cache): its scores are
+  /* A query token whose rows are all below 2^-113 (bf16 with an f16-MMA cache): its scores are
    * 0 to f32, so it weighs V evenly; the row scale must not overflow to inf (NaN rows). */
   {
     g_tiny_first_query = 1;
