@@ -545,6 +545,37 @@ int main(int argc, char **argv) {
     q.window_left = INT32_MAX;
     q.q_len = 4;
     both("window INT32_MAX", &q, batch, lens, 135);
+    /* Promised combinations the cases above leave out: per-token fp8 at head_dim 64 with two
+     * n-tiles of rows, fp16 caches in HND at head_dim 64 and 128, device scales in HND at
+     * head_dim 64, many KV heads, and grid merges of more than 64 slots (the fused merge's
+     * loop over slot batches; partitions of 16 tokens give up to 129 splits here). */
+    q = p;
+    q.head_dim = 64;
+    q.num_q_heads = 2 * 16;
+    q.kv_dtype = PADEC_DTYPE_E4M3;
+    q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
+    both("e4m3 per-token, head_dim 64, 16 rows", &q, batch, lens, 136);
+    for (int i = 0; i < 2; ++i) {
+      q = p;
+      q.kv_dtype = PADEC_DTYPE_FP16;
+      q.kv_layout = PADEC_LAYOUT_HND;
+      q.head_dim = i ? 128 : 64;
+      both("fp16 HND", &q, batch, lens, 137 + (uint64_t)i);
+    }
+    q = p;
+    q.head_dim = 64;
+    q.kv_layout = PADEC_LAYOUT_HND;
+    q.kv_dtype = PADEC_DTYPE_E4M3;
+    q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TENSOR_DEVICE;
+    both("e4m3 device scales, HND, head_dim 64", &q, batch, lens, 139);
+    q = p;
+    q.num_kv_heads = 32;
+    q.num_q_heads = 64;
+    both("32 KV heads", &q, batch, lens, 140);
+    run_grid_case("grid, many splits", &p, batch, lens, 141, 100);
+    q.kv_dtype = PADEC_DTYPE_E4M3;
+    q.fp8_scale_mode = PADEC_FP8_SCALE_PER_TOKEN;
+    run_grid_case("grid, many splits, 32 KV heads, e4m3 per-token", &q, batch, lens, 142, 70);
     /* fp8 with per-tensor scales at head_dim 128 (the benchmark's fp8 instance) across both
      * layouts, small and large pages, with and without a window. */
     const int32_t fp8_pages[] = {16, 32, 1024};
