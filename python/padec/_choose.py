@@ -58,6 +58,10 @@ def choose(params: Params, kv_lens=None, num_workers: int | None = None, *,
     device = None  # where the counts not given are asked: kv_lens' device, else the current one
     if kv_lens is not None:
         if is_torch_tensor(kv_lens) and kv_lens.device.type != "cpu":
+            if kv_lens.device.type != "cuda":
+                raise Error(Status.BAD_ARGUMENT,
+                            f"kv_lens: on {kv_lens.device}, need the CPU (lengths read on the "
+                            "host) or a CUDA device (the shape alone)")
             device = kv_lens.device
             shape = describe("kv_lens", kv_lens).shape
             if len(shape) != 1:

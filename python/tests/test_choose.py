@@ -157,3 +157,11 @@ def test_errors(call, status, text):
         call()
     assert (caught.value.status, caught.value.status_name) == (status, status.c_name)
     assert text in caught.value.message, str(caught.value)
+
+
+def test_lengths_on_another_device_kind_are_refused():
+    """A meta (or any non-CUDA) tensor is neither host lengths nor device lengths."""
+    torch = pytest.importorskip("torch")
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16)
+    with pytest.raises(padec.Error, match="kv_lens: on meta, need the CPU"):
+        padec.choose(params, torch.empty(4, dtype=torch.int32, device="meta"), num_workers=8)
