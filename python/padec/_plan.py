@@ -227,6 +227,21 @@ def build_plan(params: Params, kv_lens, *, num_workers: int | None = None, parti
     return Plan(params, layout, data, lens, **shards)
 
 
+def _unpickled_plan(params: Params, layout: PlanLayout, data: bytes, kv_lens: np.ndarray,
+                    shard_starts: np.ndarray | None, seq_lens: np.ndarray | None) -> Plan:
+    aligned = aligned_empty(len(data), 16)
+    aligned[:] = np.frombuffer(data, dtype=np.uint8)
+    def read_only(array: np.ndarray) -> np.ndarray:
+        owned = np.array(array, dtype=np.int32, order="C")
+        owned.flags.writeable = False
+        return owned
+
+    aligned.flags.writeable = False
+    return Plan(params, layout, aligned, read_only(kv_lens),
+                None if shard_starts is None else read_only(shard_starts),
+                None if seq_lens is None else read_only(seq_lens))
+
+
 class _Schedule:
     """What Plan and CudaPlan share: the layout's counts."""
 
@@ -264,6 +279,12 @@ class Plan(_Schedule):
         self.seq_lens = seq_lens
         self._c_layout = layout.to_c()
         self._device_plans: dict[int, _cuda.DevicePlan] = {}
+
+    def __reduce__(self):
+        """Pickles the host plan only: its device copies stay behind (a copy uploads its own on
+        first use), and the copy's arrays are again read-only, its bytes 16-byte aligned."""
+        return (_unpickled_plan, (self.params, self.layout, self.data.tobytes(), self.kv_lens,
+                                  self.shard_starts, self.seq_lens))
 
     def __repr__(self) -> str:
         header = self.header

@@ -202,6 +202,22 @@ def replay_lengths(graph, full, inputs, o, lengths):
         yield lens
 
 
+def test_plan_with_a_device_copy_pickles_without_it():
+    """The device copy (a CUDA tensor and its upload event) stays behind; the loaded plan
+    uploads its own and runs the same."""
+    import pickle
+
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=128, page_size=16)
+    case = make_case(np.random.default_rng(32), params, LENS)
+    plan = padec.build_plan(params, case.kv_lens, num_workers=16, partition_tokens=64)
+    plan.to_device()
+    copy = pickle.loads(pickle.dumps(plan))
+    inputs = gpu_inputs(case)
+    first = padec.run_cuda(params, plan, **inputs)
+    second = padec.run_cuda(params, copy, **inputs)
+    assert torch.equal(first, second)
+
+
 def test_graph_capture_replays_with_new_q_and_device_scales():
     params = padec.Params(num_q_heads=32, num_kv_heads=8, head_dim=128, page_size=16,
                           kv_dtype=DType.E4M3, fp8_scale_mode=Fp8ScaleMode.PER_TENSOR_DEVICE,

@@ -194,3 +194,22 @@ def test_partition_count_errors(args, text):
         assert caught.value.status == padec.Status.BAD_ARGUMENT and text in caught.value.message
     with pytest.raises(padec.Error, match="num_kv_heads = 3"):
         padec.num_partitions(padec.Params(8, 3, 64, 16), 10)
+
+
+def test_pickled_plan_is_the_same_read_only_aligned_plan():
+    """A plan pickled and loaded (sent to another process, cached on disk) is the same bytes,
+    read-only and 16-byte aligned again, and runs the same."""
+    import pickle
+
+    from reference import make_case
+
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16, q_len=2)
+    case = make_case(np.random.default_rng(31), params, [300, 5, 70])
+    plan = padec.build_plan(params, case.kv_lens, num_workers=6, partition_tokens=32)
+    copy = pickle.loads(pickle.dumps(plan))
+    assert copy.data.tobytes() == plan.data.tobytes() and copy.layout == plan.layout
+    assert not copy.data.flags.writeable and not copy.kv_lens.flags.writeable
+    assert copy.data.ctypes.data % 16 == 0
+    assert np.array_equal(copy.kv_lens, plan.kv_lens)
+    assert (padec.run_cpu(params, copy, *case.inputs).tobytes() ==
+            padec.run_cpu(params, plan, *case.inputs).tobytes())
