@@ -183,6 +183,18 @@ padec_status padec__check_run_arguments(const padec_params *params,
   return padec__check_tensors(&p, layout->batch, tensors, workspace, layout->workspace_bytes);
 }
 
+/* The element strides of a [tokens][heads][head_dim] tensor, the fields' 0 read as packed. */
+typedef struct element_strides {
+  int64_t token, head;
+} element_strides;
+
+static element_strides resolved_strides(int64_t heads, int64_t head_dim, int64_t stride_token,
+                                        int64_t stride_head) {
+  element_strides s = {stride_token ? stride_token : heads * head_dim,
+                       stride_head ? stride_head : head_dim};
+  return s;
+}
+
 /* A q or o tensor's element strides (0 = packed): not negative, and its last element's index
  * within 2^59, so that the executors' index and byte arithmetic cannot overflow 64 bits. */
 static padec_status check_strides(const char *tensor, int64_t tokens, int64_t heads, int64_t head_dim,
@@ -194,8 +206,8 @@ static padec_status check_strides(const char *tensor, int64_t tokens, int64_t he
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.%s_stride_head = %lld: need >= 0 (0 = packed)",
                        tensor, (long long)stride_head);
   const int64_t limit = (int64_t)1 << 59;
-  const int64_t per_head = stride_head ? stride_head : head_dim;
-  const int64_t per_token = stride_token ? stride_token : heads * head_dim;
+  const element_strides s = resolved_strides(heads, head_dim, stride_token, stride_head);
+  const int64_t per_head = s.head, per_token = s.token;
   /* heads <= 4096 and head_dim <= 256, so only the strides can push the products past the limit. */
   if (heads > 1 && per_head > limit / (heads - 1))
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.%s_stride_head = %lld: %lld heads span more than 2^59 elements",
@@ -219,10 +231,9 @@ typedef struct strided_axis {
 static padec_status check_distinct_elements(const char *tensor, int64_t tokens, int64_t heads,
                                             int64_t head_dim, int64_t stride_token,
                                             int64_t stride_head) {
-  const int64_t per_head = stride_head ? stride_head : head_dim;
-  const int64_t per_token = stride_token ? stride_token : heads * head_dim;
-  strided_axis axes[2] = {{heads, per_head, stride_head, "stride_head", "heads"},
-                          {tokens, per_token, stride_token, "stride_token", "tokens"}};
+  const element_strides s = resolved_strides(heads, head_dim, stride_token, stride_head);
+  strided_axis axes[2] = {{heads, s.head, stride_head, "stride_head", "heads"},
+                          {tokens, s.token, stride_token, "stride_token", "tokens"}};
   if (axes[1].stride < axes[0].stride) {
     const strided_axis smaller = axes[1];
     axes[1] = axes[0];
@@ -235,7 +246,8 @@ static padec_status check_distinct_elements(const char *tensor, int64_t tokens, 
       return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
                          "tensors.%s_%s = %lld elements (0 = packed; %lld used): the %lld %s "
                          "would overlap, each needs %lld",
-                         tensor, axes[i].field, (long long)axes[i].given, (long long)axes[i].stride, (long long)axes[i].extent, axes[i].noun,
+                         tensor, axes[i].field, (long long)axes[i].given,
+                         (long long)axes[i].stride, (long long)axes[i].extent, axes[i].noun,
                          (long long)spanned);
     spanned += (axes[i].extent - 1) * axes[i].stride;
   }
@@ -251,9 +263,8 @@ static byte_span tensor_span(const void *base, int64_t tokens, int64_t heads, in
                              int64_t stride_token, int64_t stride_head, int64_t element_bytes) {
   byte_span span = {0, 0};
   if (!base || tokens < 1 || heads < 1) return span;
-  const int64_t per_head = stride_head ? stride_head : head_dim;
-  const int64_t per_token = stride_token ? stride_token : heads * head_dim;
-  const int64_t elements = (tokens - 1) * per_token + (heads - 1) * per_head + head_dim;
+  const element_strides s = resolved_strides(heads, head_dim, stride_token, stride_head);
+  const int64_t elements = (tokens - 1) * s.token + (heads - 1) * s.head + head_dim;
   span.begin = (uintptr_t)base;
   span.end = span.begin + (uintptr_t)(elements * element_bytes);
   return span;
@@ -382,10 +393,10 @@ padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.lse and tensors.q overlap");
   /* Nor may they land in the cache or in the workspace the run writes its partials to. */
   const int64_t kv_bytes = padec__dtype_bytes(p.kv_dtype);
-  const byte_span k_pool = pool_span(t->k_pages, t->num_pages, padec__kv_page_stride(&p, t) * kv_bytes,
-                                     (int64_t)p.page_size * p.num_kv_heads * p.head_dim * kv_bytes);
-  const byte_span v_pool = pool_span(t->v_pages, t->num_pages, padec__kv_page_stride(&p, t) * kv_bytes,
-                                     (int64_t)p.page_size * p.num_kv_heads * p.head_dim * kv_bytes);
+  const int64_t page_stride_bytes = padec__kv_page_stride(&p, t) * kv_bytes;
+  const int64_t page_bytes = (int64_t)p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
+  const byte_span k_pool = pool_span(t->k_pages, t->num_pages, page_stride_bytes, page_bytes);
+  const byte_span v_pool = pool_span(t->v_pages, t->num_pages, page_stride_bytes, page_bytes);
   byte_span space = {0, 0};
   if (workspace && workspace_bytes > 0) {
     space.begin = (uintptr_t)workspace;

@@ -229,13 +229,13 @@ def build_plan(params: Params, kv_lens, *, num_workers: int | None = None, parti
 
 def _unpickled_plan(params: Params, layout: PlanLayout, data: bytes, kv_lens: np.ndarray,
                     shard_starts: np.ndarray | None, seq_lens: np.ndarray | None) -> Plan:
-    aligned = aligned_empty(len(data), 16)
-    aligned[:] = np.frombuffer(data, dtype=np.uint8)
     def read_only(array: np.ndarray) -> np.ndarray:
         owned = np.array(array, dtype=np.int32, order="C")
         owned.flags.writeable = False
         return owned
 
+    aligned = aligned_empty(len(data), 16)
+    aligned[:] = np.frombuffer(data, dtype=np.uint8)
     aligned.flags.writeable = False
     return Plan(params, layout, aligned, read_only(kv_lens),
                 None if shard_starts is None else read_only(shard_starts),

@@ -16,7 +16,7 @@ from ._cuda import import_torch, plan_buffer
 from ._errors import Error, Status
 from ._grid import GridLayout
 from ._library import CParams, CShardMergeTensors, CTensors, check, lib
-from ._params import DType, Fp8ScaleMode, Layout, Params, Policy, expect_params, int32_argument
+from ._params import DType, Fp8ScaleMode, Layout, Params, expect_params, int32_argument
 from ._plan import CudaPlan, Plan, check_shard_pair
 from ._tensors import NUMPY_DTYPES, Tensor, aligned_empty, describe, torch_dtype
 
@@ -41,10 +41,6 @@ class _Call:
 def _schedule_fields(params: Params) -> tuple[int, ...]:
     return (params.num_q_heads, params.num_kv_heads, params.head_dim, params.q_len or 1,
             params.window_left)
-
-
-def _kv_bytes(params: Params) -> int:
-    return 1 if params.kv_dtype == DType.E4M3 else 2
 
 
 def _empty(like: Tensor, shape: tuple[int, ...], dtype: DType):
@@ -86,14 +82,6 @@ def _bind(params: Params, schedule: Schedule, kind: _Kind, backend: str, q, k_pa
                     f"{kind.noun} was {kind.made} for num_q_heads, num_kv_heads, head_dim, q_len, "
                     f"window_left = {_schedule_fields(schedule.params)}; params give "
                     f"{_schedule_fields(params)}")
-    if (isinstance(schedule, (Plan, CudaPlan)) and schedule.layout.policy == Policy.COST and
-            _kv_bytes(params) != _kv_bytes(schedule.params)):
-        # The cost model weighs a partition by the bytes it moves (padec_cost_model).
-        raise Error(Status.PLAN_MISMATCH,
-                    f"kv_dtype: {kind.noun} was {kind.made} under the cost policy for a "
-                    f"{schedule.params.kv_dtype.name} cache ({_kv_bytes(schedule.params)}-byte "
-                    f"elements); params give {params.kv_dtype.name}: build the plan for this "
-                    f"KV dtype")
 
     sharded = check_shard_pair(shard_starts, seq_lens)
     if isinstance(schedule, (Plan, CudaPlan)) and sharded != (schedule.shard_starts is not None):

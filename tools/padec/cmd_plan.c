@@ -141,7 +141,8 @@ static void dump_plan(const padec_workload *w, const cli_plan *plan, const padec
   printf("%s    {\n      \"name\": ", first ? "" : ",\n");
   json_string(w->name);
   printf(
-      ",\n      \"path\": \"persistent\",\n      \"params\": {\"num_q_heads\": %d, \"num_kv_heads\": %d, \"head_dim\": %d, "
+      ",\n      \"path\": \"persistent\",\n"
+      "      \"params\": {\"num_q_heads\": %d, \"num_kv_heads\": %d, \"head_dim\": %d, "
       "\"page_size\": %d, \"q_len\": %d, \"window_left\": %d, \"kv_dtype\": \"%s\", "
       "\"kv_layout\": \"%s\"},\n",
       p->num_q_heads, p->num_kv_heads, p->head_dim, p->page_size, p->q_len > 0 ? p->q_len : 1,

@@ -300,8 +300,8 @@ int cli_scale_workload(const padec_workload *in, double factor, padec_workload *
   *out = *in;
   out->kv_lens = (int32_t *)malloc(sizeof(int32_t) * (size_t)(in->batch > 0 ? in->batch : 1));
   if (!out->kv_lens) return -1;
-  for (int32_t b = 0; b < in->batch; ++b)
-    out->kv_lens[b] = scaled_length(in->kv_lens[b], factor, workload_q_len(in));
+  const int32_t q_len = workload_q_len(in);
+  for (int32_t b = 0; b < in->batch; ++b) out->kv_lens[b] = scaled_length(in->kv_lens[b], factor, q_len);
   /* The window shrinks with the lengths, so that a scaled sliding-window workload still slides
    * instead of turning into full attention. */
   if (factor < 1.0 && in->params.window_left > 0) {
@@ -313,8 +313,9 @@ int cli_scale_workload(const padec_workload *in, double factor, padec_workload *
 
 /* The KV tokens of w once cli_scale_workload has scaled it by factor. */
 static int64_t scaled_total_tokens(const padec_workload *w, double factor) {
+  const int32_t q_len = workload_q_len(w);
   int64_t total = 0;
-  for (int32_t b = 0; b < w->batch; ++b) total += scaled_length(w->kv_lens[b], factor, workload_q_len(w));
+  for (int32_t b = 0; b < w->batch; ++b) total += scaled_length(w->kv_lens[b], factor, q_len);
   return total;
 }
 
