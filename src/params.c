@@ -132,12 +132,11 @@ padec_status padec__check_layout_shape(const padec_params *normalized, const cha
                                        uint64_t params_key, int32_t policy, int32_t num_q_heads,
                                        int32_t num_kv_heads, int32_t head_dim, int32_t q_len) {
   const padec_params *p = normalized;
-  if (params_key == padec__layout_key(p, policy) && num_q_heads == p->num_q_heads &&
-      num_kv_heads == p->num_kv_heads && head_dim == p->head_dim && q_len == p->q_len)
-    return PADEC_STATUS_OK;
+  const bool same_shape = num_q_heads == p->num_q_heads && num_kv_heads == p->num_kv_heads &&
+                          head_dim == p->head_dim && q_len == p->q_len;
+  if (same_shape && params_key == padec__layout_key(p, policy)) return PADEC_STATUS_OK;
   const int kv_bytes = padec__dtype_bytes(p->kv_dtype), other_bytes = kv_bytes == 1 ? 2 : 1;
-  if (policy == PADEC_POLICY_COST && num_q_heads == p->num_q_heads &&
-      num_kv_heads == p->num_kv_heads && head_dim == p->head_dim && q_len == p->q_len &&
+  if (same_shape && policy == PADEC_POLICY_COST &&
       params_key == fnv1a(padec__params_key(p), other_bytes))
     return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
                        "params.kv_dtype = %d: %s was made under the cost policy for %d-byte KV "

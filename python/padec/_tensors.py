@@ -198,7 +198,7 @@ def describe(name: str, value) -> Tensor:
     if is_torch_tensor(value):
         device = value.device
         numel = value.numel()
-        address = value.data_ptr() if numel else value.data_ptr() or EMPTY_ADDRESS
+        address = value.data_ptr() or (EMPTY_ADDRESS if numel == 0 else 0)
         return Tensor(name, value, str(value.dtype).removeprefix("torch."), tuple(value.shape),
                       tuple(value.stride()), value.element_size(), address,
                       "cpu" if device.type == "cpu" else f"{device.type}:{device.index}", True,
