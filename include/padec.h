@@ -406,7 +406,10 @@ typedef struct padec_tensors {
   int64_t num_pages;      /* pages in each pool */
   const int32_t *page_indptr;  /* [batch + 1], in pages: sequence b owns page_indices[indptr[b]..] */
   const int32_t *page_indices; /* [page_indptr[batch]], page ids in [0, num_pages) */
-  const int32_t *kv_lens;      /* [batch], tokens, the new query tokens included */
+  const int32_t *kv_lens;      /* [batch], tokens, the new query tokens included. A length L
+                                  below q_len is taken as it is: query i sees the positions
+                                  up to L - q_len + i, so rows i < q_len - L see no token
+                                  (output 0, LSE -inf) */
   const float *k_scales;  /* PER_TOKEN: [num_pages][num_kv_heads][page_size]; PER_TENSOR_DEVICE:
                              one float; otherwise unused. Per-token values are cache data, like
                              K and V: read as they are, never checked (a NaN or infinite scale

@@ -37,7 +37,10 @@ padec_status padec_cuda_device_query(int32_t device, padec_cuda_device_info *inf
 /* The recommended worker count (persistent CTAs) for params on that device: the CTAs it holds
  * at once (SM count x the decode kernel's occupancy on that device), rounded down to a multiple
  * of num_kv_heads; when it holds fewer CTAs than there are KV heads, all of them (the plans give
- * each worker whole heads then). Does not change the calling thread's current device. Errors:
+ * each worker whole heads then). Does not change the calling thread's current device; in a
+ * thread that has made no device current, that is the runtime's default, device 0, and asking
+ * for another device initialises device 0's context when it is restored: call cudaSetDevice
+ * first in such a thread. Errors:
  * the padec_params_validate errors, NULL_POINTER, the padec_cuda_device_query errors,
  * CUDA_ERROR. */
 padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t device,
