@@ -375,10 +375,12 @@ typedef struct padec_choice {
  * device scheduler or the grid path can run). num_workers: concurrent CTAs of the device
  * (padec_cuda_recommended_workers). sm_count: the device's SMs (padec_cuda_device_query), or 0
  * when unknown. A plan gets num_workers workers, except where the batch has at least one and no
- * more (sequence, KV head) pairs than sm_count and num_workers exceeds sm_count: then one worker
- * an SM, sm_count rounded down to a multiple of num_kv_heads (fewer splits, less to merge). With
- * an fp8 cache, more pairs than sm_count but fewer than num_workers, and lengths not skewed (or
- * not given), the grid path with one split instead of a plan. Query
+ * more (sequence, KV head) pairs than sm_count and num_workers exceeds sm_count: then one CTA an
+ * SM (fewer splits, less to merge), as the grid path with floor(sm_count / pairs) splits (at
+ * most the longest sequence's partitions, when kv_lens is given), or, when the lengths are
+ * skewed, as a plan of sm_count rounded down to a multiple of num_kv_heads workers. With an fp8
+ * cache, more pairs than sm_count but fewer than num_workers, and lengths not skewed (or not
+ * given), the grid path with one split instead of a plan. Query
  * both counts once per device and params (the queries are slow); this call is host arithmetic,
  * cheap enough for every decode step. Deterministic; reads nothing else. Errors: the params
  * errors, NULL_POINTER (choice), MISALIGNED_POINTER (kv_lens not 4-byte aligned), BAD_ARGUMENT

@@ -56,13 +56,27 @@ padec_status padec_choose_on_device(const padec_params *params, int32_t batch,
     c.plan_options.policy = PADEC_POLICY_COST;
   }
   /* No more (sequence, KV head) pairs than SMs, on a device that holds several CTAs an SM: one
-   * worker an SM. Each pair is then cut in half as many splits and the fused merge reads half the
+   * CTA an SM. Each pair is then cut in half as many splits and the fused merge reads half the
    * partial rows, which outweighs the bytes in flight a second CTA an SM would add (PERF.md,
-   * "One CTA an SM"). A multiple of the KV heads, as padec_cuda_recommended_workers rounds. */
+   * "One CTA an SM"). Unless the lengths are skewed, the grid path does it: each pair gets
+   * floor(SMs / pairs) blocks (no more than its longest sequence's partitions), which is the
+   * plan's work without the plan's metadata loads before a CTA's first KV load (two dependent
+   * loads fewer): 0.4 to 2.6% ahead of the one-worker-an-SM cost plan on all six such benchmark
+   * workloads on the H100 (PERF.md, "The grid path for few pairs"). Skewed, a cost plan of one
+   * worker an SM splits the long sequences more than the short ones; a multiple of the KV heads,
+   * as padec_cuda_recommended_workers rounds. */
   if (c.path == PADEC_PATH_PERSISTENT && sm_count > 0 && num_workers > sm_count && pairs > 0 &&
       pairs <= sm_count) {
-    /* pairs >= num_kv_heads, so the multiple is at least num_kv_heads. */
-    c.plan_options.num_workers = sm_count - sm_count % p.num_kv_heads;
+    if (kv_lens && skewed) {
+      /* pairs >= num_kv_heads, so the multiple is at least num_kv_heads. */
+      c.plan_options.num_workers = sm_count - sm_count % p.num_kv_heads;
+    } else {
+      c.path = PADEC_PATH_GRID;
+      c.grid_splits = padec_grid_recommended_splits(&p, batch, (int32_t)(sm_count - sm_count % pairs),
+                                                    partition_tokens);
+      /* A split beyond the longest sequence's partitions would only write an empty partial. */
+      if (kv_lens && c.grid_splits > longest) c.grid_splits = longest > 0 ? (int32_t)longest : 1;
+    }
   }
   /* fp8, more pairs than SMs but fewer than the workers, lengths not skewed (or not given): every
    * pair one grid block, no split. From 136 to 256 pairs on the H100 it was 1 to 5% ahead of

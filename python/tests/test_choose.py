@@ -94,29 +94,39 @@ def test_num_workers_defaults_to_the_device():
     else:
         # 64 sequences x 8 KV heads outnumber the SMs: the recommended count.
         assert padec.choose(PARAMS, [100] * 64).num_workers == expected
-        # 2 x 8 pairs do not: one worker an SM, a multiple of the 8 KV heads.
+        # 2 x 8 pairs do not: one CTA an SM on the grid path, sm_count // 16 splits of each
+        # pair, but no more than its longest sequence's partitions.
         sm_count = padec.device_info().sm_count
-        assert padec.choose(PARAMS, [100, 200]).num_workers == sm_count - sm_count % 8
+        assert padec.choose(PARAMS, [4096, 4096]).path == "grid"
+        assert padec.choose(PARAMS, [4096, 4096]).grid_splits == min(sm_count // 16, 16)
+        assert padec.choose(PARAMS, [100, 200]).grid_splits == 1
 
 
-@pytest.mark.parametrize("batch, sm_count, workers", [
-    (16, 132, 128),  # 128 pairs on 132 SMs: one worker an SM, a multiple of the 8 KV heads
-    (16, 0, 264),    # the SM count unknown: the worker count stays
-    (17, 132, 264),  # 136 pairs outnumber the SMs
-    (16, 264, 264),  # one CTA an SM already
+@pytest.mark.parametrize("batch, sm_count, picked", [
+    (16, 132, ("grid", 1)),         # 128 pairs on 132 SMs: one CTA a pair
+    (2, 132, ("grid", 8)),          # 16 pairs: 132 // 16 CTAs each
+    (1, 132, ("grid", 16)),         # 8 pairs: 16 each
+    (16, 0, ("persistent", 264)),   # the SM count unknown: a plan of the given workers
+    (17, 132, ("persistent", 264)), # 136 pairs outnumber the SMs
+    (16, 264, ("persistent", 264)), # one CTA an SM already
 ])
-def test_one_worker_an_sm_for_few_pairs(batch, sm_count, workers):
-    choice = padec.choose(PARAMS, [8192] * batch, 264, sm_count=sm_count)
-    assert (choice.path, choice.policy, choice.num_workers) == ("persistent", "cost", workers)
-    assert padec.choose(PARAMS, batch=batch, num_workers=264,
-                        sm_count=sm_count).num_workers == workers
+def test_one_cta_an_sm_for_few_pairs(batch, sm_count, picked):
+    def pick(choice):
+        return (choice.path, choice.grid_splits if choice.path == "grid" else choice.num_workers)
+    assert pick(padec.choose(PARAMS, [8192] * batch, 264, sm_count=sm_count)) == picked
+    assert pick(padec.choose(PARAMS, batch=batch, num_workers=264, sm_count=sm_count)) == picked
+
+
+def test_few_skewed_pairs_get_a_cost_plan_of_one_worker_an_sm():
+    choice = padec.choose(PARAMS, [65536] + [1024] * 15, 264, sm_count=132)
+    assert (choice.path, choice.policy, choice.num_workers) == ("persistent", "cost", 128)
 
 
 @pytest.mark.parametrize("kv_dtype, lens, path, splits", [
     (DType.E4M3, [8192] * 20, "grid", 1),              # 160 pairs: between the SMs and workers
     (DType.BF16, [8192] * 20, "persistent", None),     # bf16 keeps the plan there
     (DType.E4M3, [8192 * 20] + [8192] * 19, "persistent", None),  # skewed: a plan
-    (DType.E4M3, [8192] * 16, "persistent", None),     # 128 pairs: one worker an SM
+    (DType.E4M3, [8192] * 16, "grid", 1),              # 128 pairs: one CTA a pair
 ])
 def test_fp8_between_the_sms_and_the_workers(kv_dtype, lens, path, splits):
     params = padec.Params(num_q_heads=32, num_kv_heads=8, head_dim=128, page_size=16,

@@ -571,10 +571,11 @@ def test_choose_with_lengths_on_the_device():
     on_device = padec.choose(params, lens.cuda(), num_workers=workers)
     assert on_device == padec.choose(params, batch=64, num_workers=workers)
     assert padec.choose(params, lens).num_workers == workers
-    # Without the counts, kv_lens' device is asked for both: 4 x 8 pairs get one worker an SM.
+    # Without the counts, kv_lens' device is asked for both: 4 x 8 pairs get one CTA an SM, on
+    # the grid path (lengths on the device: the splits are not capped by them).
     sm_count = padec.device_info(0).sm_count
     few = torch.tensor([4096] * 4, dtype=torch.int32, device="cuda:0")
-    assert padec.choose(params, few).num_workers == sm_count - sm_count % 8
+    assert padec.choose(params, few).grid_splits == min(sm_count // 32, 64)
     assert padec.choose(params, few) == padec.choose(params, batch=4, num_workers=workers,
                                                      sm_count=sm_count)
 

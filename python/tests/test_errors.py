@@ -386,7 +386,7 @@ def test_cuda_device_defaults_to_the_current_device(monkeypatch):
     assert padec.build_plan(PARAMS, LENS).num_workers == 96
     padec.choose(PARAMS, LENS)
     padec.grid_recommended_splits(PARAMS, 2)
-    # choose asks for the workers, then for the SM count (one worker an SM for few pairs).
+    # choose asks for the workers, then for the SM count (one CTA an SM for few pairs).
     assert asked == ([("query", 3)] + [("workers", 3)] * 3 + [("query", 3)] + [("workers", 3)])
     asked.clear()
     padec.device_info("cuda")

@@ -74,33 +74,52 @@ int main(void) {
   int32_t *b128 = repeat(2048, 128);
   c = choose(&g8, 128, b128);
   EXPECT(c.path == PADEC_PATH_PERSISTENT, "g8-b128-2k: persistent");
-  /* With the SM count (132, two CTAs an SM): one worker an SM where the (sequence, KV head)
-   * pairs are no more than the SMs, a multiple of the KV heads. */
+  /* With the SM count (132, two CTAs an SM): one CTA an SM where the (sequence, KV head) pairs
+   * are no more than the SMs, on the grid path with floor(SMs / pairs) splits. */
   padec_choice on_device;
-  EXPECT(padec_choose_on_device(&g8, 128, b128, 264, 132, &on_device) == PADEC_STATUS_OK &&
-             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 132 &&
-             on_device.plan_options.policy == PADEC_POLICY_COST,
-         "g8-b128-2k on 132 SMs: 132 workers, cost (got %d)", on_device.plan_options.num_workers);
-  EXPECT(padec_choose_on_device(&p, 16, b16, 264, 132, &on_device) == PADEC_STATUS_OK &&
-             on_device.plan_options.num_workers == 128,
-         "b16-8k on 132 SMs: 128 workers (got %d)", on_device.plan_options.num_workers);
-  EXPECT(padec_choose_on_device(&p, 16, NULL, 264, 132, &on_device) == PADEC_STATUS_OK &&
-             on_device.plan_options.num_workers == 128 &&
-             on_device.plan_options.policy == PADEC_POLICY_EVEN,
-         "b16-8k on 132 SMs without host lengths: 128 workers, even");
+#define EXPECT_GRID(params, batch, lens, workers, sms, splits, what)                                 \
+  EXPECT(padec_choose_on_device(params, batch, lens, workers, sms, &on_device) == PADEC_STATUS_OK && \
+             on_device.path == PADEC_PATH_GRID && on_device.grid_splits == (splits),                 \
+         "%s: grid, %d splits (got path %d, %d splits)", what, splits, (int)on_device.path,          \
+         on_device.grid_splits)
+  EXPECT_GRID(&g8, 128, b128, 264, 132, 1, "g8-b128-2k on 132 SMs");
+  EXPECT_GRID(&p, 16, b16, 264, 132, 1, "b16-8k on 132 SMs");
+  EXPECT_GRID(&p, 16, NULL, 264, 132, 1, "b16-8k on 132 SMs without host lengths");
+  int32_t b1[1] = {32768};
+  EXPECT_GRID(&p, 1, b1, 264, 132, 16, "b1-32k on 132 SMs (8 pairs)");
+  EXPECT_GRID(&p, 1, NULL, 264, 132, 16, "b1-32k on 132 SMs without host lengths");
+  /* No more splits than the longest sequence has partitions (known with host lengths only). */
+  int32_t b1_short[1] = {700};
+  EXPECT_GRID(&p, 1, b1_short, 264, 132, 3, "one 700-token sequence (3 partitions), 8 pairs");
+  int32_t b1_empty[1] = {0};
+  EXPECT_GRID(&p, 1, b1_empty, 264, 132, 1, "one empty sequence");
+  /* A window caps the splits at its span (padec_grid_recommended_splits: 5 partitions for 1001
+   * tokens) and, with host lengths, at the partitions it reaches (4 here). */
+  padec_params windowed = p;
+  windowed.window_left = 1000;
+  EXPECT_GRID(&windowed, 1, NULL, 264, 132, 5, "b1 with a 1000-token window, lengths on the device");
+  EXPECT_GRID(&windowed, 1, b1, 264, 132, 4, "b1-32k with a 1000-token window");
   /* One pair more than the SMs keeps the recommended count. */
   const padec_params one_head = params_with(8, 1);
   EXPECT(padec_choose_on_device(&one_head, 133, NULL, 264, 132, &on_device) == PADEC_STATUS_OK &&
-             on_device.plan_options.num_workers == 264,
-         "133 pairs on 132 SMs: 264 workers (got %d)", on_device.plan_options.num_workers);
-  EXPECT(padec_choose_on_device(&one_head, 132, NULL, 264, 132, &on_device) == PADEC_STATUS_OK &&
-             on_device.plan_options.num_workers == 132,
-         "132 pairs on 132 SMs: 132 workers (got %d)", on_device.plan_options.num_workers);
-  /* A device of one CTA an SM, or an unknown SM count: the worker count stays. */
+             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 264,
+         "133 pairs on 132 SMs: a plan of 264 workers (got %d)", on_device.plan_options.num_workers);
+  EXPECT_GRID(&one_head, 132, NULL, 264, 132, 1, "132 pairs on 132 SMs");
+  /* Skewed lengths keep a cost plan of one worker an SM, a multiple of the KV heads. */
+  int32_t skew16[16];
+  for (int i = 0; i < 16; ++i) skew16[i] = i == 0 ? 65536 : 1024;
+  EXPECT(padec_choose_on_device(&p, 16, skew16, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 128 &&
+             on_device.plan_options.policy == PADEC_POLICY_COST,
+         "skewed, 128 pairs on 132 SMs: a cost plan of 128 workers (got path %d, %d workers)",
+         (int)on_device.path, on_device.plan_options.num_workers);
+  /* A device of one CTA an SM, or an unknown SM count: a plan of the given workers. */
   EXPECT(padec_choose_on_device(&g8, 128, b128, 132, 132, &on_device) == PADEC_STATUS_OK &&
-             on_device.plan_options.num_workers == 132, "one CTA an SM already: 132 workers");
+             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 132,
+         "one CTA an SM already: a plan of 132 workers");
   EXPECT(padec_choose_on_device(&g8, 128, b128, 264, 0, &on_device) == PADEC_STATUS_OK &&
-             on_device.plan_options.num_workers == 264, "SM count unknown: 264 workers");
+             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 264,
+         "SM count unknown: a plan of 264 workers");
   /* The grid path is unaffected, and so is a skewed batch of many pairs. */
   EXPECT(padec_choose_on_device(&p, 64, even64, 264, 132, &on_device) == PADEC_STATUS_OK &&
              on_device.path == PADEC_PATH_GRID, "b64-4k on 132 SMs: grid");
@@ -110,10 +129,8 @@ int main(void) {
   const padec_params many_heads = params_with(64, 16);
   EXPECT(padec_choose_on_device(&many_heads, 1, NULL, 48, 8, &on_device) == PADEC_STATUS_OK &&
              on_device.plan_options.num_workers == 48, "16 pairs on 8 SMs: 48 workers");
-  /* 16 pairs on 24 SMs: one worker an SM, rounded down to the 16 KV heads. */
-  EXPECT(padec_choose_on_device(&many_heads, 1, NULL, 48, 24, &on_device) == PADEC_STATUS_OK &&
-             on_device.plan_options.num_workers == 16,
-         "16 pairs on 24 SMs: 16 workers (got %d)", on_device.plan_options.num_workers);
+  /* 16 pairs on 24 SMs: one CTA a pair. */
+  EXPECT_GRID(&many_heads, 1, NULL, 48, 24, 1, "16 pairs on 24 SMs");
   /* fp8 between the SMs and the workers: the grid path, one split; not with bf16, nor skewed,
    * nor without the SM count. */
   padec_params fp8 = p;
@@ -126,9 +143,7 @@ int main(void) {
   EXPECT(padec_choose_on_device(&fp8, 20, NULL, 264, 132, &on_device) == PADEC_STATUS_OK &&
              on_device.path == PADEC_PATH_GRID && on_device.grid_splits == 1,
          "fp8, 160 pairs, lengths on the device: grid, 1 split");
-  EXPECT(padec_choose_on_device(&fp8, 16, b16, 264, 132, &on_device) == PADEC_STATUS_OK &&
-             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 128,
-         "fp8, 128 pairs on 132 SMs: a plan of 128 workers");
+  EXPECT_GRID(&fp8, 16, b16, 264, 132, 1, "fp8, 128 pairs on 132 SMs");
   EXPECT(padec_choose_on_device(&p, 20, b20, 264, 132, &on_device) == PADEC_STATUS_OK &&
              on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 264,
          "bf16, 160 pairs: a plan of 264 workers");
@@ -139,14 +154,10 @@ int main(void) {
              on_device.path == PADEC_PATH_PERSISTENT &&
              on_device.plan_options.policy == PADEC_POLICY_COST,
          "fp8, 160 pairs, skewed: a cost plan");
-  /* The boundary on one KV head: 132 pairs on 132 SMs is a plan of one worker an SM, 133 the
-   * fp8 grid. */
+  /* The boundary on one KV head: 132 pairs on 132 SMs and 133 both take the grid, one split. */
   padec_params fp8_one_head = params_with(8, 1);
   fp8_one_head.kv_dtype = PADEC_DTYPE_E4M3;
-  EXPECT(padec_choose_on_device(&fp8_one_head, 132, NULL, 264, 132, &on_device) ==
-                 PADEC_STATUS_OK &&
-             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 132,
-         "fp8, 132 pairs on 132 SMs: a plan of 132 workers");
+  EXPECT_GRID(&fp8_one_head, 132, NULL, 264, 132, 1, "fp8, 132 pairs on 132 SMs");
   EXPECT(padec_choose_on_device(&fp8_one_head, 133, NULL, 264, 132, &on_device) ==
                  PADEC_STATUS_OK &&
              on_device.path == PADEC_PATH_GRID && on_device.grid_splits == 1,
