@@ -128,11 +128,10 @@ if has workers; then
   done | tee "$out/workers.txt"
 fi
 if has autoworkers; then
-  # `auto`'s worker count against the recommended one, on the workloads of no more (sequence, KV
-  # head) pairs than SMs (the only ones where auto picks another count): the new pick (one
-  # worker an SM) against the same bench with --workers at the recommendation (which leaves the
-  # worker count to the caller), alternated by scripts/ab-bench.sh. Then check runs auto's picks
-  # against the oracle.
+  # `auto`'s pick on the workloads of no more (sequence, KV head) pairs than SMs (one CTA an SM:
+  # the grid path of floor(SMs / pairs) splits) against the same bench with --workers at the
+  # recommendation (a plan of two CTAs an SM, the count left to the caller), alternated by
+  # scripts/ab-bench.sh. Then check runs auto's picks against the oracle.
   grep -E '^name=(b1-32k|b16-8k|g8-b128-2k)-' bench/workloads.txt >"$out/few-pairs.txt"
   # The base is one --workers for all six: it must be every one's recommended count.
   counts=$(./$build/padec bench --backend cuda --iterations 50 --policy even --csv "$out/few-pairs.txt" |
