@@ -376,9 +376,10 @@ typedef struct padec_choice {
  * (padec_cuda_recommended_workers). sm_count: the device's SMs (padec_cuda_device_query), or 0
  * when unknown. A plan gets num_workers workers, except where the batch has at least one and no
  * more (sequence, KV head) pairs than sm_count and num_workers exceeds sm_count: then one CTA an
- * SM (fewer splits, less to merge), as the grid path with floor(sm_count / pairs) splits (at
- * most the longest sequence's partitions, when kv_lens is given), or, when the lengths are
- * skewed, as a plan of sm_count rounded down to a multiple of num_kv_heads workers. With an fp8
+ * SM (fewer splits, less to merge). That is the grid path with floor(sm_count / pairs) splits
+ * (capped at a window's span and, when kv_lens is given, at the longest sequence's partitions)
+ * where those blocks leave at most 1/16 of the SMs idle and the lengths are not skewed; else a
+ * plan of sm_count rounded down to a multiple of num_kv_heads workers. With an fp8
  * cache, more pairs than sm_count but fewer than num_workers, and lengths not skewed (or not
  * given), the grid path with one split instead of a plan. Query
  * both counts once per device and params (the queries are slow); this call is host arithmetic,

@@ -1,5 +1,6 @@
 /* `auto` (padec_choose_on_device, padec_choose): the path, policy and worker count for a batch,
  * from its shape. */
+#include <stdint.h>
 #include <string.h>
 
 #include "internal.h"
@@ -58,24 +59,28 @@ padec_status padec_choose_on_device(const padec_params *params, int32_t batch,
   /* No more (sequence, KV head) pairs than SMs, on a device that holds several CTAs an SM: one
    * CTA an SM. Each pair is then cut in half as many splits and the fused merge reads half the
    * partial rows, which outweighs the bytes in flight a second CTA an SM would add (PERF.md,
-   * "One CTA an SM"). Unless the lengths are skewed, the grid path does it: each pair gets
-   * floor(SMs / pairs) blocks (no more than its longest sequence's partitions), which is the
-   * plan's work without the plan's metadata loads before a CTA's first KV load (two dependent
-   * loads fewer): 0.4 to 2.6% ahead of the one-worker-an-SM cost plan on all six such benchmark
-   * workloads on the H100 (PERF.md, "The grid path for few pairs"). Skewed, a cost plan of one
-   * worker an SM splits the long sequences more than the short ones; a multiple of the KV heads,
-   * as padec_cuda_recommended_workers rounds. */
+   * "One CTA an SM"). The grid path does it where every pair can get floor(SMs / pairs) blocks
+   * with at most 1/16 of the SMs left over, and the lengths are not skewed: that is the plan's
+   * work without the plan's metadata loads before a CTA's first KV load (two dependent loads
+   * fewer), medians 0.4 to 2.4% ahead of the cost plan of one worker an SM on all six such
+   * benchmark workloads on the H100 (128 CTAs on 132 SMs; PERF.md, "The grid path for few
+   * pairs"). Elsewhere a cost plan of one worker an SM, a multiple of the KV heads as
+   * padec_cuda_recommended_workers rounds: it splits a skewed batch's long sequences and not its
+   * short ones, and it keeps every SM busy where floor(SMs / pairs) would not (9 x 8 pairs: 72
+   * CTAs on 132 SMs). */
   if (c.path == PADEC_PATH_PERSISTENT && sm_count > 0 && num_workers > sm_count && pairs > 0 &&
       pairs <= sm_count) {
-    if (kv_lens && skewed) {
+    const int64_t per_pair = sm_count / pairs;
+    const int grid_fills = pairs * per_pair * 16 >= (int64_t)sm_count * 15;
+    if (grid_fills && !(kv_lens && skewed)) {
+      c.path = PADEC_PATH_GRID;
+      /* Capped by a window's span and, with host lengths, by the longest sequence's partitions:
+       * a split past either would only write an empty partial. */
+      c.grid_splits = padec__grid_splits_capped(&p, per_pair, partition_tokens, INT32_MAX);
+      if (kv_lens && c.grid_splits > longest) c.grid_splits = longest > 0 ? (int32_t)longest : 1;
+    } else {
       /* pairs >= num_kv_heads, so the multiple is at least num_kv_heads. */
       c.plan_options.num_workers = sm_count - sm_count % p.num_kv_heads;
-    } else {
-      c.path = PADEC_PATH_GRID;
-      c.grid_splits = padec_grid_recommended_splits(&p, batch, (int32_t)(sm_count - sm_count % pairs),
-                                                    partition_tokens);
-      /* A split beyond the longest sequence's partitions would only write an empty partial. */
-      if (kv_lens && c.grid_splits > longest) c.grid_splits = longest > 0 ? (int32_t)longest : 1;
     }
   }
   /* fp8, more pairs than SMs but fewer than the workers, lengths not skewed (or not given): every

@@ -65,11 +65,19 @@ int32_t padec_grid_recommended_splits(const padec_params *params, int32_t batch,
   if (status != PADEC_STATUS_OK || batch <= 0 || num_workers <= 0) return 1;
   const padec_params p = padec__params_normalized(params);
   const int64_t blocks = (int64_t)batch * p.num_kv_heads;
-  int64_t splits = (num_workers + blocks - 1) / blocks;
-  if (splits > GRID_RECOMMENDED_MAX_SPLITS) splits = GRID_RECOMMENDED_MAX_SPLITS;
-  if (p.window_left > 0) {
+  return padec__grid_splits_capped(&p, (num_workers + blocks - 1) / blocks, tokens,
+                                   GRID_RECOMMENDED_MAX_SPLITS);
+}
+
+int32_t padec__grid_splits_capped(const padec_params *normalized, int64_t splits,
+                                  int32_t partition_tokens, int32_t max_splits) {
+  if (max_splits > GRID_MAX_SPLITS) max_splits = GRID_MAX_SPLITS;
+  if (splits > max_splits) splits = max_splits;
+  if (normalized->window_left > 0) {
     /* The union of the queries' windows, plus one partition for its unaligned start. */
-    const int64_t spanned = ((int64_t)p.window_left + p.q_len + tokens - 1) / tokens + 1;
+    const int64_t spanned =
+        ((int64_t)normalized->window_left + normalized->q_len + partition_tokens - 1) /
+            partition_tokens + 1;
     if (splits > spanned) splits = spanned;
   }
   return splits < 1 ? 1 : (int32_t)splits;

@@ -121,6 +121,13 @@ padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
                                   const padec_tensors *tensors, const void *workspace,
                                   size_t workspace_bytes);
 
+/* A grid split count: `splits` capped at max_splits (and at the grid layout's own limit) and,
+ * with a window, at the partitions a window can span; at least 1. normalized: validated params
+ * (padec__params_normalized); partition_tokens as padec__partition_tokens returns it. Shared by
+ * padec_grid_recommended_splits and `auto` (choose.c). */
+int32_t padec__grid_splits_capped(const padec_params *normalized, int64_t splits,
+                                  int32_t partition_tokens, int32_t max_splits);
+
 /* Argument checks of the grid path, shared by its CPU and CUDA executors: params against the
  * layout, workspace, then padec__check_tensors. */
 padec_status padec__check_grid_arguments(const padec_params *params,

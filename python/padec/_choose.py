@@ -38,11 +38,12 @@ def choose(params: Params, kv_lens=None, num_workers: int | None = None, *,
     """Picks the path, policy and worker count for a batch (padec_choose_on_device), by the rule
     of docs/PERF.md: the grid path where batch x num_kv_heads fills num_workers and the lengths
     are not skewed, else a plan (the cost policy when the lengths are known). Where batch x
-    num_kv_heads is no more than sm_count (and num_workers more): one CTA an SM, as the grid
-    path with sm_count // (batch x num_kv_heads) splits (at most the longest sequence's
-    partitions), or as a cost plan of one worker an SM when the lengths are skewed. With an fp8
-    cache, where it is more than sm_count but less than num_workers and the lengths are not
-    skewed (or not given), the grid path with one split.
+    num_kv_heads is no more than sm_count (and num_workers more): one CTA an SM. That is the grid
+    path with sm_count // (batch x num_kv_heads) splits (capped at a window's span and, with host
+    lengths, at the longest sequence's partitions) where those blocks leave at most 1/16 of the
+    SMs idle and the lengths are not skewed; else a plan of one worker an SM. With an fp8 cache,
+    where it is more than sm_count but less than num_workers and the lengths are not skewed (or
+    not given), the grid path with one split.
 
     kv_lens: the tokens of each sequence, on the host (a sequence of ints, a numpy array or a CPU
     torch tensor); a CUDA tensor, or None with `batch`, means the lengths live on the device

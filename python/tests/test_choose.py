@@ -94,25 +94,37 @@ def test_num_workers_defaults_to_the_device():
     else:
         # 64 sequences x 8 KV heads outnumber the SMs: the recommended count.
         assert padec.choose(PARAMS, [100] * 64).num_workers == expected
-        # 2 x 8 pairs do not: one CTA an SM on the grid path, sm_count // 16 splits of each
-        # pair, but no more than its longest sequence's partitions.
+        # 2 x 8 pairs do not: one CTA an SM, on the grid path where sm_count // 16 blocks a pair
+        # fill the SMs (no more than the longest sequence's partitions), else a cost plan.
         sm_count = padec.device_info().sm_count
-        assert padec.choose(PARAMS, [4096, 4096]).path == "grid"
-        assert padec.choose(PARAMS, [4096, 4096]).grid_splits == min(sm_count // 16, 16)
-        assert padec.choose(PARAMS, [100, 200]).grid_splits == 1
+        assert pick(padec.choose(PARAMS, [4096, 4096])) == few_pairs_pick(sm_count, 16, 16)
+        assert pick(padec.choose(PARAMS, [100, 200])) == few_pairs_pick(sm_count, 16, 1)
+
+
+def pick(choice):
+    return (choice.path, choice.grid_splits if choice.path == "grid" else choice.num_workers)
+
+
+def few_pairs_pick(sm_count, pairs, partitions):
+    """auto's pick for no more (sequence, KV head) pairs than SMs, 8 KV heads, even lengths."""
+    per_pair = sm_count // pairs
+    if pairs * per_pair * 16 >= sm_count * 15:
+        return ("grid", min(per_pair, partitions))
+    return ("persistent", sm_count - sm_count % 8)
 
 
 @pytest.mark.parametrize("batch, sm_count, picked", [
     (16, 132, ("grid", 1)),         # 128 pairs on 132 SMs: one CTA a pair
     (2, 132, ("grid", 8)),          # 16 pairs: 132 // 16 CTAs each
     (1, 132, ("grid", 16)),         # 8 pairs: 16 each
+    (9, 132, ("persistent", 128)),  # 72 pairs: one block each leaves 60 SMs idle, so a plan
     (16, 0, ("persistent", 264)),   # the SM count unknown: a plan of the given workers
     (17, 132, ("persistent", 264)), # 136 pairs outnumber the SMs
     (16, 264, ("persistent", 264)), # one CTA an SM already
 ])
 def test_one_cta_an_sm_for_few_pairs(batch, sm_count, picked):
-    def pick(choice):
-        return (choice.path, choice.grid_splits if choice.path == "grid" else choice.num_workers)
+    if 0 < batch * 8 <= sm_count < 264:
+        assert few_pairs_pick(sm_count, batch * 8, 32) == picked
     assert pick(padec.choose(PARAMS, [8192] * batch, 264, sm_count=sm_count)) == picked
     assert pick(padec.choose(PARAMS, batch=batch, num_workers=264, sm_count=sm_count)) == picked
 

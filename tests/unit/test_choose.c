@@ -99,6 +99,26 @@ int main(void) {
   windowed.window_left = 1000;
   EXPECT_GRID(&windowed, 1, NULL, 264, 132, 5, "b1 with a 1000-token window, lengths on the device");
   EXPECT_GRID(&windowed, 1, b1, 264, 132, 4, "b1-32k with a 1000-token window");
+  /* Where floor(SMs / pairs) blocks a pair leave more than 1/16 of the SMs idle (9 x 8 pairs:
+   * 72 CTAs on 132 SMs), a cost plan of one worker an SM. 4 x 8 pairs fill 128. */
+  int32_t *b9 = repeat(8192, 9);
+  EXPECT(padec_choose_on_device(&p, 9, b9, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 128 &&
+             on_device.plan_options.policy == PADEC_POLICY_COST,
+         "9 x 8 pairs on 132 SMs: a cost plan of 128 workers (got path %d, %d workers)",
+         (int)on_device.path, on_device.plan_options.num_workers);
+  EXPECT(padec_choose_on_device(&p, 9, NULL, 264, 132, &on_device) == PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 128 &&
+             on_device.plan_options.policy == PADEC_POLICY_EVEN,
+         "9 x 8 pairs, lengths on the device: an even plan of 128 workers");
+  free(b9);
+  EXPECT_GRID(&p, 4, NULL, 264, 132, 4, "4 x 8 pairs on 132 SMs");
+  /* One pair: every SM, past padec_grid_recommended_splits' cap of 64; with host lengths no
+   * more than the sequence's partitions. */
+  const padec_params single_head = params_with(8, 1);
+  EXPECT_GRID(&single_head, 1, NULL, 264, 132, 132, "one pair on 132 SMs");
+  EXPECT_GRID(&single_head, 1, b1, 264, 132, 128, "one 32768-token pair on 132 SMs");
+  EXPECT_GRID(&single_head, 2, NULL, 264, 132, 66, "two pairs on 132 SMs");
   /* One pair more than the SMs keeps the recommended count. */
   const padec_params one_head = params_with(8, 1);
   EXPECT(padec_choose_on_device(&one_head, 133, NULL, 264, 132, &on_device) == PADEC_STATUS_OK &&
@@ -129,8 +149,11 @@ int main(void) {
   const padec_params many_heads = params_with(64, 16);
   EXPECT(padec_choose_on_device(&many_heads, 1, NULL, 48, 8, &on_device) == PADEC_STATUS_OK &&
              on_device.plan_options.num_workers == 48, "16 pairs on 8 SMs: 48 workers");
-  /* 16 pairs on 24 SMs: one CTA a pair. */
-  EXPECT_GRID(&many_heads, 1, NULL, 48, 24, 1, "16 pairs on 24 SMs");
+  /* 16 pairs on 24 SMs: one block a pair would leave a third of the SMs idle; a plan of one
+   * worker an SM, rounded down to the 16 KV heads. */
+  EXPECT(padec_choose_on_device(&many_heads, 1, NULL, 48, 24, &on_device) == PADEC_STATUS_OK &&
+             on_device.path == PADEC_PATH_PERSISTENT && on_device.plan_options.num_workers == 16,
+         "16 pairs on 24 SMs: a plan of 16 workers (got %d)", on_device.plan_options.num_workers);
   /* fp8 between the SMs and the workers: the grid path, one split; not with bf16, nor skewed,
    * nor without the SM count. */
   padec_params fp8 = p;
