@@ -74,10 +74,10 @@ padec_status padec_choose_on_device(const padec_params *params, int32_t batch,
     const int grid_fills = pairs * per_pair * 16 >= (int64_t)sm_count * 15;
     if (grid_fills && !(kv_lens && skewed)) {
       c.path = PADEC_PATH_GRID;
-      /* Capped by a window's span and, with host lengths, by the longest sequence's partitions:
-       * a split past either would only write an empty partial. */
-      c.grid_splits = padec__grid_splits_capped(&p, per_pair, partition_tokens, INT32_MAX);
-      if (kv_lens && c.grid_splits > longest) c.grid_splits = longest > 0 ? (int32_t)longest : 1;
+      /* Capped by the longest sequence's partitions (with host lengths) and a window's span: a
+       * split past either would only write an empty partial. */
+      const int64_t wanted = kv_lens && longest < per_pair ? longest : per_pair;
+      c.grid_splits = padec__grid_splits_capped(&p, wanted, partition_tokens, INT32_MAX);
     } else {
       /* pairs >= num_kv_heads, so the multiple is at least num_kv_heads. */
       c.plan_options.num_workers = sm_count - sm_count % p.num_kv_heads;
