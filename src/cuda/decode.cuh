@@ -1101,7 +1101,17 @@ __global__ void __launch_bounds__(kThreads, 2)
      * takes below stays free. Outside a stall this issues nothing. */
     while (issued < consumed + Cfg::kStages - 1 && producer_has_tile()) issue_next();
 
-    /* ---- combine the four warps' states and write ----------------------------------------- */
+    /* ---- combine the four warps' states and write -----------------------------------------
+     * Each warp stores its accumulators register-major (register i of lane l at [warp][i][l]),
+     * and each thread then combines, across the four warps, the registers of lane tid % 32 in
+     * its warp's quarter of them: every shared-memory access on both sides is 32 consecutive
+     * words, free of bank conflicts. Row-major, with a lane's rows 512 bytes apart and its dims
+     * 16 apart, 8 to 16 lanes met on one bank at every segment's end. Each output element is
+     * the same sum in the same order as row-major, so the results are bitwise the same. */
+    constexpr int kAccRegs = HeadDim / 16 * NTiles * 4;
+    constexpr int kReaderGroups = kAccRegs / 4 / kWarps; /* (dt, nt) register groups a thread combines */
+    static_assert(kReaderGroups >= 1 && kReaderGroups % NTiles == 0,
+                  "a thread combines whole groups, the same n-tile at every position");
     float *combine = reinterpret_cast<float *>(pipe + (consumed + Cfg::kStages - 1) % Cfg::kStages * Cfg::kStageBytes);
     const float acc_unscale = ldexpf(1.f, -v_exponent);
 #pragma unroll
@@ -1121,20 +1131,17 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
       for (int nt = 0; nt < NTiles; ++nt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int row = 8 * nt + 2 * quad + (e & 1);
-          const int dim = piece_byte<Cfg>(lane_row, dt / Cfg::kDimTilesPerPiece) / Cfg::kElemBytes +
-                          2 * (dt % Cfg::kDimTilesPerPiece) + (e >> 1);
-          combine[(warp * kRows + row) * HeadDim + dim] = acc[dt][nt][e] * acc_unscale;
-        }
+        for (int e = 0; e < 4; ++e)
+          combine[(warp * kAccRegs + (dt * NTiles + nt) * 4 + e) * 32 + lane] = acc[dt][nt][e] * acc_unscale;
     __syncthreads();
-    {
-      constexpr int kThreadsPerRow = kThreads / kRows;
-      constexpr int kDimsPerThread = HeadDim / kThreadsPerRow;
-      const int row = tid / kThreadsPerRow;
-      const int dim0 = (tid % kThreadsPerRow) * kDimsPerThread;
-      const int global_row = pass_row + row;
-      if (global_row < p.rows) {
+    /* Lane tid % 32's C-fragment rows, 8 nt + 2 quad + r of the pass, one at a time. */
+#pragma unroll
+    for (int nt = 0; nt < NTiles; ++nt)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int row = 8 * nt + 2 * quad + r;
+        const int global_row = pass_row + row;
+        if (global_row >= p.rows) continue;
         float m = -INFINITY;
 #pragma unroll
         for (int w = 0; w < kWarps; ++w) m = fmaxf(m, warp_row_max[w * kRows + row]);
@@ -1147,42 +1154,44 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
         const float inv = total > 0.f ? 1.f / total : 0.f;
         const float lse = total > 0.f ? (m + log2f(total)) * 0.6931471805599453f : -INFINITY;
+        const float out_scale = per_token ? inv : inv * v_scale;
         const int qi = global_row / p.group;
         const int head = q_head_start + global_row % p.group;
-        const float out_scale = per_token ? inv : inv * v_scale;
+        const bool writes_lse = warp == 0 && lane_row == 0;
+        int64_t out_base;
         if (partial_loc < 0) {
-          const int64_t o_base = (int64_t)(qo_start + qi) * p.o_stride_token + head * p.o_stride_head;
-          for (int d = 0; d < kDimsPerThread; ++d) {
-            const int dim = dim0 + d;
-            float v = 0.f;
-#pragma unroll
-            for (int w = 0; w < kWarps; ++w) v += weights[w] * combine[(w * kRows + row) * HeadDim + dim];
-            store_output(p.o, o_base + dim, p.o_dtype, v * out_scale);
-          }
-          if (p.lse && dim0 == 0) p.lse[(int64_t)(qo_start + qi) * p.num_q_heads + head] = lse;
+          out_base = (int64_t)(qo_start + qi) * p.o_stride_token + head * p.o_stride_head;
+          if (p.lse && writes_lse) p.lse[(int64_t)(qo_start + qi) * p.num_q_heads + head] = lse;
         } else {
           const int64_t prow = (int64_t)partial_loc + qi;
-          float *dst = p.partial_o + (prow * p.num_q_heads + head) * HeadDim;
-          for (int d = 0; d < kDimsPerThread; d += 4) {
-            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+          out_base = (prow * p.num_q_heads + head) * HeadDim;
+          if (writes_lse) p.partial_lse[prow * p.num_q_heads + head] = lse;
+        }
+        /* The thread's register groups of n-tile nt: warp * kReaderGroups is a multiple of NTiles. */
 #pragma unroll
-            for (int w = 0; w < kWarps; ++w) {
-              const float *src = combine + (w * kRows + row) * HeadDim + dim0 + d;
-              v.x += weights[w] * src[0];
-              v.y += weights[w] * src[1];
-              v.z += weights[w] * src[2];
-              v.w += weights[w] * src[3];
-            }
-            v.x *= out_scale;
-            v.y *= out_scale;
-            v.z *= out_scale;
-            v.w *= out_scale;
-            *reinterpret_cast<float4 *>(dst + dim0 + d) = v;
+        for (int k = nt; k < kReaderGroups; k += NTiles) {
+          const int group = warp * kReaderGroups + k;
+          const int dt = group / NTiles;
+          /* Registers r and r + 2 of a group hold dims dim and dim + 1 of the row. */
+          const int dim = piece_byte<Cfg>(lane_row, dt / Cfg::kDimTilesPerPiece) / Cfg::kElemBytes +
+                          2 * (dt % Cfg::kDimTilesPerPiece);
+          float v[2];
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            float sum = 0.f;
+#pragma unroll
+            for (int w = 0; w < kWarps; ++w)
+              sum += weights[w] * combine[(w * kAccRegs + group * 4 + r + 2 * h) * 32 + lane];
+            v[h] = sum * out_scale;
           }
-          if (dim0 == 0) p.partial_lse[prow * p.num_q_heads + head] = lse;
+          if (partial_loc < 0) {
+            store_output(p.o, out_base + dim, p.o_dtype, v[0]);
+            store_output(p.o, out_base + dim + 1, p.o_dtype, v[1]);
+          } else {
+            *reinterpret_cast<float2 *>(p.partial_o + out_base + dim) = make_float2(v[0], v[1]);
+          }
         }
       }
-    }
 
     trace(PADEC_TRACE_WRITTEN);
 
