@@ -1105,8 +1105,9 @@ __global__ void __launch_bounds__(kThreads, 2)
      * Each warp stores its accumulators register-major (register i of lane l at [warp][i][l]),
      * and each thread then combines, across the four warps, the registers of lane tid % 32 in
      * its warp's quarter of them: every shared-memory access on both sides is 32 consecutive
-     * words, free of bank conflicts. Row-major, with a lane's rows 512 bytes apart and its dims
-     * 16 apart, 8 to 16 lanes met on one bank at every segment's end. Each output element is
+     * words, free of bank conflicts. Row-major (one register's rows a multiple of 256 bytes
+     * apart across a quad, its dims 8 or 16 apart across the lane rows), 8 to 16 lanes met on
+     * one bank at every segment's end. Each output element is
      * the same sum in the same order as row-major, so the results are bitwise the same. */
     constexpr int kAccRegs = HeadDim / 16 * NTiles * 4;
     constexpr int kReaderGroups = kAccRegs / 4 / kWarps; /* (dt, nt) register groups a thread combines */
