@@ -1107,8 +1107,8 @@ __global__ void __launch_bounds__(kThreads, 2)
      * its warp's quarter of them: every shared-memory access on both sides is 32 consecutive
      * words, free of bank conflicts. Row-major (one register's rows a multiple of 256 bytes
      * apart across a quad, its dims 8 or 16 apart across the lane rows), 8 to 16 lanes met on
-     * one bank at every segment's end. Each output element is
-     * the same sum in the same order as row-major, so the results are bitwise the same. */
+     * one bank at every segment's end. Each output element is the same sum in the same order as
+     * row-major, so the results are bitwise the same. */
     constexpr int kAccRegs = HeadDim / 16 * NTiles * 4;
     constexpr int kReaderGroups = kAccRegs / 4 / kWarps; /* (dt, nt) register groups a thread combines */
     static_assert(kReaderGroups >= 1 && kReaderGroups % NTiles == 0,
