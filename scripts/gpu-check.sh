@@ -113,7 +113,7 @@ if has probes; then
   # Conversion and reference instruction rates per SM and clock (docs/PERF.md, the fp8 loop).
   ./$build/probe_conversion_rate | tee "$out/probe-conversion-rate.txt" || status=1
   # What a kernel that only streams N bytes reaches under the benchmark's method (docs/PERF.md,
-  # "Where padec stands").
+  # "What any kernel reaches under the method").
   ./$build/probe_size_ceiling | tee "$out/probe-size-ceiling.txt" || status=1
 fi
 if has workers; then
