@@ -583,6 +583,14 @@ fail:
   return -1;
 }
 
+/* PADEC_BENCH_PIPELINE_DEPTH=N runs the decode with N tiles in flight
+ * (padec__cuda_set_pipeline_depth) instead of the library's pick, so that one binary can be
+ * compared against itself at another depth. */
+void bench_pipeline_override() {
+  const char *depth = getenv("PADEC_BENCH_PIPELINE_DEPTH");
+  padec__cuda_set_pipeline_depth(depth ? atoi(depth) : 0);
+}
+
 }  // namespace
 
 extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
@@ -590,6 +598,7 @@ extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_
                                size_t err_size) {
   ErrorSink sink{err, err_size};
   if (bench_fresh_context(sink) != 0) return -1;
+  bench_pipeline_override();
   const padec_params &p = workload->params;
   const int32_t batch = workload->batch;
   padec_plan_layout layout;
@@ -637,6 +646,7 @@ extern "C" int padec_gpu_bench_grid(const padec_workload *workload, int32_t num_
                                     padec_gpu_bench_result *out, char *err, size_t err_size) {
   ErrorSink sink{err, err_size};
   if (bench_fresh_context(sink) != 0) return -1;
+  bench_pipeline_override();
   const padec_params &p = workload->params;
   padec_grid_layout layout;
   BenchProblem bp;

@@ -182,6 +182,11 @@ padec_status padec__cuda_check_no_pending_error(const char *entry);
  * the decode kernel (tests cover both). Not thread-safe; tests only. */
 void padec__cuda_set_separate_merge(int separate);
 
+/* CUDA builds: the decode's K/V pipeline depth for the launches that follow, the tiles in
+ * flight while the consumer waits (clamped to 2 up to the instance's stages); 0 keeps the
+ * launch's own pick. Not thread-safe; tests and the benchmark only. */
+void padec__cuda_set_pipeline_depth(int depth);
+
 /* CUDA builds: decode launches of at most max_ctas CTAs write padec_trace_event stamps
  * (src/cuda/decode_params.h) to device_stamps, [max_ctas][PADEC_TRACE_EVENTS] uint64, which the
  * caller zeroes first (a point a CTA never reaches keeps its zero); NULL turns it off. Not

@@ -4,10 +4,10 @@
  * A work item (one sequence, one KV head, a range of partitions) is processed in segments of 8
  * query rows (16 when the KV head has more than 8 rows: q_len x group). A segment streams the
  * item's K/V tokens through shared memory with cp.async (3 stages of 32 KiB: 64 bf16 tokens or
- * 128 fp8 tokens of head_dim 128), gathering rows through the page table. The loads form one
- * stream over all of the worker's segments: the next segment's first tiles are issued while
- * this one's last tiles are consumed, and are in flight during its combine and epilogue. KV tokens sit on the M side
- * of m16n8k16 tensor-core MMAs and the query rows on N, so every K/V byte is read once for the
+ * 128 fp8 tokens of head_dim 128; 2 or 3 tiles in flight, launch.cu's pick), gathering rows
+ * through the page table. The loads form one stream over all of the worker's segments: the
+ * next segment's first tiles are issued while this one's last tiles are consumed, and are in
+ * flight during its combine and epilogue. KV tokens sit on the M side of m16n8k16 tensor-core MMAs and the query rows on N, so every K/V byte is read once for the
  * whole GQA group. Each of the 4 warps owns a quarter of every tile's tokens and keeps its own
  * online-softmax state; the four states are combined in shared memory at the end of the
  * segment.
@@ -565,16 +565,17 @@ __global__ void __launch_bounds__(kThreads, 2)
   };
 
   /* ---- the cp.async pipeline: one stream of tiles over all of the worker's segments --------
-   * The producer runs up to kStages - 1 tiles ahead of the consumer and crosses into the next
-   * segment while the current one's last tiles are still being consumed, so the worker's loads
-   * do not stop at an item boundary. The n-th tile of the worker (issued and consumed in the
-   * same order) sits in stage n % kStages; every thread's copies of it arrive on the stage's
-   * mbarrier, whose (n / kStages)-th phase completes when they have all landed. At the top of
-   * the tile loop a block barrier frees the previous tile's stage and it is refilled before the
-   * warps wait for their tile, so up to kStages tiles are in flight during that wait (with the
-   * wait before the barrier, as a cp.async group, the refill waited for the tile too). Outside
-   * the consumer's tile loop at most kStages - 1 tiles are in the pipeline, so the stage of the
-   * last consumed tile is free: the combine uses it. */
+   * The producer runs up to depth - 1 tiles ahead of the consumer (depth = p.pipeline_depth,
+   * 2 to kStages, launch.cu's pick) and crosses into the next segment while the current one's
+   * last tiles are still being consumed, so the worker's loads do not stop at an item boundary.
+   * The n-th tile of the worker (issued and consumed in the same order) sits in stage
+   * n % kStages whatever the depth; every thread's copies of it arrive on the stage's mbarrier,
+   * whose (n / kStages)-th phase completes when they have all landed. At the top of the tile
+   * loop a block barrier frees the previous tile's stage and it is refilled before the warps
+   * wait for their tile, so up to depth tiles are in flight during that wait (with the wait
+   * before the barrier, as a cp.async group, the refill waited for the tile too). Outside the
+   * consumer's tile loop at most depth - 1 tiles are in the pipeline, so the stage of the last
+   * consumed tile is free: the combine uses it. */
   const int my_chunk = tid % Cfg::kChunksPerRow;
   const int my_first_token = tid / Cfg::kChunksPerRow;
   typedef int32_t PageIds[Cfg::kTokensPerThread];
@@ -662,9 +663,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     producer_settle();
     load_page_ids(producer_stream(), producer_tile, page_ids);
   };
-  /* The prologue: cur's first kStages - 1 tiles go out before anything else is fetched (the
-   * page ids of two tiles together), then nxt's metadata, then the rest up to kStages - 1. */
-  if (Cfg::kStages == 3 && cur.s.num_tiles >= 2) {
+  /* The prologue: cur's first depth - 1 tiles go out before anything else is fetched (the
+   * page ids of two tiles together), then nxt's metadata, then the rest up to depth - 1. */
+  if (Cfg::kStages == 3 && p.pipeline_depth == 3 && cur.s.num_tiles >= 2) {
     PageIds second_ids;
     load_page_ids(cur.s, 0, page_ids);
     load_page_ids(cur.s, 1, second_ids);
@@ -680,7 +681,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   if (cur.valid) nxt = next_segment(cur);
   producer_settle();
   load_page_ids(producer_stream(), producer_tile, page_ids);
-  while (issued < Cfg::kStages - 1 && producer_has_tile()) issue_next();
+  while (issued < p.pipeline_depth - 1 && producer_has_tile()) issue_next();
 
   /* A pass's query rows as loaded (16-bit values): this warp's rows warp, warp + 4, ... For fp8
    * caches up to head_dim 128 the next segment's are loaded when the consumer moves on, before
@@ -809,9 +810,10 @@ __global__ void __launch_bounds__(kThreads, 2)
 
     for (int tile = 0; tile < num_tiles; ++tile, ++consumed) {
       /* Every warp is done with the previous tile: its stage is refilled at once, before this
-       * tile is waited for, so that up to kStages tiles are in flight while a warp waits. */
+       * tile is waited for, so that up to p.pipeline_depth tiles are in flight while a warp
+       * waits. */
       __syncthreads();
-      if (issued < consumed + Cfg::kStages && producer_has_tile()) issue_next();
+      if (issued < consumed + p.pipeline_depth && producer_has_tile()) issue_next();
       /* Tile `consumed` is the (consumed / kStages)-th phase of its stage's barrier. */
       const int stage = consumed % Cfg::kStages;
       mbarrier_wait(landed + stage * 8, (consumed / Cfg::kStages) & 1);
@@ -1096,10 +1098,11 @@ __global__ void __launch_bounds__(kThreads, 2)
       producer_on_next = false;
       if (producer_settle()) load_page_ids(producer_stream(), producer_tile, page_ids);
     }
-    /* A short nxt may have stalled the producer (it cannot see past nxt): refill up to kStages - 1
-     * tiles, as the prologue does. Every warp is past the last tile, and the stage the combine
-     * takes below stays free. Outside a stall this issues nothing. */
-    while (issued < consumed + Cfg::kStages - 1 && producer_has_tile()) issue_next();
+    /* A short nxt may have stalled the producer (it cannot see past nxt): refill up to
+     * p.pipeline_depth - 1 tiles, as the prologue does. Every warp is past the last tile, and the
+     * stage the combine takes below stays free (depth <= kStages). Outside a stall this issues
+     * nothing. */
+    while (issued < consumed + p.pipeline_depth - 1 && producer_has_tile()) issue_next();
 
     /* ---- combine the four warps' states and write -----------------------------------------
      * Each warp stores its accumulators register-major (register i of lane l at [warp][i][l]),

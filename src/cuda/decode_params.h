@@ -1,5 +1,6 @@
 /* The parameter block of the CUDA decode and merge kernels, filled in exactly one host function
- * (fill_decode_params in launch.cu) and passed by value as a __grid_constant__ argument. */
+ * (fill_decode_params in launch.cu; the launch adds the pipeline's depth and the trace) and
+ * passed by value as a __grid_constant__ argument. */
 #ifndef PADEC_CUDA_DECODE_PARAMS_H
 #define PADEC_CUDA_DECODE_PARAMS_H
 
@@ -37,6 +38,9 @@ struct padec_decode_params {
   int32_t scale_mode;        /* padec_fp8_scale_mode */
   float k_scale, v_scale;    /* per-tensor values (mode PER_TENSOR; 1 otherwise) */
   float score_scale_log2;    /* softmax_scale * log2(e) */
+  /* The K/V pipeline's depth (decode.cuh): tiles in flight while the consumer waits for one,
+   * 2 to the instance's stages. Set at the launch, which knows the instance (pick_pipeline). */
+  int32_t pipeline_depth;
   /* NULL, or [CTAs][PADEC_TRACE_EVENTS] %globaltimer stamps (ns) that thread 0 of each CTA writes
    * at the points of padec_trace_event (the benchmark's timeline; padec__cuda_set_trace). */
   uint64_t *trace;

@@ -58,11 +58,13 @@ typedef void (*decode_fn)(padec_decode_params);
 struct DecodeInstance {
   decode_fn kernel;
   int smem_bytes;
+  int stages; /* of its K/V pipeline */
 };
 
 template <int HeadDim, int Kind, int NTiles, bool PSplit>
 DecodeInstance instance() {
-  return DecodeInstance{decode_kernel<HeadDim, Kind, NTiles, PSplit>, DecodeConfig<HeadDim, Kind, NTiles>::kSmemBytes};
+  using Cfg = DecodeConfig<HeadDim, Kind, NTiles>;
+  return DecodeInstance{decode_kernel<HeadDim, Kind, NTiles, PSplit>, Cfg::kSmemBytes, Cfg::kStages};
 }
 
 /* The one selection function: the decode instance for the parameters' head_dim, cache kind
@@ -98,7 +100,7 @@ static DecodeInstance select_decode(const padec_params &normalized) {
 #undef PADEC_SELECT_
 #undef PADEC_SELECT_KIND_
 #undef PADEC_SELECT_SPLIT_
-  return DecodeInstance{nullptr, 0};
+  return DecodeInstance{nullptr, 0, 0};
 }
 
 static decode_fn select_merge(int head_dim) {
@@ -123,6 +125,12 @@ using namespace padec_cuda;
 static int g_separate_merge;
 
 extern "C" void padec__cuda_set_separate_merge(int separate) { g_separate_merge = separate; }
+
+/* Tests and the benchmark set this to run the decode with another pipeline depth than
+ * launch_decode picks (0: its pick). */
+static int g_pipeline_depth;
+
+extern "C" void padec__cuda_set_pipeline_depth(int depth) { g_pipeline_depth = depth; }
 
 /* The benchmark's timeline buffer: launches of at most g_trace_ctas CTAs stamp it. */
 static uint64_t *g_trace;
@@ -218,6 +226,30 @@ extern "C" padec_status padec__cuda_check_no_pending_error(const char *entry) {
                      cudaGetErrorString(pending));
 }
 
+/* The decode's K/V pipeline depth (decode.cuh): two tiles in flight while the consumer waits
+ * for one. When a launch's CTAs all start together, each requesting its first tiles at once, the
+ * DRAM serves those requests interleaved, so the fewer a CTA asks for the sooner its first tile
+ * lands, and two 32 KiB tiles a CTA still keep the DRAM busy: +0.4 to +2.5% on 17 of the 20
+ * benchmark workloads on an H100 against three (docs/PERF.md, "Two tiles in flight"). The
+ * exception is an fp8 launch of more CTAs than the device holds at once (two an SM): its CTAs
+ * start in waves, each streams one short item, and a third tile in flight is worth more than
+ * an early first one (b256-1k-fp8, 2048 CTAs of 1024 tokens, 0.7 to 1.3% slower with two). */
+static padec_status pick_pipeline_depth(const padec_params &normalized, const DecodeInstance &decode,
+                                        int64_t ctas, int *depth) {
+  *depth = 2;
+  if (normalized.kv_dtype == PADEC_DTYPE_E4M3) {
+    int device = 0, sms = 0;
+    cudaError_t error = cudaGetDevice(&device);
+    if (error == cudaSuccess) error = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    if (error != cudaSuccess) return padec__cuda_fail(error, "cudaDeviceGetAttribute(multiProcessorCount)");
+    if (ctas > 2 * (int64_t)sms) *depth = 3;
+  }
+  if (g_pipeline_depth > 0) *depth = g_pipeline_depth;
+  if (*depth > decode.stages) *depth = decode.stages;
+  if (*depth < 2) *depth = 2;
+  return PADEC_STATUS_OK;
+}
+
 /* The decode launch of both paths: the kernel instance, its shared-memory attribute, the
  * clearing of the workspace's merge counters when splits merge in the kernel and the caller gave
  * no self-resetting counters (the decode then launches as its programmatic dependent), and
@@ -234,6 +266,8 @@ static padec_status launch_decode(const padec_params &normalized, const padec_de
   if (error != cudaSuccess) return padec__cuda_fail(error, "cudaFuncSetAttribute(decode)");
   padec_decode_params traced = d;
   traced.trace = ctas <= g_trace_ctas ? g_trace : nullptr;
+  const padec_status picked = pick_pipeline_depth(normalized, decode, ctas, &traced.pipeline_depth);
+  if (picked != PADEC_STATUS_OK) return picked;
   if (clear_counters) {
     const int64_t count = (int64_t)d.batch * normalized.num_kv_heads;
     const int64_t blocks = (count + 255) / 256 < 256 ? (count + 255) / 256 : 256;

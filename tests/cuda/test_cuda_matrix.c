@@ -99,6 +99,12 @@ static void compare_with_cpu(const char *label, const padec_case *c, const padec
   }
 }
 
+/* The K/V pipeline depths the second runs take in turn (padec__cuda_set_pipeline_depth; 0 is
+ * the launch's own pick). The depth only moves when bytes land, never what is computed, so
+ * every one must give the first run's bytes. */
+static const int k_pipeline_depths[] = {2, 3, 0};
+static int g_second_pipeline;
+
 /* The checks of one GPU output that need no CPU run: every element against the oracle (result
  * filled), and a second run's bytes equal to the first's. Returns 0, or -1 after reporting. */
 static int check_gpu_output(const char *label, const padec_case *c, const void *o, const float *lse,
@@ -111,7 +117,8 @@ static int check_gpu_output(const char *label, const padec_case *c, const void *
     return -1;
   }
   if (memcmp(o, o_again, c->o_bytes) != 0 || memcmp(lse, lse_again, lse_bytes) != 0) {
-    fprintf(stderr, "FAIL %s: two runs differ (not deterministic)\n", label);
+    fprintf(stderr, "FAIL %s: two runs differ (not deterministic; the second at pipeline depth %d)\n", label,
+            k_pipeline_depths[g_second_pipeline]);
     padec_check_print(stderr, label, c, result);
     g_failures += 1;
     return -1;
@@ -121,12 +128,16 @@ static int check_gpu_output(const char *label, const padec_case *c, const void *
 
 /* The second run of a case, whose bytes must equal the first's: with the harness's kept merge
  * counters (padec_tensors.merge_counters), which every earlier case's second run used and must
- * have left zero, where the first run had the workspace's counters and their clearing kernel. */
+ * have left zero, where the first run had the workspace's counters and their clearing kernel;
+ * and at the next pipeline depth of k_pipeline_depths, where the first run had the launch's pick. */
 static int run_again_with_kept_counters(int grid, const padec_case *c, const padec_plan_options *options,
                                         int32_t num_splits, void *o, float *lse, char *err, size_t err_size) {
+  g_second_pipeline = (g_second_pipeline + 1) % (int)(sizeof k_pipeline_depths / sizeof k_pipeline_depths[0]);
   padec_gpu_set_kept_counters(1);
+  padec__cuda_set_pipeline_depth(k_pipeline_depths[g_second_pipeline]);
   const int rc = grid ? padec_gpu_run_case_grid(c, num_splits, 16, o, lse, err, err_size)
                       : padec_gpu_run_case(c, options, o, lse, err, err_size);
+  padec__cuda_set_pipeline_depth(0);
   padec_gpu_set_kept_counters(0);
   return rc;
 }
