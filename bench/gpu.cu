@@ -583,12 +583,20 @@ fail:
   return -1;
 }
 
-/* PADEC_BENCH_PIPELINE_DEPTH=N runs the decode with N tiles in flight
- * (padec__cuda_set_pipeline_depth) instead of the library's pick, so that one binary can be
- * compared against itself at another depth. */
-void bench_pipeline_override() {
-  const char *depth = getenv("PADEC_BENCH_PIPELINE_DEPTH");
-  padec__cuda_set_pipeline_depth(depth ? atoi(depth) : 0);
+/* PADEC_BENCH_PIPELINE_DEPTH=N (2 or 3) runs the decode with N tiles in flight
+ * (padec__cuda_set_pipeline_depth; an instance of 2 stages keeps 2) instead of the library's
+ * pick, so that one binary can be compared against itself at another depth. */
+int bench_pipeline_override(const ErrorSink &sink) {
+  const char *text = getenv("PADEC_BENCH_PIPELINE_DEPTH");
+  long depth = 0;
+  if (text) {
+    char *end = nullptr;
+    depth = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || depth < 2 || depth > 3)
+      return report(sink, "PADEC_BENCH_PIPELINE_DEPTH='%s': the tiles in flight are 2 or 3", text);
+  }
+  padec__cuda_set_pipeline_depth((int)depth);
+  return 0;
 }
 
 }  // namespace
@@ -597,8 +605,7 @@ extern "C" int padec_gpu_bench(const padec_workload *workload, const padec_plan_
                                int iterations, padec_gpu_bench_result *out, char *err,
                                size_t err_size) {
   ErrorSink sink{err, err_size};
-  if (bench_fresh_context(sink) != 0) return -1;
-  bench_pipeline_override();
+  if (bench_fresh_context(sink) != 0 || bench_pipeline_override(sink) != 0) return -1;
   const padec_params &p = workload->params;
   const int32_t batch = workload->batch;
   padec_plan_layout layout;
@@ -645,8 +652,7 @@ extern "C" int padec_gpu_bench_grid(const padec_workload *workload, int32_t num_
                                     int32_t partition_tokens, int iterations,
                                     padec_gpu_bench_result *out, char *err, size_t err_size) {
   ErrorSink sink{err, err_size};
-  if (bench_fresh_context(sink) != 0) return -1;
-  bench_pipeline_override();
+  if (bench_fresh_context(sink) != 0 || bench_pipeline_override(sink) != 0) return -1;
   const padec_params &p = workload->params;
   padec_grid_layout layout;
   BenchProblem bp;
