@@ -39,7 +39,8 @@ struct padec_decode_params {
   float k_scale, v_scale;    /* per-tensor values (mode PER_TENSOR; 1 otherwise) */
   float score_scale_log2;    /* softmax_scale * log2(e) */
   /* The K/V pipeline's depth (decode.cuh): tiles in flight while the consumer waits for one,
-   * 2 to the instance's stages. Set at the launch, which knows the instance (pick_pipeline). */
+   * 2 to the instance's stages. Set at the launch, which knows the instance
+   * (pick_pipeline_depth in launch.cu). */
   int32_t pipeline_depth;
   /* NULL, or [CTAs][PADEC_TRACE_EVENTS] %globaltimer stamps (ns) that thread 0 of each CTA writes
    * at the points of padec_trace_event (the benchmark's timeline; padec__cuda_set_trace). */
