@@ -14,6 +14,7 @@
 #include "gpu.h"
 #include "internal.h"
 #include "padec_cuda.h"
+#include "read_flush.cuh"
 
 namespace {
 
@@ -90,18 +91,6 @@ __global__ void fill_random(uint8_t *data, size_t bytes, int element_bytes, uint
   }
 }
 
-/* Evicts the L2 by reading a buffer several times its size. Reading (rather than a memset)
- * leaves the L2 clean: a memset leaves tens of MB of dirty lines whose write-back the next
- * kernel would pay for, which is not the state a decode step meets in a server. */
-__global__ void read_flush(const uint4 *data, size_t count, unsigned *sink) {
-  const size_t stride = (size_t)gridDim.x * blockDim.x;
-  unsigned acc = 0;
-  for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += stride) {
-    const uint4 v = __ldcg(data + i);
-    acc ^= v.x ^ v.y ^ v.z ^ v.w;
-  }
-  if (acc == 0x9e3779b9u) *sink = acc; /* keeps the loads; practically never stores */
-}
 
 /* PADEC_BENCH_POOL_SCALE=N (1..1024, default 1): the pool holds N times the pages the batch
  * uses, as a server's pool is sized for its largest load, and the used pages are scattered
@@ -183,9 +172,7 @@ cudaError_t flush_l2(const BenchProblem &bp, const cudaDeviceProp &prop, Flush f
                      cudaStream_t stream) {
   if (flush == Flush::None) return cudaSuccess;
   if (flush == Flush::Memset) return cudaMemsetAsync(bp.flush.ptr, iteration & 0xff, bp.flush.bytes, stream);
-  read_flush<<<prop.multiProcessorCount * 4, 512, 0, stream>>>(static_cast<const uint4 *>(bp.flush.ptr),
-                                                               bp.flush.bytes / sizeof(uint4),
-                                                               static_cast<unsigned *>(bp.flush.ptr));
+  launch_read_flush(bp.flush.ptr, bp.flush.bytes, prop.multiProcessorCount, stream);
   return cudaGetLastError();
 }
 

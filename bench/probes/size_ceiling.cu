@@ -1,6 +1,6 @@
 /*
- * What a kernel that does nothing but stream N bytes reaches under `padec bench`'s method: a
- * 256 MiB read flush before each launch (outside the timed region), CUDA events around one
+ * What a kernel that does nothing but stream N bytes reaches under `padec bench`'s method: its
+ * 256 MiB read flush (read_flush.cuh) before each launch (outside the timed region), CUDA events around one
  * launch, the median of 50 after 5 warm-ups, against a 1 GiB device-to-device copy. It times
  *   - once, an empty kernel of one CTA an SM (the launch and the two events, nothing else),
  *     without and with 100 KiB of dynamic shared memory (the decode kernel's order; the SMs'
@@ -20,6 +20,8 @@
 
 #include <algorithm>
 #include <vector>
+
+#include "../read_flush.cuh"
 
 namespace {
 
@@ -59,7 +61,7 @@ struct Probe {
   cudaEvent_t start = nullptr, stop = nullptr;
 
   bool flush_l2() {
-    stream_read<4><<<sms * 4, 512>>>(flush, flush_bytes / sizeof(uint4), sink);
+    launch_read_flush(flush, flush_bytes, sms, 0);
     return check(cudaGetLastError(), "flush");
   }
 
