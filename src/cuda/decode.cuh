@@ -7,10 +7,10 @@
  * 128 fp8 tokens of head_dim 128; 2 or 3 tiles in flight, launch.cu's pick), gathering rows
  * through the page table. The loads form one stream over all of the worker's segments: the
  * next segment's first tiles are issued while this one's last tiles are consumed, and are in
- * flight during its combine and epilogue. KV tokens sit on the M side of m16n8k16 tensor-core MMAs and the query rows on N, so every K/V byte is read once for the
- * whole GQA group. Each of the 4 warps owns a quarter of every tile's tokens and keeps its own
- * online-softmax state; the four states are combined in shared memory at the end of the
- * segment.
+ * flight during its combine and epilogue. KV tokens sit on the M side of m16n8k16 tensor-core
+ * MMAs and the query rows on N, so every K/V byte is read once for the whole GQA group. Each
+ * of the 4 warps owns a quarter of every tile's tokens and keeps its own online-softmax state;
+ * the four states are combined in shared memory at the end of the segment.
  *
  * Register-level layout tricks, so that shared memory is read with wide, conflict-free loads:
  *  - QK (S^T = K Q^T): the head_dim axis is permuted. In k-step j, lane quad c reads 4
