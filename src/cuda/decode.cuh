@@ -504,15 +504,11 @@ __global__ void __launch_bounds__(kThreads, 2)
     g.s.kv_head_offset = 0;
     if (!g.valid) return g;
     int4 w1 = make_int4(0, 0, 0, 0);
-    int split = 0;
+    /* The grid path's CTAs of a sequence are consecutive: one division finds its sequence, the
+     * only value the metadata loads below wait for. */
+    const unsigned ctas_per_sequence = (unsigned)p.grid_splits * (unsigned)p.num_kv_heads;
     if (grid) {
-      split = blockIdx.x % p.grid_splits;
-      const int sequence_head = blockIdx.x / p.grid_splits;
-      g.b = sequence_head / p.num_kv_heads;
-      g.s.kv_head = sequence_head % p.num_kv_heads;
-      g.q_head_start = g.s.kv_head * p.group;
-      g.partial_loc = p.grid_splits > 1 ? (g.b * p.grid_splits + split) * p.q_len : -1;
-      g.qo_start = g.b * p.q_len;
+      g.b = (int)(blockIdx.x / ctas_per_sequence);
     } else {
       const int4 w0 = *reinterpret_cast<const int4 *>(p.work_info + (int64_t)work * 8);
       w1 = *reinterpret_cast<const int4 *>(p.work_info + (int64_t)work * 8 + 4);
@@ -520,21 +516,39 @@ __global__ void __launch_bounds__(kThreads, 2)
       g.partial_loc = w0.y;
       g.qo_start = w0.z;
       g.q_head_start = w1.w & 0xffff;
+    }
+    /* The sequence's metadata leaves in one round trip. A load written after the arithmetic
+     * below, whose divisions branch, was issued only once the length was back: one more round
+     * trip before the first tile's page ids (the SASS of the prologue). */
+    const int kv_len = p.kv_lens[g.b];
+    const int page_start = p.page_indptr[g.b];
+    const int partition_start = grid ? 0 : p.partition_indptr[g.b];
+    g.query_end = p.seq_lens ? p.seq_lens[g.b] - p.shard_starts[g.b] : kv_len;
+    int split = 0;
+    if (grid) {
+      const unsigned within = blockIdx.x - (unsigned)g.b * ctas_per_sequence;
+      split = (int)(within % (unsigned)p.grid_splits);
+      g.s.kv_head = (int)(within / (unsigned)p.grid_splits);
+      g.q_head_start = g.s.kv_head * p.group;
+      g.partial_loc = p.grid_splits > 1 ? (g.b * p.grid_splits + split) * p.q_len : -1;
+      g.qo_start = g.b * p.q_len;
+    } else {
       g.s.kv_head = g.q_head_start / p.group;
     }
-    const int kv_len = p.kv_lens[g.b];
-    g.query_end = p.seq_lens ? p.seq_lens[g.b] - p.shard_starts[g.b] : kv_len;
+    /* A power of two (padec__partition_tokens): partitions by shifts, off the path between the
+     * length's arrival and the page-id loads. */
     const int T = p.partition_tokens;
+    const int partition_shift = __ffs(T) - 1;
     int first_partition = 0;
     if (p.window_left > 0) {
       const int64_t first_token = (int64_t)g.query_end - p.q_len - p.window_left;
-      first_partition = first_token > 0 ? (int)(first_token / T) : 0;
+      first_partition = first_token > 0 ? (int)(first_token >> partition_shift) : 0;
     }
-    int64_t local = (int64_t)w1.x - (grid ? 0 : p.partition_indptr[g.b]);
+    int64_t local = (int64_t)w1.x - partition_start;
     int64_t count = w1.y - w1.x;
     if (grid) {
       /* padec__shard_num_partitions: the sequence's scheduled partitions, cut in grid_splits. */
-      const int64_t end = ((int64_t)kv_len + T - 1) / T;
+      const int64_t end = ((int64_t)kv_len + T - 1) >> partition_shift;
       const int64_t parts = kv_len > 0 && end > first_partition ? end - first_partition : 0;
       const int64_t per_split = (parts + p.grid_splits - 1) / p.grid_splits;
       local = split * per_split;
@@ -551,7 +565,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     g.s.num_tiles = g.s.token_end > g.s.token_begin
                         ? (g.s.token_end - g.s.token_begin + Cfg::kTileTokens - 1) / Cfg::kTileTokens
                         : 0;
-    g.s.pages = p.page_indices + p.page_indptr[g.b];
+    g.s.pages = p.page_indices + page_start;
     g.s.kv_head_offset = (int64_t)g.s.kv_head * head_stride;
     return g;
   };
