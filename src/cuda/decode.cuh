@@ -1120,16 +1120,22 @@ __global__ void __launch_bounds__(kThreads, 2)
 
     /* ---- combine the four warps' states and write -----------------------------------------
      * Each warp stores its accumulators register-major (register i of lane l at [warp][i][l]),
-     * and each thread then combines, across the four warps, the registers of lane tid % 32 in
-     * its warp's quarter of them: every shared-memory access on both sides is 32 consecutive
-     * words, free of bank conflicts. Row-major (one register's rows a multiple of 256 bytes
-     * apart across a quad, its dims 8 or 16 apart across the lane rows), 8 to 16 lanes met on
-     * one bank at every segment's end. Each output element is the same sum in the same order as
-     * row-major, so the results are bitwise the same. */
+     * and each thread then combines, across the four warps, a quarter of the registers of lane
+     * tid % 32: every shared-memory access on both sides is 32 consecutive words, free of bank
+     * conflicts. Row-major (one register's rows a multiple of 256 bytes apart across a quad, its
+     * dims 8 or 16 apart across the lane rows), 8 to 16 lanes met on one bank at every segment's
+     * end. Each output element is the same sum in the same order as row-major, so the results
+     * are bitwise the same.
+     * A lane's registers hold 2 * NTiles query rows (n-tile nt, r = 0, 1), and the thread's
+     * quarter is one of those rows (and, at NTiles = 1, half of its dim tiles), so that each
+     * thread works out one row's weights, LSE and output offsets: that part, not the sums, is
+     * most of the phase's instructions, and it runs with one warp a scheduler on the critical
+     * path at the end of a launch. */
     constexpr int kAccRegs = HeadDim / 16 * NTiles * 4;
-    constexpr int kReaderGroups = kAccRegs / 4 / kWarps; /* (dt, nt) register groups a thread combines */
-    static_assert(kReaderGroups >= 1 && kReaderGroups % NTiles == 0,
-                  "a thread combines whole groups, the same n-tile at every position");
+    constexpr int kLaneRows = 2 * NTiles;
+    constexpr int kRowReaders = kWarps / kLaneRows;             /* threads that share a lane's row */
+    constexpr int kReaderDimTiles = HeadDim / 16 / kRowReaders; /* dim tiles a thread combines */
+    static_assert(kWarps % kLaneRows == 0 && kReaderDimTiles >= 1, "a thread combines one row");
     float *combine = reinterpret_cast<float *>(pipe + (consumed + Cfg::kStages - 1) % Cfg::kStages * Cfg::kStageBytes);
     const float acc_unscale = ldexpf(1.f, -v_exponent);
 #pragma unroll
@@ -1152,14 +1158,14 @@ __global__ void __launch_bounds__(kThreads, 2)
         for (int e = 0; e < 4; ++e)
           combine[(warp * kAccRegs + (dt * NTiles + nt) * 4 + e) * 32 + lane] = acc[dt][nt][e] * acc_unscale;
     __syncthreads();
-    /* Lane tid % 32's C-fragment rows, 8 nt + 2 quad + r of the pass, one at a time. */
-#pragma unroll
-    for (int nt = 0; nt < NTiles; ++nt)
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int row = 8 * nt + 2 * quad + r;
-        const int global_row = pass_row + row;
-        if (global_row >= p.rows) continue;
+    /* The thread's row: lane tid % 32's C-fragment row 8 nt + 2 quad + r of the pass, with
+     * (nt, r) from the warp; the warp's share picks the row's dim tiles. */
+    {
+      const int lane_row_index = warp % kLaneRows, share = warp / kLaneRows;
+      const int nt = lane_row_index >> 1, r = lane_row_index & 1;
+      const int row = 8 * nt + 2 * quad + r;
+      const int global_row = pass_row + row;
+      if (global_row < p.rows) {
         float m = -INFINITY;
 #pragma unroll
         for (int w = 0; w < kWarps; ++w) m = fmaxf(m, warp_row_max[w * kRows + row]);
@@ -1175,7 +1181,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         const float out_scale = per_token ? inv : inv * v_scale;
         const int qi = global_row / p.group;
         const int head = q_head_start + global_row % p.group;
-        const bool writes_lse = warp == 0 && lane_row == 0;
+        const bool writes_lse = share == 0 && lane_row == 0;
         int64_t out_base;
         if (partial_loc < 0) {
           out_base = (int64_t)(qo_start + qi) * p.o_stride_token + head * p.o_stride_head;
@@ -1185,11 +1191,10 @@ __global__ void __launch_bounds__(kThreads, 2)
           out_base = (prow * p.num_q_heads + head) * HeadDim;
           if (writes_lse) p.partial_lse[prow * p.num_q_heads + head] = lse;
         }
-        /* The thread's register groups of n-tile nt: warp * kReaderGroups is a multiple of NTiles. */
 #pragma unroll
-        for (int k = nt; k < kReaderGroups; k += NTiles) {
-          const int group = warp * kReaderGroups + k;
-          const int dt = group / NTiles;
+        for (int k = 0; k < kReaderDimTiles; ++k) {
+          const int dt = share * kReaderDimTiles + k;
+          const int group = dt * NTiles + nt;
           /* Registers r and r + 2 of a group hold dims dim and dim + 1 of the row. */
           const int dim = piece_byte<Cfg>(lane_row, dt / Cfg::kDimTilesPerPiece) / Cfg::kElemBytes +
                           2 * (dt % Cfg::kDimTilesPerPiece);
@@ -1210,6 +1215,7 @@ __global__ void __launch_bounds__(kThreads, 2)
           }
         }
       }
+    }
 
     trace(PADEC_TRACE_WRITTEN);
 
