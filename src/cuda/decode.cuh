@@ -440,6 +440,15 @@ __global__ void __launch_bounds__(kThreads, 2)
   /* The fused merge's claim: the group this CTA merges (-1: none), then its slot range. */
   int *merge_claim = reinterpret_cast<int *>(warp_row_sum + kWarps * kRows); /* [3] */
 
+  /* On the grid path the first metadata loads leave before anything else: the sequence's
+   * length and first page, whose round trip the first tile's page ids wait for. The setup
+   * below (the barriers, the scales, the strides) runs under it. */
+  const bool grid = p.grid_splits > 0;
+  const unsigned ctas_per_sequence = (unsigned)p.grid_splits * (unsigned)p.num_kv_heads;
+  const int grid_b = grid ? (int)(blockIdx.x / ctas_per_sequence) : 0;
+  const int grid_kv_len = grid ? p.kv_lens[grid_b] : 0;
+  const int grid_page_start = grid ? p.page_indptr[grid_b] : 0;
+
   const uint32_t landed = smem_u32(smem + Cfg::kBarrierOffset); /* [kStages] mbarriers */
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   if (tid == 0) {
@@ -491,7 +500,6 @@ __global__ void __launch_bounds__(kThreads, 2)
     Stream s;
   };
   /* The grid path: this CTA is the one work item (sequence, KV head, split) of its index. */
-  const bool grid = p.grid_splits > 0;
   const int work_end = grid ? 1 : p.work_indptr[blockIdx.x + 1];
   auto load_segment = [&](int work) {
     Segment g;
@@ -504,11 +512,10 @@ __global__ void __launch_bounds__(kThreads, 2)
     g.s.kv_head_offset = 0;
     if (!g.valid) return g;
     int4 w1 = make_int4(0, 0, 0, 0);
-    /* The grid path's CTAs of a sequence are consecutive: one division finds its sequence, the
-     * only value the metadata loads below wait for. */
-    const unsigned ctas_per_sequence = (unsigned)p.grid_splits * (unsigned)p.num_kv_heads;
+    /* The grid path's CTAs of a sequence are consecutive: one division finds its sequence
+     * (grid_b, at the kernel's entry). */
     if (grid) {
-      g.b = (int)(blockIdx.x / ctas_per_sequence);
+      g.b = grid_b;
     } else {
       const int4 w0 = *reinterpret_cast<const int4 *>(p.work_info + (int64_t)work * 8);
       w1 = *reinterpret_cast<const int4 *>(p.work_info + (int64_t)work * 8 + 4);
@@ -520,8 +527,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     /* The sequence's metadata leaves in one round trip. A load written after the arithmetic
      * below, whose divisions branch, was issued only once the length was back: one more round
      * trip before the first tile's page ids (the SASS of the prologue). */
-    const int kv_len = p.kv_lens[g.b];
-    const int page_start = p.page_indptr[g.b];
+    const int kv_len = grid ? grid_kv_len : p.kv_lens[g.b];
+    const int page_start = grid ? grid_page_start : p.page_indptr[g.b];
     const int partition_start = grid ? 0 : p.partition_indptr[g.b];
     g.query_end = p.seq_lens ? p.seq_lens[g.b] - p.shard_starts[g.b] : kv_len;
     int split = 0;
