@@ -22,6 +22,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "probe_util.cuh"
+
 #include "../read_flush.cuh"
 
 namespace {
@@ -44,18 +46,6 @@ struct ProbeParams {
 };
 static_assert(sizeof(ProbeParams) == 304, "the decode kernel's parameter size");
 
-/* The timer read is predicated on value, so it cannot issue before value's load is back. */
-__device__ __forceinline__ uint64_t stamp_after(int32_t value) {
-  uint64_t now;
-  asm volatile(
-      "{\n .reg .pred live;\n setp.ne.s32 live, %1, -2147483647;\n"
-      " @live mov.u64 %0, %%globaltimer;\n @!live mov.u64 %0, 0;\n}\n"
-      : "=l"(now)
-      : "r"(value)
-      : "memory");
-  return now;
-}
-
 template <bool FiveLines>
 __global__ void startup_probe(const __grid_constant__ ProbeParams p) {
   if (threadIdx.x != 0) return;
@@ -74,16 +64,7 @@ __global__ void startup_probe(const __grid_constant__ ProbeParams p) {
   out[3] = chased + (second == 0x7fffffff); /* keeps the second load */
 }
 
-bool check(cudaError_t error, const char *what) {
-  if (error == cudaSuccess) return true;
-  fprintf(stderr, "probe_startup: %s: %s\n", what, cudaGetErrorString(error));
-  return false;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+bool check(cudaError_t error, const char *what) { return probe_check("probe_startup", error, what); }
 
 }  // namespace
 
@@ -143,13 +124,13 @@ int main() {
           first_entry = std::min(first_entry, s[0]);
           last_entry = std::max(last_entry, s[0]);
         }
-        to_params.push_back(median(a));
-        to_first.push_back(median(b));
-        to_second.push_back(median(c));
+        to_params.push_back(probe_median(a));
+        to_first.push_back(probe_median(b));
+        to_second.push_back(probe_median(c));
         spread.push_back((double)(last_entry - first_entry));
       }
       printf("%-12s %-8s %14.0f %14.0f %14.0f %16.0f\n", five ? "five lines" : "one line", flushed ? "read" : "none",
-             median(to_params), median(to_first), median(to_second), median(spread));
+             probe_median(to_params), probe_median(to_first), probe_median(to_second), probe_median(spread));
     }
   }
   cudaFree(flush);

@@ -1,0 +1,35 @@
+/*
+ * What the timing probes share: a CUDA call's check that names the probe and the call, the
+ * median of a sample, and a %globaltimer read that cannot issue before a value is back.
+ */
+#pragma once
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <algorithm>
+#include <vector>
+
+inline bool probe_check(const char *probe, cudaError_t error, const char *what) {
+  if (error == cudaSuccess) return true;
+  fprintf(stderr, "%s: %s: %s\n", probe, what, cudaGetErrorString(error));
+  return false;
+}
+
+inline double probe_median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+/* The timer read is predicated on value, so it cannot issue before value's load is back. */
+__device__ __forceinline__ uint64_t stamp_after(int32_t value) {
+  uint64_t now;
+  asm volatile(
+      "{\n .reg .pred live;\n setp.ne.s32 live, %1, -2147483647;\n"
+      " @live mov.u64 %0, %%globaltimer;\n @!live mov.u64 %0, 0;\n}\n"
+      : "=l"(now)
+      : "r"(value)
+      : "memory");
+  return now;
+}
