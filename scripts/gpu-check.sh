@@ -115,6 +115,10 @@ if has probes; then
   # What a kernel that only streams N bytes reaches under the benchmark's method (docs/PERF.md,
   # "What any kernel reaches under the method").
   ./$build/probe_size_ceiling | tee "$out/probe-size-ceiling.txt" || status=1
+  # A decode CTA's start-up, and the latency of a hand-off between SMs (the fused merge's round
+  # trips; docs/PERF.md, Next steps item 3).
+  ./$build/probe_startup | tee "$out/probe-startup.txt" || status=1
+  ./$build/probe_handoff | tee "$out/probe-handoff.txt" || status=1
 fi
 if has workers; then
   # One CTA an SM (fewer splits, less to merge) against the default worker count, on the
