@@ -6,10 +6,10 @@
  * each (docs/PERF.md, "Where the fused merge's time goes"), where a plain kernel's dependent
  * load from L2 takes about 0.2 us (probe_startup).
  *
- * One CTA an SM (100 KiB of dynamic shared memory, 128 threads). Every CTA first writes its own
- * region of the buffer, 256 lines of 128 bytes that chain into one cycle (each line's first
- * int is the index of the next), and its own counters; then the CTAs meet at a grid-wide
- * barrier (all are resident); then thread 0 of each CTA walks 64 dependent hops of each case
+ * One CTA an SM (120 KiB of dynamic shared memory, more than half an SM's; 128 threads). Every
+ * CTA first writes its own region of the buffer, 256 lines of 128 bytes that chain into one
+ * cycle (each line's first int is the index of the next), and its own counters; then the CTAs
+ * meet at a grid-wide barrier (all are resident); then thread 0 of each CTA walks 64 dependent hops of each case
  * and stamps %globaltimer after the first hop and after the last. The probe prints, over 20
  * launches after 3 warm-ups, the median of the CTAs' ns a hop (after the first) and of their
  * first hop.
@@ -141,7 +141,7 @@ bool check(cudaError_t error, const char *what) { return probe_check("probe_hand
 int main() {
   cudaDeviceProp prop;
   if (!check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties")) return 2;
-  const int ctas = prop.multiProcessorCount, shared_bytes = 100 << 10;
+  const int ctas = prop.multiProcessorCount, shared_bytes = 120 << 10;
   const size_t region_bytes = (size_t)kRegionInts * sizeof(int32_t) * (size_t)ctas;
   int32_t *buffer = nullptr, *old_buffer = nullptr, *counters = nullptr, *arrived = nullptr;
   uint64_t *out = nullptr;
@@ -153,7 +153,7 @@ int main() {
       !check(cudaFuncSetAttribute(handoff_probe, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes),
              "cudaFuncSetAttribute"))
     return 2;
-  /* All CTAs must be resident for the grid-wide barrier: one an SM. */
+  /* All CTAs must be resident for the grid-wide barrier, one an SM (as many CTAs as SMs). */
   int per_sm = 0;
   if (!check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, handoff_probe, 128, shared_bytes),
              "cudaOccupancyMaxActiveBlocksPerMultiprocessor"))
