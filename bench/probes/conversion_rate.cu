@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "probe_util.cuh"
+
 namespace {
 
 enum Form { kCvt, kIntegerOps, kHfma2, kLop3, kFmul };
@@ -63,11 +65,7 @@ __global__ void chains(uint32_t *sink, int iterations) {
   sink[blockIdx.x * blockDim.x + threadIdx.x] = x;
 }
 
-bool check(cudaError_t error, const char *what) {
-  if (error == cudaSuccess) return true;
-  fprintf(stderr, "probe_conversion_rate: %s: %s\n", what, cudaGetErrorString(error));
-  return false;
-}
+bool check(cudaError_t error, const char *what) { return probe_check("probe_conversion_rate", error, what); }
 
 /* Times one form with the caller's two events (created once), every CUDA call checked. */
 template <int F>

@@ -1,5 +1,5 @@
 /*
- * What the timing probes share: a CUDA call's check that names the probe and the call, the
+ * What the probes share: a CUDA call's check that names the probe and the call, the
  * median of a sample, and a %globaltimer read that cannot issue before a value is back.
  */
 #pragma once

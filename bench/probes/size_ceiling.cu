@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "../read_flush.cuh"
+#include "probe_util.cuh"
 
 namespace {
 
@@ -47,11 +48,7 @@ __global__ void stream_read(const uint4 *data, size_t count, unsigned *sink) {
 
 __global__ void empty_kernel() {}
 
-bool check(cudaError_t error, const char *what) {
-  if (error == cudaSuccess) return true;
-  fprintf(stderr, "probe_size_ceiling: %s: %s\n", what, cudaGetErrorString(error));
-  return false;
-}
+bool check(cudaError_t error, const char *what) { return probe_check("probe_size_ceiling", error, what); }
 
 struct Probe {
   int sms = 0;
