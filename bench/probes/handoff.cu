@@ -12,7 +12,9 @@
  * meet at a grid-wide barrier (all are resident); then thread 0 of each CTA walks 64 dependent hops of each case
  * and stamps %globaltimer after the first hop and after the last. The probe prints, over 20
  * launches after 3 warm-ups, the median of the CTAs' ns a hop (after the first) and of their
- * first hop.
+ * first hop. It runs every case twice: on an idle device, and loaded, with the other three warps
+ * of every CTA streaming a 4 MiB slice of their own (528 MiB in all on 132 SMs) from HBM while thread 0 walks, as the last CTAs of a
+ * decode launch meet the memory system while the rest still stream.
  *
  *   probe_handoff        (no arguments; device 0)
  */
@@ -107,14 +109,40 @@ __device__ Spans walk(int32_t *buffer, int32_t *old_buffer, int32_t *counters, i
   return Spans{after_first - begin, end - after_first + (value == 0x7fffffff)};
 }
 
+constexpr int kStreamLoads = 32;                /* 16-byte loads in flight a streaming thread: 48 KiB a CTA */
+constexpr int64_t kSliceVectors = int64_t{1} << 18; /* a CTA's 4 MiB of the stream, a power of two */
+
+/* Warps 1 to 3 read the CTA's slice of `stream` (ld.global.cg, wrapping) until *walking_done. */
+__device__ void stream_until(const int4 *stream, const volatile int *walking_done, uint64_t *sink) {
+  const int64_t slice_start = (int64_t)blockIdx.x * kSliceVectors;
+  const int thread = threadIdx.x - 32, threads = blockDim.x - 32;
+  int64_t offset = thread;
+  int folded = 0;
+  while (*walking_done == 0) {
+    int4 values[kStreamLoads];
+#pragma unroll
+    for (int i = 0; i < kStreamLoads; ++i)
+      values[i] = __ldcg(stream + slice_start + ((offset + (int64_t)i * threads) & (kSliceVectors - 1)));
+#pragma unroll
+    for (int i = 0; i < kStreamLoads; ++i) folded ^= values[i].x ^ values[i].w;
+    offset = (offset + (int64_t)kStreamLoads * threads) & (kSliceVectors - 1);
+  }
+  if (folded == 0x7fffffff) *sink = 1; /* keeps the loads */
+}
+
 __global__ void __launch_bounds__(128) handoff_probe(int32_t *buffer, int32_t *old_buffer, int32_t *counters,
-                                                     int32_t *arrived, uint64_t *out) {
+                                                     int32_t *arrived, const int4 *stream, uint64_t *out) {
   const int cta = blockIdx.x, ctas = gridDim.x;
+  __shared__ volatile int walking_done;
   write_chain(buffer, (int64_t)cta * kRegionInts);
   for (int line = threadIdx.x; line < kLines; line += blockDim.x)
     counters[(int64_t)cta * kRegionInts + line * kLineInts] = 0;
+  if (threadIdx.x == 0) walking_done = 0;
   __syncthreads();
-  if (threadIdx.x != 0) return;
+  if (threadIdx.x != 0) {
+    if (stream && threadIdx.x >= 32) stream_until(stream, &walking_done, out);
+    return;
+  }
   /* Every CTA's writes are ordered before its release; the acquire loads see them all. */
   asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(arrived) : "memory");
   while (load_acquire(arrived) < ctas) {
@@ -132,6 +160,7 @@ __global__ void __launch_bounds__(128) handoff_probe(int32_t *buffer, int32_t *o
     out[((int64_t)cta * kCases + c) * 2] = spans[c].first;
     out[((int64_t)cta * kCases + c) * 2 + 1] = spans[c].rest;
   }
+  walking_done = 1;
 }
 
 bool check(cudaError_t error, const char *what) { return probe_check("probe_handoff", error, what); }
@@ -145,7 +174,11 @@ int main() {
   const size_t region_bytes = (size_t)kRegionInts * sizeof(int32_t) * (size_t)ctas;
   int32_t *buffer = nullptr, *old_buffer = nullptr, *counters = nullptr, *arrived = nullptr;
   uint64_t *out = nullptr;
-  if (!check(cudaMalloc(&buffer, region_bytes), "cudaMalloc") ||
+  int4 *stream = nullptr;
+  const size_t stream_bytes = (size_t)kSliceVectors * sizeof(int4) * (size_t)ctas;
+  if (!check(cudaMalloc(&stream, stream_bytes), "cudaMalloc") ||
+      !check(cudaMemset(stream, 1, stream_bytes), "cudaMemset") ||
+      !check(cudaMalloc(&buffer, region_bytes), "cudaMalloc") ||
       !check(cudaMalloc(&old_buffer, region_bytes), "cudaMalloc") ||
       !check(cudaMalloc(&counters, region_bytes), "cudaMalloc") ||
       !check(cudaMalloc(&arrived, sizeof(int32_t)), "cudaMalloc") ||
@@ -162,30 +195,37 @@ int main() {
     fprintf(stderr, "probe_handoff: the probe's CTA does not fit an SM\n");
     return 2;
   }
-  std::vector<std::vector<double>> first(kCases), rest(kCases);
+  printf("%s: %d CTAs, one an SM; ns, median over 20 launches of the CTAs' median\n", prop.name, ctas);
+  printf("%-48s %12s %12s %12s %12s\n", "case", "a hop", "first hop", "loaded hop", "loaded first");
+  std::vector<std::vector<double>> first[2], rest[2];
   std::vector<uint64_t> host((size_t)ctas * kCases * 2);
-  for (int launch = 0; launch < 23; ++launch) {
-    prepare_old<<<ctas, 128>>>(old_buffer);
-    if (!check(cudaGetLastError(), "prepare_old") || !check(cudaMemset(arrived, 0, sizeof(int32_t)), "cudaMemset"))
-      return 1;
-    handoff_probe<<<ctas, 128, shared_bytes>>>(buffer, old_buffer, counters, arrived, out);
-    if (!check(cudaGetLastError(), "handoff_probe") || !check(cudaDeviceSynchronize(), "handoff_probe") ||
-        !check(cudaMemcpy(host.data(), out, host.size() * sizeof(uint64_t), cudaMemcpyDeviceToHost), "cudaMemcpy"))
-      return 1;
-    if (launch < 3) continue;
-    for (int c = 0; c < kCases; ++c) {
-      std::vector<double> f, r;
-      for (int i = 0; i < ctas; ++i) {
-        f.push_back((double)host[((size_t)i * kCases + c) * 2]);
-        r.push_back((double)host[((size_t)i * kCases + c) * 2 + 1] / (kHops - 1));
+  for (int loaded = 0; loaded < 2; ++loaded) {
+    first[loaded].assign(kCases, {});
+    rest[loaded].assign(kCases, {});
+    for (int launch = 0; launch < 23; ++launch) {
+      prepare_old<<<ctas, 128>>>(old_buffer);
+      if (!check(cudaGetLastError(), "prepare_old") || !check(cudaMemset(arrived, 0, sizeof(int32_t)), "cudaMemset"))
+        return 1;
+      handoff_probe<<<ctas, 128, shared_bytes>>>(buffer, old_buffer, counters, arrived, loaded ? stream : nullptr, out);
+      if (!check(cudaGetLastError(), "handoff_probe") || !check(cudaDeviceSynchronize(), "handoff_probe") ||
+          !check(cudaMemcpy(host.data(), out, host.size() * sizeof(uint64_t), cudaMemcpyDeviceToHost), "cudaMemcpy"))
+        return 1;
+      if (launch < 3) continue;
+      for (int c = 0; c < kCases; ++c) {
+        std::vector<double> f, r;
+        for (int i = 0; i < ctas; ++i) {
+          f.push_back((double)host[((size_t)i * kCases + c) * 2]);
+          r.push_back((double)host[((size_t)i * kCases + c) * 2 + 1] / (kHops - 1));
+        }
+        first[loaded][c].push_back(probe_median(f));
+        rest[loaded][c].push_back(probe_median(r));
       }
-      first[c].push_back(probe_median(f));
-      rest[c].push_back(probe_median(r));
     }
   }
-  printf("%s: %d CTAs, one an SM; ns, median over 20 launches of the CTAs' median\n", prop.name, ctas);
-  printf("%-48s %12s %12s\n", "case", "a hop", "first hop");
-  for (int c = 0; c < kCases; ++c) printf("%-48s %12.0f %12.0f\n", kCaseNames[c], probe_median(rest[c]), probe_median(first[c]));
+  for (int c = 0; c < kCases; ++c)
+    printf("%-48s %12.0f %12.0f %12.0f %12.0f\n", kCaseNames[c], probe_median(rest[0][c]), probe_median(first[0][c]),
+           probe_median(rest[1][c]), probe_median(first[1][c]));
+  cudaFree(stream);
   cudaFree(buffer);
   cudaFree(old_buffer);
   cudaFree(counters);
