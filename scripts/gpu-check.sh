@@ -119,6 +119,9 @@ if has probes; then
   # trips; docs/PERF.md, Next steps item 3).
   ./$build/probe_startup | tee "$out/probe-startup.txt" || status=1
   ./$build/probe_handoff | tee "$out/probe-handoff.txt" || status=1
+  # Whether equal CTAs, one an SM, get equal shares of the memory bandwidth (the tail between
+  # the grid path's CTAs; docs/PERF.md, Next steps item 4).
+  ./$build/probe_sm_share | tee "$out/probe-sm-share.txt" || status=1
 fi
 if has workers; then
   # One CTA an SM (fewer splits, less to merge) against the default worker count, on the
