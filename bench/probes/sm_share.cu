@@ -8,10 +8,10 @@
  * consumer), after the benchmark's read flush (read_flush.cuh). Each CTA stamps %globaltimer
  * at its start and once its last stage has landed, with its %smid.
  *
- * For 128 CTAs and for one CTA an SM, at 64 and 128 MiB, over 20 launches after 3 warm-ups,
- * it prints the medians over the launches of the CTAs' earliest, median and latest ends (us
- * from the launch's first start), and whether the late SMs are the same from one launch to the
- * next: the correlation of each SM's mean lateness (its end less the launch's median end) over
+ * For 128 CTAs and for one CTA an SM, at 64 and 128 MiB (each CTA's share rounded down to
+ * whole stages), over 20 launches after 3 warm-ups, it prints the medians over the launches of
+ * the CTAs' earliest, median and latest ends (us from the launch's first start), and whether
+ * the late SMs are the same from one launch to the next: the correlation of each SM's mean lateness (its end less the launch's median end) over
  * the first ten launches with that over the last ten, and the five latest and earliest SMs.
  *
  *   probe_sm_share        (no arguments; device 0)
