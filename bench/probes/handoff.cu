@@ -9,12 +9,13 @@
  * One CTA an SM (120 KiB of dynamic shared memory, more than half an SM's; 128 threads). Every
  * CTA first writes its own region of the buffer, 256 lines of 128 bytes that chain into one
  * cycle (each line's first int is the index of the next), and its own counters; then the CTAs
- * meet at a grid-wide barrier (all are resident); then thread 0 of each CTA walks 64 dependent hops of each case
- * and stamps %globaltimer after the first hop and after the last. The probe prints, over 20
- * launches after 3 warm-ups, the median of the CTAs' ns a hop (after the first) and of their
- * first hop. It runs every case twice: on an idle device, and loaded, with the other three warps
- * of every CTA streaming a 4 MiB slice of their own (528 MiB in all on 132 SMs) from HBM while thread 0 walks, as the last CTAs of a
- * decode launch meet the memory system while the rest still stream.
+ * meet at a grid-wide barrier (all are resident); then thread 0 of each CTA walks 64 dependent
+ * hops of each case and stamps %globaltimer after the first hop and after the last. The probe
+ * prints, over 20 launches after 3 warm-ups, the median of the CTAs' ns a hop (after the first)
+ * and of their first hop. It runs every case twice: on an idle device, and loaded, with the other three
+ * warps of every CTA streaming a 4 MiB slice of their own (528 MiB in all on 132 SMs) from HBM
+ * while thread 0 walks, as the last CTAs of a decode launch meet the memory system while the
+ * rest still stream.
  *
  *   probe_handoff        (no arguments; device 0)
  */
@@ -109,7 +110,7 @@ __device__ Spans walk(int32_t *buffer, int32_t *old_buffer, int32_t *counters, i
   return Spans{after_first - begin, end - after_first + (value == 0x7fffffff)};
 }
 
-constexpr int kStreamLoads = 32;                /* 16-byte loads in flight a streaming thread: 48 KiB a CTA */
+constexpr int kStreamLoads = 32;                    /* 16-byte loads in flight a thread: 48 KiB a CTA */
 constexpr int64_t kSliceVectors = int64_t{1} << 18; /* a CTA's 4 MiB of the stream, a power of two */
 
 /* Warps 1 to 3 read the CTA's slice of `stream` (ld.global.cg, wrapping) until *walking_done. */
