@@ -12,10 +12,11 @@
  * meet at a grid-wide barrier (all are resident); then thread 0 of each CTA walks 64 dependent
  * hops of each case and stamps %globaltimer after the first hop and after the last. The probe
  * prints, over 20 launches after 3 warm-ups, the median of the CTAs' ns a hop (after the first)
- * and of their first hop. It runs every case twice: on an idle device, and loaded, with the other three
- * warps of every CTA streaming a 4 MiB slice of their own (528 MiB in all on 132 SMs) from HBM
- * while thread 0 walks, as the last CTAs of a decode launch meet the memory system while the
- * rest still stream.
+ * and of their first hop. It runs every case twice: on an idle device, and loaded, where the odd
+ * CTAs stream 4 MiB slices of their own from HBM (64 KiB in flight a CTA, L2 evict-first so that
+ * the chains stay in L2) until every walker is done and only the even CTAs walk, as the last
+ * CTAs of a decode launch, their own SMs quiet, meet the memory system while the rest still
+ * stream.
  *
  *   probe_handoff        (no arguments; device 0)
  */
@@ -110,44 +111,61 @@ __device__ Spans walk(int32_t *buffer, int32_t *old_buffer, int32_t *counters, i
   return Spans{after_first - begin, end - after_first + (value == 0x7fffffff)};
 }
 
-constexpr int kStreamLoads = 32;                    /* 16-byte loads in flight a thread: 48 KiB a CTA */
+constexpr int kStreamLoads = 32;                    /* 16-byte loads in flight a thread: 64 KiB a CTA */
 constexpr int64_t kSliceVectors = int64_t{1} << 18; /* a CTA's 4 MiB of the stream, a power of two */
 
-/* Warps 1 to 3 read the CTA's slice of `stream` (ld.global.cg, wrapping) until *walking_done. */
-__device__ void stream_until(const int4 *stream, const volatile int *walking_done, uint64_t *sink) {
+__device__ __forceinline__ int4 load_evict_first(const int4 *address, uint64_t policy) {
+  int4 v;
+  asm volatile("ld.global.L2::cache_hint.v4.s32 {%0, %1, %2, %3}, [%4], %5;\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(address), "l"(policy));
+  return v;
+}
+
+/* A streaming CTA reads its slice of `stream` (wrapping), L2 evict-first so that the walkers'
+ * lines stay, until every walker is done. */
+__device__ void stream_until(const int4 *stream, const volatile int32_t *walkers_done, int walkers,
+                             unsigned *sink) {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
   const int64_t slice_start = (int64_t)blockIdx.x * kSliceVectors;
-  const int thread = threadIdx.x - 32, threads = blockDim.x - 32;
-  int64_t offset = thread;
-  int folded = 0;
-  while (*walking_done == 0) {
+  int64_t offset = threadIdx.x;
+  unsigned folded = 0;
+  while (*walkers_done < walkers) {
     int4 values[kStreamLoads];
 #pragma unroll
     for (int i = 0; i < kStreamLoads; ++i)
-      values[i] = __ldcg(stream + slice_start + ((offset + (int64_t)i * threads) & (kSliceVectors - 1)));
+      values[i] = load_evict_first(stream + slice_start + ((offset + (int64_t)i * blockDim.x) & (kSliceVectors - 1)),
+                                   policy);
 #pragma unroll
-    for (int i = 0; i < kStreamLoads; ++i) folded ^= values[i].x ^ values[i].w;
-    offset = (offset + (int64_t)kStreamLoads * threads) & (kSliceVectors - 1);
+    for (int i = 0; i < kStreamLoads; ++i) folded ^= (unsigned)(values[i].x ^ values[i].y ^ values[i].z ^ values[i].w);
+    offset = (offset + (int64_t)kStreamLoads * blockDim.x) & (kSliceVectors - 1);
   }
-  if (folded == 0x7fffffff) *sink = 1; /* keeps the loads */
+  if (folded == 0x9e3779b9u) *sink = folded; /* keeps the loads; practically never stores */
 }
 
+/* sync[0]: the grid barrier's arrivals; sync[1]: the walkers done. With `stream`, the odd
+ * CTAs stream (all their threads) and only the even ones walk. */
 __global__ void __launch_bounds__(128) handoff_probe(int32_t *buffer, int32_t *old_buffer, int32_t *counters,
-                                                     int32_t *arrived, const int4 *stream, uint64_t *out) {
+                                                     int32_t *sync, const int4 *stream, unsigned *sink,
+                                                     uint64_t *out) {
   const int cta = blockIdx.x, ctas = gridDim.x;
-  __shared__ volatile int walking_done;
   write_chain(buffer, (int64_t)cta * kRegionInts);
   for (int line = threadIdx.x; line < kLines; line += blockDim.x)
     counters[(int64_t)cta * kRegionInts + line * kLineInts] = 0;
-  if (threadIdx.x == 0) walking_done = 0;
   __syncthreads();
-  if (threadIdx.x != 0) {
-    if (stream && threadIdx.x >= 32) stream_until(stream, &walking_done, out);
+  const bool walker = !stream || cta % 2 == 0;
+  if (threadIdx.x == 0) {
+    /* Every CTA's writes are ordered before its release; the acquire loads see them all. */
+    asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(sync) : "memory");
+    while (load_acquire(sync) < ctas) {
+    }
+  }
+  if (!walker) {
+    stream_until(stream, sync + 1, (ctas + 1) / 2, sink);
     return;
   }
-  /* Every CTA's writes are ordered before its release; the acquire loads see them all. */
-  asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(arrived) : "memory");
-  while (load_acquire(arrived) < ctas) {
-  }
+  if (threadIdx.x != 0) return;
   Spans spans[kCases];
   spans[0] = walk<0>(buffer, old_buffer, counters, cta, ctas);
   spans[1] = walk<1>(buffer, old_buffer, counters, cta, ctas);
@@ -161,7 +179,7 @@ __global__ void __launch_bounds__(128) handoff_probe(int32_t *buffer, int32_t *o
     out[((int64_t)cta * kCases + c) * 2] = spans[c].first;
     out[((int64_t)cta * kCases + c) * 2 + 1] = spans[c].rest;
   }
-  walking_done = 1;
+  asm volatile("red.relaxed.gpu.global.add.s32 [%0], 1;\n" ::"l"(sync + 1) : "memory");
 }
 
 bool check(cudaError_t error, const char *what) { return probe_check("probe_handoff", error, what); }
@@ -173,16 +191,18 @@ int main() {
   if (!check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties")) return 2;
   const int ctas = prop.multiProcessorCount, shared_bytes = 120 << 10;
   const size_t region_bytes = (size_t)kRegionInts * sizeof(int32_t) * (size_t)ctas;
-  int32_t *buffer = nullptr, *old_buffer = nullptr, *counters = nullptr, *arrived = nullptr;
+  int32_t *buffer = nullptr, *old_buffer = nullptr, *counters = nullptr, *sync = nullptr;
   uint64_t *out = nullptr;
   int4 *stream = nullptr;
+  unsigned *sink = nullptr;
   const size_t stream_bytes = (size_t)kSliceVectors * sizeof(int4) * (size_t)ctas;
   if (!check(cudaMalloc(&stream, stream_bytes), "cudaMalloc") ||
       !check(cudaMemset(stream, 1, stream_bytes), "cudaMemset") ||
       !check(cudaMalloc(&buffer, region_bytes), "cudaMalloc") ||
       !check(cudaMalloc(&old_buffer, region_bytes), "cudaMalloc") ||
       !check(cudaMalloc(&counters, region_bytes), "cudaMalloc") ||
-      !check(cudaMalloc(&arrived, sizeof(int32_t)), "cudaMalloc") ||
+      !check(cudaMalloc(&sync, 2 * sizeof(int32_t)), "cudaMalloc") ||
+      !check(cudaMalloc(&sink, sizeof(unsigned)), "cudaMalloc") ||
       !check(cudaMalloc(&out, (size_t)ctas * kCases * 2 * sizeof(uint64_t)), "cudaMalloc") ||
       !check(cudaFuncSetAttribute(handoff_probe, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes),
              "cudaFuncSetAttribute"))
@@ -205,16 +225,17 @@ int main() {
     rest[loaded].assign(kCases, {});
     for (int launch = 0; launch < 23; ++launch) {
       prepare_old<<<ctas, 128>>>(old_buffer);
-      if (!check(cudaGetLastError(), "prepare_old") || !check(cudaMemset(arrived, 0, sizeof(int32_t)), "cudaMemset"))
+      if (!check(cudaGetLastError(), "prepare_old") || !check(cudaMemset(sync, 0, 2 * sizeof(int32_t)), "cudaMemset"))
         return 1;
-      handoff_probe<<<ctas, 128, shared_bytes>>>(buffer, old_buffer, counters, arrived, loaded ? stream : nullptr, out);
+      handoff_probe<<<ctas, 128, shared_bytes>>>(buffer, old_buffer, counters, sync, loaded ? stream : nullptr, sink,
+                                                 out);
       if (!check(cudaGetLastError(), "handoff_probe") || !check(cudaDeviceSynchronize(), "handoff_probe") ||
           !check(cudaMemcpy(host.data(), out, host.size() * sizeof(uint64_t), cudaMemcpyDeviceToHost), "cudaMemcpy"))
         return 1;
       if (launch < 3) continue;
       for (int c = 0; c < kCases; ++c) {
         std::vector<double> f, r;
-        for (int i = 0; i < ctas; ++i) {
+        for (int i = 0; i < ctas; i += loaded ? 2 : 1) { /* loaded: the walkers only */
           f.push_back((double)host[((size_t)i * kCases + c) * 2]);
           r.push_back((double)host[((size_t)i * kCases + c) * 2 + 1] / (kHops - 1));
         }
@@ -230,7 +251,8 @@ int main() {
   cudaFree(buffer);
   cudaFree(old_buffer);
   cudaFree(counters);
-  cudaFree(arrived);
+  cudaFree(sync);
+  cudaFree(sink);
   cudaFree(out);
   return 0;
 }

@@ -115,12 +115,16 @@ int main() {
   printf("%s: %d SMs; one CTA an SM, two 32 KiB stages in flight; us from the launch's first start,\n"
          "medians over %d launches\n",
          prop.name, sms, kLaunches - kWarmups);
-  printf("%-22s %8s %8s %8s %8s  %s\n", "case", "first", "median", "last", "r(SMs)", "latest / earliest SMs (smid:us)");
+  printf("%-26s %8s %8s %8s %8s  %s\n", "case (MiB, CTAs x stages)", "first", "median", "last", "r(SMs)", "latest / earliest SMs (smid:us)");
   const int cta_counts[2] = {128 < sms ? 128 : sms, sms};
   const size_t sizes[2] = {(size_t)64 << 20, (size_t)128 << 20};
   for (size_t size : sizes) {
     for (int ctas : cta_counts) {
       const int stages_per_cta = (int)(size / kStageBytes / (size_t)ctas);
+      if (stages_per_cta < 1) {
+        fprintf(stderr, "probe_sm_share: %zu MiB give %d CTAs no whole stage each\n", size >> 20, ctas);
+        return 2;
+      }
       std::vector<double> first, median, last;
       std::vector<std::vector<double>> lateness(2, std::vector<double>((size_t)sms, 0.0));
       std::vector<std::vector<int>> seen(2, std::vector<int>((size_t)sms, 0));
@@ -164,8 +168,8 @@ int main() {
       }
       std::sort(overall.begin(), overall.end());
       char name[64];
-      snprintf(name, sizeof name, "%zu MiB, %d CTAs", size >> 20, ctas);
-      printf("%-22s %8.2f %8.2f %8.2f %8.2f ", name, probe_median(first), probe_median(median), probe_median(last),
+      snprintf(name, sizeof name, "%zu MiB, %d CTAs x %d", size >> 20, ctas, stages_per_cta);
+      printf("%-26s %8.2f %8.2f %8.2f %8.2f ", name, probe_median(first), probe_median(median), probe_median(last),
              a.size() > 2 ? correlation(a, b) : 0.0);
       for (size_t i = 0; i < 5 && i < overall.size(); ++i)
         printf(" %d:%+.1f", overall[overall.size() - 1 - i].second, overall[overall.size() - 1 - i].first);
