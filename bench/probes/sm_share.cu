@@ -1,7 +1,7 @@
 /*
  * Whether equal CTAs get equal shares of the memory bandwidth. The grid path of g8-b128-2k and
  * b1-32k runs 128 equal CTAs, one an SM, and their last tiles are consumed up to 7 us apart
- * (docs/PERF.md, "The grid path's claim one round trip after the write"). This probe streams
+ * (docs/PERF.md, Next steps item 4). This probe streams
  * the same bytes without any of the decode's work: one CTA an SM (120 KiB of dynamic shared
  * memory, 128 threads), each copying its own contiguous share of N bytes into shared memory by
  * cp.async, 32 KiB a stage, two stages in flight (the decode's pipeline without the
