@@ -63,12 +63,6 @@ __device__ __forceinline__ int add_relaxed(int32_t *address) {
   return old;
 }
 
-__device__ __forceinline__ int add_acq_rel(int32_t *address) {
-  int32_t old;
-  asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;\n" : "=r"(old) : "l"(address) : "memory");
-  return old;
-}
-
 /* Writes the chain of `region` (ints from region_start) with all of the CTA's threads. */
 __device__ void write_chain(int32_t *buffer, int64_t region_start) {
   for (int line = threadIdx.x; line < kLines; line += blockDim.x)

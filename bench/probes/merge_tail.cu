@@ -51,18 +51,6 @@ const char *const kCaseNames[kCases] = {
 };
 const char *const kStepNames[kSteps] = {"claim -> first row", "claim -> rows and LSEs", "-> written"};
 
-__device__ __forceinline__ uint64_t global_now() {
-  uint64_t now;
-  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(now)::"memory");
-  return now;
-}
-
-__device__ __forceinline__ int add_acq_rel(int32_t *address) {
-  int32_t old;
-  asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;\n" : "=r"(old) : "l"(address) : "memory");
-  return old;
-}
-
 /* The decode's stream without its consumer: stages of 32 KiB by cp.async, two in flight. */
 __device__ void stream(uint8_t *smem, const uint8_t *data) {
   const uint8_t *mine = data + (size_t)blockIdx.x * kStreamStages * kStageBytes;

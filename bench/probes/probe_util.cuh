@@ -1,6 +1,7 @@
 /*
  * What the probes share: a CUDA call's check that names the probe and the call, the
- * median of a sample, and a %globaltimer read that cannot issue before a value is back.
+ * median of a sample, %globaltimer reads (one that cannot issue before a value is back) and the
+ * fused merge's check-in atomic.
  */
 #pragma once
 
@@ -32,4 +33,17 @@ __device__ __forceinline__ uint64_t stamp_after(int32_t value) {
       : "r"(value)
       : "memory");
   return now;
+}
+
+__device__ __forceinline__ uint64_t global_now() {
+  uint64_t now;
+  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(now)::"memory");
+  return now;
+}
+
+/* A counter's arrival with release and acquire at device scope (the fused merge's check-in). */
+__device__ __forceinline__ int add_acq_rel(int32_t *address) {
+  int32_t old;
+  asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;\n" : "=r"(old) : "l"(address) : "memory");
+  return old;
 }

@@ -36,12 +36,6 @@ constexpr int kChunksPerThread = kStageBytes / 16 / kThreads;
 constexpr int kSharedBytes = 120 << 10; /* more than half an SM's: one CTA an SM */
 constexpr int kLaunches = 23, kWarmups = 3;
 
-__device__ __forceinline__ uint64_t global_now() {
-  uint64_t now;
-  asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(now)::"memory");
-  return now;
-}
-
 __device__ __forceinline__ void copy_stage(uint8_t *stage, const uint8_t *source) {
 #pragma unroll
   for (int c = 0; c < kChunksPerThread; ++c) {
