@@ -54,17 +54,8 @@ const char *const kStepNames[kSteps] = {"claim -> first row", "claim -> rows and
 /* The decode's stream without its consumer: stages of 32 KiB by cp.async, two in flight. */
 __device__ void stream(uint8_t *smem, const uint8_t *data) {
   const uint8_t *mine = data + (size_t)blockIdx.x * kStreamStages * kStageBytes;
-  constexpr int kChunks = kStageBytes / 16 / kThreads;
   for (int stage = 0; stage < kStreamStages; ++stage) {
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      const int offset = (c * kThreads + (int)threadIdx.x) * 16;
-      const unsigned destination = (unsigned)__cvta_generic_to_shared(smem + (stage % 2) * kStageBytes + offset);
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(destination),
-                   "l"(mine + (size_t)stage * kStageBytes + offset)
-                   : "memory");
-    }
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    probe_copy_stage<kThreads, kStageBytes>(smem + (stage % 2) * kStageBytes, mine + (size_t)stage * kStageBytes);
     asm volatile("cp.async.wait_group 1;\n" ::: "memory");
   }
   asm volatile("cp.async.wait_group 0;\n" ::: "memory");

@@ -32,19 +32,8 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kStageBytes = 32 << 10;
 constexpr int kStages = 3;
-constexpr int kChunksPerThread = kStageBytes / 16 / kThreads;
 constexpr int kSharedBytes = 120 << 10; /* more than half an SM's: one CTA an SM */
 constexpr int kLaunches = 23, kWarmups = 3;
-
-__device__ __forceinline__ void copy_stage(uint8_t *stage, const uint8_t *source) {
-#pragma unroll
-  for (int c = 0; c < kChunksPerThread; ++c) {
-    const int offset = (c * kThreads + (int)threadIdx.x) * 16;
-    const unsigned destination = (unsigned)__cvta_generic_to_shared(stage + offset);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(destination), "l"(source + offset) : "memory");
-  }
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
 
 /* CTA b copies stages [b * stages_per_cta, (b + 1) * stages_per_cta) of data, two in flight;
  * stamps[b] = {start, end, smid}. */
@@ -52,8 +41,8 @@ __global__ void __launch_bounds__(kThreads) share_stream(const uint8_t *data, in
   extern __shared__ __align__(128) uint8_t smem[];
   const uint64_t start = global_now();
   const uint8_t *mine = data + (size_t)blockIdx.x * stages_per_cta * kStageBytes;
-  copy_stage(smem, mine);
-  if (stages_per_cta > 1) copy_stage(smem + kStageBytes, mine + kStageBytes);
+  probe_copy_stage<kThreads, kStageBytes>(smem, mine);
+  if (stages_per_cta > 1) probe_copy_stage<kThreads, kStageBytes>(smem + kStageBytes, mine + kStageBytes);
   for (int s = 0; s < stages_per_cta; ++s) {
     /* Stage s has landed once at most one younger group is pending. */
     if (s + 1 < stages_per_cta) {
@@ -63,7 +52,7 @@ __global__ void __launch_bounds__(kThreads) share_stream(const uint8_t *data, in
     }
     __syncthreads(); /* every thread's part of stage s is in; its buffer s % 3 is free after */
     if (s + 2 < stages_per_cta)
-      copy_stage(smem + (s + 2) % kStages * kStageBytes, mine + (size_t)(s + 2) * kStageBytes);
+      probe_copy_stage<kThreads, kStageBytes>(smem + (s + 2) % kStages * kStageBytes, mine + (size_t)(s + 2) * kStageBytes);
   }
   if (threadIdx.x == 0) {
     unsigned smid;
