@@ -268,10 +268,13 @@ extern "C" int32_t padec_gpu_default_workers(const padec_params *params) {
   return workers;
 }
 
-extern "C" int32_t padec_gpu_sm_count(void) {
+extern "C" padec_device_shape padec_gpu_device_shape(void) {
+  padec_device_shape shape = {0, 0};
   padec_cuda_device_info info;
-  if (padec_cuda_device_query(0, &info) != PADEC_STATUS_OK) return 0;
-  return info.sm_count;
+  if (padec_cuda_device_query(0, &info) != PADEC_STATUS_OK) return shape;
+  shape.sm_count = info.sm_count;
+  shape.memory_bytes_per_second = info.memory_bytes_per_second;
+  return shape;
 }
 
 namespace {

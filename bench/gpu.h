@@ -17,8 +17,8 @@ int padec_gpu_available(void);
 
 /* The recommended worker count for params on device 0 (0 if no GPU). */
 int32_t padec_gpu_default_workers(const padec_params *params);
-/* The SMs of device 0, for padec_choose_on_device; 0 without a GPU. */
-int32_t padec_gpu_sm_count(void);
+/* The SMs and memory bandwidth of device 0, for padec_choose_for_device; zeros without a GPU. */
+padec_device_shape padec_gpu_device_shape(void);
 
 /* Uploads the case (its shard arrays too, when set), builds a plan on the host with options
  * (padec_plan_build_shard), runs padec_cuda_run, downloads o

@@ -18,7 +18,10 @@ int32_t padec_gpu_default_workers(const padec_params *params) {
   return 0;
 }
 
-int32_t padec_gpu_sm_count(void) { return 0; }
+padec_device_shape padec_gpu_device_shape(void) {
+  const padec_device_shape unknown = {0, 0};
+  return unknown;
+}
 
 int padec_gpu_run_case(const padec_case *c, const padec_plan_options *options, void *o, float *lse,
                        char *err, size_t err_size) {

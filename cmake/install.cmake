@@ -10,7 +10,7 @@ if(SKBUILD)
 endif()
 
 # The ABI changes with the minor version until 1.0 (the public structs grow), so the soname
-# carries both: libpadec.so.0.4.
+# carries both: libpadec.so.0.5.
 set_target_properties(padec_shared PROPERTIES
   VERSION ${PROJECT_VERSION}
   SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR}

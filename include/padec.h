@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define PADEC_VERSION_MAJOR 0
-#define PADEC_VERSION_MINOR 4
+#define PADEC_VERSION_MINOR 5
 #define PADEC_VERSION_PATCH 0
 #define PADEC_VERSION_NUMBER \
   (PADEC_VERSION_MAJOR * 10000 + PADEC_VERSION_MINOR * 100 + PADEC_VERSION_PATCH)
@@ -370,23 +370,40 @@ typedef struct padec_choice {
   int32_t partition_tokens;        /* both paths */
 } padec_choice;
 
+/* What `auto` knows of the device: its SMs (padec_cuda_device_info.sm_count) and its peak memory
+ * bandwidth (padec_cuda_device_info.memory_bytes_per_second); 0 for either means unknown. */
+typedef struct padec_device_shape {
+  int32_t sm_count;
+  int64_t memory_bytes_per_second;
+} padec_device_shape;
+
 /* Picks the path, policy and worker count for a batch. kv_lens: host lengths [batch], or NULL
  * when they live on the device only (then the choice depends on the shape alone and is one the
  * device scheduler or the grid path can run). num_workers: concurrent CTAs of the device
- * (padec_cuda_recommended_workers). sm_count: the device's SMs (padec_cuda_device_query), or 0
- * when unknown. A plan gets num_workers workers, except where the batch has at least one and no
- * more (sequence, KV head) pairs than sm_count and num_workers exceeds sm_count: then one CTA an
- * SM (fewer splits, less to merge). That is the grid path with floor(sm_count / pairs) splits
+ * (padec_cuda_recommended_workers). device: its SMs and memory bandwidth (padec_cuda_device_query).
+ * A plan gets num_workers workers, except where the batch has at least one and no more
+ * (sequence, KV head) pairs than device->sm_count and num_workers exceeds it: then one CTA an SM
+ * (fewer splits, less to merge). That is the grid path with floor(sm_count / pairs) splits
  * (capped at a window's span and, when kv_lens is given, at the longest sequence's partitions)
  * where those blocks leave at most 1/16 of the SMs idle and the lengths are not skewed; else a
- * plan of sm_count rounded down to a multiple of num_kv_heads workers. With an fp8
+ * plan of sm_count rounded down to a multiple of num_kv_heads workers. Not on a device of more
+ * than 30 GB/s of memory bandwidth an SM (an H200; the H100 SXM has 25.4) where, with kv_lens
+ * given, a CTA would stream more than 1.5 MiB: a lone CTA an SM cannot keep enough bytes in
+ * flight for that, and the plan keeps num_workers. With an fp8
  * cache, more pairs than sm_count but fewer than num_workers, and lengths not skewed (or not
  * given), the grid path with one split instead of a plan. Query
- * both counts once per device and params (the queries are slow); this call is host arithmetic,
+ * the device once per device and params (the queries are slow); this call is host arithmetic,
  * cheap enough for every decode step. Deterministic; reads nothing else. Errors: the params
- * errors, NULL_POINTER (choice), MISALIGNED_POINTER (kv_lens not 4-byte aligned), BAD_ARGUMENT
- * (batch outside 0..2^24, num_workers outside 1..65536, sm_count outside 0..65536, a negative
- * kv_len). */
+ * errors, NULL_POINTER (device, choice), MISALIGNED_POINTER (kv_lens not 4-byte aligned),
+ * BAD_ARGUMENT (batch outside 0..2^24, num_workers outside 1..65536, device->sm_count outside
+ * 0..65536, a negative device->memory_bytes_per_second, a negative kv_len). */
+padec_status padec_choose_for_device(const padec_params *params, int32_t batch,
+                                     const int32_t *kv_lens, int32_t num_workers,
+                                     const padec_device_shape *device, padec_choice *choice);
+
+/* padec_choose_for_device with the SMs only (sm_count, 0 when unknown) and the memory bandwidth
+ * unknown: the rules of an H100. Errors: BAD_ARGUMENT (sm_count outside 0..65536), then those of
+ * padec_choose_for_device. */
 padec_status padec_choose_on_device(const padec_params *params, int32_t batch,
                                     const int32_t *kv_lens, int32_t num_workers, int32_t sm_count,
                                     padec_choice *choice);

@@ -27,6 +27,9 @@ typedef struct padec_cuda_device_info {
   int64_t l2_bytes;
   int64_t global_memory_bytes;
   char name[256];
+  /* Peak memory bandwidth: 2 transfers a memory clock x the bus width (what `auto` weighs per SM,
+   * padec_device_shape); 0 where the device does not report its memory clock. */
+  int64_t memory_bytes_per_second;
 } padec_cuda_device_info;
 
 /* Queries device `device` (a cudaGetDevice index). Errors: NULL_POINTER (info), BAD_ARGUMENT

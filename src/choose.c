@@ -1,4 +1,4 @@
-/* `auto` (padec_choose_on_device, padec_choose): the path, policy and worker count for a batch,
+/* `auto` (padec_choose_for_device, padec_choose_on_device, padec_choose): the path, policy and worker count for a batch,
  * from its shape. */
 #include <stdint.h>
 #include <string.h>
@@ -8,12 +8,53 @@
 /* A batch whose longest sequence has at least this many times the mean partitions is skewed: on
  * the grid path without splits that sequence's blocks alone would set the time. */
 enum { SKEW_RATIO = 2 };
+/* `auto`'s partition size on both paths, the seed's. */
+enum { PARTITION_TOKENS = 256 };
+
+/* One CTA an SM keeps two tiles in flight; on a card whose peak memory bandwidth an SM exceeds
+ * this, that lone CTA cannot take its SM's share over a long stream, and a second CTA's bytes
+ * in flight are worth more than the splits and merges of the plan that brings it. The H100 SXM
+ * has 25.4 GB/s an SM (3.35 TB/s over 132 SMs), the H200 36.4 (4.8 TB/s). */
+#define FAST_SM_BYTES_PER_SECOND 30e9
+/* ... over a stream of more than this a CTA. On an H200 the one-CTA-an-SM grid path gained 5
+ * and 9% over a 264-worker cost plan on g8-b128-2k (1 MiB and 512 KiB a CTA) and was level on
+ * b1-32k (1 MiB and 512 KiB), and lost 5.8 and 3.2% on b16-8k (4 MiB and 2 MiB; PERF.md,
+ * "main on an H200, start 33"). */
+#define LONG_CTA_STREAM_BYTES (1.5 * 1024 * 1024)
+
+/* Whether, on this device, one CTA an SM would leave each CTA a stream too long for it (see
+ * FAST_SM_BYTES_PER_SECOND): with host lengths only (the rule needs the partitions), the longer
+ * of the longest pair's share of floor(SMs / pairs) splits and an even share of the batch. */
+static int lone_cta_streams_too_long(const padec_params *normalized, const int32_t *kv_lens,
+                                     int64_t total_partitions, int64_t longest_partitions,
+                                     int64_t pairs, const padec_device_shape *device) {
+  const int32_t sms = device->sm_count;
+  if (!kv_lens || sms <= 0 || (double)device->memory_bytes_per_second / sms <= FAST_SM_BYTES_PER_SECOND)
+    return 0;
+  const double longest_share = (double)longest_partitions / (double)(sms / pairs);
+  const double even_share = (double)total_partitions * normalized->num_kv_heads / sms;
+  const double partition_bytes = (double)PARTITION_TOKENS * normalized->head_dim * 2.0 *
+                                 padec__dtype_bytes(normalized->kv_dtype);
+  const double share = longest_share > even_share ? longest_share : even_share;
+  return share * partition_bytes > LONG_CTA_STREAM_BYTES;
+}
 
 padec_status padec_choose_on_device(const padec_params *params, int32_t batch,
                                     const int32_t *kv_lens, int32_t num_workers, int32_t sm_count,
                                     padec_choice *choice) {
+  if (sm_count < 0 || sm_count > 65536)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "sm_count = %d: need 0 (unknown) or 1..65536",
+                       sm_count);
+  const padec_device_shape device = {sm_count, 0};
+  return padec_choose_for_device(params, batch, kv_lens, num_workers, &device, choice);
+}
+
+padec_status padec_choose_for_device(const padec_params *params, int32_t batch,
+                                     const int32_t *kv_lens, int32_t num_workers,
+                                     const padec_device_shape *device, padec_choice *choice) {
   padec_status status = padec_params_validate(params);
   if (status != PADEC_STATUS_OK) return status;
+  if (!device) return padec__fail(PADEC_STATUS_NULL_POINTER, "device is NULL");
   if (!choice) return padec__fail(PADEC_STATUS_NULL_POINTER, "choice is NULL");
   if ((uintptr_t)kv_lens % 4 != 0)
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "kv_lens must be 4-byte aligned");
@@ -21,11 +62,16 @@ padec_status padec_choose_on_device(const padec_params *params, int32_t batch,
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "batch = %d: need 0..16777216", batch);
   if (num_workers < 1 || num_workers > 65536)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "num_workers = %d: need 1..65536", num_workers);
+  const int32_t sm_count = device->sm_count;
   if (sm_count < 0 || sm_count > 65536)
-    return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "sm_count = %d: need 0 (unknown) or 1..65536",
-                       sm_count);
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "device->sm_count = %d: need 0 (unknown) or 1..65536", sm_count);
+  if (device->memory_bytes_per_second < 0)
+    return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                       "device->memory_bytes_per_second = %lld: need 0 (unknown) or more",
+                       (long long)device->memory_bytes_per_second);
   const padec_params p = padec__params_normalized(params);
-  const int32_t partition_tokens = 256;
+  const int32_t partition_tokens = PARTITION_TOKENS;
   int64_t total = 0, longest = 0;
   if (kv_lens) {
     for (int32_t b = 0; b < batch; ++b) {
@@ -69,7 +115,7 @@ padec_status padec_choose_on_device(const padec_params *params, int32_t batch,
    * short ones, and it keeps every SM busy where floor(SMs / pairs) would not (9 x 8 pairs: 72
    * CTAs on 132 SMs). */
   if (c.path == PADEC_PATH_PERSISTENT && sm_count > 0 && num_workers > sm_count && pairs > 0 &&
-      pairs <= sm_count) {
+      pairs <= sm_count && !lone_cta_streams_too_long(&p, kv_lens, total, longest, pairs, device)) {
     const int64_t per_pair = sm_count / pairs;
     const int grid_fills = pairs * per_pair * 16 >= (int64_t)sm_count * 15;
     if (grid_fills && !(kv_lens && skewed)) {

@@ -31,7 +31,7 @@ from ._plan import (CostModel, CudaPlan, Plan, PlanHeader, PlanLayout, build_pla
 from ._run import (merge_shards_cpu, merge_shards_cuda, run_cpu, run_cpu_grid, run_cuda,
                    run_cuda_grid, validate_kv)
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = [
     "Choice",

@@ -36,6 +36,7 @@ class DeviceInfo:
     l2_bytes: int
     global_memory_bytes: int
     name: str
+    memory_bytes_per_second: int  # peak; 0 where the device does not report its memory clock
 
 
 def built_with_cuda() -> bool:
@@ -85,7 +86,8 @@ def device_info(device=None) -> DeviceInfo:
     info = CDeviceInfo()
     check(lib().padec_cuda_device_query(cuda_device_index(device), ctypes.byref(info)))
     return DeviceInfo(info.device, info.sm_count, info.cc_major, info.cc_minor, info.l2_bytes,
-                      info.global_memory_bytes, info.name.decode(errors="replace"))
+                      info.global_memory_bytes, info.name.decode(errors="replace"),
+                      info.memory_bytes_per_second)
 
 
 def recommended_workers(params: Params, device=None) -> int:

@@ -13,7 +13,7 @@ LIBRARY_FILENAME = "libpadec.so"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 # The C library whose structs this module mirrors: major and minor must match (0.x changes the ABI).
-_ABI_VERSION = (0, 4)
+_ABI_VERSION = (0, 5)
 
 c_enum = ctypes.c_int
 
@@ -187,6 +187,14 @@ class CDeviceInfo(ctypes.Structure):
         ("l2_bytes", ctypes.c_int64),
         ("global_memory_bytes", ctypes.c_int64),
         ("name", ctypes.c_char * 256),
+        ("memory_bytes_per_second", ctypes.c_int64),
+    ]
+
+
+class CDeviceShape(ctypes.Structure):
+    _fields_ = [
+        ("sm_count", ctypes.c_int32),
+        ("memory_bytes_per_second", ctypes.c_int64),
     ]
 
 
@@ -220,6 +228,9 @@ _PROTOTYPES = {
         c_enum, [_P(CParams), ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, _P(CChoice)]),
     "padec_choose_on_device": (
         c_enum, [_P(CParams), ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32,
+                 _P(CChoice)]),
+    "padec_choose_for_device": (
+        c_enum, [_P(CParams), ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32, _P(CDeviceShape),
                  _P(CChoice)]),
     "padec_cpu_run_grid": (
         c_enum, [_P(CParams), _P(CGridLayout), _P(CTensors), ctypes.c_void_p, ctypes.c_size_t]),

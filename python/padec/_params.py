@@ -79,11 +79,20 @@ INT32_MAX = 2**31 - 1
 def int32_argument(value, name: str) -> int:
     """value as an int if it is an integer (Python or numpy) that fits int32; Error naming the
     argument otherwise (a float, None or a bool is not silently truncated or converted)."""
+    return _integer_argument(value, name, 32)
+
+
+def int64_argument(value, name: str) -> int:
+    """int32_argument for int64."""
+    return _integer_argument(value, name, 64)
+
+
+def _integer_argument(value, name: str, bits: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise Error(Status.BAD_ARGUMENT, f"{name} = {value!r}: need an integer")
     number = int(value)
-    if not -INT32_MAX - 1 <= number <= INT32_MAX:
-        raise Error(Status.BAD_ARGUMENT, f"{name} = {number} does not fit int32")
+    if not -(1 << (bits - 1)) <= number < 1 << (bits - 1):
+        raise Error(Status.BAD_ARGUMENT, f"{name} = {number} does not fit int{bits}")
     return number
 
 

@@ -151,6 +151,36 @@ def test_fp8_between_the_sms_and_the_workers(kv_dtype, lens, path, splits):
     assert padec.choose(params, lens, 264).path == "persistent"
 
 
+H200_BANDWIDTH = 4_800_000_000_000  # 36.4 GB/s an SM over 132 SMs
+H100_BANDWIDTH = 3_350_000_000_000  # 25.4 GB/s an SM
+
+
+@pytest.mark.parametrize("kv_dtype, lens, bandwidth, picked", [
+    # b16-8k: 4 MiB a CTA in bf16, 2 MiB in fp8, past 1.5 MiB: the 264-worker plan on an H200
+    (DType.BF16, [8192] * 16, H200_BANDWIDTH, ("persistent", 264)),
+    (DType.E4M3, [8192] * 16, H200_BANDWIDTH, ("persistent", 264)),
+    # b1-32k: 16 splits of 1 MiB (bf16): the grid stays
+    (DType.BF16, [32768], H200_BANDWIDTH, ("grid", 16)),
+    # 1.5 MiB a CTA exactly (3072 tokens of bf16, one split a pair) stays; 3328 tokens do not
+    (DType.BF16, [3072] * 16, H200_BANDWIDTH, ("grid", 1)),
+    (DType.BF16, [3328] * 16, H200_BANDWIDTH, ("persistent", 264)),
+    # the H100's 25.4 GB/s an SM and an unknown bandwidth: one CTA an SM as before
+    (DType.BF16, [8192] * 16, H100_BANDWIDTH, ("grid", 1)),
+    (DType.BF16, [8192] * 16, 0, ("grid", 1)),
+])
+def test_one_cta_an_sm_by_the_bandwidth_an_sm(kv_dtype, lens, bandwidth, picked):
+    params = padec.Params(num_q_heads=32, num_kv_heads=8, head_dim=128, page_size=16,
+                          kv_dtype=kv_dtype)
+    choice = padec.choose(params, lens, 264, sm_count=132, memory_bytes_per_second=bandwidth)
+    assert pick(choice) == picked, choice
+    if picked[0] == "persistent":
+        assert choice.policy == "cost"
+    # The rule needs host lengths: by shape alone one CTA an SM stays.
+    by_shape = padec.choose(params, batch=len(lens), num_workers=264, sm_count=132,
+                            memory_bytes_per_second=bandwidth)
+    assert by_shape.path == "grid"
+
+
 @pytest.mark.parametrize("call, status, text", [
     (lambda: padec.choose(PARAMS, num_workers=8), Status.BAD_ARGUMENT,
      "kv_lens and batch are both None"),
@@ -171,6 +201,12 @@ def test_fp8_between_the_sms_and_the_workers(kv_dtype, lens, path, splits):
      "sm_count = -1"),
     (lambda: padec.choose(PARAMS, [10], num_workers=8, sm_count=1.5), Status.BAD_ARGUMENT,
      "sm_count = 1.5"),
+    (lambda: padec.choose(PARAMS, [10], num_workers=8, memory_bytes_per_second=-1),
+     Status.BAD_ARGUMENT, "memory_bytes_per_second = -1"),
+    (lambda: padec.choose(PARAMS, [10], num_workers=8, memory_bytes_per_second=2**63),
+     Status.BAD_ARGUMENT, "memory_bytes_per_second = 9223372036854775808 does not fit int64"),
+    (lambda: padec.choose(PARAMS, [10], num_workers=8, memory_bytes_per_second=1e12),
+     Status.BAD_ARGUMENT, "memory_bytes_per_second = 1000000000000.0: need an integer"),
     (lambda: padec.choose((8, 2, 64, 16), [10], num_workers=8), Status.BAD_ARGUMENT,
      "params: need a padec.Params, not tuple"),
 ])

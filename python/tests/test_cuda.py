@@ -70,6 +70,8 @@ LENS = [3000, 17, 600, 4, 1200]
 def test_device_queries():
     info = padec.device_info(torch.cuda.current_device())
     assert info.sm_count > 0 and info.name
+    # Hopper reports its memory clock and bus: over 1 TB/s, under 100.
+    assert 10**12 < info.memory_bytes_per_second < 10**14
     params = padec.Params(32, 8, 128, 16)
     assert padec.recommended_workers(params, info.device) % params.num_kv_heads == 0
 

@@ -333,6 +333,14 @@ padec_status padec_cuda_device_query(int32_t device, padec_cuda_device_info *inf
   info->l2_bytes = prop.l2CacheSize;
   info->global_memory_bytes = (int64_t)prop.totalGlobalMem;
   memcpy(info->name, prop.name, sizeof info->name - 1); /* both 256 bytes; the last stays 0 */
+  int memory_khz = 0, bus_bits = 0;
+  if (cudaDeviceGetAttribute(&memory_khz, cudaDevAttrMemoryClockRate, device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, device) == cudaSuccess &&
+      memory_khz > 0 && bus_bits > 0) {
+    info->memory_bytes_per_second = 2 * (int64_t)memory_khz * 1000 * (bus_bits / 8);
+  } else {
+    (void)cudaGetLastError(); /* optional: an attribute the device lacks is not an error here */
+  }
   padec__clear_message();
   return PADEC_STATUS_OK;
 }

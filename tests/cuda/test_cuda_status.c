@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cuda/cuda_status.h"
+#include "padec_cuda.h"
 
 static int g_failures;
 static int g_device_present;
@@ -70,6 +71,14 @@ int main(void) {
     expect(error != cudaSuccess, "a 4 EiB cudaMalloc fails");
     (void)padec__cuda_fail(error, "cudaMalloc");
     expect(cudaGetLastError() == cudaSuccess, "the reported error is not left pending");
+    /* The device query's peak memory bandwidth, which `auto` weighs per SM: every Hopper part
+     * reports its memory clock and bus, between 1 and 100 TB/s. */
+    padec_cuda_device_info info;
+    expect(padec_cuda_device_query(0, &info) == PADEC_STATUS_OK && info.sm_count > 0 &&
+               info.memory_bytes_per_second > 1000000000000LL &&
+               info.memory_bytes_per_second < 100000000000000LL,
+           "padec_cuda_device_query: memory_bytes_per_second between 1 and 100 TB/s");
+    expect(cudaGetLastError() == cudaSuccess, "the device query leaves no error pending");
   }
   if (g_failures) return 1;
   printf("test_cuda_status: passed\n");

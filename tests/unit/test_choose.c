@@ -1,4 +1,4 @@
-/* padec_choose and padec_choose_on_device (`auto`): the rule of docs/PERF.md on the shapes of the
+/* padec_choose, padec_choose_on_device and padec_choose_for_device (`auto`): the rule of docs/PERF.md on the shapes of the
  * benchmark table, and their argument errors. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +193,61 @@ int main(void) {
              on_device.path == PADEC_PATH_GRID && on_device.grid_splits == 1,
          "fp8 with a window, 152 pairs: grid, 1 split");
   free(b20);
+
+  /* With the memory bandwidth: on a device of more than 30 GB/s an SM (an H200's 4.8 TB/s over
+   * 132 SMs) one CTA an SM is kept only where a CTA streams at most 1.5 MiB (host lengths). */
+  const padec_device_shape h200 = {132, 4800000000000LL}, h100 = {132, 3350000000000LL};
+#define EXPECT_PICK(params, batch, lens, device, grid_splits_or_0, workers, what)                  \
+  do {                                                                                            \
+    padec_choice picked;                                                                          \
+    memset(&picked, 0x5a, sizeof picked);                                                         \
+    const padec_status s_ = padec_choose_for_device(params, batch, lens, 264, &(device), &picked); \
+    const int want_grid = (grid_splits_or_0) > 0;                                                 \
+    EXPECT(s_ == PADEC_STATUS_OK &&                                                               \
+               picked.path == (want_grid ? PADEC_PATH_GRID : PADEC_PATH_PERSISTENT) &&            \
+               (want_grid ? picked.grid_splits == (grid_splits_or_0)                              \
+                          : picked.plan_options.num_workers == (workers)),                        \
+           "%s: got status %d, path %d, %d splits, %d workers", what, (int)s_, (int)picked.path,  \
+           picked.grid_splits, picked.plan_options.num_workers);                                  \
+  } while (0)
+  /* b16-8k: 4 MiB a CTA in bf16, 2 MiB in fp8: the 264-worker cost plan on the H200. */
+  EXPECT_PICK(&p, 16, b16, h200, 0, 264, "b16-8k-bf16 on an H200");
+  EXPECT_PICK(&fp8, 16, b16, h200, 0, 264, "b16-8k-fp8 on an H200");
+  padec_choice plan264;
+  EXPECT(padec_choose_for_device(&p, 16, b16, 264, &h200, &plan264) == PADEC_STATUS_OK &&
+             plan264.plan_options.policy == PADEC_POLICY_COST, "b16-8k on an H200: the cost policy");
+  /* g8-b128-2k (1 MiB, 512 KiB) and b1-32k (16 splits of 1 MiB, 512 KiB) keep the grid. */
+  EXPECT_PICK(&g8, 128, b128, h200, 1, 0, "g8-b128-2k-bf16 on an H200");
+  padec_params g8_fp8 = g8;
+  g8_fp8.kv_dtype = PADEC_DTYPE_E4M3;
+  EXPECT_PICK(&g8_fp8, 128, b128, h200, 1, 0, "g8-b128-2k-fp8 on an H200");
+  EXPECT_PICK(&p, 1, b1, h200, 16, 0, "b1-32k-bf16 on an H200");
+  EXPECT_PICK(&fp8, 1, b1, h200, 16, 0, "b1-32k-fp8 on an H200");
+  /* Twice as long: 16 splits of 2 MiB. In fp8, 1 MiB: the grid. */
+  int32_t b1_long[1] = {65536};
+  EXPECT_PICK(&p, 1, b1_long, h200, 0, 264, "one 64k sequence, bf16, on an H200");
+  EXPECT_PICK(&fp8, 1, b1_long, h200, 16, 0, "one 64k sequence, fp8, on an H200");
+  /* The boundary: 1.5 MiB a CTA in bf16 is 3072 tokens (12 partitions) one split a pair; 3328
+   * tokens (13 partitions) is past it. */
+  int32_t *b16_at = repeat(3072, 16), *b16_past = repeat(3328, 16);
+  EXPECT_PICK(&p, 16, b16_at, h200, 1, 0, "128 pairs of 3072 tokens (1.5 MiB a CTA) on an H200");
+  EXPECT_PICK(&p, 16, b16_past, h200, 0, 264, "128 pairs of 3328 tokens on an H200");
+  free(b16_at);
+  free(b16_past);
+  /* The rule needs host lengths; and a skewed batch's plan of one worker an SM goes too. */
+  EXPECT_PICK(&p, 16, NULL, h200, 1, 0, "b16-8k on an H200, lengths on the device");
+  EXPECT_PICK(&p, 16, skew16, h200, 0, 264, "skewed, 128 pairs, on an H200");
+  /* The H100's 25.4 GB/s an SM, and an unknown bandwidth: the rules of padec_choose_on_device. */
+  EXPECT_PICK(&p, 16, b16, h100, 1, 0, "b16-8k-bf16 on an H100");
+  EXPECT_PICK(&p, 1, b1_long, h100, 16, 0, "one 64k sequence, bf16, on an H100");
+  const padec_device_shape sms_only = {132, 0};
+  EXPECT_PICK(&p, 16, b16, sms_only, 1, 0, "b16-8k, bandwidth unknown");
+  EXPECT_PICK(&p, 16, skew16, sms_only, 0, 128, "skewed, 128 pairs, bandwidth unknown");
+  /* fp8 between the SMs and the workers is not one CTA an SM's rule: the grid path stays. */
+  int32_t *b20_fp8 = repeat(8192, 20);
+  EXPECT_PICK(&fp8, 20, b20_fp8, h200, 1, 0, "fp8, 160 pairs, on an H200");
+  free(b20_fp8);
+
   /* An empty batch keeps the count (no pairs to spread). */
   EXPECT(padec_choose_on_device(&many_heads, 0, NULL, 48, 8, &on_device) == PADEC_STATUS_OK &&
              on_device.plan_options.num_workers == 48,
@@ -220,6 +275,18 @@ int main(void) {
              strstr(padec_last_message(), "sm_count"), "negative sm_count");
   EXPECT(padec_choose_on_device(&p, 4, zeros, 264, 65537, &out) == PADEC_STATUS_BAD_ARGUMENT &&
              strstr(padec_last_message(), "sm_count"), "sm_count too large");
+  const padec_device_shape negative_sms = {-1, 0}, negative_bandwidth = {132, -1};
+  EXPECT(padec_choose_for_device(&p, 4, zeros, 264, NULL, &out) == PADEC_STATUS_NULL_POINTER &&
+             strstr(padec_last_message(), "device"), "NULL device");
+  EXPECT(padec_choose_for_device(&p, 4, zeros, 264, &h200, NULL) == PADEC_STATUS_NULL_POINTER &&
+             strstr(padec_last_message(), "choice"), "NULL choice (for_device)");
+  EXPECT(padec_choose_for_device(&p, 4, zeros, 264, &negative_sms, &out) ==
+                 PADEC_STATUS_BAD_ARGUMENT &&
+             strstr(padec_last_message(), "device->sm_count = -1"), "negative device->sm_count");
+  EXPECT(padec_choose_for_device(&p, 4, zeros, 264, &negative_bandwidth, &out) ==
+                 PADEC_STATUS_BAD_ARGUMENT &&
+             strstr(padec_last_message(), "device->memory_bytes_per_second = -1"),
+         "negative device->memory_bytes_per_second");
   padec_params bad = p;
   bad.head_dim = 96;
   EXPECT(padec_choose(&bad, 2, zeros, 264, &out) == PADEC_STATUS_UNSUPPORTED_HEAD_DIM, "bad head_dim");

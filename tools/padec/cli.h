@@ -47,7 +47,7 @@ typedef struct cli_options {
   int calibrate;   /* bench: fit the cost policy's model on the GPU instead */
   int compare;     /* bench: every path and policy per workload, and `auto`'s pick */
   int trace;       /* bench: the decode kernel's timeline of one more launch per workload */
-  int policy_auto; /* --policy auto: padec_choose_on_device picks the path, policy and workers */
+  int policy_auto; /* --policy auto: padec_choose_for_device picks the path, policy and workers */
   padec_cost_model cost_model; /* --cost-model: the cost policy's model (has_cost_model) */
   int has_cost_model;          /* 0: padec_cost_model_default */
   int dump;
@@ -121,14 +121,14 @@ typedef struct cli_choice {
   padec_plan_options options;
   int32_t grid_splits;
 } cli_choice;
-/* padec_choose_on_device for num_workers, with the GPU's SMs where gpu_present and --workers did
- * not set the count (else 0: the count stays). */
+/* padec_choose_for_device for num_workers, with the GPU's SMs and memory bandwidth where
+ * gpu_present and --workers did not set the count (else unknown: the count stays). */
 padec_status cli_auto_pick(const cli_options *opt, const padec_params *params, int32_t batch,
                            const int32_t *kv_lens, int32_t num_workers, int gpu_present,
                            padec_choice *picked);
-/* The plan options of cli_plan_options; under --policy auto, padec_choose_on_device's pick for
- * this batch (its host lengths, the worker count and, with a GPU and no --workers, its SMs)
- * instead. */
+/* The plan options of cli_plan_options; under --policy auto, padec_choose_for_device's pick for
+ * this batch (its host lengths, the worker count and, with a GPU and no --workers, its SMs and
+ * memory bandwidth) instead. */
 cli_choice cli_choose(const cli_options *opt, const padec_params *params, int32_t batch,
                       const int32_t *kv_lens, int gpu_present);
 /* "even, W workers", "cost, W workers", "batch_invariant, W workers" or "grid, N splits", into

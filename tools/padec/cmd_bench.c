@@ -223,7 +223,7 @@ static int bench_compare(const cli_options *opt, const padec_workload *w, int it
   padec_choice choice;
   if (cli_auto_pick(opt, &w->params, w->batch, w->kv_lens, base.num_workers, 1, &choice) !=
       PADEC_STATUS_OK) {
-    snprintf(err, err_size, "padec_choose_on_device: %s", padec_last_message());
+    snprintf(err, err_size, "padec_choose_for_device: %s", padec_last_message());
     return -1;
   }
   const int picked = choice.path == PADEC_PATH_GRID                        ? 3

@@ -489,8 +489,9 @@ padec_status cli_auto_pick(const cli_options *opt, const padec_params *params, i
                            padec_choice *picked) {
   /* The worker count and the rules that need the SMs are auto's only when --workers did not set
    * the count. */
-  const int32_t sm_count = gpu_present && opt->workers == 0 ? padec_gpu_sm_count() : 0;
-  return padec_choose_on_device(params, batch, kv_lens, num_workers, sm_count, picked);
+  padec_device_shape device = {0, 0};
+  if (gpu_present && opt->workers == 0) device = padec_gpu_device_shape();
+  return padec_choose_for_device(params, batch, kv_lens, num_workers, &device, picked);
 }
 
 cli_choice cli_choose(const cli_options *opt, const padec_params *params, int32_t batch,
