@@ -1,5 +1,5 @@
-/* `auto` (padec_choose_for_device, padec_choose_on_device, padec_choose): the path, policy and worker count for a batch,
- * from its shape. */
+/* `auto` (padec_choose_for_device, padec_choose_on_device, padec_choose): the path, policy and
+ * worker count for a batch, from its shape and the device's. */
 #include <stdint.h>
 #include <string.h>
 
@@ -29,7 +29,8 @@ static int lone_cta_streams_too_long(const padec_params *normalized, const int32
                                      int64_t total_partitions, int64_t longest_partitions,
                                      int64_t pairs, const padec_device_shape *device) {
   const int32_t sms = device->sm_count;
-  if (!kv_lens || sms <= 0 || (double)device->memory_bytes_per_second / sms <= FAST_SM_BYTES_PER_SECOND)
+  if (!kv_lens || sms <= 0 || pairs <= 0 || pairs > sms ||
+      (double)device->memory_bytes_per_second / sms <= FAST_SM_BYTES_PER_SECOND)
     return 0;
   const double longest_share = (double)longest_partitions / (double)(sms / pairs);
   const double even_share = (double)total_partitions * normalized->num_kv_heads / sms;

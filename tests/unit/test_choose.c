@@ -1,5 +1,5 @@
-/* padec_choose, padec_choose_on_device and padec_choose_for_device (`auto`): the rule of docs/PERF.md on the shapes of the
- * benchmark table, and their argument errors. */
+/* padec_choose, padec_choose_on_device and padec_choose_for_device (`auto`): the rule of
+ * docs/PERF.md on the shapes of the benchmark table, and their argument errors. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
