@@ -315,10 +315,14 @@ int cli_cmd_bench(int argc, char **argv) {
         "partition %d; policy %s\n",
         count, count == 1 ? "" : "s", source, backend, iterations, scale,
         opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_label(&opt));
-    if (use_gpu)
+    if (use_gpu) {
+      char device[400];
+      padec_gpu_device_label(device, sizeof device);
+      printf("device: %s\n", device);
       printf(
           "median_us: decode + merge, CUDA events, cold L2; GB/s: bytes that must move / "
           "median; copy_GB/s: device-to-device copy\n");
+    }
     else
       printf(
           "median_us: wall time of padec_cpu_run, or padec_cpu_run_grid on the grid path "
