@@ -315,14 +315,10 @@ int cli_cmd_bench(int argc, char **argv) {
         "partition %d; policy %s\n",
         count, count == 1 ? "" : "s", source, backend, iterations, scale,
         opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_label(&opt));
-    if (use_gpu) {
-      char device[400];
-      padec_gpu_device_label(device, sizeof device);
-      printf("device: %s\n", device);
+    if (use_gpu)
       printf(
           "median_us: decode + merge, CUDA events, cold L2; GB/s: bytes that must move / "
           "median; copy_GB/s: device-to-device copy\n");
-    }
     else
       printf(
           "median_us: wall time of padec_cpu_run, or padec_cpu_run_grid on the grid path "
@@ -395,7 +391,12 @@ int cli_cmd_bench(int argc, char **argv) {
                      sizeof err) == 0;
     }
     if (!header_done) {
-      if (use_gpu && !opt.csv) printf("device: %s\n", ok ? result.device : "(unknown)");
+      if (use_gpu && !opt.csv) {
+        /* The name, SMs and peak memory bandwidth of the device the rows ran on. */
+        char device[400];
+        padec_gpu_device_label(device, sizeof device);
+        printf("device: %s\n", ok ? device : "(unknown)");
+      }
       print_header(opt.csv);
       header_done = 1;
     }
