@@ -19,7 +19,8 @@ enum { PARTITION_TOKENS = 256 };
 /* ... over a stream of more than this a CTA. On an H200 the one-CTA-an-SM grid path gained 5
  * and 9% over a 264-worker cost plan on g8-b128-2k (1 MiB and 512 KiB a CTA) and was level on
  * b1-32k (1 MiB and 512 KiB), and lost 5.8 and 3.2% on b16-8k (4 MiB and 2 MiB; PERF.md,
- * "main on an H200, start 33"). */
+ * "main on an H200, start 33"). With this rule b16-8k gained 5.5 and 2.9% there, the rest level
+ * (PERF.md, "`auto` by the card's bandwidth"). */
 #define LONG_CTA_STREAM_BYTES (1.5 * 1024 * 1024)
 
 /* Whether, on this device, one CTA an SM would leave each CTA a stream too long for it (see
