@@ -268,16 +268,6 @@ extern "C" int32_t padec_gpu_default_workers(const padec_params *params) {
   return workers;
 }
 
-extern "C" void padec_gpu_device_label(char *out, size_t size) {
-  padec_cuda_device_info info;
-  if (padec_cuda_device_query(0, &info) != PADEC_STATUS_OK) {
-    snprintf(out, size, "no GPU (%s)", padec_last_message());
-    return;
-  }
-  snprintf(out, size, "%s, %d SMs, %.0f GB/s peak memory bandwidth", info.name, info.sm_count,
-           (double)info.memory_bytes_per_second / 1e9);
-}
-
 extern "C" padec_device_shape padec_gpu_device_shape(void) {
   padec_device_shape shape = {0, 0};
   padec_cuda_device_info info;

@@ -19,9 +19,6 @@ int padec_gpu_available(void);
 int32_t padec_gpu_default_workers(const padec_params *params);
 /* The SMs and memory bandwidth of device 0, for padec_choose_for_device; zeros without a GPU. */
 padec_device_shape padec_gpu_device_shape(void);
-/* "NAME, N SMs, B GB/s peak memory bandwidth" of device 0 into out, for a benchmark's header;
- * "no GPU" without one. */
-void padec_gpu_device_label(char *out, size_t size);
 
 /* Uploads the case (its shard arrays too, when set), builds a plan on the host with options
  * (padec_plan_build_shard), runs padec_cuda_run, downloads o

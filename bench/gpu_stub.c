@@ -18,8 +18,6 @@ int32_t padec_gpu_default_workers(const padec_params *params) {
   return 0;
 }
 
-void padec_gpu_device_label(char *out, size_t size) { snprintf(out, size, "no GPU"); }
-
 padec_device_shape padec_gpu_device_shape(void) {
   const padec_device_shape unknown = {0, 0};
   return unknown;

@@ -392,10 +392,13 @@ int cli_cmd_bench(int argc, char **argv) {
     }
     if (!header_done) {
       if (use_gpu && !opt.csv) {
-        /* The name, SMs and peak memory bandwidth of the device the rows ran on. */
-        char device[400];
-        padec_gpu_device_label(device, sizeof device);
-        printf("device: %s\n", ok ? device : "(unknown)");
+        /* The device the rows ran on, with what `auto` weighs of it. */
+        const padec_device_shape shape = padec_gpu_device_shape();
+        if (ok)
+          printf("device: %s, %d SMs, %.0f GB/s peak memory bandwidth\n", result.device,
+                 shape.sm_count, (double)shape.memory_bytes_per_second / 1e9);
+        else
+          printf("device: (unknown)\n");
       }
       print_header(opt.csv);
       header_done = 1;
