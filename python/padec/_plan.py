@@ -227,6 +227,38 @@ def build_plan(params: Params, kv_lens, *, num_workers: int | None = None, parti
     return Plan(params, layout, data, lens, **shards)
 
 
+def _check_plan_arrays(layout: PlanLayout, data, kv_lens, shard_starts, seq_lens) -> None:
+    """The library reads layout.plan_bytes of a plan's bytes and takes no size with them
+    (padec_cpu_run, padec_plan_predict, the upload): a Plan put together by hand, or unpickled
+    from cut bytes, is refused here rather than read past its end."""
+    if not isinstance(layout, PlanLayout):
+        raise Error(Status.BAD_ARGUMENT, f"layout: need a PlanLayout, got {type(layout).__name__}")
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 1
+            and data.flags.c_contiguous):
+        raise Error(Status.BAD_ARGUMENT,
+                    f"data: need a 1-D contiguous numpy uint8 array, got "
+                    f"{getattr(data, 'dtype', type(data).__name__)} of shape "
+                    f"{list(getattr(data, 'shape', ()))}")
+    if data.nbytes != layout.plan_bytes:
+        raise Error(Status.PLAN_MISMATCH,
+                    f"data: {data.nbytes} bytes, its layout's plan_bytes is {layout.plan_bytes}")
+    if data.ctypes.data % 16:
+        raise Error(Status.MISALIGNED_POINTER,
+                    f"data: address {data.ctypes.data:#x} is not 16-byte aligned")
+    if (shard_starts is None) != (seq_lens is None):
+        raise Error(Status.BAD_ARGUMENT, "shard_starts, seq_lens: give both or neither")
+    for name, lengths in (("kv_lens", kv_lens), ("shard_starts", shard_starts),
+                          ("seq_lens", seq_lens)):
+        if lengths is None and name != "kv_lens":
+            continue
+        if not (isinstance(lengths, np.ndarray) and lengths.dtype == np.int32
+                and lengths.shape == (layout.batch,)):
+            raise Error(Status.BAD_ARGUMENT,
+                        f"{name}: need a numpy int32 array of the layout's batch "
+                        f"({layout.batch}), got {getattr(lengths, 'dtype', type(lengths).__name__)} "
+                        f"of shape {list(getattr(lengths, 'shape', ()))}")
+
+
 def _unpickled_plan(params: Params, layout: PlanLayout, data: bytes, kv_lens: np.ndarray,
                     shard_starts: np.ndarray | None, seq_lens: np.ndarray | None) -> Plan:
     def read_only(array: np.ndarray) -> np.ndarray:
@@ -271,6 +303,7 @@ class Plan(_Schedule):
 
     def __init__(self, params: Params, layout: PlanLayout, data: np.ndarray, kv_lens: np.ndarray,
                  shard_starts: np.ndarray | None = None, seq_lens: np.ndarray | None = None):
+        _check_plan_arrays(layout, data, kv_lens, shard_starts, seq_lens)
         self.params = params
         self.layout = layout
         self.data = data

@@ -213,3 +213,46 @@ def test_pickled_plan_is_the_same_read_only_aligned_plan():
     assert np.array_equal(copy.kv_lens, plan.kv_lens)
     assert (padec.run_cpu(params, copy, *case.inputs).tobytes() ==
             padec.run_cpu(params, plan, *case.inputs).tobytes())
+
+
+def test_plan_arrays_are_checked_before_the_library_reads_them():
+    """The library reads layout.plan_bytes of a plan with no size of its own: a Plan put
+    together by hand or unpickled from cut bytes is refused, never read past its end."""
+    import pickle
+
+    plan = padec.build_plan(PARAMS, [300, 5, 70], num_workers=6, partition_tokens=32)
+    size = plan.layout.plan_bytes
+
+    def refused(status, text, **changes):
+        arrays = dict(data=plan.data, kv_lens=plan.kv_lens, shard_starts=None, seq_lens=None)
+        arrays.update(changes)
+        with pytest.raises(padec.Error) as caught:
+            padec.Plan(PARAMS, plan.layout, **arrays)
+        assert caught.value.status == status, str(caught.value)
+        assert text in caught.value.message, str(caught.value)
+
+    refused(Status.PLAN_MISMATCH, f"data: 64 bytes, its layout's plan_bytes is {size}",
+            data=plan.data[:64].copy())
+    refused(Status.PLAN_MISMATCH, f"data: {size + 16} bytes",
+            data=np.zeros(size + 16, np.uint8))
+    refused(Status.BAD_ARGUMENT, "data: need a 1-D contiguous numpy uint8 array",
+            data=plan.data.view(np.int32))
+    unaligned = np.zeros(size + 16, np.uint8)
+    shift = 1 if unaligned.ctypes.data % 16 == 0 else 0
+    refused(Status.MISALIGNED_POINTER, "data: address", data=unaligned[shift:shift + size])
+    refused(Status.BAD_ARGUMENT, "kv_lens: need a numpy int32 array of the layout's batch (3)",
+            kv_lens=plan.kv_lens[:2].copy())
+    refused(Status.BAD_ARGUMENT, "shard_starts, seq_lens: give both or neither",
+            shard_starts=plan.kv_lens)
+    with pytest.raises(padec.Error, match="layout: need a PlanLayout"):
+        padec.Plan(PARAMS, plan.layout.to_c(), plan.data, plan.kv_lens)
+    # A pickle whose plan bytes were cut is refused on load (loading calls the reducer's
+    # function with its arguments).
+    function, arguments = plan.__reduce__()
+    for cut in (128, 256, size - 1):
+        cut_arguments = (*arguments[:2], arguments[2][:cut], *arguments[3:])
+        with pytest.raises(padec.Error, match=f"data: {cut} bytes"):
+            function(*cut_arguments)
+    assert pickle.loads(pickle.dumps(plan)).data.tobytes() == plan.data.tobytes()
+    # The plan itself still passes.
+    assert padec.Plan(PARAMS, plan.layout, plan.data, plan.kv_lens).data is plan.data
