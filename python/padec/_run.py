@@ -313,7 +313,7 @@ def run_cuda(params: Params, plan: Plan | CudaPlan, q, k_pages, v_pages, page_in
              workspace=None, shard_starts=None, seq_lens=None, merge_counters=None,
              device_plan=None):
     """Runs a plan on a CUDA device (padec_cuda_run): arguments and result as for run_cpu, all
-    torch tensors on one CUDA device (the workspace 256-byte aligned). Runs on torch's current
+    torch tensors on one CUDA device (the workspace 16-byte aligned). Runs on torch's current
     stream and never synchronises, so it can be captured in a CUDA graph; the plan is uploaded
     on first use (Plan.to_device: call it before capturing), and a run on another stream than
     the upload's waits for it. Page ids, kv_lens and the shard
@@ -344,7 +344,7 @@ def run_cuda(params: Params, plan: Plan | CudaPlan, q, k_pages, v_pages, page_in
         # Every argument is checked before the plan's first upload is queued.
         if workspace is None:
             workspace = torch.empty(plan.workspace_bytes, dtype=torch.uint8, device=q.device)
-        space = _workspace(workspace, plan, _PLAN.noun, call.device, 256)
+        space = _workspace(workspace, plan, _PLAN.noun, call.device, 16)
         if isinstance(plan, CudaPlan):
             if device_plan is not None:
                 raise Error(Status.BAD_ARGUMENT,
@@ -395,7 +395,7 @@ def run_cuda_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_
     num_splits > 1 and no merge_counters are given), on torch's current stream, never
     synchronising (capturable). Nothing is read from the lengths on the host, so kv_lens may
     change between replays of a captured graph. Arguments and result as for run_cuda
-    (workspace: layout.workspace_bytes or more, 256-byte aligned; merge_counters as there, and
+    (workspace: layout.workspace_bytes or more, 16-byte aligned; merge_counters as there, and
     the same tensor may serve both run_cuda and run_cuda_grid)."""
     call = _bind(params, layout, _GRID, "cuda", q, k_pages, v_pages, page_indptr, page_indices,
                  kv_lens, o, lse, k_scales, v_scales, return_lse, shard_starts, seq_lens)
@@ -405,7 +405,7 @@ def run_cuda_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_
         stream = torch.cuda.current_stream()
         if workspace is None:
             workspace = torch.empty(layout.workspace_bytes, dtype=torch.uint8, device=q.device)
-        space = _workspace(workspace, layout, _GRID.noun, call.device, 256)
+        space = _workspace(workspace, layout, _GRID.noun, call.device, 16)
         check(lib().padec_cuda_run_grid(ctypes.byref(call.params), ctypes.byref(layout.c_layout()),
                                         ctypes.byref(call.tensors), space.address, space.numel,
                                         stream.cuda_stream))

@@ -39,7 +39,7 @@ def aligned_empty(nbytes: int, alignment: int) -> np.ndarray:
 # An empty torch tensor has no storage and gives data_ptr() 0, which the library reads as a
 # missing argument (NULL_POINTER) where an empty numpy array passes. Nothing is ever read or
 # written through an empty tensor, so it is given this address instead: host memory that stays
-# valid, aligned for every check (the pools' 16 bytes, the workspace's 256).
+# valid, aligned for every check (16 bytes: the pools' and the workspace's).
 _EMPTY_STORAGE = aligned_empty(256, 256)
 EMPTY_ADDRESS = _EMPTY_STORAGE.__array_interface__["data"][0]
 

@@ -405,6 +405,24 @@ def test_upload_refused_during_capture():
         padec.run_cuda(params, unuploaded, **inputs)
 
 
+def test_workspace_16_byte_aligned():
+    """The library asks a workspace 16 bytes of alignment, and so does the binding: a workspace
+    16 bytes into an allocation runs both paths as a fresh one does."""
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16,
+                          o_dtype=DType.FP32)
+    case = make_case(np.random.default_rng(14), params, [300, 50])
+    inputs = gpu_inputs(case)
+    device = inputs["q"].device
+    plan = padec.build_plan(params, case.kv_lens, num_workers=8)
+    layout = padec.grid_layout(params, 2, num_splits=3)
+    for run, schedule in ((padec.run_cuda, plan), (padec.run_cuda_grid, layout)):
+        expected = run(params, schedule, **inputs)
+        space = torch.empty(schedule.workspace_bytes + 512, dtype=torch.uint8, device=device)
+        offset = 16 if space.data_ptr() % 256 == 0 else 256 - space.data_ptr() % 256 + 16
+        o = run(params, schedule, **inputs, workspace=space[offset:])
+        assert torch.equal(o, expected)
+
+
 def expect_error(status, text, *args, **kwargs):
     with pytest.raises(padec.Error) as caught:
         padec.run_cuda(*args, **kwargs)
@@ -429,7 +447,7 @@ def test_bad_inputs():
                  **dict(inputs, v_pages=shifted.view(pool.shape)))
     expect_error(Status.BAD_ARGUMENT, "kv_lens: need a numpy array or a torch tensor", params,
                  plan, **dict(inputs, kv_lens=[100, 50]))
-    workspace = torch.empty(plan.workspace_bytes + 512, dtype=torch.uint8, device=device)[16:]
+    workspace = torch.empty(plan.workspace_bytes + 512, dtype=torch.uint8, device=device)[8:]
     expect_error(Status.MISALIGNED_POINTER, "workspace: address", params, plan, **inputs,
                  workspace=workspace)
     fp8_pool = torch.zeros(pool.shape, dtype=torch.uint8, device=device)
@@ -594,7 +612,7 @@ def test_grid_and_merge_bad_inputs():
     inputs = gpu_inputs(case)
     layout = padec.grid_layout(params, 2, num_splits=2)
     device = inputs["q"].device
-    workspace = torch.empty(layout.workspace_bytes + 512, dtype=torch.uint8, device=device)[16:]
+    workspace = torch.empty(layout.workspace_bytes + 512, dtype=torch.uint8, device=device)[8:]
     with pytest.raises(padec.Error, match="workspace: address"):
         padec.run_cuda_grid(params, layout, **inputs, workspace=workspace)
     with pytest.raises(padec.Error, match="seq_lens: None, but shard_starts is given"):
