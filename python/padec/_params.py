@@ -132,7 +132,8 @@ class Params:
     q_len is the number of new query tokens per sequence (1..4); window_left 0 means no window,
     W > 0 lets query i of a sequence of length L see positions [L - q_len + i - W, L - q_len + i];
     softmax_scale 0 means 1 / sqrt(head_dim). k_scale and v_scale are used with
-    Fp8ScaleMode.PER_TENSOR only.
+    Fp8ScaleMode.PER_TENSOR only, which needs both: 0, the default, means not given (as a zeroed
+    padec_params does) and is refused there with BAD_SCALES rather than read as 1.
     """
 
     num_q_heads: int
@@ -147,8 +148,8 @@ class Params:
     window_left: int = 0
     softmax_scale: float = 0.0
     fp8_scale_mode: Fp8ScaleMode = Fp8ScaleMode.NONE
-    k_scale: float = 1.0
-    v_scale: float = 1.0
+    k_scale: float = 0.0
+    v_scale: float = 0.0
 
     def __post_init__(self):
         fields = [("kv_layout", Layout, Status.BAD_ARGUMENT),

@@ -238,6 +238,15 @@ def test_bad_scale_values():
                  k_scales=np.zeros(1, np.float32), v_scales=case.v_scales)
     negative = dataclasses.replace(FP8, fp8_scale_mode=Fp8ScaleMode.PER_TENSOR, k_scale=-1.0)
     expect_error(Status.BAD_SCALES, "k_scale = -1", padec.run_cpu, negative, plan, *case.inputs)
+    # Per-tensor scales not given are refused, not read as 1 (Params' defaults are C's zeros).
+    unset = dataclasses.replace(FP8, fp8_scale_mode=Fp8ScaleMode.PER_TENSOR)
+    assert (unset.k_scale, unset.v_scale) == (0.0, 0.0)
+    with pytest.raises(padec.Error) as caught:
+        unset.validate()
+    assert caught.value.status == Status.BAD_SCALES
+    assert "k_scale = 0, v_scale = 0" in caught.value.message
+    expect_error(Status.BAD_SCALES, "k_scale = 0, v_scale = 0", padec.run_cpu, unset, plan,
+                 *case.inputs)
 
 
 def test_run_cuda_refuses_host_arrays(case, plan):
