@@ -166,9 +166,15 @@ def test_bad_recommended_splits_arguments(args, text):
 
 
 def test_recommended_splits_for_partition_sizes():
+    """0 is the default partition of 256 tokens. Without a window the splits fill the workers
+    whatever the partition (132 workers / (2 sequences x 2 KV heads) = 33); a window caps them
+    at the partitions it spans plus one (100 tokens: 7 of 16, 1 of 256 or 16384)."""
     assert padec.grid_recommended_splits(PARAMS, 2, 132, 0) == padec.grid_recommended_splits(
         PARAMS, 2, 132, 256)
-    assert padec.grid_recommended_splits(PARAMS, 2, 132, 16384) >= 1
+    tokens = (16, 256, 16384)
+    assert [padec.grid_recommended_splits(PARAMS, 2, 132, t) for t in tokens] == [33, 33, 33]
+    windowed = dataclasses.replace(PARAMS, window_left=100)
+    assert [padec.grid_recommended_splits(windowed, 2, 132, t) for t in tokens] == [8, 2, 2]
 
 
 def test_bad_params_for_a_layout():

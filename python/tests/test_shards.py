@@ -260,10 +260,18 @@ def test_shard_plan_needs_its_arrays():
                      run, params, whole, *shard.inputs, o=o, shard_starts=STARTS,
                      seq_lens=SEQ_LENS)
         assert np.all(o == 3.0)
-    # The grid path has no plan: shards or not is the run's alone.
+    # The grid path has no plan: shards or not is the run's alone, and each run gives what the
+    # plan built for the same choice gives (the two differ: the shard sees all its tokens).
     layout = padec.grid_layout(params, 2, num_splits=2, partition_tokens=32)
-    padec.run_cpu_grid(params, layout, *shard.inputs, shard_starts=STARTS, seq_lens=SEQ_LENS)
-    padec.run_cpu_grid(params, layout, *shard.inputs)
+    grid_shard = padec.run_cpu_grid(params, layout, *shard.inputs, shard_starts=STARTS,
+                                    seq_lens=SEQ_LENS)
+    grid_whole = padec.run_cpu_grid(params, layout, *shard.inputs)
+    planned_shard = padec.run_cpu(params, sharded, *shard.inputs, shard_starts=STARTS,
+                                  seq_lens=SEQ_LENS)
+    planned_whole = padec.run_cpu(params, whole, *shard.inputs)
+    np.testing.assert_allclose(grid_shard, planned_shard, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grid_whole, planned_whole, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(grid_shard, grid_whole, rtol=1e-3, atol=1e-4)
 
 
 def test_merge_errors():
