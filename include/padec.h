@@ -250,9 +250,9 @@ typedef struct padec_plan_header {
  * MISALIGNED_POINTER (plan; kv_lens and the shard arrays need 4 bytes), PLAN_MISMATCH (params
  * differ from the layout's, a cost layout's KV dtype among them, or the layout is not field for
  * field what padec_plan_layout_init makes for its batch, workers, partition tokens and policy),
- * WORKSPACE_TOO_SMALL, BAD_ARGUMENT (a negative kv_len; a layout of the cost policy whose
- * cost_item or cost_split is out of range),
- * SIZE_OVERFLOW. */
+ * WORKSPACE_TOO_SMALL, BAD_ARGUMENT (a negative kv_len; lengths inside the plan buffer, which
+ * is cleared before they are read; a layout of the cost policy whose cost_item or cost_split is
+ * out of range), SIZE_OVERFLOW. */
 padec_status padec_plan_build(const padec_params *params, const padec_plan_layout *layout,
                               const int32_t *kv_lens, void *plan, size_t plan_bytes);
 
@@ -297,7 +297,8 @@ padec_status padec_plan_view_init(const padec_plan_layout *layout, const void *p
  * model. model NULL: the default. worker_ns: host memory, [layout->num_workers]. Errors:
  * NULL_POINTER, MISALIGNED_POINTER (worker_ns), the params errors, PLAN_MISMATCH (params,
  * layout and plan do not belong together; checked before the model), BAD_ARGUMENT (the model,
- * as padec_plan_layout_init checks it). */
+ * as padec_plan_layout_init checks it, or times so large that a worker's sum is not finite);
+ * on error worker_ns is not written. */
 padec_status padec_plan_predict(const padec_params *params, const padec_plan_layout *layout,
                                 const void *plan, const padec_cost_model *model,
                                 double *worker_ns);
@@ -487,8 +488,9 @@ typedef struct padec_tensors {
  * items), then the merge combines each group with log-sum-exp weights in a fixed order. fp32
  * accumulation. Validates everything first (pointers, alignment, plan against params and layout,
  * every page id, every kv_len against its pages, and outputs that would be written over each
- * other, over q, the K or V pool or the workspace: BAD_ARGUMENT naming both); on error writes
- * nothing. workspace: host
+ * other, over q, the K or V pool or the workspace, or anything the run writes over the block
+ * table, the lengths or the scales: BAD_ARGUMENT naming both); on error writes nothing.
+ * workspace: host
  * memory of layout->workspace_bytes or more, 16-byte aligned. Single-threaded; safe to call from
  * several threads on distinct outputs and workspaces. Allocates nothing: its buffers take about
  * 100 KiB of the calling thread's stack (a 128 KiB thread stack is enough; tests/cpu/
@@ -514,7 +516,8 @@ typedef struct padec_shard_merge_tensors {
  * the same bytes on every run and every rank). A row that no shard sees gets output 0 and LSE
  * -inf. The same arithmetic as the merge of split work items. Errors: the params errors,
  * NULL_POINTER, MISALIGNED_POINTER (shard_o: 16 bytes; shard_lse, lse: 4 bytes; o: its dtype),
- * BAD_ARGUMENT (num_shards < 1, rows < 0, or shard_o * R beyond 2^62 bytes). */
+ * BAD_ARGUMENT (num_shards < 1, rows < 0, shard_o * R beyond 2^62 bytes, o strides whose
+ * elements overlap, o and lse overlapping each other, shard_o or shard_lse). */
 padec_status padec_cpu_merge_shards(const padec_params *params,
                                     const padec_shard_merge_tensors *tensors);
 

@@ -128,10 +128,10 @@ padec_status padec__check_grid_arguments(const padec_params *params,
   if (status != PADEC_STATUS_OK) return status;
   status = check_grid_layout(&p, layout);
   if (status != PADEC_STATUS_OK) return status;
+  if (!workspace) return padec__fail(PADEC_STATUS_NULL_POINTER, "workspace is NULL");
   if (workspace_bytes < layout->workspace_bytes)
     return padec__fail(PADEC_STATUS_WORKSPACE_TOO_SMALL, "workspace_bytes = %zu, need %zu",
                        workspace_bytes, layout->workspace_bytes);
-  if (!workspace) return padec__fail(PADEC_STATUS_NULL_POINTER, "workspace is NULL");
   if ((uintptr_t)workspace % 16 != 0)
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "workspace must be 16-byte aligned");
   return padec__check_tensors(&p, layout->batch, tensors, workspace, layout->workspace_bytes);

@@ -208,7 +208,7 @@ static padec_status check_strides(const char *tensor, int64_t tokens, int64_t he
   const element_strides s = resolved_strides(heads, head_dim, stride_token, stride_head);
   const int64_t per_head = s.head, per_token = s.token;
   /* heads <= 4096 and head_dim <= 256, so only the strides can push the products past the limit. */
-  if (heads > 1 && per_head > limit / (heads - 1))
+  if (heads > 1 && per_head > (limit - head_dim) / (heads - 1))
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.%s_stride_head = %lld: %lld heads span more than 2^59 elements",
                        tensor, (long long)stride_head, (long long)heads);
   const int64_t head_span = (heads - 1) * per_head + head_dim;
@@ -283,6 +283,17 @@ static byte_span pool_span(const void *base, int64_t num_pages, int64_t page_str
     span.end = UINTPTR_MAX;
   else
     span.end = span.begin + (uintptr_t)(last * stride + page);
+  return span;
+}
+
+/* count 4-byte elements (ints or floats) from base; empty without any. count < 2^62 (a length
+ * the checks before have bounded, or a count of pages times heads times page size). */
+static byte_span int32_span(const void *base, int64_t count) {
+  byte_span span = {0, 0};
+  if (!base || count < 1) return span;
+  span.begin = (uintptr_t)base;
+  const uint64_t room = (uint64_t)(UINTPTR_MAX - span.begin);
+  span.end = (uint64_t)count > room / 4 ? UINTPTR_MAX : span.begin + (uintptr_t)count * 4;
   return span;
 }
 
@@ -413,6 +424,42 @@ padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
       if (spans_overlap(outputs[i].span, others[j].span))
         return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps %s", outputs[i].name,
                            others[j].name);
+  /* What a run writes (the outputs, the workspace's partials, the merge counters) must not
+   * land in anything it reads: a page id or a length written over mid-run sends the rest of
+   * the run to other pages, or past the pools. */
+  const int64_t scale_count = p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN
+                                  ? t->num_pages * p.num_kv_heads * p.page_size
+                              : p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE ? 1
+                                                                                       : 0;
+  const struct {
+    byte_span span;
+    const char *name;
+  } written[] = {{o, "tensors.o"},
+                 {lse, "tensors.lse"},
+                 {space, "the workspace"},
+                 {int32_span(t->merge_counters, (int64_t)batch * p.num_kv_heads), "tensors.merge_counters"}},
+    read[] = {{q, "tensors.q"},
+              {k_pool, "the K pool (tensors.k_pages)"},
+              {v_pool, "the V pool (tensors.v_pages)"},
+              {int32_span(t->page_indptr, batch > 0 ? (int64_t)batch + 1 : 0), "tensors.page_indptr"},
+              /* num_page_indices 0 is not given: the first id at least is read. */
+              {int32_span(t->page_indices, t->num_page_indices > 0 ? t->num_page_indices : batch > 0),
+               "tensors.page_indices"},
+              {int32_span(t->kv_lens, batch), "tensors.kv_lens"},
+              {int32_span(t->shard_starts, batch), "tensors.shard_starts"},
+              {int32_span(t->seq_lens, batch), "tensors.seq_lens"},
+              {int32_span(t->k_scales, scale_count), "tensors.k_scales"},
+              {int32_span(t->v_scales, scale_count), "tensors.v_scales"}};
+  for (size_t i = 0; i < sizeof written / sizeof written[0]; ++i) {
+    for (size_t j = 0; j < sizeof read / sizeof read[0]; ++j)
+      if (spans_overlap(written[i].span, read[j].span))
+        return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps %s, which the run reads",
+                           written[i].name, read[j].name);
+    for (size_t j = i + 1; j < sizeof written / sizeof written[0]; ++j)
+      if (spans_overlap(written[i].span, written[j].span))
+        return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps %s", written[i].name,
+                           written[j].name);
+  }
   return PADEC_STATUS_OK;
 }
 
@@ -593,5 +640,29 @@ padec_status padec__check_shard_merge(const padec_params *params,
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "tensors.o must be %zu-byte aligned",
                        o_align);
   const padec_params p = padec__params_normalized(params);
-  return check_strides("o", t->rows, p.num_q_heads, p.head_dim, t->o_stride_token, t->o_stride_head);
+  status = check_strides("o", t->rows, p.num_q_heads, p.head_dim, t->o_stride_token, t->o_stride_head);
+  if (status != PADEC_STATUS_OK) return status;
+  /* Every output element is written once, by one thread on the GPU, from inputs no write
+   * touches. */
+  status = check_distinct_elements("o", t->rows, p.num_q_heads, p.head_dim, t->o_stride_token,
+                                   t->o_stride_head);
+  if (status != PADEC_STATUS_OK) return status;
+  const int64_t stacked_rows = (int64_t)t->num_shards * t->rows;
+  const byte_span o = tensor_span(t->o, t->rows, p.num_q_heads, p.head_dim, t->o_stride_token,
+                                  t->o_stride_head, padec__dtype_bytes(p.o_dtype));
+  const byte_span lse = tensor_span(t->lse, t->rows, p.num_q_heads, 1, 0, 0, 4);
+  const byte_span shard_o = tensor_span(t->shard_o, stacked_rows, p.num_q_heads, p.head_dim, 0, 0, 4);
+  const byte_span shard_lse = tensor_span(t->shard_lse, stacked_rows, p.num_q_heads, 1, 0, 0, 4);
+  const struct {
+    byte_span span;
+    const char *name;
+  } written[] = {{o, "tensors.o"}, {lse, "tensors.lse"}},
+    read[] = {{shard_o, "tensors.shard_o"}, {shard_lse, "tensors.shard_lse"}};
+  for (size_t i = 0; i < sizeof written / sizeof written[0]; ++i)
+    for (size_t j = 0; j < sizeof read / sizeof read[0]; ++j)
+      if (spans_overlap(written[i].span, read[j].span))
+        return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps %s, which the merge reads",
+                           written[i].name, read[j].name);
+  if (spans_overlap(o, lse)) return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.lse and tensors.o overlap");
+  return PADEC_STATUS_OK;
 }

@@ -1,5 +1,6 @@
 /* Plan sizing, building and views. The layout is computed from (params, batch, options) alone;
  * the build fills the caller's buffer through the scheduler of the chosen policy. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -441,6 +442,20 @@ padec_status padec_plan_build_shard(const padec_params *params, const padec_plan
   if ((shard_starts == NULL) != (seq_lens == NULL))
     return padec__fail(PADEC_STATUS_NULL_POINTER, "shard_starts and seq_lens go together: %s is NULL",
                        shard_starts ? "seq_lens" : "shard_starts");
+  /* The plan is cleared and then filled from the lengths: lengths inside it would be read after
+   * they were overwritten. */
+  const struct {
+    const int32_t *array;
+    const char *name;
+  } lengths[] = {{kv_lens, "kv_lens"}, {shard_starts, "shard_starts"}, {seq_lens, "seq_lens"}};
+  const uintptr_t plan_begin = (uintptr_t)plan, plan_end = plan_begin + layout->plan_bytes;
+  for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; ++i) {
+    const uintptr_t begin = (uintptr_t)lengths[i].array;
+    const uintptr_t end = begin + (uintptr_t)layout->batch * sizeof(int32_t);
+    if (lengths[i].array && layout->batch > 0 && begin < plan_end && plan_begin < end)
+      return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps plan, which the build writes",
+                         lengths[i].name);
+  }
   for (int32_t b = 0; b < layout->batch; ++b) {
     if (kv_lens[b] < 0)
       return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "kv_lens[%d] = %d is negative", b, kv_lens[b]);
@@ -518,6 +533,20 @@ padec_status padec_plan_view_init(const padec_plan_layout *layout, const void *p
   return PADEC_STATUS_OK;
 }
 
+/* Worker c's time under the scaled model: its items, their partitions and splits. */
+static double predicted_worker_ns(const padec_plan_view *v, const padec_plan_header *h,
+                                  const padec_sched_cost_ns *ns, int32_t c) {
+  int32_t begin = v->work_indptr[c], end = v->work_indptr[c + 1];
+  if (begin < 0) begin = 0;
+  if (end > h->num_works) end = h->num_works;
+  double total = 0.0;
+  for (int32_t i = begin; i < end; ++i) {
+    const int32_t *row = v->work_info + 8 * (int64_t)i;
+    total += ns->item + (double)(row[5] - row[4]) * ns->partition + (row[1] >= 0 ? ns->split : 0.0);
+  }
+  return total;
+}
+
 padec_status padec_plan_predict(const padec_params *params, const padec_plan_layout *layout,
                                 const void *plan, const padec_cost_model *model,
                                 double *worker_ns) {
@@ -543,17 +572,17 @@ padec_status padec_plan_predict(const padec_params *params, const padec_plan_lay
   status = padec__cost_model_scaled(model, "model", p.head_dim, padec__dtype_bytes(p.kv_dtype),
                                     layout->partition_tokens, &ns);
   if (status != PADEC_STATUS_OK) return status;
+  /* Each time is finite, but a sum of large ones may not be: every worker is added up before
+   * the first is written, so that such a model writes nothing. */
   for (int32_t c = 0; c < layout->num_workers; ++c) {
-    int32_t begin = v.work_indptr[c], end = v.work_indptr[c + 1];
-    if (begin < 0) begin = 0;
-    if (end > h->num_works) end = h->num_works;
-    double total = 0.0;
-    for (int32_t i = begin; i < end; ++i) {
-      const int32_t *row = v.work_info + 8 * (int64_t)i;
-      total += ns.item + (double)(row[5] - row[4]) * ns.partition + (row[1] >= 0 ? ns.split : 0.0);
-    }
-    worker_ns[c] = total;
+    const double total = predicted_worker_ns(&v, h, &ns, c);
+    if (!isfinite(total))
+      return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
+                         "model: worker %d's predicted time is not finite (partition_ns %g, "
+                         "item_ns %g, split_ns %g over its items)",
+                         c, model ? model->partition_ns : ns.partition, ns.item, ns.split);
   }
+  for (int32_t c = 0; c < layout->num_workers; ++c) worker_ns[c] = predicted_worker_ns(&v, h, &ns, c);
   padec__clear_message();
   return PADEC_STATUS_OK;
 }

@@ -359,7 +359,7 @@ static void check_merge_errors(void) {
     int params_case; /* 0: good params, 1: NULL, 2: bad head_dim, 3: e4m3 output, 4: fp32 o */
     int null_tensors;
     padec_status want;
-  } cases[24];
+  } cases[28];
   int n = 0;
 #define MERGE_CASE(label, field, value, pcase, want_status)  \
   do {                                                       \
@@ -397,6 +397,11 @@ static void check_merge_errors(void) {
   MERGE_CASE("merge: rows INT32_MIN", rows, INT32_MIN, 0, PADEC_STATUS_BAD_ARGUMENT);
   MERGE_CASE("merge: o_stride_token -1", o_stride_token, -1, 0, PADEC_STATUS_BAD_ARGUMENT);
   MERGE_CASE("merge: o_stride_head -1", o_stride_head, -1, 0, PADEC_STATUS_BAD_ARGUMENT);
+  /* Outputs whose elements share addresses, or that land in the inputs. */
+  MERGE_CASE("merge: o_stride_head 1 (heads overlap)", o_stride_head, 1, 0, PADEC_STATUS_BAD_ARGUMENT);
+  MERGE_CASE("merge: o = shard_o", o, (void *)(uintptr_t)shard_o, 4, PADEC_STATUS_BAD_ARGUMENT);
+  MERGE_CASE("merge: lse = shard_lse", lse, shard_lse, 0, PADEC_STATUS_BAD_ARGUMENT);
+  MERGE_CASE("merge: lse inside o", lse, (float *)(void *)(o + 16), 0, PADEC_STATUS_BAD_ARGUMENT);
   /* 2^31 - 1 shards of 2^24 rows of 4 x 64 floats: far beyond 2^62 bytes, refused before any
    * pointer is used. */
   MERGE_CASE("merge: num_shards x rows overflow", num_shards, INT32_MAX, 0,
@@ -417,6 +422,14 @@ static void check_merge_errors(void) {
     expect_unchanged(cases[i].what, lse, lse_copy, lse_bytes);
   }
   expect_message_has("merge: the overflow message", "num_shards");
+  {
+    padec_shard_merge_tensors in_input = good;
+    in_input.lse = shard_lse + 4;
+    expect_status("merge: lse inside shard_lse", padec_cpu_merge_shards(&params, &in_input),
+                  PADEC_STATUS_BAD_ARGUMENT);
+    expect_message_has("merge: the overlap message", "tensors.lse overlaps tensors.shard_lse, which the merge reads");
+    expect_unchanged("merge: lse inside shard_lse", o, o_copy, o_bytes);
+  }
 
   /* rows 0: nothing to do, every pointer may be NULL, and nothing is written. */
   padec_shard_merge_tensors empty;

@@ -332,6 +332,22 @@ static void test_build_errors(void) {
                poison - 8, PADEC_STATUS_MISALIGNED_POINTER, "plan");
   expect_build("build plan_bytes too small", p, &f.layout, f.c.kv_lens, plan, bytes - 1, poison,
                PADEC_STATUS_WORKSPACE_TOO_SMALL, "plan_bytes");
+  /* Lengths inside the plan would be read after the build cleared them. */
+  expect_build("build kv_lens inside the plan", p, &f.layout, (const int32_t *)plan + 16, plan, bytes,
+               poison, PADEC_STATUS_BAD_ARGUMENT, "kv_lens overlaps plan, which the build writes");
+  {
+    int32_t shard_starts[4] = {0, 0, 0, 0};
+    memset(plan, 0x33, poison);
+    calls = g_log.calls;
+    check_failure("build seq_lens inside the plan",
+                  padec_plan_build_shard(p, &f.layout, f.c.kv_lens, shard_starts, (const int32_t *)plan,
+                                         plan, bytes),
+                  PADEC_STATUS_BAD_ARGUMENT, "seq_lens overlaps plan", calls);
+    const unsigned char *bytes_after = plan;
+    size_t written = 0;
+    for (size_t i = 0; i < poison; ++i) written += bytes_after[i] != 0x33;
+    CHECK(written == 0, "build seq_lens inside the plan: %zu plan bytes written", written);
+  }
 
   int32_t lens[4];
   memcpy(lens, f.c.kv_lens, sizeof lens);
@@ -478,6 +494,10 @@ static void test_run_pointer_errors(fixture *f) {
       {"run q_stride_head 2^58", "q_stride_head", 1, (int64_t)1 << 58},
       {"run o_stride_token -1", "o_stride_token", 2, -1},
       {"run o_stride_head 2^62", "o_stride_head", 3, (int64_t)1 << 62},
+      /* 8 heads this far apart fill 2^59 elements but for less than a row: the heads' stride is
+       * named, not the packed token stride that finds no room left. */
+      {"run q_stride_head 2^59 / 7", "q_stride_head = 82351536043346212", 1, ((int64_t)1 << 59) / 7},
+      {"run o_stride_head 2^59 / 7", "o_stride_head = 82351536043346212", 3, ((int64_t)1 << 59) / 7},
   };
   for (size_t i = 0; i < sizeof strides / sizeof strides[0]; ++i) {
     bad = fixture_tensors(f);
@@ -522,6 +542,36 @@ static void test_run_pointer_errors(fixture *f) {
   bad.lse = (float *)f->workspace;
   expect_run_tensors("run with lse in the workspace", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
                      "tensors.lse overlaps the workspace");
+  /* What the run writes may not land in what it reads: page ids or lengths written over mid-run
+   * would send it to other pages. Refused by name before anything is written. */
+  bad = fixture_tensors(f);
+  bad.page_indices = (const int32_t *)f->o;
+  expect_run_tensors("run with page_indices inside o", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "tensors.o overlaps tensors.page_indices, which the run reads");
+  bad = fixture_tensors(f);
+  bad.kv_lens = (const int32_t *)f->o + 2;
+  expect_run_tensors("run with kv_lens inside o", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "tensors.o overlaps tensors.kv_lens");
+  bad = fixture_tensors(f);
+  bad.page_indptr = (const int32_t *)f->workspace;
+  expect_run_tensors("run with page_indptr in the workspace", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "the workspace overlaps tensors.page_indptr");
+  bad = fixture_tensors(f);
+  bad.q = (const uint8_t *)f->workspace + 64;
+  expect_run_tensors("run with q in the workspace", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "the workspace overlaps tensors.q");
+  bad = fixture_tensors(f);
+  bad.k_pages = f->workspace;
+  expect_run_tensors("run with the K pool in the workspace", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "the workspace overlaps the K pool");
+  bad = fixture_tensors(f);
+  bad.lse = (float *)(uintptr_t)bad.kv_lens;
+  expect_run_tensors("run with lse over kv_lens", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "tensors.lse overlaps tensors.kv_lens");
+  bad = fixture_tensors(f);
+  bad.merge_counters = (int32_t *)f->o;
+  expect_run_tensors("run with merge_counters inside o", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
+                     "tensors.o overlaps tensors.merge_counters");
   {
     /* Distinct but not packed: heads outermost ([heads][tokens][head_dim]) is accepted. */
     padec_tensors head_major = fixture_tensors(f);

@@ -102,6 +102,10 @@ static void run_errors(void) {
          PADEC_STATUS_WORKSPACE_TOO_SMALL, "workspace_bytes");
   UNTOUCHED("small workspace");
   RESET();
+  expect("NULL workspace of 0 bytes", padec_cpu_run_grid(&c.params, &layout, &t, NULL, 0),
+         PADEC_STATUS_NULL_POINTER, "workspace is NULL");
+  UNTOUCHED("NULL workspace of 0 bytes");
+  RESET();
   expect("NULL tensors", padec_cpu_run_grid(&c.params, &layout, NULL, ws, layout.workspace_bytes),
          PADEC_STATUS_NULL_POINTER, "tensors");
   UNTOUCHED("NULL tensors");

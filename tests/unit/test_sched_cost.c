@@ -11,6 +11,7 @@
  *  - shards (padec_plan_build_shard): the same partitions as `even`, each (shard, head) covered;
  *  - the device scheduler refuses the policy (BAD_ARGUMENT; NOT_BUILT_WITH_CUDA without CUDA).
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -236,6 +237,17 @@ static void test_bad_models(void) {
     if (plan) s = padec_plan_predict(&wide, &l, plan, &huge, worker_ns);
     CHECK(s == PADEC_STATUS_BAD_ARGUMENT && strstr(padec_last_message(), "model->partition_ns"),
           "a model scaled to infinity, predict: %s (%s)", padec_status_name(s), padec_last_message());
+    /* Times each finite after the scale whose sum over a worker's items is not: refused, and
+     * nothing written. */
+    const padec_cost_model sums_to_inf[] = {{1e306, 1e308, 0.0}, {1.0, DBL_MAX, DBL_MAX}};
+    for (size_t i = 0; plan && i < 2; ++i) {
+      for (int w = 0; w < 4; ++w) worker_ns[w] = -7.0;
+      s = padec_plan_predict(&wide, &l, plan, &sums_to_inf[i], worker_ns);
+      CHECK(s == PADEC_STATUS_BAD_ARGUMENT && strstr(padec_last_message(), "predicted time is not finite") &&
+                worker_ns[0] == -7.0 && worker_ns[3] == -7.0,
+            "a model whose sums overflow (%zu), predict: %s (%s)", i, padec_status_name(s),
+            padec_last_message());
+    }
     free(plan);
   }
   {
