@@ -544,34 +544,33 @@ static void test_run_pointer_errors(fixture *f) {
                      "tensors.lse overlaps the workspace");
   /* What the run writes may not land in what it reads: page ids or lengths written over mid-run
    * would send it to other pages. Refused by name before anything is written. */
-  bad = fixture_tensors(f);
-  bad.page_indices = (const int32_t *)f->o;
-  expect_run_tensors("run with page_indices inside o", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
-                     "tensors.o overlaps tensors.page_indices, which the run reads");
-  bad = fixture_tensors(f);
-  bad.kv_lens = (const int32_t *)f->o + 2;
-  expect_run_tensors("run with kv_lens inside o", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
-                     "tensors.o overlaps tensors.kv_lens");
-  bad = fixture_tensors(f);
-  bad.page_indptr = (const int32_t *)f->workspace;
-  expect_run_tensors("run with page_indptr in the workspace", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
-                     "the workspace overlaps tensors.page_indptr");
-  bad = fixture_tensors(f);
-  bad.q = (const uint8_t *)f->workspace + 64;
-  expect_run_tensors("run with q in the workspace", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
-                     "the workspace overlaps tensors.q");
-  bad = fixture_tensors(f);
-  bad.k_pages = f->workspace;
-  expect_run_tensors("run with the K pool in the workspace", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
-                     "the workspace overlaps the K pool");
-  bad = fixture_tensors(f);
-  bad.lse = (float *)(uintptr_t)bad.kv_lens;
-  expect_run_tensors("run with lse over kv_lens", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
-                     "tensors.lse overlaps tensors.kv_lens");
-  bad = fixture_tensors(f);
-  bad.merge_counters = (int32_t *)f->o;
-  expect_run_tensors("run with merge_counters inside o", f, &bad, PADEC_STATUS_BAD_ARGUMENT,
-                     "tensors.o overlaps tensors.merge_counters");
+  {
+    const struct {
+      const char *what, *needle;
+      int field; /* 0 page_indices, 1 kv_lens, 2 page_indptr, 3 q, 4 k_pages, 5 lse, 6 merge_counters */
+      void *at;
+    } crossings[] = {
+        {"run with page_indices inside o", "tensors.o overlaps tensors.page_indices, which the run reads", 0, f->o},
+        {"run with kv_lens inside o", "tensors.o overlaps tensors.kv_lens", 1, (int32_t *)f->o + 2},
+        {"run with page_indptr in the workspace", "the workspace overlaps tensors.page_indptr", 2, f->workspace},
+        {"run with q in the workspace", "the workspace overlaps tensors.q", 3, (char *)f->workspace + 64},
+        {"run with the K pool in the workspace", "the workspace overlaps the K pool", 4, f->workspace},
+        {"run with lse over kv_lens", "tensors.lse overlaps tensors.kv_lens", 5, (void *)(uintptr_t)f->c.kv_lens},
+        {"run with merge_counters inside o", "tensors.o overlaps tensors.merge_counters", 6, f->o},
+    };
+    for (size_t i = 0; i < sizeof crossings / sizeof crossings[0]; ++i) {
+      bad = fixture_tensors(f);
+      void *at = crossings[i].at;
+      if (crossings[i].field == 0) bad.page_indices = at;
+      if (crossings[i].field == 1) bad.kv_lens = at;
+      if (crossings[i].field == 2) bad.page_indptr = at;
+      if (crossings[i].field == 3) bad.q = at;
+      if (crossings[i].field == 4) bad.k_pages = at;
+      if (crossings[i].field == 5) bad.lse = at;
+      if (crossings[i].field == 6) bad.merge_counters = at;
+      expect_run_tensors(crossings[i].what, f, &bad, PADEC_STATUS_BAD_ARGUMENT, crossings[i].needle);
+    }
+  }
   {
     /* Distinct but not packed: heads outermost ([heads][tokens][head_dim]) is accepted. */
     padec_tensors head_major = fixture_tensors(f);
