@@ -72,9 +72,10 @@ static int parse_lens(const char *text, int32_t **lens_out, int32_t *batch_out, 
         free(lens);
         return fail(err, err_size,
                     "lens=%.48s%s: bad item '%.*s' (want a length 0..%d or LENxCOUNT with "
-                    "COUNT >= 1, separated by commas)",
+                    "COUNT 1..%d, separated by commas)",
                     text, strlen(text) > 48 ? "..." : "",
-                    item_end - item > 32 ? 32 : (int)(item_end - item), item, INT32_MAX);
+                    item_end - item > 32 ? 32 : (int)(item_end - item), item, INT32_MAX,
+                    WORKLOAD_MAX_BATCH);
       }
       if (count + repeat > WORKLOAD_MAX_BATCH) {
         free(lens);
@@ -317,23 +318,32 @@ int padec_workload_read_file(const char *path, padec_workload **workloads, int *
     /* Lines can be long (a 128-sequence lens list is ~700 characters; generated files more), so
      * grow the buffer until the whole line is in. */
     size_t used = 0;
-    bool got = false;
-    for (;;) {
-      if (!fgets(line + used, (int)(line_capacity - used), file)) break;
+    bool got = false, has_nul = false;
+    int c;
+    while ((c = getc(file)) != EOF) {
       got = true;
-      used += strlen(line + used);
-      if (used > 0 && line[used - 1] == '\n') break;
-      if (used + 1 < line_capacity) break; /* last line without a newline */
-      char *bigger = (char *)realloc(line, line_capacity * 2);
-      if (!bigger) {
-        status = fail(err, err_size, "%s:%d: out of memory", path, line_number + 1);
-        break;
+      if (used + 2 > line_capacity) {
+        char *bigger = (char *)realloc(line, line_capacity * 2);
+        if (!bigger) {
+          status = fail(err, err_size, "%s:%d: out of memory", path, line_number + 1);
+          break;
+        }
+        line = bigger;
+        line_capacity *= 2;
       }
-      line = bigger;
-      line_capacity *= 2;
+      /* A NUL would end the line for the parser and hide what follows it. */
+      has_nul |= c == '\0';
+      line[used++] = (char)c;
+      if (c == '\n') break;
     }
     if (status != 0 || !got) break;
+    line[used] = '\0';
     ++line_number;
+    if (has_nul) {
+      status = fail(err, err_size, "%s:%d: a NUL byte in the line (a workloads file is text)", path,
+                    line_number);
+      break;
+    }
     const char *s = line;
     while (is_space(*s)) ++s;
     if (*s == '\0' || *s == '#') continue;
@@ -354,7 +364,7 @@ int padec_workload_read_file(const char *path, padec_workload **workloads, int *
     }
     ++n;
   }
-  if (status == 0 && ferror(file)) status = fail(err, err_size, "%s: read error", path);
+  if (status == 0 && ferror(file)) status = fail(err, err_size, "%s: read error: %s", path, strerror(errno));
   fclose(file);
   free(line);
   if (status != 0) {

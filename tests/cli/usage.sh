@@ -42,6 +42,8 @@ expect_usage "--csv goes with neither --compare nor --device-plan" bench --csv -
 expect_usage "--trace needs the cuda backend" bench --trace --backend cpu --workload "$good lens=5"
 expect_usage "--compare times the GPU" bench --compare --backend cpu --workload "$good lens=5"
 expect_usage "--device-plan times the GPU" bench --device-plan --backend cpu --workload "$good lens=5"
+expect_usage "even policy only: --policy auto" bench --device-plan --policy auto --workload "$good lens=5"
+expect_usage "even policy only: --policy cost" bench --device-plan --policy cost --workload "$good lens=5"
 expect_usage "--trace" plan --trace
 # Without CUDA, --calibrate says it needs a GPU (exit 2); with CUDA it may run, so only then.
 if "$padec" --version | grep -q "CUDA kernels: not built"; then
@@ -72,6 +74,13 @@ file=$(mktemp)
 trap 'rm -f "$file"' EXIT
 printf '# comment\n\n%s lens=5\n%s lens=5 window=-1\n' "$good" "$good" >"$file"
 expect_usage "$file:4: window=-1" plan "$file"
+# A NUL byte would end the line for the parser and hide the rest: refused, not cut short.
+printf '%s lens=5\0 garbage=1\n' "$good" >"$file"
+expect_usage "$file:1: a NUL byte" plan "$file"
+# A directory names why it cannot be read.
+expect_usage "$(dirname "$file"): read error: Is a directory" plan "$(dirname "$file")"
+# A count past the largest batch names the limit.
+expect_usage "COUNT 1..16777216" plan --workload "$good lens=0x16777217"
 
 # No arguments at all: the overview on stderr, exit 2.
 "$padec" >/dev/null 2>&1

@@ -297,6 +297,12 @@ int cli_cmd_bench(int argc, char **argv) {
     return cli_usage_error("bench", "--csv goes with neither --compare nor --device-plan (their "
                                     "tables are not CSV)");
   }
+  if (opt.device_plan && (opt.policy_auto || opt.policy != PADEC_POLICY_EVEN)) {
+    cli_session_close(&session);
+    return cli_usage_error("bench", "--device-plan times the device scheduler, which builds the "
+                                    "even policy only: --policy %s is not timed there",
+                           cli_policy_label(&opt));
+  }
   if ((opt.compare || opt.device_plan) && !use_gpu) {
     cli_session_close(&session);
     return cli_usage_error("bench", "%s times the GPU: it needs the cuda backend",
