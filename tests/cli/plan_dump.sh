@@ -88,5 +88,25 @@ assert plans["even"]["path"] == "grid" and plans["even"]["grid_splits"] == 1
 assert plans["even"]["kv_lens"] == [300] * 64
 PY
 
+# A name of any bytes still gives valid JSON (bytes that are not UTF-8 become U+FFFD), and a
+# model whose predictions are not finite says why: under each row, and as predicted_error.
+names=$(mktemp)
+printf 'name=a\xff\xc3\xa9 q_heads=8 kv_heads=2 head_dim=64 page=16 kv=bf16 lens=100\n' >"$names"
+"$padec" plan --dump "$names" >"$json" || fail "plan --dump of a non-UTF-8 name exited $?"
+rm -f "$names"
+python3 - "$json" <<'PY' || fail "plan --dump of a non-UTF-8 name is not valid JSON with U+FFFD"
+import json, sys
+assert [p["name"] for p in json.load(open(sys.argv[1], encoding="utf-8"))["plans"]] == ["a\ufffd\u00e9"]
+PY
+absurd='name=t q_heads=8 kv_heads=2 head_dim=64 page=16 kv=bf16 lens=100,3000,50'
+out=$("$padec" plan --cost-model 1e308,1e308,1e308 --workload "$absurd") || fail "plan with an absurd model exited $?"
+grep -qE '^ +cost: predict: .*predicted time is not finite' <<<"$out" || { fail "plan hides why a prediction failed"; echo "$out"; }
+"$padec" plan --dump --cost-model 1e308,1e308,1e308 --workload "$absurd" >"$json" || fail "plan --dump with an absurd model exited $?"
+python3 - "$json" <<'PY' || fail "plan --dump with an absurd model has no predicted_error"
+import json, sys
+plan = json.load(open(sys.argv[1]))["plans"][0]
+assert "predicted_us" not in plan and "not finite" in plan["predicted_error"], plan.keys()
+PY
+
 if ((failures)); then exit 1; fi
 echo "plan_dump: ok"

@@ -15,14 +15,23 @@ typedef struct plan_stats {
 typedef struct predicted_load {
   int ok;
   double min_us, mean_us, max_us;
+  char why[256]; /* without ok: the library's message, or what failed */
 } predicted_load;
+
+static void predicted_failure(predicted_load *r, const char *step) {
+  r->ok = 0;
+  snprintf(r->why, sizeof r->why, "%s: %s", step, padec_last_message());
+}
 
 static predicted_load predict_plan(const padec_params *params, const padec_plan_layout *layout,
                                    const void *plan, const padec_cost_model *model) {
   predicted_load r;
   memset(&r, 0, sizeof r);
   double *ns = (double *)malloc(sizeof(double) * (size_t)layout->num_workers);
-  if (ns && padec_plan_predict(params, layout, plan, model, ns) == PADEC_STATUS_OK) {
+  if (!ns) snprintf(r.why, sizeof r.why, "out of memory");
+  if (ns && padec_plan_predict(params, layout, plan, model, ns) != PADEC_STATUS_OK)
+    predicted_failure(&r, "predict");
+  else if (ns) {
     double sum = 0.0;
     r.min_us = ns[0];
     for (int32_t c = 0; c < layout->num_workers; ++c) {
@@ -46,10 +55,16 @@ static predicted_load predict_policy(const padec_workload *w, padec_plan_options
   memset(&r, 0, sizeof r);
   options.policy = policy;
   padec_plan_layout layout;
-  if (padec_plan_layout_init(&w->params, w->batch, &options, &layout) != PADEC_STATUS_OK) return r;
+  if (padec_plan_layout_init(&w->params, w->batch, &options, &layout) != PADEC_STATUS_OK) {
+    predicted_failure(&r, "layout");
+    return r;
+  }
   void *plan = cli_aligned_alloc(64, layout.plan_bytes);
-  if (plan && padec_plan_build(&w->params, &layout, w->kv_lens, plan, layout.plan_bytes) ==
-                  PADEC_STATUS_OK)
+  if (!plan)
+    snprintf(r.why, sizeof r.why, "out of memory");
+  else if (padec_plan_build(&w->params, &layout, w->kv_lens, plan, layout.plan_bytes) != PADEC_STATUS_OK)
+    predicted_failure(&r, "build");
+  else
     r = predict_plan(&w->params, &layout, plan, options.cost_model);
   free(plan);
   return r;
@@ -58,8 +73,11 @@ static predicted_load predict_policy(const padec_workload *w, padec_plan_options
 static void format_predicted(const predicted_load *p, char *text, size_t size) {
   if (!p->ok)
     snprintf(text, size, "-");
-  else
+  else if (p->max_us < 1e7)
     snprintf(text, size, "%.1f/%.1f/%.1f %.3f", p->min_us, p->mean_us, p->max_us,
+             p->mean_us > 0.0 ? p->max_us / p->mean_us : 0.0);
+  else /* a model of absurd times: keep the cell a cell */
+    snprintf(text, size, "%.3g/%.3g/%.3g %.3f", p->min_us, p->mean_us, p->max_us,
              p->mean_us > 0.0 ? p->max_us / p->mean_us : 0.0);
 }
 
@@ -84,15 +102,36 @@ static plan_stats compute_stats(const padec_plan_view *view, int32_t num_workers
   return s;
 }
 
+/* The length of the well-formed UTF-8 sequence at s (1 to 4), or 0 where it is not one. */
+static int utf8_sequence_length(const unsigned char *s) {
+  const int length = s[0] < 0x80 ? 1 : s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+                                   : s[0] >= 0xf0 && s[0] <= 0xf4                ? 4
+                                                                                  : 0;
+  for (int i = 1; i < length; ++i)
+    if ((s[i] & 0xc0) != 0x80) return 0;
+  /* Overlong three- and four-byte forms, surrogates and code points past U+10FFFF. */
+  if (length == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) return 0;
+  if (length == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))) return 0;
+  return length;
+}
+
+/* text as a JSON string: a workload's name may hold any bytes, and a byte that is not part of
+ * well-formed UTF-8 becomes U+FFFD, so that the document stays valid JSON. */
 static void json_string(const char *text) {
   putchar('"');
-  for (const unsigned char *s = (const unsigned char *)text; *s; ++s) {
-    if (*s == '"' || *s == '\\')
-      printf("\\%c", *s);
-    else if (*s < 0x20)
-      printf("\\u%04x", *s);
-    else
-      putchar(*s);
+  for (const unsigned char *s = (const unsigned char *)text; *s;) {
+    const int length = utf8_sequence_length(s);
+    if (length == 0) {
+      printf("\\ufffd");
+      ++s;
+    } else if (*s == '"' || *s == '\\') {
+      printf("\\%c", *s++);
+    } else if (*s < 0x20) {
+      printf("\\u%04x", *s++);
+    } else {
+      fwrite(s, 1, (size_t)length, stdout);
+      s += length;
+    }
   }
   putchar('"');
 }
@@ -162,9 +201,14 @@ static void dump_plan(const padec_workload *w, const cli_plan *plan, const padec
       "      \"load_partitions\": {\"min\": %lld, \"max\": %lld, \"total\": %lld, "
       "\"busy_workers\": %d},\n",
       (long long)s->load_min, (long long)s->load_max, (long long)s->load_total, s->busy_workers);
-  if (predicted->ok)
+  if (predicted->ok) {
     printf("      \"predicted_us\": {\"min\": %.3f, \"mean\": %.3f, \"max\": %.3f},\n",
            predicted->min_us, predicted->mean_us, predicted->max_us);
+  } else {
+    printf("      \"predicted_error\": ");
+    json_string(predicted->why);
+    printf(",\n");
+  }
   json_int_array("kv_lens", w->kv_lens, w->batch, 0);
   json_int_array("work_indptr", v->work_indptr, (int64_t)h->num_workers + 1, 0);
   json_rows("work_info", v->work_info, h->num_works, 8);
@@ -289,13 +333,17 @@ int cli_cmd_plan(int argc, char **argv) {
       if (cli_scale_workload(&workloads[i], opt.scale > 0.0 ? opt.scale : 1.0, &w) != 0) continue;
       const padec_plan_options options = cli_plan_options(&opt, &w.params, gpu_present);
       printf("%-24s", w.name);
+      predicted_load predicted[3];
       for (int k = 0; k < 3; ++k) {
-        const predicted_load predicted = predict_policy(&w, options, policies[k]);
+        predicted[k] = predict_policy(&w, options, policies[k]);
         char cell[96];
-        format_predicted(&predicted, cell, sizeof cell);
+        format_predicted(&predicted[k], cell, sizeof cell);
         printf(" %-32s", cell);
       }
       printf("\n");
+      /* A cell without a prediction says why under the row. */
+      for (int k = 0; k < 3; ++k)
+        if (!predicted[k].ok) printf("%-24s   %s: %s\n", "", cli_policy_name(policies[k]), predicted[k].why);
       padec_workload_free(&w);
     }
   }
