@@ -33,6 +33,9 @@ expect_usage "--cost-model 1,2,3x" check --cost-model 1,2,3x
 expect_usage "--calibrate" bench --calibrate --workload "$good lens=5"
 expect_usage "--calibrate" bench --calibrate --backend cpu
 expect_usage "--calibrate" plan --calibrate
+expect_usage "no --policy, --cost-model or --seed" bench --calibrate --policy cost
+expect_usage "no --policy, --cost-model or --seed" bench --calibrate --cost-model 1,2,3
+expect_usage "no --policy, --cost-model or --seed" bench --calibrate --seed 5
 expect_usage "--calibrate goes with none of" bench --calibrate --compare
 expect_usage "--calibrate goes with none of" bench --calibrate --trace
 expect_usage "no --scale-lengths or --partition" bench --calibrate --partition 512

@@ -171,6 +171,9 @@ static int bench_calibrate(const cli_options *opt) {
   if (opt->scale > 0.0 || opt->partition_tokens)
     return cli_usage_error("bench", "--calibrate sets its own lengths and partitions: no "
                                     "--scale-lengths or --partition");
+  if (opt->policy_auto || opt->policy != PADEC_POLICY_EVEN || opt->has_cost_model || opt->seed != 1)
+    return cli_usage_error("bench", "--calibrate fits the cost model on batches of its own: no "
+                                    "--policy, --cost-model or --seed");
   if (!padec_gpu_available()) {
 #ifdef PADEC_HAVE_CUDA
     const char *why = "no CUDA device of compute capability 9.0 or newer";

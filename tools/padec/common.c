@@ -324,7 +324,7 @@ double cli_power_of_two_scale(const padec_workload *w, int64_t max_tokens) {
   int64_t total = scaled_total_tokens(w, factor);
   /* Halving stops at the cap, or where it no longer shortens anything (every length at its
    * floor): the factor reported is then the largest that gives the shortest workload. */
-  while (total > max_tokens && factor > 1e-9) {
+  while (total > max_tokens && factor > 0x1p-62) { /* lengths are below 2^31: 1/2^31 floors all */
     const int64_t next = scaled_total_tokens(w, factor * 0.5);
     if (next >= total) break;
     factor *= 0.5;
@@ -339,7 +339,7 @@ void cli_format_scale(double factor, char *text, size_t size) {
     return;
   }
   double inverse = 1.0 / factor;
-  if (fabs(inverse - floor(inverse + 0.5)) < 1e-9)
+  if (inverse < 1e15 && fabs(inverse - floor(inverse + 0.5)) < 1e-9) /* a whole number that fits */
     snprintf(text, size, "1/%.0f", inverse);
   else
     snprintf(text, size, "%.4g", factor);
