@@ -222,14 +222,16 @@ def _bind_block_table(tensor, batch: int, page_indptr, page_indices, kv_lens, sh
 
 
 def _expect_page_ids_named(indptr: Tensor, indices: Tensor, batch: int) -> None:
-    """C checks page_indptr[batch] against num_page_indices, but reads 0 as "not given": an
-    empty page_indices is checked here. On a CUDA tensor this reads page_indptr[batch] back
-    (a synchronisation), so only validate_kv, which synchronises anyway, calls it there."""
-    if batch > 0 and indices.numel == 0:
+    """C checks page_indptr[batch] against num_page_indices, but reads 0 as "not given" and
+    names its own field, which the binding fills from page_indices' length: the count is checked
+    here, in the caller's words. On a CUDA tensor this reads page_indptr[batch] back (a
+    synchronisation), so only validate_kv, which synchronises anyway, calls it there."""
+    if batch > 0:
         named = int(indptr.value[-1])
-        if named > 0:
+        if named > indices.numel:
             raise indices.fail(Status.BAD_ARGUMENT,
-                               f"0 page ids, but page_indptr[{batch}] = {named} names that many")
+                               f"{indices.numel} page ids, but page_indptr[{batch}] = {named} "
+                               f"names that many")
 
 
 def _bind_merge_counters(call: _Call, merge_counters, schedule: Schedule,

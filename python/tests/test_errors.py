@@ -164,11 +164,13 @@ def test_page_out_of_range_writes_nothing(case, plan):
 
 def test_page_indices_shorter_than_the_table(case, plan):
     """page_indptr names more page ids than the page_indices array holds: refused before any
-    of them is read (the binding passes the array's length to C), nothing written."""
+    of them is read, in the caller's words (page_indices, not C's num_page_indices, which the
+    binding fills from its length), nothing written."""
     indices = case.page_indices[:-1]
     o = np.full(case.q.shape, 3.0, np.float32)
-    expect_error(Status.BAD_ARGUMENT, f"tensors.num_page_indices = {indices.size}", padec.run_cpu,
-                 PARAMS, plan, *replace(case, page_indices=indices), o=o)
+    expect_error(Status.BAD_ARGUMENT,
+                 f"page_indices: {indices.size} page ids, but page_indptr[2] = {indices.size + 1}",
+                 padec.run_cpu, PARAMS, plan, *replace(case, page_indices=indices), o=o)
     assert np.all(o == 3.0)
 
 
