@@ -109,6 +109,10 @@ padec_status padec__check_shard(int32_t b, const int32_t *kv_lens, const int32_t
 padec_status padec__check_kv_arguments(const padec_params *params, int32_t batch,
                                        const padec_tensors *tensors);
 
+/* Whether [a, a + a_bytes) and [b, b + b_bytes) share a byte (NULL or 0 bytes: empty; the ends
+ * saturate rather than wrap). */
+bool padec__bytes_overlap(const void *a, size_t a_bytes, const void *b, size_t b_bytes);
+
 /* Pointer checks of the block table and shard arrays, shared by the executors and
  * padec_cuda_validate_kv: page_indptr, page_indices and kv_lens 4-byte aligned; shard_starts and
  * seq_lens both or neither, 4-byte aligned. */

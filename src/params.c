@@ -286,19 +286,49 @@ static byte_span pool_span(const void *base, int64_t num_pages, int64_t page_str
   return span;
 }
 
-/* count 4-byte elements (ints or floats) from base; empty without any. count < 2^62 (a length
- * the checks before have bounded, or a count of pages times heads times page size). */
-static byte_span int32_span(const void *base, int64_t count) {
+/* bytes from base (the end saturates rather than wrap); empty without any. */
+static byte_span bytes_span(const void *base, uint64_t bytes) {
   byte_span span = {0, 0};
-  if (!base || count < 1) return span;
+  if (!base || bytes == 0) return span;
   span.begin = (uintptr_t)base;
-  const uint64_t room = (uint64_t)(UINTPTR_MAX - span.begin);
-  span.end = (uint64_t)count > room / 4 ? UINTPTR_MAX : span.begin + (uintptr_t)count * 4;
+  span.end = bytes > (uint64_t)(UINTPTR_MAX - span.begin) ? UINTPTR_MAX : span.begin + (uintptr_t)bytes;
   return span;
+}
+
+/* count 4-byte elements (ints or floats) from base; empty without any. */
+static byte_span int32_span(const void *base, int64_t count) {
+  if (count < 1) return bytes_span(base, 0);
+  return bytes_span(base, (uint64_t)count > UINT64_MAX / 4 ? UINT64_MAX : (uint64_t)count * 4);
 }
 
 static bool spans_overlap(byte_span a, byte_span b) {
   return a.begin < a.end && b.begin < b.end && a.begin < b.end && b.begin < a.end;
+}
+
+bool padec__bytes_overlap(const void *a, size_t a_bytes, const void *b, size_t b_bytes) {
+  return spans_overlap(bytes_span(a, a_bytes), bytes_span(b, b_bytes));
+}
+
+typedef struct named_span {
+  byte_span span;
+  const char *name;
+} named_span;
+
+/* What a call writes may share no byte with what it reads (`reader` does the reading), nor
+ * with anything else it writes: BAD_ARGUMENT naming both. */
+static padec_status check_writes_apart(const named_span *written, size_t num_written,
+                                       const named_span *read, size_t num_read, const char *reader) {
+  for (size_t i = 0; i < num_written; ++i) {
+    for (size_t j = 0; j < num_read; ++j)
+      if (spans_overlap(written[i].span, read[j].span))
+        return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps %s, which the %s reads",
+                           written[i].name, read[j].name, reader);
+    for (size_t j = i + 1; j < num_written; ++j)
+      if (spans_overlap(written[i].span, written[j].span))
+        return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps %s", written[i].name,
+                           written[j].name);
+  }
+  return PADEC_STATUS_OK;
 }
 
 int64_t padec__kv_page_stride(const padec_params *params, const padec_tensors *tensors) {
@@ -401,44 +431,27 @@ padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.lse and tensors.o overlap");
   if (spans_overlap(lse, q))
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.lse and tensors.q overlap");
-  /* Nor may they land in the cache or in the workspace the run writes its partials to. */
+  /* Nor may they land in the cache or in the workspace the run writes its partials to (below,
+   * with everything else a run writes and reads). */
   const int64_t kv_bytes = padec__dtype_bytes(p.kv_dtype);
   const int64_t page_stride_bytes = padec__kv_page_stride(&p, t) * kv_bytes;
   const int64_t page_bytes = (int64_t)p.page_size * p.num_kv_heads * p.head_dim * kv_bytes;
   const byte_span k_pool = pool_span(t->k_pages, t->num_pages, page_stride_bytes, page_bytes);
   const byte_span v_pool = pool_span(t->v_pages, t->num_pages, page_stride_bytes, page_bytes);
-  byte_span space = {0, 0};
-  if (workspace && workspace_bytes > 0) {
-    space.begin = (uintptr_t)workspace;
-    space.end = workspace_bytes > UINTPTR_MAX - space.begin ? UINTPTR_MAX : space.begin + workspace_bytes;
-  }
-  const struct {
-    byte_span span;
-    const char *name;
-  } outputs[] = {{o, "tensors.o"}, {lse, "tensors.lse"}},
-    others[] = {{k_pool, "the K pool (tensors.k_pages)"},
-                {v_pool, "the V pool (tensors.v_pages)"},
-                {space, "the workspace"}};
-  for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; ++i)
-    for (size_t j = 0; j < sizeof others / sizeof others[0]; ++j)
-      if (spans_overlap(outputs[i].span, others[j].span))
-        return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps %s", outputs[i].name,
-                           others[j].name);
-  /* What a run writes (the outputs, the workspace's partials, the merge counters) must not
+  const byte_span space = bytes_span(workspace, workspace_bytes);
+  /* Nor may anything a run writes (the outputs, the workspace's partials, the merge counters)
    * land in anything it reads: a page id or a length written over mid-run sends the rest of
    * the run to other pages, or past the pools. */
   const int64_t scale_count = p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN
                                   ? t->num_pages * p.num_kv_heads * p.page_size
                               : p.fp8_scale_mode == PADEC_FP8_SCALE_PER_TENSOR_DEVICE ? 1
                                                                                        : 0;
-  const struct {
-    byte_span span;
-    const char *name;
-  } written[] = {{o, "tensors.o"},
-                 {lse, "tensors.lse"},
-                 {space, "the workspace"},
-                 {int32_span(t->merge_counters, (int64_t)batch * p.num_kv_heads), "tensors.merge_counters"}},
-    read[] = {{q, "tensors.q"},
+  const named_span written[] = {{o, "tensors.o"},
+                                {lse, "tensors.lse"},
+                                {space, "the workspace"},
+                                {int32_span(t->merge_counters, (int64_t)batch * p.num_kv_heads),
+                                 "tensors.merge_counters"}},
+                   read[] = {{q, "tensors.q"},
               {k_pool, "the K pool (tensors.k_pages)"},
               {v_pool, "the V pool (tensors.v_pages)"},
               {int32_span(t->page_indptr, batch > 0 ? (int64_t)batch + 1 : 0), "tensors.page_indptr"},
@@ -450,17 +463,8 @@ padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
               {int32_span(t->seq_lens, batch), "tensors.seq_lens"},
               {int32_span(t->k_scales, scale_count), "tensors.k_scales"},
               {int32_span(t->v_scales, scale_count), "tensors.v_scales"}};
-  for (size_t i = 0; i < sizeof written / sizeof written[0]; ++i) {
-    for (size_t j = 0; j < sizeof read / sizeof read[0]; ++j)
-      if (spans_overlap(written[i].span, read[j].span))
-        return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps %s, which the run reads",
-                           written[i].name, read[j].name);
-    for (size_t j = i + 1; j < sizeof written / sizeof written[0]; ++j)
-      if (spans_overlap(written[i].span, written[j].span))
-        return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps %s", written[i].name,
-                           written[j].name);
-  }
-  return PADEC_STATUS_OK;
+  return check_writes_apart(written, sizeof written / sizeof written[0], read,
+                            sizeof read / sizeof read[0], "run");
 }
 
 static padec_status check_shard_pair(const padec_tensors *t) {
@@ -653,16 +657,7 @@ padec_status padec__check_shard_merge(const padec_params *params,
   const byte_span lse = tensor_span(t->lse, t->rows, p.num_q_heads, 1, 0, 0, 4);
   const byte_span shard_o = tensor_span(t->shard_o, stacked_rows, p.num_q_heads, p.head_dim, 0, 0, 4);
   const byte_span shard_lse = tensor_span(t->shard_lse, stacked_rows, p.num_q_heads, 1, 0, 0, 4);
-  const struct {
-    byte_span span;
-    const char *name;
-  } written[] = {{o, "tensors.o"}, {lse, "tensors.lse"}},
-    read[] = {{shard_o, "tensors.shard_o"}, {shard_lse, "tensors.shard_lse"}};
-  for (size_t i = 0; i < sizeof written / sizeof written[0]; ++i)
-    for (size_t j = 0; j < sizeof read / sizeof read[0]; ++j)
-      if (spans_overlap(written[i].span, read[j].span))
-        return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps %s, which the merge reads",
-                           written[i].name, read[j].name);
-  if (spans_overlap(o, lse)) return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "tensors.lse and tensors.o overlap");
-  return PADEC_STATUS_OK;
+  const named_span written[] = {{o, "tensors.o"}, {lse, "tensors.lse"}},
+                   read[] = {{shard_o, "tensors.shard_o"}, {shard_lse, "tensors.shard_lse"}};
+  return check_writes_apart(written, 2, read, 2, "merge");
 }

@@ -448,14 +448,11 @@ padec_status padec_plan_build_shard(const padec_params *params, const padec_plan
     const int32_t *array;
     const char *name;
   } lengths[] = {{kv_lens, "kv_lens"}, {shard_starts, "shard_starts"}, {seq_lens, "seq_lens"}};
-  const uintptr_t plan_begin = (uintptr_t)plan, plan_end = plan_begin + layout->plan_bytes;
-  for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; ++i) {
-    const uintptr_t begin = (uintptr_t)lengths[i].array;
-    const uintptr_t end = begin + (uintptr_t)layout->batch * sizeof(int32_t);
-    if (lengths[i].array && layout->batch > 0 && begin < plan_end && plan_begin < end)
+  for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; ++i)
+    if (padec__bytes_overlap(lengths[i].array, (size_t)layout->batch * sizeof(int32_t), plan,
+                             layout->plan_bytes))
       return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "%s overlaps plan, which the build writes",
                          lengths[i].name);
-  }
   for (int32_t b = 0; b < layout->batch; ++b) {
     if (kv_lens[b] < 0)
       return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "kv_lens[%d] = %d is negative", b, kv_lens[b]);

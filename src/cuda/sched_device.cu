@@ -349,9 +349,8 @@ extern "C" padec_status padec_cuda_plan_build(const padec_params *params,
     return padec__fail(PADEC_STATUS_WORKSPACE_TOO_SMALL, "plan_bytes = %zu, need %zu",
                        plan_bytes, layout->plan_bytes);
   /* The kernel writes the plan while CTAs still read the lengths. */
-  const uintptr_t plan_begin = (uintptr_t)device_plan, lens_begin = (uintptr_t)device_kv_lens;
-  if (layout->batch > 0 && lens_begin < plan_begin + layout->plan_bytes &&
-      plan_begin < lens_begin + (uintptr_t)layout->batch * sizeof(int32_t))
+  if (padec__bytes_overlap(device_kv_lens, (size_t)layout->batch * sizeof(int32_t), device_plan,
+                           layout->plan_bytes))
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
                        "device_kv_lens overlaps device_plan, which the build writes");
 
