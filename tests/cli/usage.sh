@@ -48,6 +48,14 @@ expect_usage "--device-plan times the GPU" bench --device-plan --backend cpu --w
 expect_usage "even policy only: --policy auto" bench --device-plan --policy auto --workload "$good lens=5"
 expect_usage "even policy only: --policy cost" bench --device-plan --policy cost --workload "$good lens=5"
 expect_usage "--trace" plan --trace
+# A valued option given twice is refused, naming both values (the second used to win silently);
+# --workload adds a workload each time.
+expect_usage "option '--policy' given twice ('even', then 'cost')" plan --policy even --policy=cost --workload "$good lens=5"
+expect_usage "option '--workers' given twice ('8', then '8')" run --workers 8 --workers 8 --workload "$good lens=5"
+expect_usage "option '--seed' given twice" check --seed 1 --seed 2 --workload "$good lens=5"
+if ! "$padec" plan --workload "$good lens=5" --workload "${good/name=u/name=v} lens=7" >/dev/null 2>&1; then
+  fail "padec plan with --workload twice failed"
+fi
 # Without CUDA, --calibrate says it needs a GPU (exit 2); with CUDA it may run, so only then.
 if "$padec" --version | grep -q "CUDA kernels: not built"; then
   expect_usage "needs a GPU" bench --calibrate

@@ -76,6 +76,11 @@ int cli_parse_options(const char *command, unsigned flags, int argc, char **argv
   memset(opt, 0, sizeof *opt);
   opt->command = command;
   opt->seed = 1;
+  /* The valued options seen so far (known names only, so at most one each). */
+  enum { CLI_VALUED_OPTIONS = 16 };
+  char given_names[CLI_VALUED_OPTIONS][64];
+  const char *given_values[CLI_VALUED_OPTIONS];
+  int num_given = 0;
   opt->workload_lines = (const char **)malloc(sizeof(char *) * (size_t)(argc > 0 ? argc : 1));
   if (!opt->workload_lines) {
     fprintf(stderr, "padec %s: out of memory\n", command);
@@ -149,6 +154,18 @@ int cli_parse_options(const char *command, unsigned flags, int argc, char **argv
     if (!value) {
       if (i + 1 >= argc) return cli_usage_error(command, "option '%s' needs a value", name);
       value = argv[++i];
+    }
+    /* Every valued option but --workload holds one value: a second one would silently win. */
+    if (strcmp(name, "--workload") != 0) {
+      int slot = 0;
+      while (slot < num_given && strcmp(given_names[slot], name) != 0) ++slot;
+      if (slot < num_given)
+        return cli_usage_error(command, "option '%s' given twice ('%s', then '%s')", name,
+                               given_values[slot], value);
+      if (num_given < CLI_VALUED_OPTIONS) {
+        snprintf(given_names[num_given], sizeof given_names[num_given], "%s", name);
+        given_values[num_given++] = value;
+      }
     }
 
     long long v = 0;

@@ -25,6 +25,8 @@ static const char overview_help[] =
     "  padec --help       this text\n"
     "  padec --version    the tool's and the library's version\n"
     "\n"
+    "Each option is given at most once, but --workload, which adds a workload each time.\n"
+    "\n"
     "exit status: 0 success, 1 a failed check or run, 2 a usage error.\n";
 
 static const char workload_help[] =
