@@ -63,5 +63,18 @@ grep -qE '^floors +1 +70000 +70000 ' <<<"$out" || fail "check's default scale of
 grep -q ' FAIL' <<<"$out" && fail "check of the scaled workloads printed FAIL"
 [[ $failures -eq 0 ]] || echo "$out"
 
+# The name and scale columns widen to their longest entry: every row's scale ends where the
+# header's does (a six-character column let 1/2147483648 and long names push the rows).
+out=$("$padec" check --backend cpu --scale-lengths 1/2147483648 \
+  --workload "name=a-workload-name-of-thirty-chars $common page=16 kv=bf16 lens=100" \
+  --workload "name=short $common page=16 kv=bf16 lens=100" 2>&1)
+header_end=$(grep '^workload ' <<<"$out" | grep -bo 'scale' | head -1 | cut -d: -f1)
+for name in a-workload-name-of-thirty-chars short; do
+  row_end=$(grep "^$name " <<<"$out" | grep -bo '1/2147483648' | head -1 | cut -d: -f1)
+  [[ -n $header_end && -n $row_end && $((row_end + 12)) -eq $((header_end + 5)) ]] ||
+    fail "check's columns: the scale of '$name' does not end under the header's"
+done
+[[ $failures -eq 0 ]] || echo "$out"
+
 if ((failures)); then exit 1; fi
 echo "check: ok"

@@ -5,6 +5,12 @@
 #include "cli.h"
 #include "gpu.h"
 
+/* The factor a workload's lengths and windows are scaled by: --scale-lengths, or the largest
+ * 1/2^k that leaves at most CLI_CHECK_MAX_TOKENS KV tokens. */
+static double check_scale(const cli_options *opt, const padec_workload *workload) {
+  return opt->scale > 0.0 ? opt->scale : cli_power_of_two_scale(workload, CLI_CHECK_MAX_TOKENS);
+}
+
 int cli_cmd_check(int argc, char **argv) {
   cli_session session;
   int ready;
@@ -30,24 +36,35 @@ int cli_cmd_check(int argc, char **argv) {
         "KV tokens (--scale-lengths 1: full size)\n",
         CLI_CHECK_MAX_TOKENS);
   }
-  printf("%-24s %6s %6s %10s %8s %11s %11s %11s %11s  %s\n", "workload", "scale", "batch",
-         "kv_tokens", "workers", "max_err", "tolerance", "lse_err", "lse_tol", "result");
+  /* The name and scale columns as wide as their longest entry, so that every row lines up
+   * (a scale can read 1/2147483648). */
+  int name_width = 24, scale_width = 6;
+  for (int i = 0; i < count; ++i) {
+    char scale[32];
+    cli_format_scale(check_scale(&opt, &workloads[i]), scale, sizeof scale);
+    const int name_length = (int)strlen(workloads[i].name), scale_length = (int)strlen(scale);
+    if (name_length > name_width) name_width = name_length;
+    if (scale_length > scale_width) scale_width = scale_length;
+  }
+  printf("%-*s %*s %6s %10s %8s %11s %11s %11s %11s  %s\n", name_width, "workload", scale_width,
+         "scale", "batch", "kv_tokens", "workers", "max_err", "tolerance", "lse_err", "lse_tol",
+         "result");
 
   int failures = 0;
   for (int i = 0; i < count; ++i) {
-    double factor =
-        opt.scale > 0.0 ? opt.scale : cli_power_of_two_scale(&workloads[i], CLI_CHECK_MAX_TOKENS);
+    const double factor = check_scale(&opt, &workloads[i]);
     char scale[32];
     cli_format_scale(factor, scale, sizeof scale);
     padec_workload w;
     if (cli_scale_workload(&workloads[i], factor, &w) != 0) {
-      printf("%-24s %6s FAIL: out of memory\n", workloads[i].name, scale);
+      printf("%-*s %*s FAIL: out of memory\n", name_width, workloads[i].name, scale_width, scale);
       ++failures;
       continue;
     }
     padec_case c;
     if (padec_case_init(&c, &w.params, w.batch, w.kv_lens, opt.seed + (uint64_t)i) != 0) {
-      printf("%-24s %6s FAIL: could not build the case (out of memory?)\n", w.name, scale);
+      printf("%-*s %*s FAIL: could not build the case (out of memory?)\n", name_width, w.name,
+             scale_width, scale);
       padec_workload_free(&w);
       ++failures;
       continue;
@@ -72,8 +89,8 @@ int cli_cmd_check(int argc, char **argv) {
     if (ran) {
       char pick[48] = "";
       if (opt.policy_auto) cli_choice_name(&choice, pick, sizeof pick);
-      printf("%-24s %6s %6d %10lld %8s %11.3e %11.3e %11.3e %11.3e  %s%s%s%s\n", w.name, scale,
-             w.batch, (long long)cli_total_tokens(&w), workers, result.max_abs_err,
+      printf("%-*s %*s %6d %10lld %8s %11.3e %11.3e %11.3e %11.3e  %s%s%s%s\n", name_width,
+             w.name, scale_width, scale, w.batch, (long long)cli_total_tokens(&w), workers, result.max_abs_err,
              result.tolerance, result.max_lse_err, result.lse_tolerance,
              result.pass ? "PASS" : "FAIL", pick[0] ? " [auto: " : "", pick, pick[0] ? "]" : "");
       if (!result.pass) {
@@ -85,7 +102,7 @@ int cli_cmd_check(int argc, char **argv) {
         padec_check_print(stderr, label, &c, &result);
       }
     } else {
-      printf("%-24s %6s %6d %10lld %8s  FAIL: %s\n", w.name, scale, w.batch,
+      printf("%-*s %*s %6d %10lld %8s  FAIL: %s\n", name_width, w.name, scale_width, scale, w.batch,
              (long long)cli_total_tokens(&w), workers, err);
       ++failures;
     }
