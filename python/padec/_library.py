@@ -5,7 +5,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import re
 from pathlib import Path
+from typing import Mapping, Optional
 
 from ._errors import Error, Status
 
@@ -310,8 +312,14 @@ def status_name(status: int) -> str:
     return lib().padec_status_name(status).decode()
 
 
-def check(status: int) -> None:
-    """Raises Error for a failed C call, with the library's message for this thread."""
+_TENSOR_FIELD = re.compile(r"\btensors\.([a-z_]+)")
+
+
+def check(status: int, names: Optional[Mapping[str, str]] = None) -> None:
+    """Raises Error for a failed C call, with the library's message for this thread.
+
+    names: the caller's words for the C struct's fields (field -> argument), so that a message
+    the library writes about "tensors.o" names the argument the Python caller passed."""
     if status == Status.OK:
         return
     # The library's message reads "PADEC_STATUS_NAME: detail"; Error puts the name back in front.
@@ -319,4 +327,6 @@ def check(status: int) -> None:
     name, _, detail = message.partition(": ")
     if name != status_name(status) or not detail:
         detail = message or lib().padec_status_str(status).decode()
+    if names:
+        detail = _TENSOR_FIELD.sub(lambda field: names.get(field.group(1), field.group(0)), detail)
     raise Error(status, detail)

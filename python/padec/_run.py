@@ -253,6 +253,24 @@ def _bind_merge_counters(call: _Call, merge_counters, schedule: Schedule,
     call.tensors.merge_counters = counters.address
 
 
+# The C fields' names in the library's messages, as the arguments of the run and validate_kv
+# calls (most are the same word) and of the shard merges (whose output is out and out_lse).
+_ARGUMENT_NAMES = {name: name for name in (
+    "q", "o", "lse", "k_pages", "v_pages", "page_indptr", "page_indices", "kv_lens", "k_scales",
+    "v_scales", "shard_starts", "seq_lens", "merge_counters", "workspace")}
+_RUN_NAMES = {
+    **_ARGUMENT_NAMES,
+    "q_stride_token": "q's token stride", "q_stride_head": "q's head stride",
+    "o_stride_token": "o's token stride", "o_stride_head": "o's head stride",
+    "kv_page_stride": "the page stride of k_pages and v_pages",
+    "num_pages": "the pools' page count", "num_page_indices": "page_indices's length",
+}
+_MERGE_NAMES = {
+    "shard_o": "shard_o", "shard_lse": "shard_lse", "o": "out", "lse": "out_lse",
+    "o_stride_token": "out's token stride", "o_stride_head": "out's head stride",
+    "num_shards": "shard_o's shard count", "rows": "shard_o's row count",
+}
+
 def _workspace(workspace, schedule: Schedule, noun: str, device: str, alignment: int) -> Tensor:
     checked = describe("workspace", workspace)
     checked.expect_device(device)
@@ -306,7 +324,7 @@ def run_cpu(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_i
     space = _workspace(workspace, plan, _PLAN.noun, "cpu", 16)
     check(lib().padec_cpu_run(ctypes.byref(call.params), ctypes.byref(plan._c_layout),
                               plan.data.ctypes.data, ctypes.byref(call.tensors), space.address,
-                              space.numel))
+                              space.numel), _RUN_NAMES)
     return call.result()
 
 
@@ -368,7 +386,7 @@ def run_cuda(params: Params, plan: Plan | CudaPlan, q, k_pages, v_pages, page_in
             plan_address = given.address
         check(lib().padec_cuda_run(ctypes.byref(call.params), ctypes.byref(plan._c_layout),
                                    plan_address, ctypes.byref(call.tensors),
-                                   space.address, space.numel, stream.cuda_stream))
+                                   space.address, space.numel, stream.cuda_stream), _RUN_NAMES)
     return call.result()
 
 
@@ -384,7 +402,8 @@ def run_cpu_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_i
         workspace = aligned_empty(layout.workspace_bytes, 16)
     space = _workspace(workspace, layout, _GRID.noun, "cpu", 16)
     check(lib().padec_cpu_run_grid(ctypes.byref(call.params), ctypes.byref(layout.c_layout()),
-                                   ctypes.byref(call.tensors), space.address, space.numel))
+                                   ctypes.byref(call.tensors), space.address, space.numel),
+          _RUN_NAMES)
     return call.result()
 
 
@@ -410,7 +429,7 @@ def run_cuda_grid(params: Params, layout: GridLayout, q, k_pages, v_pages, page_
         space = _workspace(workspace, layout, _GRID.noun, call.device, 16)
         check(lib().padec_cuda_run_grid(ctypes.byref(call.params), ctypes.byref(layout.c_layout()),
                                         ctypes.byref(call.tensors), space.address, space.numel,
-                                        stream.cuda_stream))
+                                        stream.cuda_stream), _RUN_NAMES)
     return call.result()
 
 
@@ -508,7 +527,8 @@ def merge_shards_cpu(params: Params, shard_o, shard_lse, out=None, out_lse=None,
     """
     c_params, c_tensors, out, out_lse = _bind_merge(params, "cpu", shard_o, shard_lse, out,
                                                     out_lse, return_lse)
-    check(lib().padec_cpu_merge_shards(ctypes.byref(c_params), ctypes.byref(c_tensors)))
+    check(lib().padec_cpu_merge_shards(ctypes.byref(c_params), ctypes.byref(c_tensors)),
+          _MERGE_NAMES)
     return out if out_lse is None else (out, out_lse)
 
 
@@ -523,7 +543,7 @@ def merge_shards_cuda(params: Params, shard_o, shard_lse, out=None, out_lse=None
     with torch.cuda.device(shard_o.device):
         stream = torch.cuda.current_stream()
         check(lib().padec_cuda_merge_shards(ctypes.byref(c_params), ctypes.byref(c_tensors),
-                                            stream.cuda_stream))
+                                            stream.cuda_stream), _MERGE_NAMES)
     return out if out_lse is None else (out, out_lse)
 
 
@@ -567,7 +587,7 @@ def validate_kv(params: Params, page_indptr, page_indices, kv_lens, *, num_pages
         seq_lens=shards["seq_lens"].address if shards else None)
     if device == "cpu":
         check(lib().padec_validate_kv_host(ctypes.byref(c_params), batch,
-                                           ctypes.byref(c_tensors)))
+                                           ctypes.byref(c_tensors)), _RUN_NAMES)
         return
     _expect_page_ids_named(indptr, indices, batch)
     torch = import_torch()
@@ -576,4 +596,4 @@ def validate_kv(params: Params, page_indptr, page_indices, kv_lens, *, num_pages
         scratch = torch.empty(VALIDATE_SCRATCH_BYTES, dtype=torch.uint8, device=lens.value.device)
         check(lib().padec_cuda_validate_kv(ctypes.byref(c_params), batch,
                                            ctypes.byref(c_tensors), scratch.data_ptr(),
-                                           stream.cuda_stream))
+                                           stream.cuda_stream), _RUN_NAMES)

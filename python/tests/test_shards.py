@@ -179,6 +179,8 @@ def expect_error(status, text, call, *args, **kwargs):
         call(*args, **kwargs)
     assert (caught.value.status, caught.value.status_name) == (status, status.c_name)
     assert text in caught.value.message, str(caught.value)
+    # Messages name the caller's arguments, not the C struct's fields.
+    assert "tensors." not in caught.value.message, str(caught.value)
 
 
 def test_plan_keeps_copies_of_the_arrays():
@@ -307,3 +309,8 @@ def test_merge_errors():
                  lse)
     expect_error(Status.BAD_ARGUMENT, "merge_shards_cuda needs CUDA tensors",
                  padec.merge_shards_cuda, PARAMS, o, lse)
+    # The library's overlap checks, named in the call's words: out and out_lse, not o and lse.
+    expect_error(Status.BAD_ARGUMENT, "out overlaps shard_o", merge, PARAMS, o, lse, out=o[1])
+    stacked = np.zeros(3 * 4 * 64, np.float32)
+    expect_error(Status.BAD_ARGUMENT, "out overlaps out_lse", merge, PARAMS, o, lse,
+                 out=stacked.reshape(3, 4, 64), out_lse=stacked[:12].reshape(3, 4))
