@@ -569,8 +569,10 @@ __global__ void __launch_bounds__(kThreads, 2)
       g.s.token_begin = (int)min((int64_t)g.query_end - p.q_len - p.window_left, (int64_t)kv_len);
     const int64_t item_end = (first_partition + local + count) * (int64_t)T;
     g.s.token_end = item_end < kv_len ? (int)item_end : kv_len;
+    /* Unsigned: a stream of nearly 2^31 tokens rounds up past INT32_MAX. */
     g.s.num_tiles = g.s.token_end > g.s.token_begin
-                        ? (g.s.token_end - g.s.token_begin + Cfg::kTileTokens - 1) / Cfg::kTileTokens
+                        ? (int)(((uint32_t)(g.s.token_end - g.s.token_begin) + Cfg::kTileTokens - 1) /
+                                Cfg::kTileTokens)
                         : 0;
     g.s.pages = p.page_indices + page_start;
     g.s.kv_head_offset = (int64_t)g.s.kv_head * head_stride;
@@ -599,12 +601,19 @@ __global__ void __launch_bounds__(kThreads, 2)
    * consumed tile is free: the combine uses it. */
   const int my_chunk = tid % Cfg::kChunksPerRow;
   const int my_first_token = tid / Cfg::kChunksPerRow;
+  /* Token positions are unsigned: a stream's last tile runs up to kTileTokens - 1 rows past its
+   * end, which is past INT32_MAX for a kv_len near it (kv_lens are int32, validate_kv admits any);
+   * in 32 unsigned bits every position of a stream, rows past its end included, is below 2^32
+   * and compares right against the stream's end. */
+  auto stream_pos = [&](const Stream &g, int tile, int token) -> uint32_t {
+    return (uint32_t)g.token_begin + (uint32_t)tile * Cfg::kTileTokens + (uint32_t)token;
+  };
   typedef int32_t PageIds[Cfg::kTokensPerThread];
   auto load_page_ids = [&](const Stream &g, int tile, PageIds &ids) {
 #pragma unroll
     for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
-      const int pos = g.token_begin + tile * Cfg::kTileTokens + my_first_token + i * Cfg::kTokenStride;
-      ids[i] = (tile < g.num_tiles && pos < g.token_end) ? __ldg(g.pages + (pos >> page_shift)) : 0;
+      const uint32_t pos = stream_pos(g, tile, my_first_token + i * Cfg::kTokenStride);
+      ids[i] = (tile < g.num_tiles && pos < (uint32_t)g.token_end) ? __ldg(g.pages + (pos >> page_shift)) : 0;
     }
   };
   /* This thread's chunk of token row my_first_token + i * kTokenStride, in bytes from a tile's
@@ -627,7 +636,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const uint32_t page_bytes = p.kv_page_bytes, row_bytes = (uint32_t)token_stride;
   auto issue_tile = [&](const Stream &g, int tile, int stage, const PageIds &ids) {
     const uint32_t k_dst = smem_u32(pipe + stage * Cfg::kStageBytes);
-    const int pos0 = g.token_begin + tile * Cfg::kTileTokens + my_first_token;
+    const uint32_t pos0 = stream_pos(g, tile, my_first_token), end = (uint32_t)g.token_end;
     /* A row's K address is two wide multiply-adds (the row within its page onto the head's
      * base, then the page), its V address one 64-bit add of the pools' distance: this path runs
      * for every row of every tile, and each 64-bit add is two instructions. */
@@ -636,22 +645,22 @@ __global__ void __launch_bounds__(kThreads, 2)
     /* Rows past the stream's end copy nothing (src-size 0); their page id is 0. */
 #pragma unroll
     for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
-      const int pos = pos0 + i * Cfg::kTokenStride;
-      const uint64_t row_src = (uint64_t)(uint32_t)(pos & page_mask) * row_bytes + k_src;
+      const uint32_t pos = pos0 + i * Cfg::kTokenStride;
+      const uint64_t row_src = (uint64_t)(pos & page_mask) * row_bytes + k_src;
       const uint64_t k_row = (uint64_t)(uint32_t)ids[i] * page_bytes + row_src;
       const uint32_t dst = k_dst + row_dst(i);
-      cp_async_16(dst, reinterpret_cast<const void *>(k_row), pos < g.token_end);
-      cp_async_16(dst + Cfg::kTileBytes, reinterpret_cast<const void *>(k_row + v_minus_k), pos < g.token_end);
+      cp_async_16(dst, reinterpret_cast<const void *>(k_row), pos < end);
+      cp_async_16(dst + Cfg::kTileBytes, reinterpret_cast<const void *>(k_row + v_minus_k), pos < end);
     }
     if (per_token && my_chunk == 0) {
       float *k_scale_dst = scales + stage * 2 * Cfg::kTileTokens;
 #pragma unroll
       for (int i = 0; i < Cfg::kTokensPerThread; ++i) {
         const int token = my_first_token + i * Cfg::kTokenStride;
-        const int pos = pos0 + i * Cfg::kTokenStride;
+        const uint32_t pos = pos0 + i * Cfg::kTokenStride;
         const int64_t s = ((int64_t)ids[i] * p.num_kv_heads + g.kv_head) * p.page_size + (pos & page_mask);
-        cp_async_4(smem_u32(k_scale_dst + token), p.k_scales + s, pos < g.token_end);
-        cp_async_4(smem_u32(k_scale_dst + Cfg::kTileTokens + token), p.v_scales + s, pos < g.token_end);
+        cp_async_4(smem_u32(k_scale_dst + token), p.k_scales + s, pos < end);
+        cp_async_4(smem_u32(k_scale_dst + Cfg::kTileTokens + token), p.v_scales + s, pos < end);
       }
     }
     cp_async_arrive(landed + stage * 8);
@@ -782,7 +791,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
 
     /* This lane's C-fragment columns: query rows 8 * nt + 2 * quad + {0, 1} of the pass. */
-    int visible_lo[NTiles][2], visible_hi[NTiles][2];
+    /* Unsigned as the positions they bound (stream_pos); a row that sees nothing has hi 0. */
+    uint32_t visible_lo[NTiles][2], visible_hi[NTiles][2];
 #pragma unroll
     for (int nt = 0; nt < NTiles; ++nt) {
 #pragma unroll
@@ -794,22 +804,22 @@ __global__ void __launch_bounds__(kThreads, 2)
           const int last = query_end - p.q_len + row / p.group;
           /* 64-bit: a window near INT32_MAX must not wrap around. */
           const int64_t lo = p.window_left > 0 ? (int64_t)last - p.window_left : 0;
-          visible_lo[nt][e] = lo > token_begin ? (int)lo : token_begin;
-          visible_hi[nt][e] = last + 1 < token_end ? last + 1 : token_end;
+          visible_lo[nt][e] = (uint32_t)(lo > token_begin ? (int)lo : token_begin);
+          visible_hi[nt][e] = (uint32_t)max(0, last + 1 < token_end ? last + 1 : token_end);
         }
       }
     }
 
     /* Every live row of the pass sees [all_visible_begin, all_visible_end): a warp whose tokens
      * of a tile lie inside skips the mask (the rows' visible ranges move with row / group). */
-    int all_visible_begin, all_visible_end;
+    uint32_t all_visible_begin, all_visible_end;
     {
       const int last_row = (pass_row + kRows < p.rows ? pass_row + kRows : p.rows) - 1;
       const int first_last = query_end - p.q_len + pass_row / p.group;
       const int last_last = query_end - p.q_len + last_row / p.group;
-      all_visible_end = first_last + 1 < token_end ? first_last + 1 : token_end;
+      all_visible_end = (uint32_t)max(0, first_last + 1 < token_end ? first_last + 1 : token_end);
       const int64_t lo = p.window_left > 0 ? (int64_t)last_last - p.window_left : 0;
-      all_visible_begin = lo > token_begin ? (int)lo : token_begin;
+      all_visible_begin = (uint32_t)(lo > token_begin ? (int)lo : token_begin);
     }
 
     /* O^T accumulators: dim m-tile dt, row n-tile nt. */
@@ -845,7 +855,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       const float *k_tok_scale = scales + stage * 2 * Cfg::kTileTokens;
       const float *v_tok_scale = k_tok_scale + Cfg::kTileTokens;
       const int warp_token0 = warp * Cfg::kWarpTokens;
-      const int tile_pos0 = token_begin + tile * Cfg::kTileTokens + warp_token0;
+      const uint32_t tile_pos0 = (uint32_t)token_begin + (uint32_t)tile * Cfg::kTileTokens + warp_token0;
 
       /* ---- S^T = K Q^T: this warp's tokens on M, query rows on N ------------------------ */
       /* With one m-tile and one n-tile a warp's scores are one chain of dependent MMAs; two
@@ -941,7 +951,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
               const int r = e & 1;
-              const int pos = tile_pos0 + 16 * mt + lane_row + 8 * (e >> 1);
+              const uint32_t pos = tile_pos0 + 16 * mt + lane_row + 8 * (e >> 1);
               if (pos < visible_lo[nt][r] || pos >= visible_hi[nt][r]) s[mt][nt][e] = -INFINITY;
             }
       }
