@@ -134,5 +134,6 @@ padec_status padec__check_grid_arguments(const padec_params *params,
                        workspace_bytes, layout->workspace_bytes);
   if ((uintptr_t)workspace % 16 != 0)
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "workspace must be 16-byte aligned");
-  return padec__check_tensors(&p, layout->batch, tensors, workspace, layout->workspace_bytes);
+  return padec__check_tensors(&p, layout->batch, tensors, workspace, layout->workspace_bytes,
+                              NULL, 0);
 }

@@ -119,11 +119,12 @@ bool padec__bytes_overlap(const void *a, size_t a_bytes, const void *b, size_t b
 padec_status padec__check_kv_arrays(const padec_tensors *tensors);
 
 /* The tensor checks of padec__check_run_arguments (pointers, alignment, strides, scales,
- * shard arrays, outputs that overlap an input, each other or the first workspace_bytes of the
- * workspace), for a batch of `batch` sequences; params normalized and validated. */
+ * shard arrays, outputs that overlap an input, each other, the first workspace_bytes of the
+ * workspace or the plan's plan_bytes), for a batch of `batch` sequences; params normalized and
+ * validated; plan NULL (and plan_bytes 0) on the grid path, which has none. */
 padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
                                   const padec_tensors *tensors, const void *workspace,
-                                  size_t workspace_bytes);
+                                  size_t workspace_bytes, const void *plan, size_t plan_bytes);
 
 /* A grid split count: `splits` capped at max_splits (and at the grid layout's own limit) and,
  * with a window, at the partitions a window can span; at least 1. normalized: validated params

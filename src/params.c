@@ -179,7 +179,8 @@ padec_status padec__check_run_arguments(const padec_params *params,
                        workspace_bytes, layout->workspace_bytes);
   if (!aligned(workspace, 16))
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "workspace must be 16-byte aligned");
-  return padec__check_tensors(&p, layout->batch, tensors, workspace, layout->workspace_bytes);
+  return padec__check_tensors(&p, layout->batch, tensors, workspace, layout->workspace_bytes, plan,
+                              layout->plan_bytes);
 }
 
 /* The element strides of a [tokens][heads][head_dim] tensor, the fields' 0 read as packed. */
@@ -363,7 +364,7 @@ static padec_status check_page_stride(const padec_params *p, int64_t kv_page_str
 
 padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
                                   const padec_tensors *tensors, const void *workspace,
-                                  size_t workspace_bytes) {
+                                  size_t workspace_bytes, const void *plan, size_t plan_bytes) {
   const padec_params p = *normalized;
   const padec_tensors *t = tensors;
   if (batch > 0) {
@@ -462,7 +463,9 @@ padec_status padec__check_tensors(const padec_params *normalized, int32_t batch,
               {int32_span(t->shard_starts, batch), "tensors.shard_starts"},
               {int32_span(t->seq_lens, batch), "tensors.seq_lens"},
               {int32_span(t->k_scales, scale_count), "tensors.k_scales"},
-              {int32_span(t->v_scales, scale_count), "tensors.v_scales"}};
+              {int32_span(t->v_scales, scale_count), "tensors.v_scales"},
+              /* Every item's metadata is read as the run goes. */
+              {bytes_span(plan, plan_bytes), "the plan"}};
   return check_writes_apart(written, sizeof written / sizeof written[0], read,
                             sizeof read / sizeof read[0], "run");
 }

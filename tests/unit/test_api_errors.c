@@ -557,7 +557,16 @@ static void test_run_pointer_errors(fixture *f) {
         {"run with the K pool in the workspace", "the workspace overlaps the K pool", 4, f->workspace},
         {"run with lse over kv_lens", "tensors.lse overlaps tensors.kv_lens", 5, (void *)(uintptr_t)f->c.kv_lens},
         {"run with merge_counters inside o", "tensors.o overlaps tensors.merge_counters", 6, f->o},
+        /* The plan is read item by item as the run goes: a partial or an output written over
+         * it sends later items elsewhere. */
+        {"run with lse inside the plan", "tensors.lse overlaps the plan, which the run reads", 5,
+         (char *)f->plan + 64},
+        {"run with merge_counters inside the plan", "tensors.merge_counters overlaps the plan", 6,
+         (char *)f->plan + 16},
     };
+    unsigned char *plan_before = malloc(f->layout.plan_bytes);
+    if (!plan_before) exit(1);
+    memcpy(plan_before, f->plan, f->layout.plan_bytes);
     for (size_t i = 0; i < sizeof crossings / sizeof crossings[0]; ++i) {
       bad = fixture_tensors(f);
       void *at = crossings[i].at;
@@ -569,7 +578,10 @@ static void test_run_pointer_errors(fixture *f) {
       if (crossings[i].field == 5) bad.lse = at;
       if (crossings[i].field == 6) bad.merge_counters = at;
       expect_run_tensors(crossings[i].what, f, &bad, PADEC_STATUS_BAD_ARGUMENT, crossings[i].needle);
+      CHECK(memcmp(f->plan, plan_before, f->layout.plan_bytes) == 0, "%s: the plan was written",
+            crossings[i].what);
     }
+    free(plan_before);
   }
   {
     /* Distinct but not packed: heads outermost ([heads][tokens][head_dim]) is accepted. */
