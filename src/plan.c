@@ -283,27 +283,21 @@ static padec_plan_view view_of(const padec_plan_layout *layout, const void *plan
   return v;
 }
 
-/* n (n - 1) / 2 and (n - 1) n (2n - 1) / 6, modulo 2^64: the sum and the sum of squares of
- * 0 .. n - 1. Each division is taken from the factor it divides, so that the products may wrap. */
-static uint64_t sum_below(uint64_t n) {
-  return n % 2 == 0 ? n / 2 * (n - 1) : (n - 1) / 2 * n;
+/* A (slot, KV head) key's two fingerprints: splitmix64's finaliser of the key under two salts.
+ * The split items' fingerprints, summed modulo 2^64, match the sums over every key of the plan
+ * only when the items hold each key once, but for a chance of about 2^-64 each: power sums
+ * (the count, the sum, the sum of squares) are matched by small permutations that are not one
+ * ({1, 5, 6} and {2, 3, 7}). */
+static uint64_t key_fingerprint(uint64_t key, uint64_t salt) {
+  uint64_t z = key + salt;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
 }
 
-static uint64_t sum_of_squares_below(uint64_t n) {
-  if (n == 0) return 0;
-  uint64_t f[3] = {n - 1, n, 2 * n - 1};
-  for (int i = 0; i < 3; ++i)
-    if (f[i] % 2 == 0) {
-      f[i] /= 2;
-      break;
-    }
-  for (int i = 0; i < 3; ++i)
-    if (f[i] % 3 == 0) {
-      f[i] /= 3;
-      break;
-    }
-  return f[0] * f[1] * f[2];
-}
+enum { kFingerprintSalts = 2 };
+static const uint64_t kFingerprintSalt[kFingerprintSalts] = {0x9e3779b97f4a7c15ull,
+                                                             0x632be59bd9b4e019ull};
 
 padec_status padec__check_plan_body(const padec_plan_layout *layout, const void *plan,
                                     const char *name) {
@@ -346,9 +340,10 @@ padec_status padec__check_plan_body(const padec_plan_layout *layout, const void 
    * query heads, and a partial slot of its own sequence's group. The split items must write
    * each (slot, KV head) once, or a group's merge would wait for a missing arrival (its rows
    * never written, its counter left short for the next run) or read a stale row: their keys
-   * slot x H + head are counted, summed and summed squared (modulo 2^64), which for a
-   * permutation of 0 .. slots x H - 1 give known values. */
-  uint64_t split_items = 0, key_sum = 0, key_square_sum = 0;
+   * slot x H + head are counted and their fingerprints summed, against the sums over every key
+   * 0 .. slots x H - 1 (key_fingerprint). Exact checks would need memory for a bitmap or a sort,
+   * which a run must not allocate. */
+  uint64_t split_items = 0, fingerprint_sum[kFingerprintSalts] = {0, 0};
   for (int32_t w = 0; w < h->num_works; ++w) {
     const int32_t *r = work_info + (int64_t)w * 8;
     const int32_t b = r[0], loc = r[1], head_start = r[7] & 0xffff, head_end = r[7] >> 16;
@@ -374,8 +369,8 @@ padec_status padec__check_plan_body(const padec_plan_layout *layout, const void 
         const uint64_t key = (uint64_t)slot * (uint64_t)layout->num_kv_heads +
                              (uint64_t)(head_start / group);
         split_items += 1;
-        key_sum += key;
-        key_square_sum += key * key;
+        for (int i = 0; i < kFingerprintSalts; ++i)
+          fingerprint_sum[i] += key_fingerprint(key, kFingerprintSalt[i]);
       }
     }
     if (why)
@@ -384,8 +379,13 @@ padec_status padec__check_plan_body(const padec_plan_layout *layout, const void 
                          name, w, r[0], r[1], r[2], r[3], r[4], r[5], r[6], (unsigned)r[7], why);
   }
   const uint64_t keys = (uint64_t)h->num_partial_slots * (uint64_t)layout->num_kv_heads;
-  if (split_items != keys || key_sum != sum_below(keys) ||
-      key_square_sum != sum_of_squares_below(keys))
+  int keys_match = split_items == keys;
+  for (int i = 0; i < kFingerprintSalts && keys_match; ++i) {
+    uint64_t expected = 0;
+    for (uint64_t key = 0; key < keys; ++key) expected += key_fingerprint(key, kFingerprintSalt[i]);
+    keys_match = fingerprint_sum[i] == expected;
+  }
+  if (!keys_match)
     return padec__fail(PADEC_STATUS_PLAN_MISMATCH,
                        "%s: its %llu split items do not write each of its %d partial slots once "
                        "per KV head (%d heads; a corrupt plan)",

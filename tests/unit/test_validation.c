@@ -211,6 +211,66 @@ static void test_plan_for_other_lengths(void) {
   padec_case_free(&c);
 }
 
+/* A case, its plan as built (good), a copy to corrupt (plan), and what a run needs. */
+typedef struct corrupt_fixture {
+  padec_case c;
+  padec_plan_layout layout;
+  void *good, *plan, *workspace, *o, *o_before;
+  float *lse;
+  padec_tensors tensors;
+} corrupt_fixture;
+
+static void corrupt_fixture_init(corrupt_fixture *f, const padec_params *params, int32_t batch,
+                                 const int32_t *lens, uint64_t seed,
+                                 const padec_plan_options *options) {
+  if (padec_case_init(&f->c, params, batch, lens, seed) != 0) exit(1);
+  if (padec_plan_layout_init(&f->c.params, batch, options, &f->layout) != PADEC_STATUS_OK) exit(1);
+  f->good = alloc_zeroed(f->layout.plan_bytes);
+  f->plan = alloc_zeroed(f->layout.plan_bytes);
+  f->workspace = alloc_zeroed(f->layout.workspace_bytes);
+  f->o = alloc_zeroed(f->c.o_bytes);
+  f->o_before = alloc_zeroed(f->c.o_bytes);
+  f->lse = alloc_zeroed(sizeof(float) * (size_t)f->c.num_tokens * (size_t)f->c.params.num_q_heads);
+  f->tensors = padec_case_tensors(&f->c, f->o, f->lse);
+  expect("build", padec_plan_build(&f->c.params, &f->layout, lens, f->good, f->layout.plan_bytes),
+         PADEC_STATUS_OK, NULL);
+  memcpy(f->plan, f->good, f->layout.plan_bytes);
+}
+
+static void corrupt_fixture_free(corrupt_fixture *f) {
+  free(f->good);
+  free(f->plan);
+  free(f->workspace);
+  free(f->o);
+  free(f->o_before);
+  free(f->lse);
+  padec_case_free(&f->c);
+}
+
+/* f->plan refused by padec_plan_view_init, padec_cpu_run (o not written) and, with CUDA,
+ * padec_cuda_upload_plan (on the host, before any copy), each naming needle. */
+static void expect_plan_refused(corrupt_fixture *f, const char *what, const char *needle) {
+  char label[200];
+  padec_plan_view view;
+  snprintf(label, sizeof label, "view_init, %s", what);
+  expect(label, padec_plan_view_init(&f->layout, f->plan, &view), PADEC_STATUS_PLAN_MISMATCH,
+         needle);
+  padec_case_poison(&f->c, f->o, f->lse);
+  memcpy(f->o_before, f->o, f->c.o_bytes);
+  snprintf(label, sizeof label, "cpu_run, %s", what);
+  expect(label,
+         padec_cpu_run(&f->c.params, &f->layout, f->plan, &f->tensors, f->workspace,
+                       f->layout.workspace_bytes),
+         PADEC_STATUS_PLAN_MISMATCH, needle);
+  CHECK(memcmp(f->o, f->o_before, f->c.o_bytes) == 0, "the refused run (%s) wrote o", what);
+#ifdef PADEC_HAVE_CUDA
+  /* `o` stands in for the device buffer. */
+  snprintf(label, sizeof label, "upload_plan, %s", what);
+  expect(label, padec_cuda_upload_plan(&f->layout, f->plan, f->o, NULL),
+         PADEC_STATUS_PLAN_MISMATCH, needle);
+#endif
+}
+
 /* One value of a built plan changed, and the part of the message that names it. */
 typedef struct plan_corruption {
   const char *what;
@@ -227,19 +287,11 @@ typedef struct plan_corruption {
 static void test_corrupt_plan_body(void) {
   padec_params params = valid_params();
   const int32_t lens[3] = {100, 40, 7};
-  padec_case c;
-  if (padec_case_init(&c, &params, 3, lens, 0x7a12) != 0) exit(1);
-  padec_plan_options options = {6, 16, PADEC_POLICY_EVEN};
-  padec_plan_layout layout;
-  if (padec_plan_layout_init(&c.params, 3, &options, &layout) != PADEC_STATUS_OK) exit(1);
-  void *good = alloc_zeroed(layout.plan_bytes);
-  void *plan = alloc_zeroed(layout.plan_bytes);
-  void *workspace = alloc_zeroed(layout.workspace_bytes);
-  void *o = alloc_zeroed(c.o_bytes);
-  void *o_before = alloc_zeroed(c.o_bytes);
-  float *lse = alloc_zeroed(sizeof(float) * (size_t)c.num_tokens * (size_t)c.params.num_q_heads);
-  expect("build", padec_plan_build(&c.params, &layout, lens, good, layout.plan_bytes),
-         PADEC_STATUS_OK, NULL);
+  const padec_plan_options options = {6, 16, PADEC_POLICY_EVEN};
+  corrupt_fixture f;
+  corrupt_fixture_init(&f, &params, 3, lens, 0x7a12, &options);
+  const padec_plan_layout layout = f.layout;
+  const void *good = f.good;
   const padec_plan_header *h = good;
   CHECK(h->num_partial_slots >= 2 && h->num_groups >= 1, "the plan should split: %d slots, %d groups",
         h->num_partial_slots, h->num_groups);
@@ -288,43 +340,23 @@ static void test_corrupt_plan_body(void) {
       {"split item made direct", layout.work_info_offset, 8 * split + 1, -1,
        "do not write each of its"},
   };
-  padec_tensors t = padec_case_tensors(&c, o, lse);
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
     const plan_corruption *k = &cases[i];
-    memcpy(plan, good, layout.plan_bytes);
-    int32_t *array = (int32_t *)((char *)plan + k->array_offset);
+    memcpy(f.plan, good, layout.plan_bytes);
+    int32_t *array = (int32_t *)((char *)f.plan + k->array_offset);
     array[k->index] = k->value;
     char what[160];
-    padec_plan_view view;
-    snprintf(what, sizeof what, "view_init, corrupt %s", k->what);
-    expect(what, padec_plan_view_init(&layout, plan, &view), PADEC_STATUS_PLAN_MISMATCH,
-           k->needle);
-    padec_case_poison(&c, o, lse);
-    memcpy(o_before, o, c.o_bytes);
-    snprintf(what, sizeof what, "cpu_run, corrupt %s", k->what);
-    expect(what, padec_cpu_run(&c.params, &layout, plan, &t, workspace, layout.workspace_bytes),
-           PADEC_STATUS_PLAN_MISMATCH, k->needle);
-    CHECK(memcmp(o, o_before, c.o_bytes) == 0, "the refused run (corrupt %s) wrote o", k->what);
-#ifdef PADEC_HAVE_CUDA
-    /* Refused on the host before any copy: `o` stands in for the device buffer. */
-    snprintf(what, sizeof what, "upload_plan, corrupt %s", k->what);
-    expect(what, padec_cuda_upload_plan(&layout, plan, o, NULL), PADEC_STATUS_PLAN_MISMATCH,
-           k->needle);
-#endif
+    snprintf(what, sizeof what, "corrupt %s", k->what);
+    expect_plan_refused(&f, what, k->needle);
   }
   /* The plan as built passes all three. */
   padec_plan_view view;
   expect("view_init, as built", padec_plan_view_init(&layout, good, &view), PADEC_STATUS_OK, NULL);
   expect("cpu_run, as built",
-         padec_cpu_run(&c.params, &layout, good, &t, workspace, layout.workspace_bytes),
+         padec_cpu_run(&f.c.params, &layout, good, &f.tensors, f.workspace,
+                       layout.workspace_bytes),
          PADEC_STATUS_OK, NULL);
-  free(good);
-  free(plan);
-  free(workspace);
-  free(o);
-  free(o_before);
-  free(lse);
-  padec_case_free(&c);
+  corrupt_fixture_free(&f);
 }
 
 /* The CUDA entry points' host-side argument checks. Every call below must fail them. */
@@ -442,11 +474,40 @@ static void test_cuda_entry_points(void) {
   free(buffer);
 }
 
+/* Split items whose slots are a multiset of the right count, sum and sum of squares but not the
+ * slots themselves ({2, 3, 7} written as {1, 5, 6}: slots 1, 5 and 6 twice, 2, 3 and 7 never):
+ * refused, where power sums of the keys let it through and the merge read rows never written.
+ * One KV head, one sequence of 10 partitions over 10 workers: 10 pieces, slot k the k-th. */
+static void test_split_slots_of_matching_power_sums(void) {
+  padec_params params = valid_params();
+  params.num_kv_heads = 1;
+  params.num_q_heads = 4;
+  const int32_t lens[1] = {160};
+  const padec_plan_options options = {10, 16, PADEC_POLICY_EVEN};
+  corrupt_fixture f;
+  corrupt_fixture_init(&f, &params, 1, lens, 0x51075, &options);
+  const padec_plan_header *h = f.plan;
+  CHECK(h->num_partial_slots == 10, "the plan should have 10 slots, has %d", h->num_partial_slots);
+  int32_t *info = (int32_t *)((char *)f.plan + f.layout.work_info_offset);
+  int changed = 0;
+  for (int32_t w = 0; w < h->num_works; ++w) {
+    int32_t *loc = &info[8 * w + 1];
+    const int32_t from = *loc;
+    *loc = from == 2 ? 1 : from == 3 ? 5 : from == 7 ? 6 : from;
+    changed += *loc != from;
+  }
+  CHECK(changed == 3, "three items should have moved, %d did", changed);
+  expect_plan_refused(&f, "slots {2, 3, 7} as {1, 5, 6}",
+                      "do not write each of its 10 partial slots");
+  corrupt_fixture_free(&f);
+}
+
 int main(void) {
   test_param_limits();
   test_validate_kv_host();
   test_plan_for_other_lengths();
   test_corrupt_plan_body();
+  test_split_slots_of_matching_power_sums();
   test_cuda_entry_points();
   if (test_failures) {
     fprintf(stderr, "test_validation: %d check(s) failed\n", test_failures);
