@@ -488,8 +488,9 @@ typedef struct padec_tensors {
  * items), then the merge combines each group with log-sum-exp weights in a fixed order. fp32
  * accumulation. Validates everything first (pointers, alignment, plan against params and layout,
  * every page id, every kv_len against its pages, and outputs that would be written over each
- * other, over q, the K or V pool or the workspace, or anything the run writes over the block
- * table, the lengths or the scales: BAD_ARGUMENT naming both); on error writes nothing.
+ * other, over q, the K or V pool or the workspace, or anything the run writes over the plan,
+ * the block table, the lengths or the scales: BAD_ARGUMENT naming both); on error writes
+ * nothing.
  * workspace: host
  * memory of layout->workspace_bytes or more, 16-byte aligned. Single-threaded; safe to call from
  * several threads on distinct outputs and workspaces. Allocates nothing: its buffers take about

@@ -68,8 +68,8 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
  * PLAN_MISMATCH, WORKSPACE_TOO_SMALL, BAD_ARGUMENT (a negative stride or num_pages, strides
  * spanning more than 2^59 elements, a kv_page_stride below one page or past 2^32 bytes, outputs
  * that overlap each other, q, the K or V pool or the workspace, or anything the run writes
- * (outputs, workspace, merge counters) over anything it reads, the block table, lengths and
- * scales included), BAD_SCALES, NOT_BUILT_WITH_CUDA,
+ * (outputs, workspace, merge counters) over anything it reads, the plan, block table, lengths
+ * and scales included), BAD_SCALES, NOT_BUILT_WITH_CUDA,
  * CUDA_ERROR (launch). */
 padec_status padec_cuda_run(const padec_params *params, const padec_plan_layout *layout,
                             const void *plan, const padec_tensors *tensors, void *workspace,
