@@ -91,14 +91,16 @@ void padec_case_poison(const padec_case *c, void *o, float *lse);
 /* ---- checking (check.c) -----------------------------------------------------------------------
  * Tolerance rule: every element's error against the double oracle must be at most
  * 2 x (max error of the plain-float oracle, weights in o_dtype's 16-bit format, rounded to
- * o_dtype, over the element's output row: one query token, one head) + eps; LSE against 2 x the float oracle's largest LSE error + eps. NaN
- * never passes. */
+ * o_dtype, over the element's output row: one query token, one head) + eps x (the row's largest
+ * exact value), eps 2^-12 for 16-bit outputs and 2^-20 for fp32; each LSE against 2 x the float
+ * oracle's largest LSE error over the batch + 2^-20 x (1 + |lse| + ln(1 + the sequence's
+ * kv_len)). NaN never passes. */
 typedef struct padec_check_result {
   double max_abs_err;     /* of o against the double oracle */
   double baseline_err;    /* the largest row's max error of the float oracle (rounded to o_dtype) */
-  double tolerance;       /* the largest row tolerance: 2 x baseline_err + eps */
+  double tolerance;       /* the largest row tolerance */
   double max_lse_err;
-  double lse_tolerance;
+  double lse_tolerance;   /* the largest row LSE tolerance */
   int64_t bad_elements;   /* o elements over tolerance (NaN counts) */
   int64_t bad_lse;
   int64_t first_bad;      /* flat index of the first bad o element, -1 if none */

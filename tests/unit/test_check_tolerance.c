@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/numerics.h" /* the fp16 encoder, to write a wrong output */
 #include "harness.h"
 #include "test_support.h"
 
@@ -28,11 +29,68 @@ static void set_bf16(void *o, size_t i, double value) {
   memcpy((unsigned char *)o + 2 * i, &h, sizeof h);
 }
 
+/* Runs the case on the CPU executor under params (the case's, or another window) into o, lse. */
+static void run_cpu(const padec_case *c, const padec_params *params, void *o, float *lse) {
+  padec_plan_options options;
+  memset(&options, 0, sizeof options);
+  options.num_workers = 16;
+  padec_plan_layout layout;
+  CHECK(padec_plan_layout_init(params, c->batch, &options, &layout) == PADEC_STATUS_OK, "%s",
+        padec_last_message());
+  void *plan = test_alloc(layout.plan_bytes), *workspace = test_alloc(layout.workspace_bytes);
+  CHECK(padec_plan_build(params, &layout, c->kv_lens, plan, layout.plan_bytes) == PADEC_STATUS_OK,
+        "%s", padec_last_message());
+  padec_case_poison(c, o, lse);
+  padec_tensors t = padec_case_tensors(c, o, lse);
+  CHECK(padec_cpu_run(params, &layout, plan, &t, workspace, layout.workspace_bytes) ==
+            PADEC_STATUS_OK,
+        "%s", padec_last_message());
+  free(plan);
+  free(workspace);
+}
+
 static int check_passes(const char *what) {
   padec_check_result result;
   CHECK(padec_check_output(&g_case, g_o, g_lse, &result) == 0, "%s: the oracle did not run", what);
   padec_check_print(stdout, what, &g_case, &result);
   return result.pass;
+}
+
+/* A 65536-token sequence's rows hold values near 0.005, where an absolute epsilon of 1e-4 (about
+ * 25 fp16 ulps there) let a row 1% off pass, and its LSE moves by 6e-5 when 4 tokens are dropped,
+ * below an absolute 1e-4: both fail now. fp16 outputs, beside short sequences. */
+static void test_long_rows(void) {
+  padec_params p;
+  memset(&p, 0, sizeof p);
+  p.num_q_heads = 8;
+  p.num_kv_heads = 2;
+  p.head_dim = 128;
+  p.page_size = 16;
+  p.o_dtype = PADEC_DTYPE_FP16;
+  const int32_t lens[] = {65536, 1, 2, 17};
+  if (padec_case_init(&g_case, &p, 4, lens, 0xc4ec) != 0) exit(1);
+  const size_t rows = (size_t)g_case.num_tokens * (size_t)p.num_q_heads, dim = (size_t)p.head_dim;
+  g_o = test_alloc(g_case.o_bytes);
+  g_lse = test_alloc(sizeof(float) * rows);
+  run_cpu(&g_case, &g_case.params, g_o, g_lse);
+  CHECK(check_passes("64k: the executor's output"), "the executor's output fails the check");
+  /* Sequence 0's 8 rows scaled by 1.01 (fp16, rounded to nearest through float). */
+  uint16_t *half = g_o;
+  for (size_t i = 0; i < 8 * dim; ++i) {
+    const float scaled = (float)(1.01 * padec_output_element(g_o, PADEC_DTYPE_FP16, i));
+    half[i] = padec__float_to_fp16(scaled);
+  }
+  CHECK(!check_passes("64k: sequence 0's rows scaled by 1.01"), "a long row 1%% off passes");
+  /* The first 4 tokens dropped (a window 4 short of the sequence), checked against all tokens. */
+  padec_params dropped = g_case.params;
+  dropped.window_left = lens[0] - 5;
+  run_cpu(&g_case, &dropped, g_o, g_lse);
+  padec_check_result result;
+  CHECK(padec_check_output(&g_case, g_o, g_lse, &result) == 0 && result.bad_lse > 0,
+        "64k without its first 4 tokens: %lld LSEs caught", (long long)result.bad_lse);
+  free(g_o);
+  free(g_lse);
+  padec_case_free(&g_case);
 }
 
 int main(void) {
@@ -97,6 +155,7 @@ int main(void) {
   free(g_o_right);
   free(g_lse);
   padec_case_free(&g_case);
+  test_long_rows();
   if (test_failures) {
     fprintf(stderr, "test_check_tolerance: %d check(s) failed\n", test_failures);
     return 1;
