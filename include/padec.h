@@ -433,8 +433,9 @@ typedef struct padec_tensors {
                                   (output 0, LSE -inf) */
   const float *k_scales;  /* PER_TOKEN: [num_pages][num_kv_heads][page_size]; PER_TENSOR_DEVICE:
                              one float; otherwise unused. Per-token values are cache data, like
-                             K and V: read as they are, never checked (a NaN or infinite scale
-                             spoils its token's row). The PER_TENSOR_DEVICE value is checked
+                             K and V: read as they are, never checked (a NaN scale, like a NaN
+                             in K or V, spoils every row that sees its token: NaN output, and
+                             for K a NaN LSE). The PER_TENSOR_DEVICE value is checked
                              by the CPU executors (BAD_SCALES) and read as data on the GPU */
   const float *v_scales;  /* same as k_scales, for V */
   void *o;                /* [batch * q_len][num_q_heads][head_dim], o_dtype */

@@ -123,10 +123,17 @@ PADEC_HD float padec__rescale_factor(float old_max_log2, float new_max_log2) {
   return exp2f(old_max_log2 - new_max_log2);
 }
 
-/* Natural-log LSE of a finished state: -inf for an empty row. */
+/* Natural-log LSE of a finished state: -inf for an empty row, NaN for a row a NaN spoiled (its
+ * sum is NaN). */
 PADEC_HD float padec__state_lse(padec_softmax_state s) {
-  if (!(s.sum > 0.0f)) return -INFINITY;
+  if (s.sum == 0.0f) return -INFINITY;
   return (s.max_log2 + log2f(s.sum)) * PADEC_LN2;
+}
+
+/* The larger of a and b, NaN if either is (fmaxf returns the other): a NaN score or partial LSE
+ * then spoils its row's result instead of vanishing from it. */
+PADEC_HD float padec__max_keeping_nan(float a, float b) {
+  return (a != a || a > b) ? a : b;
 }
 
 #endif /* PADEC_COMMON_NUMERICS_H */

@@ -173,6 +173,7 @@ static void run_row_pass(const run_context *ctx, const work_item *item, int32_t 
         for (int32_t j = 0; j < n; ++j) scores[j] += qd * column[j];
       }
       float chunk_max = -INFINITY;
+      int chunk_nan = 0;
       for (int32_t j = 0; j < n; ++j) {
         if (j < seen_begin || j >= seen_end) {
           scores[j] = -INFINITY;
@@ -180,6 +181,14 @@ static void run_row_pass(const run_context *ctx, const work_item *item, int32_t 
         }
         scores[j] *= k_token_scale[j];
         if (scores[j] > chunk_max) chunk_max = scores[j];
+        chunk_nan |= scores[j] != scores[j];
+      }
+      /* A NaN score (a NaN in K or in its scale) spoils the row: its sum and accumulator become
+       * NaN and stay so, and its output and LSE come out NaN, as the oracle's do, wherever the
+       * token falls among chunks and splits. */
+      if (chunk_nan) {
+        state[r].sum = NAN;
+        for (int32_t d = 0; d < dim; ++d) acc[r][d] = NAN;
       }
       if (chunk_max == -INFINITY) continue;
       const float new_max = state[r].max_log2 > chunk_max ? state[r].max_log2 : chunk_max;
@@ -243,10 +252,8 @@ static int64_t partial_row(const partial_rows *src, int32_t k) {
 static void merge_one_row(const partial_rows *src, int32_t heads, int32_t head, int32_t dim,
                           padec_dtype o_dtype, void *o, int64_t o_index, float *lse_out) {
   float max_lse = -INFINITY;
-  for (int32_t k = 0; k < src->count; ++k) {
-    const float lse = src->lse[partial_row(src, k) * heads + head];
-    if (lse > max_lse) max_lse = lse;
-  }
+  for (int32_t k = 0; k < src->count; ++k)
+    max_lse = padec__max_keeping_nan(max_lse, src->lse[partial_row(src, k) * heads + head]);
   float out[MAX_HEAD_DIM];
   memset(out, 0, sizeof(float) * (size_t)dim);
   float weight_sum = 0.0f;
@@ -263,7 +270,8 @@ static void merge_one_row(const partial_rows *src, int32_t heads, int32_t head, 
   }
   const float inv = weight_sum > 0.0f ? 1.0f / weight_sum : 0.0f;
   for (int32_t d = 0; d < dim; ++d) store_element(o, o_index + d, o_dtype, out[d] * inv);
-  if (lse_out) *lse_out = weight_sum > 0.0f ? max_lse + logf(weight_sum) : -INFINITY;
+  /* A NaN partial LSE (a spoiled split) makes every weight, the output and the LSE NaN. */
+  if (lse_out) *lse_out = weight_sum != 0.0f ? max_lse + logf(weight_sum) : -INFINITY;
 }
 
 static void merge_into_output(const run_context *ctx, const partial_rows *src, int32_t row) {

@@ -200,6 +200,14 @@ __device__ __forceinline__ float2 unpack2(uint32_t bits) {
  * approximation plus a denormal-range fix-up of three instructions a call, 30 a warp and tile in
  * the tile loop. A probability or rescale below 2^-126 of the row's maximum is below every
  * output's rounding. -inf gives 0. */
+/* max.NaN: the larger of a and b, NaN if either is (fmaxf returns the other), one instruction
+ * as fmaxf: a NaN partial LSE then spoils its row's merge instead of vanishing from it. */
+__device__ __forceinline__ float max_keeping_nan(float a, float b) {
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+
 __device__ __forceinline__ float exp2_ftz(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
@@ -311,7 +319,8 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
   };
   auto warp_max = [&](float value) {
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) value = fmaxf(value, __shfl_xor_sync(0xffffffffu, value, off));
+    for (int off = 16; off > 0; off >>= 1)
+      value = max_keeping_nan(value, __shfl_xor_sync(0xffffffffu, value, off));
     return value;
   };
   const int slots = slot_end - slot_begin;
@@ -328,7 +337,7 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
     load_batch(head_batch, 0, count0, row0);
     const float lse0 = has0 ? __ldcg(p.partial_lse + row0 * p.num_q_heads + head) : -INFINITY;
     const float lse1 = has1 ? __ldcg(p.partial_lse + row1 * p.num_q_heads + head) : -INFINITY;
-    max_lse = warp_max(fmaxf(lse0, lse1));
+    max_lse = warp_max(max_keeping_nan(lse0, lse1));
     if (max_lse != -INFINITY) {
       const float weight0 = lse0 == -INFINITY ? 0.f : expf(lse0 - max_lse);
       add_batch(head_batch, 0, count0, weight0);
@@ -338,7 +347,7 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
   } else {
     /* Any number of splits: the LSEs twice, 32 slots at a time. */
     for (int s = slot_begin + lane; s < slot_end; s += 32)
-      max_lse = fmaxf(max_lse, __ldcg(p.partial_lse + merge_source_row(p, s, row_offset) * p.num_q_heads + head));
+      max_lse = max_keeping_nan(max_lse, __ldcg(p.partial_lse + merge_source_row(p, s, row_offset) * p.num_q_heads + head));
     max_lse = warp_max(max_lse);
     if (max_lse != -INFINITY) {
       for (int base = slot_begin; base < slot_end; base += 32) {
@@ -359,7 +368,7 @@ __device__ __forceinline__ void merge_row_warp(const padec_decode_params &p, int
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) store_output(p.o, o_base + i, p.o_dtype, out[i] * inv);
   if (p.lse && lane == 0)
-    p.lse[(int64_t)out_row * p.num_q_heads + head] = weight_sum > 0.f ? max_lse + logf(weight_sum) : -INFINITY;
+    p.lse[(int64_t)out_row * p.num_q_heads + head] = weight_sum != 0.f ? max_lse + logf(weight_sum) : -INFINITY;
 }
 
 /* The reduce group of a split item: partial rows are slot * q_len in every padec schedule, and
@@ -1194,7 +1203,9 @@ __global__ void __launch_bounds__(kThreads, 2)
           total += weights[w] * warp_row_sum[w * kRows + row];
         }
         const float inv = total > 0.f ? 1.f / total : 0.f;
-        const float lse = total > 0.f ? (m + log2f(total)) * 0.6931471805599453f : -INFINITY;
+        /* A NaN score spoiled the row (its probabilities, and so total, are NaN): NaN, not the
+         * -inf of a row that sees nothing, or a merge would drop the split as empty. */
+        const float lse = total != 0.f ? (m + log2f(total)) * 0.6931471805599453f : -INFINITY;
         const float out_scale = per_token ? inv : inv * v_scale;
         const int qi = global_row / p.group;
         const int head = q_head_start + global_row % p.group;

@@ -26,21 +26,11 @@ int main(void) {
     void *o = lc.o;
     float *lse = lc.lse;
     for (int k = 0; k < LONG_CASE_PATHS; ++k, ++runs) {
-      const long_case_path *path = &long_case_paths[k];
+      const run_path *path = &long_case_paths[k];
       char label[256], err[512] = "";
       long_case_label(&lc, path, label, sizeof label);
       padec_case_poison(shorter, o, lse);
-      int failed; /* the harness's -1, with a message in err */
-      if (path->splits) {
-        failed = padec_gpu_run_case_grid(&lc.longer, path->splits, LONG_CASE_PARTITION_TOKENS, o,
-                                         lse, err, sizeof err);
-      } else {
-        padec_plan_options options;
-        memset(&options, 0, sizeof options);
-        options.num_workers = path->workers;
-        options.partition_tokens = LONG_CASE_PARTITION_TOKENS;
-        failed = padec_gpu_run_case(&lc.longer, &options, o, lse, err, sizeof err);
-      }
+      const int failed = run_path_gpu(&lc.longer, path, o, lse, err, sizeof err);
       if (failed) { /* a fault leaves the context unusable: stop here */
         fprintf(stderr, "FAIL %s: %s\n", label, err);
         return 1;

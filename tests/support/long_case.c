@@ -13,7 +13,7 @@ enum {
   kShortPages = 3,
 };
 
-const long_case_path long_case_paths[LONG_CASE_PATHS] = {{1, 0}, {3, 0}, {0, 1}, {0, 5}};
+const run_path long_case_paths[LONG_CASE_PATHS] = {{1, 0, 256}, {3, 0, 256}, {0, 1, 256}, {0, 5, 256}};
 
 void long_case_init(long_case *lc, int variant, uint64_t seed) {
   memset(lc, 0, sizeof *lc);
@@ -68,13 +68,13 @@ void long_case_free(long_case *lc) {
   memset(lc, 0, sizeof *lc);
 }
 
-void long_case_label(const long_case *lc, const long_case_path *path, char *label, size_t size) {
+void long_case_label(const long_case *lc, const run_path *path, char *label, size_t size) {
   const padec_params *p = &lc->shorter.params;
-  snprintf(label, size,
-           "kv_len 2^31 - 1, window %d, kv %s %s%s, q_len %d, seed %" PRIu64 ", %s %d",
+  char name[64];
+  run_path_name(path, name, sizeof name);
+  snprintf(label, size, "kv_len 2^31 - 1, window %d, kv %s %s%s, q_len %d, seed %" PRIu64 ", %s",
            p->window_left, p->kv_dtype == PADEC_DTYPE_E4M3 ? "e4m3" : "bf16",
            p->kv_layout == PADEC_LAYOUT_HND ? "HND" : "NHD",
            p->fp8_scale_mode == PADEC_FP8_SCALE_PER_TOKEN ? " per-token scales" : "", p->q_len,
-           lc->shorter.seed, path->splits ? "grid splits" : "plan workers",
-           path->splits ? path->splits : path->workers);
+           lc->shorter.seed, name);
 }

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "harness.h"
+#include "run_path.h"
 
 enum { LONG_CASE_PAGE_SIZE = 1024, LONG_CASE_WINDOW = 1000 };
 
@@ -46,14 +47,10 @@ void long_case_free(long_case *lc);
 
 /* The paths each variant runs: the grid path with 1 and 3 splits, plans of 1 and 5 workers, all
  * of 256-token partitions. */
-typedef struct long_case_path {
-  int32_t splits; /* > 0: the grid path; 0: a plan of `workers` */
-  int32_t workers;
-} long_case_path;
-enum { LONG_CASE_PATHS = 4, LONG_CASE_PARTITION_TOKENS = 256 };
-extern const long_case_path long_case_paths[LONG_CASE_PATHS];
+enum { LONG_CASE_PATHS = 4 };
+extern const run_path long_case_paths[LONG_CASE_PATHS];
 
 /* A label for failure reports: the KV dtype and layout, q_len, the seed and the path. */
-void long_case_label(const long_case *lc, const long_case_path *path, char *label, size_t size);
+void long_case_label(const long_case *lc, const run_path *path, char *label, size_t size);
 
 #endif
