@@ -26,9 +26,11 @@
  * A rounding flip of a 16-bit output (float noise pushing a value across a rounding midpoint)
  * needs no epsilon of its own: it can only happen where the float oracle's own rounding error is
  * already about half an ulp, so the baseline covers it; 2^-12 of the row's largest value (a
- * quarter of an fp16 ulp there) is margin on top. fp32 outputs carry no such rounding: 2^-20
- * (8 float ulps) is the float noise alone. */
-#define PADEC_CHECK_REL_EPS_FP32_OUTPUT 0x1p-20
+ * quarter of an fp16 ulp there) is margin on top. fp32 outputs keep an absolute 1e-5: the GPU
+ * carries P in 16 bits (a bf16 or f16 high part and a low part), about 2^-17 of the V values it
+ * weighs, which the plain implementation's float weights do not model; 2^-20 of the row's
+ * largest value failed valid GPU results (errors of 2e-7 to 3e-6, NVIDIA H100). */
+#define PADEC_CHECK_EPS_FP32_OUTPUT 1e-5
 #define PADEC_CHECK_REL_EPS_HALF_OUTPUT 0x1p-12
 #define PADEC_CHECK_REL_EPS_LSE 0x1p-20
 
@@ -118,8 +120,7 @@ int padec_check_output(const padec_case *c, const void *o, const float *lse,
   /* The baseline per output row (one query token, one head): its largest plain-float error.
    * Errors scale with a row's values, so a batch-wide baseline would let a row of small values
    * be wrong by the rounding error of the batch's largest. */
-  const double rel_eps = p->o_dtype == PADEC_DTYPE_FP32 ? PADEC_CHECK_REL_EPS_FP32_OUTPUT
-                                                        : PADEC_CHECK_REL_EPS_HALF_OUTPUT;
+  const int fp32_output = p->o_dtype == PADEC_DTYPE_FP32;
   double lse_baseline = 0.0;
   for (size_t r = 0; r < rows; ++r) {
     double row_baseline = 0.0, row_largest = 0.0;
@@ -130,7 +131,8 @@ int padec_check_output(const padec_case *c, const void *o, const float *lse,
       if (fabs(exact[i]) > row_largest) row_largest = fabs(exact[i]);
     }
     if (row_baseline > result->baseline_err) result->baseline_err = row_baseline;
-    row_tolerance[r] = 2.0 * row_baseline + rel_eps * row_largest;
+    row_tolerance[r] = 2.0 * row_baseline + (fp32_output ? PADEC_CHECK_EPS_FP32_OUTPUT
+                                                         : PADEC_CHECK_REL_EPS_HALF_OUTPUT * row_largest);
     if (row_tolerance[r] > result->tolerance) result->tolerance = row_tolerance[r];
     if (!isinf(exact_lse[r]) && fabs(plain_lse[r] - exact_lse[r]) > lse_baseline)
       lse_baseline = fabs(plain_lse[r] - exact_lse[r]);

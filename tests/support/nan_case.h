@@ -1,8 +1,12 @@
 /*
  * A NaN in the cache spoils exactly the rows that see it, on every path: a batch of three e4m3
  * sequences (per-token scales, so one token's scale can be NaN) whose middle one, of 673 tokens,
- * holds one token with a NaN K or V scale: the first, one inside, or the last (alone in the
- * CPU executor's last 32-token chunk and in its last 16-token partition, so alone in a split).
+ * holds one token with a NaN K or V scale: the first, one inside, or (K) the last, alone in the
+ * CPU executor's last 32-token chunk and in its last 16-token partition, so alone in a split,
+ * and unseen by query 0 at q_len 2. A NaN V is placed where every query sees it: on the GPU a
+ * NaN V at a token that some query rows of the sequence see and others do not (q_len > 1, a
+ * window's edge) spoils those others too, as the tensor cores multiply its zero weight by NaN
+ * (DESIGN.md, "Numerics").
  * A NaN score made a chunk or a split look empty (max -inf, LSE -inf) and vanish, so whether a
  * row came out NaN depended on where the token fell, and so under `even` on the rest of the
  * batch. Expected, as the oracle has it: a NaN in K gives NaN output and NaN LSE in every row
