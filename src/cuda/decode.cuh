@@ -570,7 +570,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       local = split * per_split;
       count = local < parts ? min(parts - local, per_split) : 0;
     }
-    /* Clamped to kv_len, positions fit in int32 (kv_len is an int32 token count). */
+    /* Clamped to kv_len, the stream's ends fit in int32 (kv_len is an int32 token count); the
+     * positions of its last tile may not (stream_pos). */
     const int64_t begin = (first_partition + local) * T;
     g.s.token_begin = begin < kv_len ? (int)begin : kv_len;
     /* No row sees a token before the first window: don't load the partition's head. */
