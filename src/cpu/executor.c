@@ -248,7 +248,9 @@ static int64_t partial_row(const partial_rows *src, int32_t k) {
 }
 
 /* Combines the partials of one (row, head) with log-sum-exp weights, in order k = 0, 1, ...; the
- * GPU merge (merge_row_warp) does the same operations in the same order. */
+ * GPU merge (merge_row_warp) does the same operations in the same order, a partial that saw
+ * nothing (LSE -inf) included with weight 0, so that the two give the same bytes even for a row
+ * the GPU left NaN beside an LSE of -inf (a NaN V its query masks: DESIGN.md, "Numerics"). */
 static void merge_one_row(const partial_rows *src, int32_t heads, int32_t head, int32_t dim,
                           padec_dtype o_dtype, void *o, int64_t o_index, float *lse_out) {
   float max_lse = -INFINITY;
@@ -261,8 +263,7 @@ static void merge_one_row(const partial_rows *src, int32_t heads, int32_t head, 
     for (int32_t k = 0; k < src->count; ++k) {
       const int64_t prow = partial_row(src, k);
       const float lse = src->lse[prow * heads + head];
-      if (lse == -INFINITY) continue;
-      const float weight = expf(lse - max_lse);
+      const float weight = lse == -INFINITY ? 0.0f : expf(lse - max_lse);
       weight_sum += weight;
       const float *row = src->o + (prow * heads + head) * dim;
       for (int32_t d = 0; d < dim; ++d) out[d] += weight * row[d];

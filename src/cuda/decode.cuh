@@ -196,10 +196,6 @@ __device__ __forceinline__ float2 unpack2(uint32_t bits) {
   }
 }
 
-/* 2^x by the special-function unit, results below 2^-126 flushed to zero. exp2f is the same
- * approximation plus a denormal-range fix-up of three instructions a call, 30 a warp and tile in
- * the tile loop. A probability or rescale below 2^-126 of the row's maximum is below every
- * output's rounding. -inf gives 0. */
 /* max.NaN: the larger of a and b, NaN if either is (fmaxf returns the other), one instruction
  * as fmaxf: a NaN partial LSE then spoils its row's merge instead of vanishing from it. */
 __device__ __forceinline__ float max_keeping_nan(float a, float b) {
@@ -208,6 +204,10 @@ __device__ __forceinline__ float max_keeping_nan(float a, float b) {
   return r;
 }
 
+/* 2^x by the special-function unit, results below 2^-126 flushed to zero. exp2f is the same
+ * approximation plus a denormal-range fix-up of three instructions a call, 30 a warp and tile in
+ * the tile loop. A probability or rescale below 2^-126 of the row's maximum is below every
+ * output's rounding. -inf gives 0. */
 __device__ __forceinline__ float exp2_ftz(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));

@@ -25,7 +25,8 @@ static const char overview_help[] =
     "  padec --help       this text\n"
     "  padec --version    the tool's and the library's version\n"
     "\n"
-    "Each option is given at most once, but --workload, which adds a workload each time.\n"
+    "An option that takes a value is given at most once, but --workload, which adds a\n"
+    "workload each time (a flag may repeat).\n"
     "\n"
     "exit status: 0 success, 1 a failed check or run, 2 a usage error.\n";
 
