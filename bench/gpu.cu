@@ -708,7 +708,9 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
   GPU_CHECK(cudaEventCreate(&stop));
 
   /* The device plan must be the host plan, byte for byte, before anything is timed. */
-  GPU_CHECK(cudaMemset(d_plan.ptr, 0xab, layout.plan_bytes));
+  /* The poison on the build's stream: a cudaMemset on the legacy stream is not ordered before
+   * work on a non-blocking stream, and could land on the plan the build writes. */
+  GPU_CHECK(cudaMemsetAsync(d_plan.ptr, 0xab, layout.plan_bytes, stream));
   if (padec_cuda_plan_build(&p, &layout, bp.tensors.kv_lens, d_plan.ptr,
                             layout.plan_bytes, s) != PADEC_STATUS_OK) {
     report(sink, "padec_cuda_plan_build: %s", padec_last_message());
@@ -737,7 +739,8 @@ extern "C" int padec_gpu_bench_device_plan(const padec_workload *workload,
     if (i >= 5) plan_times.push_back(ms * 1e3);
   }
 
-  /* The step as one graph: device plan, merge-counter memset, decode. */
+  /* The step as one graph: device plan and decode (and the merge counters' clearing where the
+   * run clears them in its workspace, PADEC_BENCH_COUNTERS=workspace). */
   GPU_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
   plan_status = padec_cuda_plan_build(&p, &layout, bp.tensors.kv_lens,
                                       d_plan.ptr, layout.plan_bytes, s);

@@ -79,8 +79,10 @@ void padec_gpu_bench_set_trace(int on);
  * with a cold L2 (a read of
  * 256 MiB between iterations, outside the timed region, which leaves L2 clean; the environment
  * variable PADEC_BENCH_FLUSH=memset flushes with a memset instead, which leaves it dirty).
- * Every benchmark workload is several times the L2, so one KV pool suffices. Returns 0, or -1
- * with a message in err. */
+ * One KV pool: the flush before every iteration leaves none of it in L2, so pools need no
+ * rotating, even for workloads near the L2's size (b1-32k-fp8 and g8-b128-2k-fp8 move 64 MiB,
+ * 1.3 times an H100's 50 MB) or smaller (--scale-lengths); only PADEC_BENCH_FLUSH=none runs them
+ * from a warm L2. Returns 0, or -1 with a message in err. */
 int padec_gpu_bench(const padec_workload *workload, const padec_plan_options *options,
                     int iterations, padec_gpu_bench_result *result, char *err, size_t err_size);
 

@@ -267,6 +267,14 @@ static int bench_compare(const cli_options *opt, const padec_workload *w, int it
   return 0;
 }
 
+/* How the GPU timings found the L2, as bench/gpu.cu reads PADEC_BENCH_FLUSH. */
+static const char *bench_flush_label(void) {
+  const char *mode = getenv("PADEC_BENCH_FLUSH");
+  if (mode && strcmp(mode, "none") == 0) return "warm L2 (PADEC_BENCH_FLUSH=none)";
+  if (mode && strcmp(mode, "memset") == 0) return "cold L2 (a 256 MiB memset between iterations)";
+  return "cold L2";
+}
+
 int cli_cmd_bench(int argc, char **argv) {
   cli_session session;
   int ready;
@@ -326,8 +334,9 @@ int cli_cmd_bench(int argc, char **argv) {
         opt.partition_tokens ? opt.partition_tokens : 256, cli_policy_label(&opt));
     if (use_gpu)
       printf(
-          "median_us: decode + merge, CUDA events, cold L2; GB/s: bytes that must move / "
-          "median; copy_GB/s: device-to-device copy\n");
+          "median_us: decode + merge, CUDA events, %s; GB/s: bytes that must move / "
+          "median; copy_GB/s: device-to-device copy\n",
+          bench_flush_label());
     else
       printf(
           "median_us: wall time of padec_cpu_run, or padec_cpu_run_grid on the grid path "
