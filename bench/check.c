@@ -19,7 +19,7 @@
  * relative: to the row's largest exact value for o; for the LSE to 1 + |lse| + ln(1 + kv_len),
  * which bounds the row's largest score and the log of its sum. An absolute one
  * (1e-4 for 16-bit outputs) was most of the tolerance of a long sequence's rows, whose values
- * are small (about 0.007 at 32k tokens, where 1e-4 is 18 fp16 ulps): a row scaled by 1.01, or an
+ * are small (about 0.007 at 32k tokens, where 1e-4 is 26 fp16 ulps): a row scaled by 1.01, or an
  * LSE without one of 32768 tokens (3e-5), passed. A real bug moves o by far more than these
  * (dropping or doubling a 16-token partition of a 4096-token sequence: about 0.4% of the row,
  * and lse by ~4e-3).

@@ -435,8 +435,9 @@ typedef struct padec_tensors {
                              one float; otherwise unused. Per-token values are cache data, like
                              K and V: read as they are, never checked (a NaN scale, like a NaN
                              in K or V, spoils every row that sees its token: NaN output, and
-                             for K a NaN LSE; on the GPU a NaN V also spoils the rows of its
-                             sequence that mask its token at q_len > 1 or a window's edge).
+                             for K a NaN LSE; on the GPU a NaN V also spoils the output of
+                             every row of its sequence and KV head that masks its token, at
+                             q_len > 1 or a window's edge: docs/DESIGN.md, "Numerics").
                              The PER_TENSOR_DEVICE value is checked
                              by the CPU executors (BAD_SCALES) and read as data on the GPU */
   const float *v_scales;  /* same as k_scales, for V */

@@ -130,8 +130,8 @@ PADEC_HD float padec__state_lse(padec_softmax_state s) {
   return (s.max_log2 + log2f(s.sum)) * PADEC_LN2;
 }
 
-/* The larger of a and b, NaN if either is (fmaxf returns the other): a NaN score or partial LSE
- * then spoils its row's result instead of vanishing from it. */
+/* The larger of a and b, NaN if either is (fmaxf returns the other): the merges' maximum of the
+ * partial LSEs, so that a NaN partial spoils the merged row instead of vanishing from it. */
 PADEC_HD float padec__max_keeping_nan(float a, float b) {
   return (a != a || a > b) ? a : b;
 }

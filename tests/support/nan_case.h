@@ -1,9 +1,10 @@
 /*
  * A NaN in the cache spoils exactly the rows that see it, on every path: a batch of three e4m3
  * sequences (per-token scales, so one token's scale can be NaN) whose middle one, of 673 tokens,
- * holds one token with a NaN K or V scale: the first, one inside, or (K) the last, alone in the
- * CPU executor's last 32-token chunk and in its last 16-token partition, so alone in a split,
- * and unseen by query 0 at q_len 2. A NaN V is placed where every query sees it: on the GPU a
+ * holds one token with a NaN K or V scale: the first, one inside, or (K) the last, alone in its
+ * 16-token partition (a split of its own in the plan of 64 workers; alone in the CPU executor's
+ * last 32-token chunk where its item starts on a multiple of 32) and unseen by query 0 at
+ * q_len 2. A NaN V is placed where every query sees it: on the GPU a
  * NaN V at a token that some query rows of the sequence see and others do not (q_len > 1, a
  * window's edge) spoils those others too, as the tensor cores multiply its zero weight by NaN
  * (DESIGN.md, "Numerics").
