@@ -91,3 +91,19 @@ write("fuzz_params", "valid-cost", cost_params_input(params(), 64, 264, 0, (6000
                                                       table=table))
 write("fuzz_params", "invalid-cost-nan", cost_params_input(
     params(q_heads=16, kv_heads=4), 9, 33, 16, (float("nan"), 1.0, 1.0), part_args=(100, 2, 5, 1)))
+
+# fuzz_plan_corrupt: a shape word (bits: KV heads, group, q_len, window, batch - 1 at 4, the
+# lengths / 9 in nibbles from bit 8, workers - 1 at 24, the policy at 30), then (where, how)
+# word pairs that edit the plan's body.
+def corrupt_input(kv_heads_2=0, group_2=0, q_len_2=0, window=0, batch=4, lens9=(15, 15, 3, 0),
+                  workers=6, policy=0, edits=()):
+    shape = (kv_heads_2 | group_2 << 1 | q_len_2 << 2 | window << 3 | (batch - 1) << 4
+             | sum(n << (8 + 4 * i) for i, n in enumerate(lens9)) | (workers - 1) << 24
+             | policy << 30)
+    return u32(shape) + b"".join(u32(w) + u32(h) for w, h in edits)
+
+
+write("fuzz_plan_corrupt", "as-built", corrupt_input())
+write("fuzz_plan_corrupt", "slot-moved", corrupt_input(kv_heads_2=1, edits=[(9, 1 << 30 | 3)]))
+write("fuzz_plan_corrupt", "cost-any-value", corrupt_input(q_len_2=1, window=1, policy=1,
+                                                           edits=[(20, 0xc0001000), (3, 0x85)]))

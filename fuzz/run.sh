@@ -5,7 +5,7 @@
 # Usage: fuzz/run.sh [SECONDS [TARGET...]]
 #   SECONDS  fuzzing time per target (default 30); 0 replays the seed corpus and the saved corpus
 #            once, without fuzzing (a regression run)
-#   TARGET   fuzz_workload_parse, fuzz_params, fuzz_schedule (default: all three)
+#   TARGET   fuzz_workload_parse, fuzz_params, fuzz_schedule, fuzz_plan_corrupt (default: all)
 # Environment (optional): PADEC_FUZZ_BUILD, the build directory (default build-fuzz); CC, a clang
 # with libFuzzer (default clang).
 #
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(fuzz_workload_parse fuzz_params fuzz_schedule)
+((${#targets[@]})) || targets=(fuzz_workload_parse fuzz_params fuzz_schedule fuzz_plan_corrupt)
 build=${PADEC_FUZZ_BUILD:-build-fuzz}
 cc=${CC:-clang}
 [[ $cc == cc || $cc == gcc* ]] && cc=clang # libFuzzer is clang's; a gcc CC from the caller won't do
@@ -56,8 +56,10 @@ flags=(-std=c11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefin
 # The host library without CUDA: every C source of src/ (cuda_stub.c stands in for the kernels),
 # so that a new scheduler file needs no change here.
 library=(src/*.c src/sched/*.c src/cpu/*.c)
-declare -A extra=([fuzz_workload_parse]="bench/workload.c" [fuzz_params]="" [fuzz_schedule]="")
-declare -A max_len=([fuzz_workload_parse]=4096 [fuzz_params]=512 [fuzz_schedule]=4096)
+declare -A extra=([fuzz_workload_parse]="bench/workload.c" [fuzz_params]="" [fuzz_schedule]=""
+  [fuzz_plan_corrupt]="bench/case.c")
+declare -A max_len=([fuzz_workload_parse]=4096 [fuzz_params]=512 [fuzz_schedule]=4096
+  [fuzz_plan_corrupt]=64)
 
 mkdir -p "$build/artifacts"
 say "building ${targets[*]} in $build"
