@@ -13,6 +13,7 @@
 
 #include "common/numerics.h" /* the fp16 encoder, to write a wrong output */
 #include "harness.h"
+#include "run_path.h"
 #include "test_support.h"
 
 static padec_case g_case;
@@ -29,24 +30,11 @@ static void set_bf16(void *o, size_t i, double value) {
   memcpy((unsigned char *)o + 2 * i, &h, sizeof h);
 }
 
-/* Runs the case on the CPU executor under params (the case's, or another window) into o, lse. */
-static void run_cpu(const padec_case *c, const padec_params *params, void *o, float *lse) {
-  padec_plan_options options;
-  memset(&options, 0, sizeof options);
-  options.num_workers = 16;
-  padec_plan_layout layout;
-  CHECK(padec_plan_layout_init(params, c->batch, &options, &layout) == PADEC_STATUS_OK, "%s",
-        padec_last_message());
-  void *plan = test_alloc(layout.plan_bytes), *workspace = test_alloc(layout.workspace_bytes);
-  CHECK(padec_plan_build(params, &layout, c->kv_lens, plan, layout.plan_bytes) == PADEC_STATUS_OK,
-        "%s", padec_last_message());
+/* The CPU executor's output for the case, through a plan of 16 workers. */
+static void run_cpu(const padec_case *c, void *o, float *lse) {
+  static const run_path plan_of_16 = {0, 16, 0};
   padec_case_poison(c, o, lse);
-  padec_tensors t = padec_case_tensors(c, o, lse);
-  CHECK(padec_cpu_run(params, &layout, plan, &t, workspace, layout.workspace_bytes) ==
-            PADEC_STATUS_OK,
-        "%s", padec_last_message());
-  free(plan);
-  free(workspace);
+  CHECK(run_path_cpu(c, &plan_of_16, o, lse) == PADEC_STATUS_OK, "%s", padec_last_message());
 }
 
 static int check_passes(const char *what) {
@@ -72,7 +60,7 @@ static void test_long_rows(void) {
   const size_t rows = (size_t)g_case.num_tokens * (size_t)p.num_q_heads, dim = (size_t)p.head_dim;
   g_o = test_alloc(g_case.o_bytes);
   g_lse = test_alloc(sizeof(float) * rows);
-  run_cpu(&g_case, &g_case.params, g_o, g_lse);
+  run_cpu(&g_case, g_o, g_lse);
   CHECK(check_passes("64k: the executor's output"), "the executor's output fails the check");
   /* Sequence 0's 8 rows scaled by 1.01 (fp16, rounded to nearest through float). */
   uint16_t *half = g_o;
@@ -82,9 +70,9 @@ static void test_long_rows(void) {
   }
   CHECK(!check_passes("64k: sequence 0's rows scaled by 1.01"), "a long row 1%% off passes");
   /* The first 4 tokens dropped (a window 4 short of the sequence), checked against all tokens. */
-  padec_params dropped = g_case.params;
-  dropped.window_left = lens[0] - 5;
-  run_cpu(&g_case, &dropped, g_o, g_lse);
+  padec_case dropped = g_case;
+  dropped.params.window_left = lens[0] - 5;
+  run_cpu(&dropped, g_o, g_lse);
   padec_check_result result;
   CHECK(padec_check_output(&g_case, g_o, g_lse, &result) == 0 && result.bad_lse > 0,
         "64k without its first 4 tokens: %lld LSEs caught", (long long)result.bad_lse);
@@ -105,22 +93,11 @@ int main(void) {
   if (padec_case_init(&g_case, &p, batch, lens, 0xc4ec) != 0) return 1;
   const padec_params *cp = &g_case.params;
 
-  padec_plan_options options;
-  memset(&options, 0, sizeof options);
-  options.num_workers = 16;
-  padec_plan_layout layout;
-  CHECK(padec_plan_layout_init(cp, batch, &options, &layout) == PADEC_STATUS_OK, "%s", padec_last_message());
-  void *plan = test_alloc(layout.plan_bytes), *workspace = test_alloc(layout.workspace_bytes);
   g_o = test_alloc(g_case.o_bytes);
   g_o_right = test_alloc(g_case.o_bytes);
   const size_t rows = (size_t)g_case.num_tokens * (size_t)cp->num_q_heads;
   g_lse = test_alloc(sizeof(float) * rows);
-  CHECK(padec_plan_build(cp, &layout, g_case.kv_lens, plan, layout.plan_bytes) == PADEC_STATUS_OK, "%s",
-        padec_last_message());
-  padec_case_poison(&g_case, g_o, g_lse);
-  padec_tensors t = padec_case_tensors(&g_case, g_o, g_lse);
-  CHECK(padec_cpu_run(cp, &layout, plan, &t, workspace, layout.workspace_bytes) == PADEC_STATUS_OK, "%s",
-        padec_last_message());
+  run_cpu(&g_case, g_o, g_lse);
   memcpy(g_o_right, g_o, g_case.o_bytes);
 
   CHECK(check_passes("the executor's output"), "the executor's output fails the check");
@@ -149,8 +126,6 @@ int main(void) {
   set_bf16(g_o, empty_row * dim, 1e-6);
   CHECK(!check_passes("an empty row with 1e-6"), "an empty row that is not exactly 0 passes");
 
-  free(plan);
-  free(workspace);
   free(g_o);
   free(g_o_right);
   free(g_lse);
