@@ -37,6 +37,18 @@ static void run_cpu(const padec_case *c, void *o, float *lse) {
   CHECK(run_path_cpu(c, &plan_of_16, o, lse) == PADEC_STATUS_OK, "%s", padec_last_message());
 }
 
+/* Both cases' shape: 8 query heads over 2 KV heads, head_dim 128, pages of 16, bf16 KV. */
+static padec_params case_params(padec_dtype o_dtype) {
+  padec_params p;
+  memset(&p, 0, sizeof p);
+  p.num_q_heads = 8;
+  p.num_kv_heads = 2;
+  p.head_dim = 128;
+  p.page_size = 16;
+  p.o_dtype = o_dtype;
+  return p;
+}
+
 static int check_passes(const char *what) {
   padec_check_result result;
   CHECK(padec_check_output(&g_case, g_o, g_lse, &result) == 0, "%s: the oracle did not run", what);
@@ -48,13 +60,7 @@ static int check_passes(const char *what) {
  * 25 fp16 ulps there) let a row 1% off pass, and its LSE moves by 6e-5 when 4 tokens are dropped,
  * below an absolute 1e-4: both fail now. fp16 outputs, beside short sequences. */
 static void test_long_rows(void) {
-  padec_params p;
-  memset(&p, 0, sizeof p);
-  p.num_q_heads = 8;
-  p.num_kv_heads = 2;
-  p.head_dim = 128;
-  p.page_size = 16;
-  p.o_dtype = PADEC_DTYPE_FP16;
+  const padec_params p = case_params(PADEC_DTYPE_FP16);
   const int32_t lens[] = {65536, 1, 2, 17};
   if (padec_case_init(&g_case, &p, 4, lens, 0xc4ec) != 0) exit(1);
   const size_t rows = (size_t)g_case.num_tokens * (size_t)p.num_q_heads, dim = (size_t)p.head_dim;
@@ -82,12 +88,7 @@ static void test_long_rows(void) {
 }
 
 int main(void) {
-  padec_params p;
-  memset(&p, 0, sizeof p);
-  p.num_q_heads = 8;
-  p.num_kv_heads = 2;
-  p.head_dim = 128;
-  p.page_size = 16;
+  const padec_params p = case_params(PADEC_DTYPE_BF16);
   const int32_t lens[] = {3001, 1, 2, 0, 17};
   const int32_t batch = (int32_t)(sizeof lens / sizeof lens[0]);
   if (padec_case_init(&g_case, &p, batch, lens, 0xc4ec) != 0) return 1;
