@@ -94,10 +94,12 @@ padec_status padec_cuda_merge_shards(const padec_params *params,
  * nothing but device_scratch (device memory, PADEC_CUDA_VALIDATE_SCRATCH_BYTES). Checked on the
  * host first, launching nothing on error: the argument checks of padec_validate_kv_host (batch 0
  * returns OK and needs no array and no scratch), device_scratch not NULL and 16-byte aligned, the
- * int32 arrays 4-byte aligned, the shard arrays both or neither (an argument error is reported
- * before any data error); a stream under capture is refused (CUDA_ERROR) without touching the
- * capture. Errors: those of padec_validate_kv_host, NULL_POINTER, MISALIGNED_POINTER,
- * NOT_BUILT_WITH_CUDA, CUDA_ERROR. */
+ * int32 arrays 4-byte aligned, the shard arrays both or neither, device_scratch sharing no byte
+ * with an array the check reads (page_indices where num_page_indices gives its length); an
+ * argument error is reported before any data error. A stream under capture is refused
+ * (CUDA_ERROR) without touching the capture. Errors: those of padec_validate_kv_host,
+ * NULL_POINTER, MISALIGNED_POINTER, BAD_ARGUMENT (the scratch's overlap), NOT_BUILT_WITH_CUDA,
+ * CUDA_ERROR. */
 padec_status padec_cuda_validate_kv(const padec_params *params, int32_t batch,
                                     const padec_tensors *tensors, void *device_scratch,
                                     struct CUstream_st *stream);
@@ -122,7 +124,8 @@ padec_status padec_cuda_run_grid(const padec_params *params, const padec_grid_la
  * another batch, worker count, partition size, policy or params; or a plan body whose indices
  * leave the layout's bounds, as padec_plan_view_init checks them: padec_cuda_run cannot check a
  * device plan, so this is where an edited or corrupt plan is refused), BAD_ARGUMENT (a cost
- * layout's cost_item or cost_split out of range), NOT_BUILT_WITH_CUDA, CUDA_ERROR. */
+ * layout's cost_item or cost_split out of range), NOT_BUILT_WITH_CUDA, CUDA_ERROR (the copy's, or
+ * an error an earlier CUDA call left pending, reported before anything is enqueued). */
 padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void *host_plan,
                                     void *device_plan, struct CUstream_st *stream);
 

@@ -405,6 +405,8 @@ padec_status padec_cuda_upload_plan(const padec_plan_layout *layout, const void 
   /* padec_cuda_run cannot read a device plan's values, so they are checked here, on the host. */
   status = padec__check_plan_body(layout, host_plan, "host_plan");
   if (status != PADEC_STATUS_OK) return status;
+  status = padec__cuda_check_no_pending_error("padec_cuda_upload_plan");
+  if (status != PADEC_STATUS_OK) return status;
   cudaError_t error = cudaMemcpyAsync(device_plan, host_plan, layout->plan_bytes, cudaMemcpyHostToDevice,
                                       reinterpret_cast<cudaStream_t>(stream));
   if (error != cudaSuccess) return padec__cuda_fail(error, "cudaMemcpyAsync(plan)");

@@ -339,12 +339,13 @@ extern "C" padec_status padec_cuda_plan_build(const padec_params *params,
                                      layout->num_q_heads, layout->num_kv_heads, layout->head_dim,
                                      layout->q_len);
   if (status != PADEC_STATUS_OK) return status;
+  /* A layout the library made first: an edited one is PLAN_MISMATCH whatever field was edited. */
+  status = padec__check_plan_layout(layout, "layout");
+  if (status != PADEC_STATUS_OK) return status;
   if (layout->policy != PADEC_POLICY_EVEN)
     return padec__fail(PADEC_STATUS_BAD_ARGUMENT,
                        "layout.policy = %d: the device scheduler builds the even policy",
                        layout->policy);
-  status = padec__check_plan_layout(layout, "layout");
-  if (status != PADEC_STATUS_OK) return status;
   if (plan_bytes < layout->plan_bytes)
     return padec__fail(PADEC_STATUS_WORKSPACE_TOO_SMALL, "plan_bytes = %zu, need %zu",
                        plan_bytes, layout->plan_bytes);

@@ -199,6 +199,31 @@ static padec_status validate_cuda_fail(cudaError_t error, const char *what) {
   return padec__cuda_fail(error, where);
 }
 
+/* The call sets device_scratch before its kernels read the caller's arrays: a scratch carved
+ * from one of them would change the data under check. page_indices is checked where its length
+ * is given (num_page_indices); otherwise only the device knows it. */
+static padec_status check_scratch_apart(int32_t batch, const padec_tensors *t, const void *scratch) {
+  const size_t per_sequence = static_cast<size_t>(batch) * sizeof(int32_t);
+  const struct {
+    const void *array;
+    size_t bytes;
+    const char *name;
+  } read[] = {
+      {t->page_indptr, per_sequence + sizeof(int32_t), "tensors.page_indptr"},
+      {t->kv_lens, per_sequence, "tensors.kv_lens"},
+      {t->shard_starts, per_sequence, "tensors.shard_starts"},
+      {t->seq_lens, per_sequence, "tensors.seq_lens"},
+      {t->page_indices, static_cast<size_t>(t->num_page_indices) * sizeof(int32_t), "tensors.page_indices"},
+  };
+  for (const auto &array : read) {
+    if (array.array &&
+        padec__bytes_overlap(array.array, array.bytes, scratch, PADEC_CUDA_VALIDATE_SCRATCH_BYTES))
+      return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "device_scratch overlaps %s, which the check reads",
+                         array.name);
+  }
+  return PADEC_STATUS_OK;
+}
+
 extern "C" padec_status padec_cuda_validate_kv(const padec_params *params, int32_t batch,
                                                const padec_tensors *tensors, void *device_scratch,
                                                struct CUstream_st *stream) {
@@ -213,6 +238,8 @@ extern "C" padec_status padec_cuda_validate_kv(const padec_params *params, int32
   if (status != PADEC_STATUS_OK) return status;
   if (reinterpret_cast<uintptr_t>(device_scratch) % 16 != 0)
     return padec__fail(PADEC_STATUS_MISALIGNED_POINTER, "device_scratch must be 16-byte aligned");
+  status = check_scratch_apart(batch, tensors, device_scratch);
+  if (status != PADEC_STATUS_OK) return status;
 
   cudaStream_t s = reinterpret_cast<cudaStream_t>(stream);
   /* The call waits for the device; under capture that would invalidate the caller's graph. */

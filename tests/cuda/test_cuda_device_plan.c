@@ -219,6 +219,14 @@ static void check_errors(void) {
   other.q_len = 2;
   padec_plan_layout bad_policy = layout;
   bad_policy.policy = 7;
+  /* A genuine layout of another policy: the device builds `even` only. */
+  const padec_plan_options cost_options = {16, 256, PADEC_POLICY_COST};
+  padec_plan_layout cost_layout;
+  if (padec_plan_layout_init(&p, 8, &cost_options, &cost_layout) != PADEC_STATUS_OK) {
+    fprintf(stderr, "FAIL errors: cost layout\n");
+    g_failures += 1;
+    return;
+  }
   struct {
     const char *what;
     padec_status got, want;
@@ -242,7 +250,9 @@ static void check_errors(void) {
        PADEC_STATUS_WORKSPACE_TOO_SMALL},
       {"other params", padec_cuda_plan_build(&other, &layout, lens, g_d_plan, total, NULL),
        PADEC_STATUS_PLAN_MISMATCH},
-      {"bad policy", padec_cuda_plan_build(&p, &bad_policy, lens, g_d_plan, total, NULL),
+      {"edited policy", padec_cuda_plan_build(&p, &bad_policy, lens, g_d_plan, total, NULL),
+       PADEC_STATUS_PLAN_MISMATCH},
+      {"cost layout", padec_cuda_plan_build(&p, &cost_layout, lens, g_d_plan, total, NULL),
        PADEC_STATUS_BAD_ARGUMENT},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {

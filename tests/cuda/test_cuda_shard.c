@@ -337,6 +337,16 @@ static int check_merge_errors(const shard_case *sc, device_case *d, cudaStream_t
       fprintf(stderr, "FAIL: a pending CUDA error was not reported: %s\n", padec_last_message());
       rc = -1;
     }
+    /* The plan upload too: the copy is not enqueued behind the caller's failed call. */
+    if (cudaMalloc(&huge, (size_t)1 << 62) == cudaSuccess) cudaFree(huge);
+    if (padec_cuda_upload_plan(&d->layout[0], d->host_plan[0], d->plan[0], s) !=
+            PADEC_STATUS_CUDA_ERROR ||
+        strstr(padec_last_message(), "padec_cuda_upload_plan") == NULL ||
+        strstr(padec_last_message(), "pending") == NULL) {
+      fprintf(stderr, "FAIL: the plan upload did not report a pending CUDA error: %s\n",
+              padec_last_message());
+      rc = -1;
+    }
   }
   CUDA_OK(cudaGetLastError());
   void *o = host_alloc(sc->whole.o_bytes);

@@ -505,6 +505,46 @@ static void test_arguments(void) {
   b.seq_lens = buffer;
   expect("shard_starts +2", padec_cuda_validate_kv(&p, 2, &b, aligned_scratch, NULL),
          PADEC_STATUS_MISALIGNED_POINTER, "shard_starts");
+
+  /* A scratch carved from an array the check reads is refused before anything is set. The
+   * scratch is the 64 bytes from base + 64; each case puts one array so that only its last
+   * element lies there (page_indptr's batch + 1 entries, page_indices' num_page_indices), the
+   * others 256 bytes on. */
+  static int32_t regions[160];
+  unsigned char *base = (unsigned char *)(((uintptr_t)regions + 63) & ~(uintptr_t)63);
+  void *carved = base + 64;
+  padec_tensors apart;
+  memset(&apart, 0, sizeof apart);
+  apart.page_indptr = apart.kv_lens = (const int32_t *)(const void *)(base + 256);
+  apart.page_indices = (const int32_t *)(const void *)(base + 256);
+  apart.num_pages = 8;
+  apart.num_page_indices = 4;
+  const int32_t *ends_on_scratch_3 = (const int32_t *)(const void *)(base + 64 - 8);
+  const int32_t *ends_on_scratch_2 = (const int32_t *)(const void *)(base + 64 - 4);
+  const int32_t *ends_on_scratch_4 = (const int32_t *)(const void *)(base + 64 - 12);
+  b = apart;
+  b.page_indptr = ends_on_scratch_3;
+  expect("scratch on page_indptr[batch]", padec_cuda_validate_kv(&p, 2, &b, carved, NULL),
+         PADEC_STATUS_BAD_ARGUMENT, "tensors.page_indptr");
+  b = apart;
+  b.kv_lens = ends_on_scratch_2;
+  expect("scratch on kv_lens[batch - 1]", padec_cuda_validate_kv(&p, 2, &b, carved, NULL),
+         PADEC_STATUS_BAD_ARGUMENT, "tensors.kv_lens");
+  b = apart;
+  b.shard_starts = ends_on_scratch_2;
+  b.seq_lens = apart.kv_lens;
+  expect("scratch on shard_starts[batch - 1]", padec_cuda_validate_kv(&p, 2, &b, carved, NULL),
+         PADEC_STATUS_BAD_ARGUMENT, "tensors.shard_starts");
+  b = apart;
+  b.shard_starts = apart.kv_lens;
+  b.seq_lens = ends_on_scratch_2;
+  expect("scratch on seq_lens[batch - 1]", padec_cuda_validate_kv(&p, 2, &b, carved, NULL),
+         PADEC_STATUS_BAD_ARGUMENT, "tensors.seq_lens");
+  b = apart;
+  b.page_indices = ends_on_scratch_4;
+  expect("scratch on page_indices[num_page_indices - 1]",
+         padec_cuda_validate_kv(&p, 2, &b, carved, NULL), PADEC_STATUS_BAD_ARGUMENT,
+         "tensors.page_indices");
 }
 
 /* Under capture the call is refused before it enqueues anything, so the capture stays valid. */
