@@ -474,7 +474,8 @@ typedef struct padec_tensors {
    * (padec_validate_kv_host, padec_cpu_run, padec_cuda_validate_kv) refuse a page_indptr[batch]
    * above it, which would read past the array; 0 trusts page_indptr[batch] as its length (so an
    * empty page_indices needs page_indptr all 0); negative values are refused. The Python binding
-   * always sets it (and refuses an empty array that page_indptr names pages of). */
+   * always sets it, and on host arrays refuses an empty array that page_indptr names pages of
+   * (on CUDA tensors only validate_kv reads page_indptr to check that). */
   int64_t num_page_indices;
   /* Optional: elements from the start of a page to the start of the next, in both pools; 0 means
    * one page (page_size * num_kv_heads * head_dim: contiguous pools). Within a page the layout

@@ -6,6 +6,7 @@ The cache is held the way vLLM's FlashAttention backend holds it: one tensor
 table [batch, max_blocks_per_seq] of int32 block ids, and seq_lens. Runs on the GPU when torch
 sees one and libpadec was built with CUDA, otherwise on the CPU through numpy arrays.
 
+    pip install .   # once, at the root (or, after `make`, PYTHONPATH=python)
     python python/examples/vllm_style.py [--kv-dtype bf16|fp16|fp8] [--batch N] [--cpu]
 """
 

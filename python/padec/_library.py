@@ -280,14 +280,18 @@ def _load() -> tuple[ctypes.CDLL, Path]:
         raise OSError(f"padec: {LIBRARY_FILENAME} not found (tried {tried}); build it with `make` "
                       "in the padec source tree or set PADEC_LIBRARY to its path")
     handle = ctypes.CDLL(str(path))
-    for name, (restype, argtypes) in _PROTOTYPES.items():
-        function = getattr(handle, name)
-        function.restype = restype
-        function.argtypes = argtypes
+    # The version first: another version's library may lack a symbol the prototypes name, and
+    # its number says why better than the missing symbol would.
+    handle.padec_version_number.restype, handle.padec_version_number.argtypes = \
+        _PROTOTYPES["padec_version_number"]
     number = handle.padec_version_number()
     if (number // 10000, number // 100 % 100) != _ABI_VERSION:
         raise OSError(f"padec: {path} is version {number // 10000}.{number // 100 % 100}; this "
                       f"package needs {_ABI_VERSION[0]}.{_ABI_VERSION[1]}")
+    for name, (restype, argtypes) in _PROTOTYPES.items():
+        function = getattr(handle, name)
+        function.restype = restype
+        function.argtypes = argtypes
     return handle, path
 
 

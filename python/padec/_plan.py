@@ -167,7 +167,7 @@ def host_lengths(values, name: str = "kv_lens") -> np.ndarray:
         describe(name, values).expect_device("cpu")
     try:
         array = np.asarray(values)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RuntimeError) as error:  # torch raises RuntimeError
         raise Error(Status.BAD_ARGUMENT,
                     f"{name}: need a 1-D sequence of integers ({error})") from None
     if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):

@@ -207,6 +207,10 @@ def _bind_block_table(tensor, batch: int, page_indptr, page_indices, kv_lens, sh
     if len(indices.shape) not in (1, 2):
         raise indices.fail(Status.BAD_ARGUMENT,
                            f"shape {list(indices.shape)}, need 1-D (CSR) or 2-D (a block table)")
+    if len(indices.shape) == 2 and indices.shape[0] < batch:
+        raise indices.fail(Status.BAD_ARGUMENT,
+                           f"a block table of {indices.shape[0]} rows for a batch of {batch}: "
+                           f"row b holds sequence b's pages")
     shards = {}
     if shard_arrays is not None:
         for name, value in zip(("shard_starts", "seq_lens"), shard_arrays):
@@ -218,7 +222,27 @@ def _bind_block_table(tensor, batch: int, page_indptr, page_indices, kv_lens, sh
         index.expect_aligned(4)
     if indptr.device == "cpu":
         _expect_page_ids_named(indptr, indices, batch)
+        _expect_block_table_rows(indptr, indices, batch)
     return indptr, indices, lens, shards
+
+
+def _expect_block_table_rows(indptr: Tensor, indices: Tensor, batch: int) -> None:
+    """A 2-D page_indices [rows, S] is read as rows through page_indptr[b] = b * S. Any other
+    page_indptr (an engine's cumulative page counts, say) would read other rows' ids, which are
+    in range and pass every check: the starts are compared here. On a CUDA tensor this reads
+    page_indptr back (a synchronisation), so only validate_kv calls it there."""
+    if len(indices.shape) != 2:
+        return
+    width = indices.shape[1]
+    starts = indptr.value.cpu() if indptr.is_torch else indptr.value
+    starts = np.asarray(starts, dtype=np.int64)
+    wrong = np.flatnonzero(starts != np.arange(batch + 1, dtype=np.int64) * width)
+    if wrong.size:
+        b = int(wrong[0])
+        raise indptr.fail(Status.BAD_ARGUMENT,
+                          f"page_indptr[{b}] = {int(starts[b])}, but with a 2-D page_indices of "
+                          f"rows of {width} it must be {b} * {width} = {b * width} (row b holds "
+                          f"sequence b's pages)")
 
 
 def _expect_page_ids_named(indptr: Tensor, indices: Tensor, batch: int) -> None:
@@ -297,7 +321,8 @@ def run_cpu(params: Params, plan: Plan, q, k_pages, v_pages, page_indptr, page_i
     page (the same distance in both, a multiple of 16 bytes below 2^32), so the views
     cache[:, 0] and cache[:, 1] of a [num_pages, 2, ...] cache are taken as they are.
     page_indptr: int32 [batch + 1]. page_indices: int32, 1-D,
-    or a 2-D block table [batch, S] with page_indptr[b] = b * S. kv_lens: int32 [batch], tokens
+    or a 2-D block table [batch or more rows, S] with page_indptr[b] = b * S (both checked on
+    host arrays; on CUDA tensors validate_kv checks the starts). kv_lens: int32 [batch], tokens
     per sequence with the new query tokens, as the plan was built for. o: shaped like q, in
     params.o_dtype; allocated if None. lse: float32 [batch * q_len, num_q_heads], natural log,
     -inf where a row sees no token; allocated if None and return_lse. k_scales, v_scales:
@@ -590,6 +615,7 @@ def validate_kv(params: Params, page_indptr, page_indices, kv_lens, *, num_pages
                                            ctypes.byref(c_tensors)), _RUN_NAMES)
         return
     _expect_page_ids_named(indptr, indices, batch)
+    _expect_block_table_rows(indptr, indices, batch)
     torch = import_torch()
     with torch.cuda.device(lens.value.device):
         stream = torch.cuda.current_stream()

@@ -196,6 +196,10 @@ def describe(name: str, value) -> Tensor:
                       value.__array_interface__["data"][0], "cpu", value.flags.writeable,
                       value.size)
     if is_torch_tensor(value):
+        # A sparse, quantised or nested tensor has no plain storage to hand to C.
+        if str(value.layout) != "torch.strided":
+            raise Error(Status.BAD_ARGUMENT,
+                        f"{name}: a {value.layout} tensor; need a strided (dense) one")
         device = value.device
         numel = value.numel()
         address = value.data_ptr() or (EMPTY_ADDRESS if numel == 0 else 0)

@@ -185,6 +185,30 @@ def test_empty_page_indices_with_pages_named(case, plan):
     assert np.all(o == 3.0)
 
 
+def test_block_table_rows_need_row_starts():
+    """A 2-D page_indices is read through page_indptr[b] = b * S: an engine's cumulative page
+    counts beside its [batch, S] table would read other rows' ids, all in range. Refused, as is
+    a table of fewer rows than sequences, nothing written; more rows than sequences run."""
+    table_case = make_case(np.random.default_rng(4), PARAMS, LENS, block_table=True)
+    plan = padec.build_plan(PARAMS, LENS, num_workers=4, partition_tokens=32)
+    table = table_case.page_indices
+    width = table.shape[1]
+    o = np.full(table_case.q.shape, 3.0, np.float32)
+    used = np.array([0, 3, 10], np.int32)  # ceil(40 / 16), then + ceil(100 / 16)
+    expect_error(Status.BAD_ARGUMENT,
+                 f"page_indptr[1] = 3, but with a 2-D page_indices of rows of {width} it must be "
+                 f"1 * {width} = {width}", padec.run_cpu, PARAMS, plan,
+                 *replace(table_case, page_indptr=used), o=o)
+    expect_error(Status.BAD_ARGUMENT, "page_indptr[1] = 3", padec.validate_kv, PARAMS, used,
+                 table, table_case.kv_lens, num_pages=table_case.k_pages.shape[0])
+    expect_error(Status.BAD_ARGUMENT, "a block table of 1 rows for a batch of 2", padec.run_cpu,
+                 PARAMS, plan, *replace(table_case, page_indices=table[:1]), o=o)
+    assert np.all(o == 3.0)
+    taller = np.concatenate([table, np.zeros((3, width), np.int32)])
+    ok = padec.run_cpu(PARAMS, plan, *replace(table_case, page_indices=taller))
+    assert np.array_equal(ok, padec.run_cpu(PARAMS, plan, *table_case.inputs))
+
+
 def test_kv_len_exceeds_pages(case):
     lens = np.array([40, 16 * 20], np.int32)
     plan = padec.build_plan(PARAMS, lens, num_workers=4)
@@ -265,6 +289,29 @@ def test_missing_library_is_named():
                             text=True, cwd=os.path.dirname(os.path.dirname(padec.__file__)))
     assert result.returncode != 0
     assert "libpadec.so not found (tried /nonexistent/libpadec.so)" in result.stderr
+
+
+def test_other_library_version_is_named(tmp_path):
+    """A library of another version is named by its version, even one that lacks symbols this
+    package binds (the version is read before the prototypes)."""
+    source = tmp_path / "old.c"
+    source.write_text("unsigned padec_version_number(void) { return 400; }\n")
+    library = tmp_path / "libold.so"
+    subprocess.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", "-o", str(library),
+                    str(source)], check=True)
+    env = dict(os.environ, PADEC_LIBRARY=str(library))
+    result = subprocess.run([sys.executable, "-c", "import padec; padec.library_version()"],
+                            env=env, capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.dirname(padec.__file__)))
+    assert result.returncode != 0
+    assert "is version 0.4; this package needs 0.5" in result.stderr, result.stderr
+
+
+def test_sparse_torch_lengths_are_named():
+    torch = pytest.importorskip("torch")
+    sparse = torch.tensor([40, 100], dtype=torch.int32).to_sparse()
+    expect_error(Status.BAD_ARGUMENT, "kv_lens: a torch.sparse_coo tensor", padec.build_plan,
+                 PARAMS, sparse, num_workers=4)
 
 
 @pytest.mark.parametrize("field, value, text", [
