@@ -251,16 +251,34 @@ fail:
 
 }  // namespace
 
-extern "C" int padec_gpu_available(void) {
+extern "C" const char *padec_gpu_unavailable_reason(void) {
+  static char reason[640]; /* room for the device name (256) */
   int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+  cudaError_t error = cudaGetDeviceCount(&count);
+  if (error != cudaSuccess) {
     (void)cudaGetLastError();
-    return 0;
+    snprintf(reason, sizeof reason, "no usable CUDA device (cudaGetDeviceCount: %s)",
+             cudaGetErrorString(error));
+    return reason;
   }
+  if (count == 0) return "no CUDA device";
   cudaDeviceProp prop;
-  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) return 0;
-  return prop.major >= 9;
+  error = cudaGetDeviceProperties(&prop, 0);
+  if (error != cudaSuccess) {
+    (void)cudaGetLastError();
+    snprintf(reason, sizeof reason, "device 0: cudaGetDeviceProperties: %s", cudaGetErrorString(error));
+    return reason;
+  }
+  if (prop.major < 9) {
+    snprintf(reason, sizeof reason,
+             "device 0 (%s) is of compute capability %d.%d; padec's kernels need 9.0 or newer",
+             prop.name, prop.major, prop.minor);
+    return reason;
+  }
+  return "";
 }
+
+extern "C" int padec_gpu_available(void) { return padec_gpu_unavailable_reason()[0] == '\0'; }
 
 extern "C" int32_t padec_gpu_default_workers(const padec_params *params) {
   int32_t workers = 0;

@@ -14,6 +14,9 @@ extern "C" {
 
 /* 1 when padec was built with CUDA and a device of compute capability 9.0 or newer is present. */
 int padec_gpu_available(void);
+/* Why padec_gpu_available says 0, for a message: the CUDA error that hid the devices, device 0's
+ * compute capability, or that padec was built without CUDA ("" when a GPU is available). */
+const char *padec_gpu_unavailable_reason(void);
 
 /* The recommended worker count for params on device 0 (0 if no GPU). */
 int32_t padec_gpu_default_workers(const padec_params *params);

@@ -13,6 +13,8 @@ static int fail(char *err, size_t err_size) {
 
 int padec_gpu_available(void) { return 0; }
 
+const char *padec_gpu_unavailable_reason(void) { return not_built; }
+
 int32_t padec_gpu_default_workers(const padec_params *params) {
   (void)params;
   return 0;

@@ -29,9 +29,11 @@
  * and 3 tokens leave some shards empty, and the window leaves the early shards of the 12000-token
  * sequence unseen (no partitions scheduled there).
  *
- * Usage: example_context_parallel_nccl [--ranks N] [--lens L1,L2,...] [--bench [--iters N]]
+ * Usage: example_context_parallel_nccl [--ranks N] [--lens L1,L2,...] [--window W]
+ *                                      [--bench [--iters N]]
  *   --ranks N  processes (GPUs 0..N-1); default every GPU, at least 2. --ranks 1 runs on one GPU.
  *   --lens     the sequence lengths (tokens, the 2 query tokens included).
+ *   --window   the sliding window (default 3000; 0 is full attention).
  *   --bench    after the check, time the step with CUDA events: median microseconds of the shard
  *              decode, the exchange and the merge of each pattern, the whole step of each, and
  *              the one-GPU decode of the whole batch.

@@ -15,9 +15,12 @@
  * grow writes page_indptr and page_indices into their buffers the same way. It prints the time
  * of each step (the graph alone, CUDA events) and checks that the outputs are finite.
  *
- * Usage: example_graph_step [steps]
+ * Usage: example_graph_step [steps]   (default 40)
+ * Exit status: 0 finite outputs, 1 an error or a non-finite output, 2 usage error, 77 no usable
+ * CUDA device.
  */
 #include <cuda_runtime_api.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,11 +59,21 @@ static float bf16_to_float(uint16_t bits) {
 }
 
 int main(int argc, char **argv) {
-  const int steps = argc > 1 ? atoi(argv[1]) : 40;
+  long steps = 40;
+  if (argc == 2) {
+    char *end = NULL;
+    errno = 0;
+    steps = strtol(argv[1], &end, 10);
+    if (end == argv[1] || *end != '\0' || errno != 0 || steps < 1 || steps > 1000000) steps = -1;
+  }
+  if (argc > 2 || steps < 1) {
+    fprintf(stderr, "usage: %s [steps]   (steps: 1 to 1000000, default 40)\n", argv[0]);
+    return 2;
+  }
   padec_cuda_device_info info;
   if (padec_cuda_device_query(0, &info) != PADEC_STATUS_OK) {
     printf("no CUDA device: %s\n", padec_last_message());
-    return 0;
+    return 77;
   }
 
   /* A Llama-like layer: 32 q heads over 8 KV heads of 128, fp8 KV with per-tensor scales that
@@ -198,7 +211,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < o_bytes / 2; ++i)
       if (!isfinite(bf16_to_float(o[i]))) bad = 1;
   }
-  printf("%d steps, %.1f us a step on average, outputs %s\n", steps, steps ? total_us / steps : 0.0,
+  printf("%ld steps, %.1f us a step on average, outputs %s\n", steps, steps ? total_us / steps : 0.0,
          bad ? "NOT FINITE" : "finite");
 
   cudaEventDestroy(start);

@@ -112,5 +112,18 @@ if [[ -w /dev/full ]]; then
   full_output plan --workload "$good lens=5,9"
 fi
 
+# Where there is no GPU (the run's header says the CPU was picked, and why), every request that
+# needs one exits 2 alike, with that reason.
+header=$("$padec" run --workload "$good lens=5" 2>/dev/null | head -1)
+if [[ $header == *"backend cpu (auto: "* ]]; then
+  reason=${header#*backend cpu (auto: }
+  reason=${reason%%); lengths*}
+  expect_usage "--backend cuda: $reason" run --backend cuda --workload "$good lens=5"
+  expect_usage "--backend cuda: $reason" check --backend cuda --workload "$good lens=5"
+  expect_usage "it needs the cuda backend, and this run's is cpu (auto: $reason)" \
+    bench --compare --workload "$good lens=5"
+  expect_usage "--calibrate needs a GPU: $reason" bench --calibrate
+fi
+
 if ((failures)); then exit 1; fi
 echo "usage: ok"

@@ -175,12 +175,7 @@ static int bench_calibrate(const cli_options *opt) {
     return cli_usage_error("bench", "--calibrate fits the cost model on batches of its own: no "
                                     "--policy, --cost-model or --seed");
   if (!padec_gpu_available()) {
-#ifdef PADEC_HAVE_CUDA
-    const char *why = "no CUDA device of compute capability 9.0 or newer";
-#else
-    const char *why = "padec was built without CUDA";
-#endif
-    fprintf(stderr, "padec bench: --calibrate needs a GPU: %s\n", why);
+    fprintf(stderr, "padec bench: --calibrate needs a GPU: %s\n", padec_gpu_unavailable_reason());
     return CLI_EXIT_USAGE;
   }
   static padec_calibration calibration;
@@ -316,8 +311,8 @@ int cli_cmd_bench(int argc, char **argv) {
   }
   if ((opt.compare || opt.device_plan) && !use_gpu) {
     cli_session_close(&session);
-    return cli_usage_error("bench", "%s times the GPU: it needs the cuda backend",
-                           opt.compare ? "--compare" : "--device-plan");
+    return cli_usage_error("bench", "%s times the GPU: it needs the cuda backend, and this run's is "
+                                    "%s", opt.compare ? "--compare" : "--device-plan", backend);
   }
   padec_gpu_bench_set_trace(opt.trace);
   int gpu_present = use_gpu || padec_gpu_available();

@@ -331,7 +331,12 @@ int cli_cmd_plan(int argc, char **argv) {
     for (int i = 0; i < count; ++i) {
       padec_workload w;
       if (cli_scale_workload(&workloads[i], opt.scale > 0.0 ? opt.scale : 1.0, &w) != 0) continue;
-      const padec_plan_options options = cli_plan_options(&opt, &w.params, gpu_present);
+      padec_plan_options options = cli_plan_options(&opt, &w.params, gpu_present);
+      if (opt.policy_auto) {
+        /* The workers of auto's plan (one CTA an SM, say), as the table above shows them. */
+        const cli_choice choice = cli_choose(&opt, &w.params, w.batch, w.kv_lens, gpu_present);
+        if (choice.grid_splits == 0) options.num_workers = choice.options.num_workers;
+      }
       printf("%-24s", w.name);
       predicted_load predicted[3];
       for (int k = 0; k < 3; ++k) {

@@ -367,12 +367,8 @@ int cli_use_gpu(const cli_options *opt, char *why, size_t why_size) {
     snprintf(why, why_size, "cpu");
     return 0;
   }
-  int available = padec_gpu_available();
-#ifdef PADEC_HAVE_CUDA
-  const char *missing = "no CUDA device of compute capability 9.0 or newer";
-#else
-  const char *missing = "padec was built without CUDA";
-#endif
+  const char *missing = padec_gpu_unavailable_reason();
+  const int available = missing[0] == '\0';
   if (opt->backend == CLI_BACKEND_CUDA) {
     if (!available) {
       fprintf(stderr, "padec %s: --backend cuda: %s\n", opt->command, missing);
@@ -625,9 +621,9 @@ int cli_session_open(const char *command, unsigned flags, int argc, char **argv,
     return rc;
   }
   session->use_gpu = cli_use_gpu(&session->opt, session->backend, sizeof session->backend);
-  if (session->use_gpu < 0) {
+  if (session->use_gpu < 0) { /* the GPU asked for is not there: the request cannot run here */
     cli_session_close(session);
-    return CLI_EXIT_FAILURE;
+    return CLI_EXIT_USAGE;
   }
   *ready = 1;
   return CLI_EXIT_OK;

@@ -28,7 +28,8 @@ static const char overview_help[] =
     "An option that takes a value is given at most once, but --workload, which adds a\n"
     "workload each time (a flag may repeat).\n"
     "\n"
-    "exit status: 0 success, 1 a failed check or run, 2 a usage error.\n";
+    "exit status: 0 success, 1 a failed check or run, 2 a usage error or a GPU asked for and\n"
+    "absent (--backend cuda, --compare, --device-plan, --calibrate).\n";
 
 static const char workload_help[] =
     "Workload line (the format of bench/workloads.txt): key=value pairs separated by spaces.\n"
