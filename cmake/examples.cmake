@@ -7,6 +7,9 @@ if(PADEC_HAVE_CUDA)
   target_compile_options(example_graph_step PRIVATE ${PADEC_C_WARNINGS})
   target_link_libraries(example_graph_step PRIVATE padec CUDA::cudart_static)
   set_target_properties(example_graph_step PROPERTIES LINKER_LANGUAGE CUDA)
+  # Exits 77 (skipped) without a device, 1 on an error or a non-finite output.
+  add_test(NAME example_graph_step COMMAND example_graph_step 12)
+  set_tests_properties(example_graph_step PROPERTIES LABELS cuda SKIP_RETURN_CODE 77 TIMEOUT 600)
 endif()
 
 include(${CMAKE_CURRENT_LIST_DIR}/nccl.cmake)
