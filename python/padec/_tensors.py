@@ -49,9 +49,11 @@ def is_torch_tensor(value) -> bool:
     return torch is not None and isinstance(value, torch.Tensor)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class Tensor:
-    """What the checks need to know of one argument. Strides are in elements."""
+    """What the checks need to know of one argument. Strides are in elements. Not frozen: a
+    frozen dataclass sets each field through object.__setattr__, and a run describes a dozen
+    arguments a call (the binding's per-call cost); nothing mutates one."""
 
     name: str
     value: Any  # the numpy array or torch tensor
@@ -171,8 +173,11 @@ class Tensor:
         return self.strides[axis] if self.shape[axis] > 1 else packed
 
 
-# numpy's dtype.name is computed in Python on every access, and a run describes a dozen arrays.
+# numpy's dtype.name is computed in Python on every access, and a run describes a dozen arrays;
+# torch's names and device names are formatted strings: each is made once.
 _NUMPY_NAMES: dict[np.dtype, str] = {}
+_TORCH_NAMES: dict[Any, str] = {}
+_TORCH_DEVICES: dict[Any, str] = {}
 
 
 def describe(name: str, value) -> Tensor:
@@ -195,17 +200,24 @@ def describe(name: str, value) -> Tensor:
                       tuple(stride // itemsize for stride in strides), itemsize,
                       value.__array_interface__["data"][0], "cpu", value.flags.writeable,
                       value.size)
-    if is_torch_tensor(value):
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
         # A sparse, quantised or nested tensor has no plain storage to hand to C.
-        if str(value.layout) != "torch.strided":
+        if value.layout is not torch.strided:
             raise Error(Status.BAD_ARGUMENT,
                         f"{name}: a {value.layout} tensor; need a strided (dense) one")
+        dtype_name = _TORCH_NAMES.get(value.dtype)
+        if dtype_name is None:
+            dtype_name = _TORCH_NAMES.setdefault(value.dtype,
+                                                 str(value.dtype).removeprefix("torch."))
         device = value.device
+        device_name = _TORCH_DEVICES.get(device)
+        if device_name is None:
+            device_name = _TORCH_DEVICES.setdefault(
+                device, "cpu" if device.type == "cpu" else f"{device.type}:{device.index}")
         numel = value.numel()
         address = value.data_ptr() or (EMPTY_ADDRESS if numel == 0 else 0)
-        return Tensor(name, value, str(value.dtype).removeprefix("torch."), tuple(value.shape),
-                      tuple(value.stride()), value.element_size(), address,
-                      "cpu" if device.type == "cpu" else f"{device.type}:{device.index}", True,
-                      numel)
+        return Tensor(name, value, dtype_name, tuple(value.shape), value.stride(),
+                      value.element_size(), address, device_name, True, numel)
     raise Error(Status.BAD_ARGUMENT,
                 f"{name}: need a numpy array or a torch tensor, not {type(value).__name__}")
