@@ -75,6 +75,11 @@ int main(int argc, char **argv) {
     printf("no CUDA device: %s\n", padec_last_message());
     return 77;
   }
+  if (info.cc_major < 9) { /* the library carries sm_90a code and sm_90 PTX only */
+    printf("device 0 (%s) is of compute capability %d.%d; padec needs 9.0 or newer\n", info.name,
+           info.cc_major, info.cc_minor);
+    return 77;
+  }
 
   /* A Llama-like layer: 32 q heads over 8 KV heads of 128, fp8 KV with per-tensor scales that
    * live in device memory (so the graph reads the current values at every replay). */

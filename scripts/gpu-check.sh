@@ -37,7 +37,7 @@ if has sanitize; then
     [ $rc -eq 0 ] || status=1
   done
   # The shard merge and the validation kernels, once each under memcheck. test_cuda_shard
-  # provokes one cudaMalloc failure on purpose (a pending error padec must report), so API
+  # provokes two cudaMalloc failures on purpose (pending errors padec must report), so API
   # errors are left out of the report; the test checks every CUDA call itself.
   for t in "test_cuda_shard 2" "test_cuda_validate --quick"; do
     compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 ./$build/tests/$t \

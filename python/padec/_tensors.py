@@ -202,7 +202,10 @@ def describe(name: str, value) -> Tensor:
                       value.size)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
-        # A sparse, quantised or nested tensor has no plain storage to hand to C.
+        # A sparse or nested tensor has no plain storage to hand to C (a nested one's layout
+        # reads strided).
+        if getattr(value, "is_nested", False):
+            raise Error(Status.BAD_ARGUMENT, f"{name}: a nested tensor; need a strided (dense) one")
         if value.layout is not torch.strided:
             raise Error(Status.BAD_ARGUMENT,
                         f"{name}: a {value.layout} tensor; need a strided (dense) one")

@@ -213,7 +213,12 @@ static padec_status check_scratch_apart(int32_t batch, const padec_tensors *t, c
       {t->kv_lens, per_sequence, "tensors.kv_lens"},
       {t->shard_starts, per_sequence, "tensors.shard_starts"},
       {t->seq_lens, per_sequence, "tensors.seq_lens"},
-      {t->page_indices, static_cast<size_t>(t->num_page_indices) * sizeof(int32_t), "tensors.page_indices"},
+      /* Saturated: a length past SIZE_MAX / 4 (refused nowhere else) must not wrap to nothing. */
+      {t->page_indices,
+       static_cast<uint64_t>(t->num_page_indices) > SIZE_MAX / sizeof(int32_t)
+           ? SIZE_MAX
+           : static_cast<size_t>(t->num_page_indices) * sizeof(int32_t),
+       "tensors.page_indices"},
   };
   for (const auto &array : read) {
     if (array.array &&

@@ -326,7 +326,8 @@ static int check_merge_errors(const shard_case *sc, device_case *d, cudaStream_t
   }
   CUDA_OK(cudaGetLastError());
   /* An error an earlier CUDA call left pending is reported, and nothing is launched; the next
-   * call runs. Once a process: compute-sanitizer counts the provoked cudaMalloc failure. */
+   * call runs. Once a process (a failure for the merge, one for the plan upload): compute-
+   * sanitizer counts the provoked cudaMalloc failures. */
   static int provoked;
   if (!provoked) {
     provoked = 1;

@@ -545,6 +545,10 @@ static void test_arguments(void) {
   expect("scratch on page_indices[num_page_indices - 1]",
          padec_cuda_validate_kv(&p, 2, &b, carved, NULL), PADEC_STATUS_BAD_ARGUMENT,
          "tensors.page_indices");
+  /* A length whose byte count passes 2^64 saturates instead of wrapping to nothing. */
+  b.num_page_indices = (int64_t)1 << 62;
+  expect("scratch in page_indices of 2^62 entries", padec_cuda_validate_kv(&p, 2, &b, carved, NULL),
+         PADEC_STATUS_BAD_ARGUMENT, "tensors.page_indices");
 }
 
 /* Under capture the call is refused before it enqueues anything, so the capture stays valid. */

@@ -100,7 +100,7 @@ typedef struct cli_session {
   padec_workload *workloads;
   int count;
   const char *source;
-  char backend[160];
+  char backend[720]; /* "cpu (auto: " and padec_gpu_unavailable_reason's up to 640 */
   int use_gpu;
 } cli_session;
 
