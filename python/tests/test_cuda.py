@@ -405,6 +405,20 @@ def test_upload_refused_during_capture():
         padec.run_cuda(params, unuploaded, **inputs)
 
 
+# The refused call leaves the capture empty, which torch reports as a warning.
+@pytest.mark.filterwarnings("ignore:The CUDA Graph is empty")
+def test_validate_kv_refused_during_capture():
+    """validate_kv synchronises: under capture it is refused before its first read-back, and
+    the capture stays valid (it ends without an error)."""
+    params = padec.Params(num_q_heads=8, num_kv_heads=2, head_dim=64, page_size=16)
+    case = make_case(np.random.default_rng(18), params, [100, 50])
+    arrays = (gpu(case.page_indptr), gpu(case.page_indices), gpu(case.kv_lens))
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(padec.Error, match="being captured"), torch.cuda.graph(graph):
+        padec.validate_kv(params, *arrays, num_pages=case.k_pages.shape[0])
+    padec.validate_kv(params, *arrays, num_pages=case.k_pages.shape[0])
+
+
 def test_workspace_16_byte_aligned():
     """The library asks a workspace 16 bytes of alignment, and so does the binding: a workspace
     16 bytes into an allocation runs both paths as a fresh one does."""
