@@ -112,6 +112,9 @@ padec_status padec__check_kv_arguments(const padec_params *params, int32_t batch
 /* Whether [a, a + a_bytes) and [b, b + b_bytes) share a byte (NULL or 0 bytes: empty; the ends
  * saturate rather than wrap). */
 bool padec__bytes_overlap(const void *a, size_t a_bytes, const void *b, size_t b_bytes);
+/* The same for `count` 4-byte elements from array (a byte count that would pass 2^64
+ * saturates instead of wrapping; none for count < 1). */
+bool padec__int32s_overlap(const void *array, int64_t count, const void *b, size_t b_bytes);
 
 /* Pointer checks of the block table and shard arrays, shared by the executors and
  * padec_cuda_validate_kv: page_indptr, page_indices and kv_lens 4-byte aligned; shard_starts and

@@ -310,6 +310,10 @@ bool padec__bytes_overlap(const void *a, size_t a_bytes, const void *b, size_t b
   return spans_overlap(bytes_span(a, a_bytes), bytes_span(b, b_bytes));
 }
 
+bool padec__int32s_overlap(const void *array, int64_t count, const void *b, size_t b_bytes) {
+  return spans_overlap(int32_span(array, count), bytes_span(b, b_bytes));
+}
+
 typedef struct named_span {
   byte_span span;
   const char *name;

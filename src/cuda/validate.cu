@@ -203,26 +203,19 @@ static padec_status validate_cuda_fail(cudaError_t error, const char *what) {
  * from one of them would change the data under check. page_indices is checked where its length
  * is given (num_page_indices); otherwise only the device knows it. */
 static padec_status check_scratch_apart(int32_t batch, const padec_tensors *t, const void *scratch) {
-  const size_t per_sequence = static_cast<size_t>(batch) * sizeof(int32_t);
   const struct {
     const void *array;
-    size_t bytes;
+    int64_t count;
     const char *name;
   } read[] = {
-      {t->page_indptr, per_sequence + sizeof(int32_t), "tensors.page_indptr"},
-      {t->kv_lens, per_sequence, "tensors.kv_lens"},
-      {t->shard_starts, per_sequence, "tensors.shard_starts"},
-      {t->seq_lens, per_sequence, "tensors.seq_lens"},
-      /* Saturated: a length past SIZE_MAX / 4 (refused nowhere else) must not wrap to nothing. */
-      {t->page_indices,
-       static_cast<uint64_t>(t->num_page_indices) > SIZE_MAX / sizeof(int32_t)
-           ? SIZE_MAX
-           : static_cast<size_t>(t->num_page_indices) * sizeof(int32_t),
-       "tensors.page_indices"},
+      {t->page_indptr, static_cast<int64_t>(batch) + 1, "tensors.page_indptr"},
+      {t->kv_lens, batch, "tensors.kv_lens"},
+      {t->shard_starts, batch, "tensors.shard_starts"},
+      {t->seq_lens, batch, "tensors.seq_lens"},
+      {t->page_indices, t->num_page_indices, "tensors.page_indices"},
   };
   for (const auto &array : read) {
-    if (array.array &&
-        padec__bytes_overlap(array.array, array.bytes, scratch, PADEC_CUDA_VALIDATE_SCRATCH_BYTES))
+    if (padec__int32s_overlap(array.array, array.count, scratch, PADEC_CUDA_VALIDATE_SCRATCH_BYTES))
       return padec__fail(PADEC_STATUS_BAD_ARGUMENT, "device_scratch overlaps %s, which the check reads",
                          array.name);
   }
