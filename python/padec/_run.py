@@ -615,16 +615,15 @@ def validate_kv(params: Params, page_indptr, page_indices, kv_lens, *, num_pages
                                            ctypes.byref(c_tensors)), _RUN_NAMES)
         return
     torch = import_torch()
-    # The read-backs below synchronise, which would invalidate a capture in progress (the C call
-    # refuses one without touching it, but they come first): refused before any of them.
     with torch.cuda.device(lens.value.device):
+        # The read-backs below synchronise, which would invalidate a capture in progress (the C
+        # call refuses one without touching it, but they come first): refused before them.
         if torch.cuda.is_current_stream_capturing():
             raise Error(Status.CUDA_ERROR,
                         "validate_kv: the current stream is being captured, and this call "
                         "synchronises it (call it before capturing)")
-    _expect_page_ids_named(indptr, indices, batch)
-    _expect_block_table_rows(indptr, indices, batch)
-    with torch.cuda.device(lens.value.device):
+        _expect_page_ids_named(indptr, indices, batch)
+        _expect_block_table_rows(indptr, indices, batch)
         stream = torch.cuda.current_stream()
         scratch = torch.empty(VALIDATE_SCRATCH_BYTES, dtype=torch.uint8, device=lens.value.device)
         check(lib().padec_cuda_validate_kv(ctypes.byref(c_params), batch,
