@@ -15,12 +15,7 @@
  * what the GPU gives: the other shard's row for a row of zeros, NaN for a NaN row, and in both
  * the other shard's LSE. One row of 1 head of 64 dims, two shards. */
 static void test_merge_of_a_shard_that_saw_nothing(void) {
-  padec_params params;
-  memset(&params, 0, sizeof params);
-  params.num_q_heads = 1;
-  params.num_kv_heads = 1;
-  params.head_dim = 64;
-  params.page_size = 16;
+  padec_params params = test_params(1, 1, 64, 16);
   params.o_dtype = PADEC_DTYPE_FP32;
   float *shard_o = test_alloc(sizeof(float) * 2 * 64), shard_lse[2] = {0.5f, -INFINITY};
   float *o = test_alloc(sizeof(float) * 64), lse = 0.0f;

@@ -5,6 +5,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "padec.h"
 
 /* CHECK(cond, format, ...): a failed condition is reported with its place and a message and
  * counted in test_failures; the test goes on and returns non-zero at the end if any failed. */
@@ -18,6 +21,19 @@ static int test_failures __attribute__((unused));
       test_failures += 1;                                                                \
     }                                                                                    \
   } while (0)
+
+/* Params of this shape, every other field zero: the defaults (bf16 q, KV and output, NHD,
+ * q_len 1, no window, the default softmax scale). */
+static inline padec_params test_params(int32_t num_q_heads, int32_t num_kv_heads, int32_t head_dim,
+                                       int32_t page_size) {
+  padec_params p;
+  memset(&p, 0, sizeof p);
+  p.num_q_heads = num_q_heads;
+  p.num_kv_heads = num_kv_heads;
+  p.head_dim = head_dim;
+  p.page_size = page_size;
+  return p;
+}
 
 /* Host memory for at least `bytes`, 64-byte aligned (plans need 16, workspaces 16, pools 16),
  * rounded up to 64 bytes plus 64 spare, uninitialised; running out of memory ends the test. */

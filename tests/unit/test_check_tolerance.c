@@ -39,12 +39,7 @@ static void run_cpu(const padec_case *c, void *o, float *lse) {
 
 /* Both cases' shape: 8 query heads over 2 KV heads, head_dim 128, pages of 16, bf16 KV. */
 static padec_params case_params(padec_dtype o_dtype) {
-  padec_params p;
-  memset(&p, 0, sizeof p);
-  p.num_q_heads = 8;
-  p.num_kv_heads = 2;
-  p.head_dim = 128;
-  p.page_size = 16;
+  padec_params p = test_params(8, 2, 128, 16);
   p.o_dtype = o_dtype;
   return p;
 }
