@@ -348,12 +348,7 @@ static padec_params make_params(int32_t q_heads, int32_t kv_heads, int32_t head_
                                 int32_t page_size, padec_layout layout, padec_dtype q,
                                 padec_dtype kv, padec_dtype o, int32_t q_len, int32_t window,
                                 padec_fp8_scale_mode mode) {
-  padec_params p;
-  memset(&p, 0, sizeof p);
-  p.num_q_heads = q_heads;
-  p.num_kv_heads = kv_heads;
-  p.head_dim = head_dim;
-  p.page_size = page_size;
+  padec_params p = test_params(q_heads, kv_heads, head_dim, page_size);
   p.kv_layout = layout;
   p.q_dtype = q;
   p.kv_dtype = kv;
