@@ -57,8 +57,10 @@ padec_status padec_cuda_recommended_workers(const padec_params *params, int32_t 
  * layout->workspace_bytes or more, 16-byte aligned. Validates the host-side arguments
  * (pointers, alignment, params against the layout) before any launch; on a validation error
  * launches nothing; an error an earlier CUDA call left pending is reported (CUDA_ERROR) before
- * anything is launched. Only a failing decode launch itself (CUDA_ERROR) can come after the
- * counter-clearing kernel was queued, which writes nothing but the workspace's counters.
+ * anything is launched. A valid run with nothing to launch (batch 0, or no workers) returns OK
+ * at once and leaves such an error pending for the caller's next CUDA call. Only a failing
+ * decode launch itself (CUDA_ERROR) can come after the counter-clearing kernel was queued, which
+ * writes nothing but the workspace's counters.
  * Never allocates, never synchronises, never reads device memory from the host, so it can be
  * captured in a CUDA graph. Page ids, kv_lens, the plan's contents and the values behind
  * PADEC_FP8_SCALE_PER_TENSOR_DEVICE scales are device data and are not checked here: where the
