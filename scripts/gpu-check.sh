@@ -2,7 +2,7 @@
 # One call on a GPU machine: build with CUDA, run the GPU tests (full matrix, then a short subset
 # under compute-sanitizer memcheck and racecheck) and the benchmark table.
 # Usage: scripts/gpu-check.sh [build] [test] [sanitize] [soak] [python] [calibrate] [compare]
-#        [workers] [autoworkers] [smallitems] [bench] [profile] [stalls] [durations] [probes] ...   (default: build test sanitize bench)
+#        [workers] [autoworkers] [smallitems] [bench] [profile] [stalls] [sources] [durations] [probes] ...   (default: build test sanitize bench)
 # Logs go to $OUT (or ./gpu-out) so that they come back from a remote run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -96,6 +96,23 @@ if has stalls; then
     echo "== $w: $(grep -E 'smsp__|gpu__|dram__' "$out/stalls-$w.txt" |
       sed 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' |
       awk '{printf "%s %s, ", $1, $NF}')"
+  done
+fi
+if has sources; then
+  # Where in the SASS the warps wait: ncu's warp-state sampling of one decode launch per workload
+  # (clocks left alone, pages in order so that the placement does not vary), the instructions
+  # with the most samples and their stall reasons (scripts/stall-sources.py; offsets as
+  # scripts/sass.sh prints them).
+  for w in b1-32k-fp8 g8-b128-2k-bf16 g8-b128-2k-fp8; do
+    line=$(grep "^name=$w " bench/workloads.txt)
+    PADEC_BENCH_PAGES=contiguous ncu --clock-control none --kernel-name regex:decode_kernel \
+      --launch-skip 3 --launch-count 1 --section WarpStateStats --section SourceCounters \
+      -f -o "$out/sources-$w" ./$build/padec bench --backend cuda --iterations 10 --workload "$line" \
+      >"$out/sources-$w.log" 2>&1 || { status=1; tail -3 "$out/sources-$w.log"; continue; }
+    echo "== $w"
+    python3 scripts/stall-sources.py "$out/sources-$w.ncu-rep" 20 ||
+      { ncu --import "$out/sources-$w.ncu-rep" --page source --csv --print-source sass \
+          >"$out/sources-$w.csv" && python3 scripts/stall-sources.py "$out/sources-$w.csv" 20; } || status=1
   done
 fi
 if has durations; then
