@@ -8,7 +8,8 @@ SOURCE_CSV is `ncu --import REPORT --page source --csv --print-source sass` of a
 with `--section SourceCounters` (one kernel). Prints the COUNT (default 25) instructions with the
 most warp-state samples: their share of all samples, their offset from the kernel's first
 instruction (the offsets `scripts/sass.sh` prints, so a sample can be read in its context), the
-instruction, and every other sampled column that is not zero there. Columns are found by name,
+instruction, and every other sampled column that is not zero there (ncu 2025.3 gives one a stall
+reason, as stall_long_sb, and its not-issued part). Columns are found by name,
 so that a different ncu version's order or extra columns do not matter; the header is printed
 when the expected ones are missing.
 
