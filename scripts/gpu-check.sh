@@ -110,9 +110,8 @@ if has sources; then
       -f -o "$out/sources-$w" ./$build/padec bench --backend cuda --iterations 10 --workload "$line" \
       >"$out/sources-$w.log" 2>&1 || { status=1; tail -3 "$out/sources-$w.log"; continue; }
     echo "== $w"
-    python3 scripts/stall-sources.py "$out/sources-$w.ncu-rep" 20 ||
-      { ncu --import "$out/sources-$w.ncu-rep" --page source --csv --print-source sass \
-          >"$out/sources-$w.csv" && python3 scripts/stall-sources.py "$out/sources-$w.csv" 20; } || status=1
+    ncu --import "$out/sources-$w.ncu-rep" --page source --csv --print-source sass >"$out/sources-$w.csv" &&
+      python3 scripts/stall-sources.py "$out/sources-$w.csv" 20 || status=1
   done
 fi
 if has durations; then
